@@ -1,0 +1,51 @@
+"""Add-on preferences: how Blender reaches the Likeness core."""
+
+import bpy
+
+from ..bridge import __version__
+
+# The add-on's package name as Blender knows it (``bl_ext.<repo>.likeness``).
+ADDON_ID = __package__.rpartition(".")[0]
+
+
+class LikenessPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    core_mode: bpy.props.EnumProperty(
+        name="Core",
+        description="Where the fitting engine runs",
+        items=(
+            ("LOCAL", "Start a local core", "Start the core with the Python interpreter below"),
+            ("REMOTE", "Connect to a running core", "Connect to a core at an address (e.g. a GPU box through an SSH tunnel)"),
+        ),
+        default="LOCAL",
+    )
+    python_path: bpy.props.StringProperty(
+        name="Core Python",
+        description="Python interpreter of the Likeness venv (the repository's .venv/bin/python)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    host: bpy.props.StringProperty(name="Host", default="127.0.0.1")
+    port: bpy.props.IntProperty(name="Port", default=0, min=0, max=65535)
+    token: bpy.props.StringProperty(name="Token", subtype="PASSWORD", default="")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text=f"Likeness {__version__}")
+        layout.prop(self, "core_mode", expand=True)
+        if self.core_mode == "LOCAL":
+            layout.prop(self, "python_path")
+        else:
+            col = layout.column(align=True)
+            col.prop(self, "host")
+            col.prop(self, "port")
+            col.prop(self, "token")
+
+
+def get_preferences(context=None):
+    context = context or bpy.context
+    return context.preferences.addons[ADDON_ID].preferences
+
+
+classes = (LikenessPreferences,)
