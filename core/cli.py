@@ -15,6 +15,7 @@ from bridge import __version__
 # Modules that provide subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "core.doctor",
+    "core.bench.cli",
 )
 
 

@@ -1,0 +1,10 @@
+"""Benchmarks and synthetic ground truth.
+
+Benchmarks are not tests: each prints a table and writes JSON. A benchmark is
+a module with ``add_arguments(parser)`` and ``run(args) -> dict``; the dict is
+written as JSON and its ``"table"`` rows (if any) are printed. Register new
+ones in ``BENCHMARKS``.
+"""
+
+# name -> module path
+BENCHMARKS: dict[str, str] = {}

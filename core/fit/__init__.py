@@ -1,0 +1,1 @@
+"""Fitting: the rig → joint → vertex stage schedule, its loop and control."""
