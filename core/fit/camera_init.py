@@ -1,0 +1,111 @@
+"""Camera initialisation from 2D-3D landmark correspondences (PnP).
+
+A scaled-orthographic solution (affine fit, rows orthonormalised) gives the
+rotation and distance, then Levenberg-Marquardt refines a full perspective
+camera for each focal length in a small scan; the focal with the lowest
+reprojection error wins. The rig stage optimises focal and pose further, so
+this only has to land in the right basin. Conventions: OpenCV cameras
+(x right, y down, z forward), world-to-camera x_c = R x_w + t, pixels with
+centre at +0.5 (bridge.conventions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class CameraGuess:
+    K: np.ndarray        # (3, 3) float64
+    R: np.ndarray        # (3, 3) float64 world-to-camera rotation
+    t: np.ndarray        # (3,) float64
+    rms_px: float        # reprojection RMS in pixels
+
+
+def _rodrigues(w: np.ndarray) -> np.ndarray:
+    theta = np.linalg.norm(w)
+    if theta < 1e-12:
+        return np.eye(3)
+    k = w / theta
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+
+
+def _project(X, K, R, t):
+    xc = X @ R.T + t
+    z = np.maximum(xc[:, 2:3], 1e-9)
+    return (xc[:, :2] / z) * [K[0, 0], K[1, 1]] + K[:2, 2]
+
+
+def _affine_init(X: np.ndarray, x: np.ndarray, f: float, c: np.ndarray):
+    """Scaled orthographic pose: x - mean(x) ~ s * R[:2] (X - mean(X))."""
+    Xc, xc = X - X.mean(0), x - x.mean(0)
+    M, *_ = np.linalg.lstsq(Xc, xc, rcond=None)  # (3, 2)
+    A = M.T
+    u, _, vt = np.linalg.svd(A, full_matrices=False)
+    r12 = u @ vt  # nearest matrix with orthonormal rows
+    s = np.linalg.norm(A, axis=1).mean()
+    R = np.vstack([r12, np.cross(r12[0], r12[1])])
+    if np.linalg.det(R) < 0:
+        R[2] *= -1
+    tz = f / max(s, 1e-9)
+    mean_uv = x.mean(0)
+    txy = (mean_uv - c) * tz / f - (R @ X.mean(0))[:2]
+    t = np.array([txy[0], txy[1], tz - (R @ X.mean(0))[2]])
+    return R, t
+
+
+def _refine(X, x, K, R, t, iterations=30):
+    """Levenberg-Marquardt on (rotation update, translation), numeric Jacobian."""
+    params = np.zeros(6)
+    base_R = R
+
+    def residual(p):
+        return (_project(X, K, _rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
+
+    lam = 1e-3
+    r = residual(params)
+    for _ in range(iterations):
+        eps = np.array([1e-6] * 3 + [1e-6 * max(1.0, abs(t[2]))] * 3)
+        J = np.stack([(residual(params + np.eye(6)[i] * eps[i]) - r) / eps[i] for i in range(6)], 1)
+        H = J.T @ J
+        g = J.T @ r
+        step = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
+        r_new = residual(params + step)
+        if r_new @ r_new < r @ r:
+            params, r, lam = params + step, r_new, lam * 0.3
+        else:
+            lam *= 10
+        if np.linalg.norm(step) < 1e-10:
+            break
+    return _rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
+
+
+def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int],
+              focal_scan: tuple[float, ...] = (0.9, 1.3, 1.9, 2.8, 4.0)) -> CameraGuess:
+    """Camera from correspondences.
+
+    points3d: (L, 3) world metres; points2d: (L, 2) pixels; image_size (W, H).
+    focal_scan: focal lengths to try, in units of max(W, H).
+    """
+    X = np.asarray(points3d, dtype=np.float64)
+    x = np.asarray(points2d, dtype=np.float64)
+    if X.shape[0] != x.shape[0] or X.shape[0] < 6:
+        raise ValueError(f"PnP needs at least 6 matching points, got {X.shape[0]} 3D and {x.shape[0]} 2D")
+    if not (np.isfinite(X).all() and np.isfinite(x).all()):
+        raise ValueError("PnP input contains NaN or infinity")
+    W, H = image_size
+    c = np.array([W / 2.0, H / 2.0])
+    best = None
+    for scale in focal_scan:
+        f = scale * max(W, H)
+        K = np.array([[f, 0, c[0]], [0, f, c[1]], [0, 0, 1.0]])
+        R, t = _affine_init(X, x, f, c)
+        R, t, rms = _refine(X, x, K, R, t)
+        if t[2] > 0 and (best is None or rms < best.rms_px - 1e-6):
+            best = CameraGuess(K, R, t, rms)
+    if best is None:
+        raise ValueError("PnP found no camera with the head in front of it")
+    return best
