@@ -1,0 +1,40 @@
+"""What photos tell us about a face: landmarks, and dense per-pixel cues.
+
+Public API
+----------
+Photos
+    ``load_image(path_or_bytes, *, name=None, max_pixels=MAX_PIXELS) -> Photo``
+    ``Photo(rgb (H, W, 3) uint8, name, orientation, source_mode, source_format)``
+Landmarks (MediaPipe FaceMesh, 478 points, pixel frame with centres at +0.5)
+    ``detect_landmarks(image, *, face_index=None) -> FaceLandmarks``
+    ``detect_faces(image) -> list[FaceLandmarks]`` (left to right)
+    ``FaceLandmarks(points (478, 2) float32, z (478,) float32, bbox (4,) float32,
+    confidence, image_size, source)``
+Crops
+    ``crop_square(rgb, center, side, size) -> Crop`` with ``to_image`` / ``from_image``
+Errors
+    ``PriorError`` > ``ImageError``, ``NoFaceError``, ``CheckpointError``;
+    ``MultipleFacesWarning``.
+"""
+
+from .crop import Crop, crop_square
+from .errors import CheckpointError, ImageError, MultipleFacesWarning, NoFaceError, PriorError
+from .image import MAX_PIXELS, Photo, load_image
+from .landmarks import NUM_LANDMARKS, FaceLandmarks, detect_faces, detect_landmarks
+
+__all__ = [
+    "MAX_PIXELS",
+    "NUM_LANDMARKS",
+    "CheckpointError",
+    "Crop",
+    "FaceLandmarks",
+    "ImageError",
+    "MultipleFacesWarning",
+    "NoFaceError",
+    "Photo",
+    "PriorError",
+    "crop_square",
+    "detect_faces",
+    "detect_landmarks",
+    "load_image",
+]

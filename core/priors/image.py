@@ -1,0 +1,168 @@
+"""Read any common photo into an 8-bit RGB array in its upright orientation.
+
+Pillow decodes JPEG, PNG, TIFF and WebP (8 or 16 bits per channel, grayscale,
+palette, RGBA, CMYK, YCbCr); the EXIF orientation tag is applied so the array
+is what a person sees. Everything downstream works on ``Photo.rgb``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+# 64 megapixels is far more than any face fit needs, and keeps a hostile file
+# from expanding into gigabytes before we can refuse it. It is below Pillow's
+# own bomb threshold, so our readable error fires first.
+MAX_PIXELS = 64_000_000
+
+_EXIF_ORIENTATION = 0x0112
+_SUPPORTED = "JPEG, PNG, TIFF or WebP"
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An upright 8-bit RGB photo.
+
+    rgb: (H, W, 3) uint8, C-contiguous, EXIF orientation already applied.
+    name: file stem, or the name given for in-memory bytes.
+    orientation: the EXIF orientation tag that was applied (1 = none).
+    source_mode: Pillow mode of the file ("RGB", "I;16", "CMYK", ...).
+    source_format: Pillow format name ("JPEG", "PNG", ...).
+    """
+
+    rgb: np.ndarray
+    name: str
+    orientation: int = 1
+    source_mode: str = "RGB"
+    source_format: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    def describe(self) -> str:
+        w, h = self.size
+        rot = "" if self.orientation == 1 else f", EXIF orientation {self.orientation} applied"
+        return f"{self.name}: {w}x{h} {self.source_format or '?'} {self.source_mode}{rot}"
+
+
+def load_image(
+    source: str | os.PathLike | bytes | bytearray | memoryview,
+    *,
+    name: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> Photo:
+    """Read a photo file (path or encoded bytes) into an upright RGB ``Photo``.
+
+    Alpha is composited over white; 16-bit and float data are scaled to 8 bits.
+    Raises ``ImageError`` with an actionable message for missing, corrupt,
+    truncated, unsupported or oversized files.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ImageError("the image data is empty (0 bytes); pass the contents of a photo file")
+        label = name or "<bytes>"
+        opener = io.BytesIO(data)
+        default_name = name or "image"
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        label = path
+        if not os.path.exists(path):
+            raise ImageError(f"photo not found: {path!r}; check the path")
+        if os.path.isdir(path):
+            raise ImageError(f"{path!r} is a folder; pass a photo file inside it")
+        opener = path
+        default_name = name or os.path.splitext(os.path.basename(path))[0]
+    else:
+        raise ImageError(
+            f"load_image takes a file path or the file's bytes, not {type(source).__name__}"
+        )
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(opener) as im:
+                _check_pixels(im, label, max_pixels)
+                fmt = im.format or ""
+                mode = im.mode
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+                rgb = _to_rgb8(upright, label)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(_too_big_message(label, None, max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{label!r} is not an image Likeness can read; save it as {_SUPPORTED}"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(
+            f"{label!r} is corrupt or truncated ({exc}); re-export or re-download the photo"
+        ) from exc
+    return Photo(
+        rgb=np.ascontiguousarray(rgb),
+        name=default_name,
+        orientation=orientation if 1 <= orientation <= 8 else 1,
+        source_mode=mode,
+        source_format=fmt,
+    )
+
+
+def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{label!r} has no pixels ({w}x{h}); re-export the photo")
+    if w * h > max_pixels:
+        raise ImageError(_too_big_message(label, (w, h), max_pixels))
+
+
+def _too_big_message(label: str, size: tuple[int, int] | None, max_pixels: int) -> str:
+    dims = f" is {size[0]}x{size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP)" if size else " is too large"
+    side = int(np.sqrt(max_pixels * 3 / 4))
+    return (
+        f"{label!r}{dims}, above the limit of {max_pixels / 1e6:.0f} MP. Downscale it first, "
+        f"e.g. to {side * 4 // 3}x{side} or smaller "
+        f"(`magick in.jpg -resize {side * 4 // 3}x{side} out.jpg`), or raise max_pixels."
+    )
+
+
+def _to_rgb8(im: Image.Image, label: str) -> np.ndarray:
+    """Decoded Pillow image (any mode) -> (H, W, 3) uint8 RGB."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grayscale (Pillow keeps one channel for these); scale, do not clip.
+        gray = np.asarray(im).astype(np.float64)
+        gray8 = np.clip(np.rint(gray * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return np.repeat(gray8[..., None], 3, axis=2)
+    if mode == "F":
+        # Float images are taken as linear-range [0, 1] data, as TIFF writers store them.
+        gray = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0)
+        gray8 = np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray8[..., None], 3, axis=2)
+    has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or (
+        mode == "P" and "transparency" in im.info
+    )
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[..., 3:4] / 255.0
+        # White behind transparent pixels: cut-out portraits usually sit on white.
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    try:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (ValueError, OSError) as exc:
+        raise ImageError(
+            f"{label!r} uses the pixel format {mode!r}, which cannot be turned into RGB; "
+            f"save it as an 8-bit RGB {_SUPPORTED}"
+        ) from exc

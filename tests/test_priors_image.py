@@ -1,0 +1,205 @@
+"""Photo reading: formats, bit depths, colour modes, EXIF orientation, bad files."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from core.priors import MAX_PIXELS, ImageError, Photo, crop_square, load_image
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return skimage.data.astronaut()
+
+
+def _encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "fmt, kw, tol",
+    [
+        ("PNG", {}, 0),
+        ("TIFF", {}, 0),
+        ("WEBP", {"lossless": True}, 0),
+        ("JPEG", {"quality": 95}, 6.0),
+    ],
+)
+def test_rgb_formats_round_trip(tmp_path, astronaut, fmt, kw, tol):
+    path = tmp_path / f"astronaut.{fmt.lower()}"
+    path.write_bytes(_encode(Image.fromarray(astronaut), fmt, **kw))
+    photo = load_image(path)
+    assert isinstance(photo, Photo)
+    assert photo.rgb.shape == astronaut.shape and photo.rgb.dtype == np.uint8
+    assert photo.rgb.flags.c_contiguous
+    assert photo.name == "astronaut" and photo.source_format == fmt
+    assert np.abs(photo.rgb.astype(float) - astronaut).mean() <= tol
+    assert "512x512" in photo.describe()
+
+
+def test_bytes_input_and_name(astronaut):
+    data = _encode(Image.fromarray(astronaut), "PNG")
+    photo = load_image(data, name="upload")
+    assert photo.name == "upload"
+    np.testing.assert_array_equal(photo.rgb, astronaut)
+    np.testing.assert_array_equal(load_image(memoryview(data)).rgb, astronaut)
+
+
+def test_16bit_grayscale_png_is_scaled_not_clipped(tmp_path, astronaut):
+    gray8 = np.asarray(Image.fromarray(astronaut).convert("L"))
+    gray16 = gray8.astype(np.uint16) * 257
+    path = tmp_path / "gray16.png"
+    Image.fromarray(gray16).save(path)
+    photo = load_image(path)
+    assert photo.source_mode.startswith("I")
+    np.testing.assert_array_equal(photo.rgb[..., 0], gray8)
+    np.testing.assert_array_equal(photo.rgb[..., 0], photo.rgb[..., 2])
+
+
+def test_16bit_rgb_png_and_tiff(tmp_path, astronaut):
+    rgb16 = astronaut.astype(np.uint16) * 256 + 200
+    for ext in ("png", "tif"):
+        path = tmp_path / f"rgb16.{ext}"
+        assert cv2.imwrite(str(path), rgb16[..., ::-1])
+        photo = load_image(path)
+        assert photo.rgb.shape == astronaut.shape
+        assert np.abs(photo.rgb.astype(int) - astronaut).max() <= 1
+
+
+def test_float_tiff(tmp_path, astronaut):
+    gray = np.asarray(Image.fromarray(astronaut).convert("L")).astype(np.float32) / 255.0
+    path = tmp_path / "float.tif"
+    Image.fromarray(gray, mode="F").save(path)
+    photo = load_image(path)
+    assert np.abs(photo.rgb[..., 1].astype(float) - gray * 255).max() <= 0.5
+
+
+def test_grayscale_jpeg(tmp_path, astronaut):
+    path = tmp_path / "gray.jpg"
+    Image.fromarray(astronaut).convert("L").save(path, quality=95)
+    photo = load_image(path)
+    assert photo.source_mode == "L" and photo.rgb.shape == (512, 512, 3)
+    assert (photo.rgb[..., 0] == photo.rgb[..., 1]).all()
+
+
+def test_rgba_composited_over_white(tmp_path, astronaut):
+    alpha = np.full(astronaut.shape[:2], 255, np.uint8)
+    alpha[:, :100] = 0
+    alpha[:, 100:200] = 128
+    path = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([astronaut, alpha])).save(path)
+    photo = load_image(path)
+    assert (photo.rgb[:, :100] == 255).all()
+    np.testing.assert_array_equal(photo.rgb[:, 200:], astronaut[:, 200:])
+    half = (astronaut[:, 100:200].astype(float) * 128 + 255 * 127) / 255
+    assert np.abs(photo.rgb[:, 100:200] - half).max() <= 1.0
+
+
+def test_palette_with_transparency(tmp_path, astronaut):
+    pal = Image.fromarray(astronaut).convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    path = tmp_path / "pal.png"
+    pal.save(path, transparency=int(np.asarray(pal)[0, 0]))
+    photo = load_image(path)
+    assert (photo.rgb[0, 0] == 255).all()
+    assert photo.rgb.shape == astronaut.shape
+
+
+def test_cmyk_jpeg(tmp_path, astronaut):
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(astronaut).convert("CMYK").save(path, quality=95)
+    photo = load_image(path)
+    assert photo.source_mode == "CMYK"
+    assert np.abs(photo.rgb.astype(float) - astronaut).mean() < 8.0
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_applied(tmp_path, astronaut, orientation):
+    # The stored pixels are what a camera held that way writes; the tag says how to undo it.
+    stored = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,
+        8: Image.Transpose.ROTATE_270,
+    }[orientation]
+    im = Image.fromarray(astronaut[:, :400]).transpose(stored)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"exif{orientation}.jpg"
+    im.save(path, quality=95, exif=exif)
+    photo = load_image(path)
+    assert photo.orientation == orientation
+    assert photo.rgb.shape == (512, 400, 3)
+    assert np.abs(photo.rgb.astype(float) - astronaut[:, :400]).mean() < 6.0
+    assert f"orientation {orientation}" in photo.describe()
+
+
+def test_truncated_jpeg(tmp_path, astronaut):
+    data = _encode(Image.fromarray(astronaut), "JPEG", quality=90)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        load_image(path)
+
+
+def test_corrupt_header(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(ImageError):
+        load_image(path)
+
+
+def test_not_an_image(tmp_path):
+    path = tmp_path / "notes.jpg"
+    path.write_text("these are not pixels\n" * 20)
+    with pytest.raises(ImageError, match="not an image.*JPEG, PNG, TIFF or WebP"):
+        load_image(path)
+
+
+def test_missing_folder_empty_and_wrong_type(tmp_path):
+    with pytest.raises(ImageError, match="not found"):
+        load_image(tmp_path / "nope.jpg")
+    with pytest.raises(ImageError, match="folder"):
+        load_image(tmp_path)
+    with pytest.raises(ImageError, match="empty"):
+        load_image(b"")
+    with pytest.raises(ImageError, match="path or the file's bytes"):
+        load_image(np.zeros((4, 4, 3), np.uint8))
+
+
+def test_decompression_bomb_refused_with_advice(tmp_path):
+    # 10000 x 7000 one-bit pixels compress to a few kB but are 70 MP.
+    path = tmp_path / "huge.png"
+    Image.new("1", (10000, 7000)).save(path)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(ImageError, match=r"10000x7000.*Downscale"):
+        load_image(path)
+    assert 10000 * 7000 > MAX_PIXELS
+    with pytest.raises(ImageError, match="Downscale"):
+        load_image(_encode(Image.new("RGB", (300, 300)), "PNG"), max_pixels=50_000)
+
+
+def test_crop_square_round_trip_and_pixels(astronaut):
+    center = np.array([230.0, 140.0])
+    up = crop_square(astronaut, center, side=128, size=256)
+    assert up.rgb.shape == (256, 256, 3)
+    # Points map into the crop and back exactly.
+    pts = np.array([[0.0, 0.0], [256.0, 256.0], [17.25, 99.5]])
+    np.testing.assert_allclose(up.from_image(up.to_image(pts)), pts, atol=1e-4)
+    np.testing.assert_allclose(up.to_image([[0.0, 0.0]])[0], center - 64, atol=1e-5)
+    # An unscaled crop at an integer offset copies pixels exactly.
+    same = crop_square(astronaut, (200.0, 150.0), side=64, size=64)
+    np.testing.assert_array_equal(same.rgb, astronaut[118:182, 168:232])
+    # Shrinking by 2 averages 2x2 blocks.
+    down = crop_square(astronaut, (256.0, 256.0), side=512, size=256)
+    blocks = astronaut.reshape(256, 2, 256, 2, 3).mean(axis=(1, 3))
+    assert np.abs(down.rgb.astype(float) - blocks).max() <= 1.0
+    # Outside the photo is filled.
+    edge = crop_square(astronaut, (0.0, 0.0), side=64, size=64, fill=7)
+    assert (edge.rgb[:32, :32] == 7).all()
