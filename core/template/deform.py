@@ -1,0 +1,211 @@
+"""Differentiable, batched deformation of the rigged template.
+
+V(r, θ, d) = LBS(V̄ + Δ(r), T(θ̄ + Φ(r) + θ), W) + d
+
+- Δ(r) = Σ_k r_k Δ_k: controller deltas, applied in the rest pose.
+- Φ(r) = Σ_k r_k Φ_k: joint head offsets, so rest joints follow identity.
+- θ: per-joint local parameters, ``joint_params (B, J, 9)`` =
+  [axis-angle rotation (3) | translation in metres (3) | log scale (3)],
+  all expressed in the joint's own rest frame. The posed local transform is
+  L_j · Tr(t) · Rot(ω) · Scale(exp(σ)), where L_j is the rest transform of
+  joint j relative to its parent; θ = 0 is the rest pose.
+- Skinning matrix of joint j: G_j · G_rest_j⁻¹ (world posed × inverse rest).
+
+Rest joint orientations do not change with controllers (only head positions
+do); this keeps the bone axes the artist made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .model import Template
+
+JOINT_PARAM_DIM = 9
+
+
+@dataclasses.dataclass
+class DeformResult:
+    """Output of :func:`deform`.
+
+    verts: (B, N, 3) posed skin vertices.
+    joints: (B, J, 4, 4) posed world transforms of the joints.
+    rest_joints: (B, J, 4, 4) rest world transforms after Φ(r) (rest frame the skin binds to).
+    parts: (B, P, 3) posed rigid-part vertices (eyeballs, teeth, tongue).
+    """
+
+    verts: torch.Tensor
+    joints: torch.Tensor
+    rest_joints: torch.Tensor
+    parts: torch.Tensor
+
+
+class TemplateModel:
+    """Torch tensors of a :class:`Template` on one device/dtype, ready for :func:`deform`.
+
+    Holds V̄ (N,3), Δ as a dense (R, N*3) matrix, Φ (R, J*3), rest rotations,
+    sparse skinning (N,K) index/weight, and the joint hierarchy split into
+    depth levels for vectorised forward kinematics.
+    """
+
+    def __init__(self, template: Template, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.template = template
+        self.dtype = dtype
+        # Resolve "cuda" to "cuda:0" so device checks compare equal to tensors' devices.
+        self.device = torch.empty(0, device=device).device
+        f = dict(device=self.device, dtype=dtype)
+        i = dict(device=self.device, dtype=torch.long)
+        t = template
+        self.num_verts, self.num_joints, self.num_controllers = t.num_verts, t.num_joints, t.num_controllers
+        self.verts = torch.as_tensor(t.verts, **f)
+        self.ctrl_basis = torch.as_tensor(t.ctrl_basis.reshape(t.num_controllers, -1), **f)
+        self.ctrl_joint_basis = torch.as_tensor(t.ctrl_joint_basis.reshape(t.num_controllers, -1), **f)
+        self.joint_rot = torch.as_tensor(t.joint_rest[:, :3, :3], **f)
+        self.joint_heads = torch.as_tensor(t.joint_rest[:, :3, 3], **f)
+        self.skin_idx = torch.as_tensor(t.skin_idx, **i)
+        self.skin_w = torch.as_tensor(t.skin_w, **f)
+        self.part_verts = torch.as_tensor(t.part_verts, **f)
+        self.part_ctrl_basis = torch.as_tensor(t.part_ctrl_basis.reshape(t.num_controllers, -1), **f)
+        self.part_joint = torch.as_tensor(t.part_joint, **i)
+        self.ctrl_bounds = torch.as_tensor(t.ctrl_bounds, **f)
+        self.ctrl_default = torch.as_tensor(t.ctrl_default, **f)
+        self.tris = torch.as_tensor(t.tris, **i)
+        self.parents = torch.as_tensor(t.joint_parents, **i)
+        self.levels, self.level_parent_pos, self.level_inverse = _levels(t.joint_parents, self.device)
+
+    def default_controllers(self, batch: int = 1) -> torch.Tensor:
+        """(batch, R) the neutral controller values."""
+        return self.ctrl_default.expand(batch, -1).clone()
+
+    def deform(self, controllers: torch.Tensor, joint_params: torch.Tensor | None = None,
+               vertex_offsets: torch.Tensor | None = None) -> DeformResult:
+        return deform(self, controllers, joint_params, vertex_offsets)
+
+
+def _levels(parents: np.ndarray, device: torch.device):
+    """Split joints by depth. Parents of level l all lie in level l-1.
+
+    Returns (levels: list of (n_l,) long joint ids, parent_pos: list of (n_l,)
+    long positions of each parent inside the previous level (None for level 0),
+    inverse: (J,) long position of each joint in the concatenated level order).
+    """
+    depth = np.zeros(len(parents), dtype=np.int64)
+    for j in range(len(parents)):  # parents come first, so one pass suffices
+        depth[j] = 0 if parents[j] < 0 else depth[parents[j]] + 1
+    levels, parent_pos = [], []
+    pos_in_level = np.zeros(len(parents), dtype=np.int64)
+    for d in range(int(depth.max()) + 1):
+        ids = np.flatnonzero(depth == d)
+        pos_in_level[ids] = np.arange(len(ids))
+        levels.append(torch.as_tensor(ids, device=device))
+        parent_pos.append(None if d == 0 else torch.as_tensor(pos_in_level[parents[ids]], device=device))
+    order = np.concatenate([lv.cpu().numpy() for lv in levels])
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return levels, parent_pos, torch.as_tensor(inverse, device=device)
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula, smooth at zero (Taylor terms) so gradients exist there.
+
+    axis_angle: (..., 3) float. Returns (..., 3, 3) rotation matrices.
+    """
+    w = axis_angle
+    t2 = (w * w).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+    small = t2 < 1e-8
+    t2s = torch.where(small, torch.ones_like(t2), t2)
+    th = torch.sqrt(t2s)
+    a = torch.where(small, 1 - t2 / 6, torch.sin(th) / th)
+    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(th)) / t2s)
+    x, y, z = w.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*w.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
+    return eye + a * k + b * (k @ k)
+
+
+def _homogeneous(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
+    """rot: (..., 3, 3), trans: (..., 3) -> (..., 4, 4)."""
+    top = torch.cat([rot, trans[..., None]], -1)
+    bottom = torch.zeros_like(top[..., :1, :])
+    bottom[..., 0, 3] = 1
+    return torch.cat([top, bottom], -2)
+
+
+def joint_local_transforms(joint_params: torch.Tensor) -> torch.Tensor:
+    """joint_params: (B, J, 9) -> (B, J, 4, 4) = Tr(t) · Rot(ω) · Scale(exp(σ))."""
+    rot = axis_angle_to_matrix(joint_params[..., 0:3])
+    scale = torch.exp(joint_params[..., 6:9])
+    return _homogeneous(rot * scale[..., None, :], joint_params[..., 3:6])
+
+
+def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.Tensor | None = None,
+           vertex_offsets: torch.Tensor | None = None) -> DeformResult:
+    """Pose the template.
+
+    controllers: (B, R) controller values r (not clamped; bound them in the fitter).
+    joint_params: (B, J, 9) or None (rest) — see the module docstring.
+    vertex_offsets: (B, N, 3) or None — d, added after skinning.
+    All float tensors share ``model.dtype`` and ``model.device``.
+    Returns a :class:`DeformResult`.
+    """
+    _check(model, controllers, (None, model.num_controllers), "controllers")
+    b = controllers.shape[0]
+    n, j = model.num_verts, model.num_joints
+    if joint_params is not None:
+        _check(model, joint_params, (b, j, JOINT_PARAM_DIM), "joint_params")
+    if vertex_offsets is not None:
+        _check(model, vertex_offsets, (b, n, 3), "vertex_offsets")
+
+    rest_verts = model.verts + (controllers @ model.ctrl_basis).view(b, n, 3)  # (B,N,3)
+    heads = model.joint_heads + (controllers @ model.ctrl_joint_basis).view(b, j, 3)  # (B,J,3)
+    rot = model.joint_rot.expand(b, j, 3, 3)
+    rest = _homogeneous(rot, heads)  # (B,J,4,4) rest world frames
+    rest_inv = _homogeneous(rot.transpose(-1, -2), -(rot.transpose(-1, -2) @ heads[..., None])[..., 0])
+
+    posed = _forward_kinematics(model, rest, rest_inv, joint_params)
+    skin = posed @ rest_inv  # (B,J,4,4)
+
+    # Blend the 3x4 skinning matrices per vertex over its K influences, then apply once.
+    mats = skin[:, :, :3, :].reshape(b, j, 12)[:, model.skin_idx]  # (B,N,K,12)
+    blend = (mats * model.skin_w[None, :, :, None]).sum(2).view(b, n, 3, 4)
+    verts = (blend[..., :3] @ rest_verts[..., None])[..., 0] + blend[..., 3]
+    if vertex_offsets is not None:
+        verts = verts + vertex_offsets
+
+    part_rest = model.part_verts + (controllers @ model.part_ctrl_basis).view(b, -1, 3)
+    pm = skin[:, model.part_joint]  # (B,P,4,4)
+    parts = (pm[..., :3, :3] @ part_rest[..., None])[..., 0] + pm[..., :3, 3]
+    return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=parts)
+
+
+def _forward_kinematics(model: TemplateModel, rest: torch.Tensor, rest_inv: torch.Tensor,
+                        joint_params: torch.Tensor | None) -> torch.Tensor:
+    """rest, rest_inv: (B, J, 4, 4) -> posed world transforms (B, J, 4, 4), one matmul per depth level."""
+    if joint_params is None:
+        return rest
+    pose = joint_local_transforms(joint_params)  # (B,J,4,4)
+    out = []
+    for level, ppos in zip(model.levels, model.level_parent_pos):
+        if ppos is None:
+            out.append(rest[:, level] @ pose[:, level])
+            continue
+        parents = model.parents[level]
+        local_rest = rest_inv[:, parents] @ rest[:, level]  # L_j = G_rest_parent⁻¹ G_rest_j
+        out.append(out[-1][:, ppos] @ local_rest @ pose[:, level])
+    return torch.cat(out, 1)[:, model.level_inverse]
+
+
+def _check(model: TemplateModel, x: torch.Tensor, shape: tuple, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != len(shape) or any(w is not None and s != w for s, w in zip(x.shape, shape)):
+        want = "(" + ", ".join("B" if w is None else str(w) for w in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if x.dtype != model.dtype or x.device != model.device:
+        raise ValueError(f"{name} is {x.dtype} on {x.device}; the template model is {model.dtype} on {model.device}")

@@ -1,0 +1,531 @@
+"""Landmark embedding derivation: triangulate detected 2D landmarks and snap them to a mesh.
+
+Reusable for any head mesh (the default MakeHuman head, an artist's custom rig):
+render the mesh from a few calibrated views, detect 2D landmarks in each view,
+then
+
+1. triangulate every landmark by linear least squares over its rays (the point
+   nearest to all rays, i.e. the midpoint method generalised to N views),
+2. report how far the point is from its rays and how far it reprojects from the
+   detections, so unreliable points can be flagged,
+3. snap it to the closest point on an allowed set of triangles (the skin; eyes,
+   teeth and lashes excluded) and express it as triangle id + barycentrics.
+
+Conventions (DESIGN.md, "Units and conventions"): world frame is Blender's (Z up,
+face toward -Y, the subject's left at +X), metres. Cameras are OpenCV pinholes
+(x right, y down, z forward; world-to-camera ``R``, ``t``; ``K`` in pixels).
+Pixel coordinates here are continuous with the origin at the top-left image
+corner, so pixel centres lie at +0.5 and the principal point of a centred
+camera is ``(W / 2, H / 2)``; this is the frame MediaPipe's normalised
+coordinates map to when scaled by the image size.
+
+No bpy here: rendering happens in ``scripts/derive_landmark_embedding.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+# Denominators smaller than this are treated as zero (degenerate triangles or edges).
+_DEGENERATE_EPS = 1e-18
+
+
+@dataclasses.dataclass(frozen=True)
+class PinholeCamera:
+    """An OpenCV pinhole camera.
+
+    K: (3, 3) float64 intrinsics in pixels. R: (3, 3) float64 world-to-camera
+    rotation. t: (3,) float64 world-to-camera translation (x_cam = R x_world + t).
+    """
+
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        for name, shape in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,))):
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if value.shape != shape:
+                raise ValueError(f"PinholeCamera.{name} must have shape {shape}, got {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"PinholeCamera.{name} contains NaN or infinity")
+            object.__setattr__(self, name, value)
+        if not np.allclose(self.R @ self.R.T, np.eye(3), atol=1e-9) or np.linalg.det(self.R) < 0:
+            raise ValueError("PinholeCamera.R must be a proper rotation (orthonormal, det +1)")
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"PinholeCamera image size must be positive, got {self.width}x{self.height}")
+
+    @property
+    def center(self) -> np.ndarray:
+        """Camera centre in world coordinates: (3,) float64."""
+        return -self.R.T @ self.t
+
+    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Project world points.
+
+        points: (N, 3) float64 world. Returns pixels (N, 2) float64 and depth (N,) float64
+        (camera z; points behind the camera have depth <= 0 and meaningless pixels).
+        """
+        points = _check_points(points, "points")
+        cam = points @ self.R.T + self.t
+        depth = cam[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pix = cam @ self.K.T
+            pix = pix[:, :2] / pix[:, 2:3]
+        return pix, depth
+
+    def rays(self, pixels: np.ndarray) -> np.ndarray:
+        """Unit world-space ray directions through pixels.
+
+        pixels: (N, 2) float64. Returns (N, 3) float64; all rays start at ``center``.
+        """
+        pixels = np.asarray(pixels, dtype=np.float64)
+        if pixels.ndim != 2 or pixels.shape[1] != 2:
+            raise ValueError(f"pixels must have shape (N, 2), got {pixels.shape}")
+        homo = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1)
+        cam_dirs = np.linalg.solve(self.K, homo.T).T
+        dirs = cam_dirs @ self.R  # R^T applied to each row
+        return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+    def blender_matrix_world(self) -> np.ndarray:
+        """Camera-to-world matrix in Blender's camera axes (x right, y up, looking down -z): (4, 4) float64."""
+        cam_to_world = self.R.T @ np.diag([1.0, -1.0, -1.0])
+        matrix = np.eye(4)
+        matrix[:3, :3] = cam_to_world
+        matrix[:3, 3] = self.center
+        return matrix
+
+    def to_json(self) -> dict:
+        return {
+            "K": self.K.tolist(),
+            "R": self.R.tolist(),
+            "t": self.t.tolist(),
+            "width": int(self.width),
+            "height": int(self.height),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PinholeCamera":
+        return cls(np.array(data["K"]), np.array(data["R"]), np.array(data["t"]), int(data["width"]), int(data["height"]))
+
+
+def look_at_camera(
+    eye: Sequence[float],
+    target: Sequence[float],
+    focal_px: float,
+    width: int,
+    height: int,
+    up: Sequence[float] = (0.0, 0.0, 1.0),
+) -> PinholeCamera:
+    """A centred pinhole camera at ``eye`` looking at ``target`` with image-up along ``up``."""
+    eye = np.asarray(eye, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - eye
+    norm = np.linalg.norm(forward)
+    if norm == 0:
+        raise ValueError("look_at_camera: eye and target coincide")
+    forward /= norm
+    right = np.cross(forward, np.asarray(up, dtype=np.float64))
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError("look_at_camera: viewing direction is parallel to up")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    R = np.stack([right, down, forward])
+    K = np.array([[focal_px, 0.0, width / 2.0], [0.0, focal_px, height / 2.0], [0.0, 0.0, 1.0]])
+    return PinholeCamera(K, R, -R @ eye, width, height)
+
+
+def orbit_camera(
+    target: Sequence[float], distance: float, yaw_deg: float, pitch_deg: float, focal_px: float, width: int, height: int
+) -> PinholeCamera:
+    """A camera on a sphere around ``target`` looking at it, in the world frame.
+
+    yaw 0, pitch 0 looks at the face from the front (camera on -Y). Positive yaw moves
+    the camera toward +X (the subject's left side); positive pitch moves it up.
+    """
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    direction = np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
+    eye = np.asarray(target, dtype=np.float64) + distance * direction
+    return look_at_camera(eye, target, focal_px, width, height)
+
+
+@dataclasses.dataclass(frozen=True)
+class Triangulation:
+    """Landmarks triangulated from several views.
+
+    points: (L, 3) float64 world (NaN where fewer than two views saw the landmark).
+    ray_residual: (L,) float64 metres, RMS distance from the point to its rays.
+    reprojection_px: (L,) float64, largest reprojection error over the views used.
+    views_used: (L,) int64, number of views that contributed.
+    """
+
+    points: np.ndarray
+    ray_residual: np.ndarray
+    reprojection_px: np.ndarray
+    views_used: np.ndarray
+
+
+def triangulate(cameras: Sequence[PinholeCamera], detections: np.ndarray, valid: np.ndarray | None = None) -> Triangulation:
+    """Least-squares intersection of each landmark's rays over the views.
+
+    cameras: N cameras. detections: (N, L, 2) float64 pixels. valid: (N, L) bool, which
+    detections to use (default: all finite ones). Minimises, per landmark, the sum of
+    squared perpendicular distances to its rays.
+    """
+    detections = np.asarray(detections, dtype=np.float64)
+    n_views = len(cameras)
+    if detections.ndim != 3 or detections.shape[0] != n_views or detections.shape[2] != 2:
+        raise ValueError(f"detections must have shape ({n_views}, L, 2) for {n_views} cameras, got {detections.shape}")
+    finite = np.all(np.isfinite(detections), axis=2)
+    if valid is None:
+        valid = finite
+    else:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != detections.shape[:2]:
+            raise ValueError(f"valid must have shape {detections.shape[:2]}, got {valid.shape}")
+        valid = valid & finite
+    n_landmarks = detections.shape[1]
+    safe = np.where(finite[..., None], detections, 0.0)
+    origins = np.stack([cam.center for cam in cameras])  # (N, 3)
+    dirs = np.stack([cam.rays(safe[i]) for i, cam in enumerate(cameras)])  # (N, L, 3)
+
+    weight = valid.astype(np.float64)  # (N, L)
+    proj = np.eye(3) - dirs[..., :, None] * dirs[..., None, :]  # (N, L, 3, 3)
+    A = np.einsum("nl,nlij->lij", weight, proj)
+    b = np.einsum("nl,nlij,nj->li", weight, proj, origins)
+    views_used = valid.sum(axis=0)
+    # Two non-parallel rays make A full rank; guard near-parallel rays as well.
+    ok = (views_used >= 2) & (np.linalg.cond(A) < 1e8)
+    points = np.full((n_landmarks, 3), np.nan)
+    points[ok] = np.linalg.solve(A[ok], b[ok][..., None])[..., 0]
+
+    offsets = points[None] - origins[:, None, :]  # (N, L, 3)
+    perp = offsets - np.sum(offsets * dirs, axis=2, keepdims=True) * dirs
+    dist2 = np.sum(perp**2, axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ray_residual = np.sqrt(np.sum(dist2 * weight, axis=0) / views_used)
+    reproj = np.zeros((n_views, n_landmarks))
+    for i, cam in enumerate(cameras):
+        pix, _ = cam.project(np.where(ok[:, None], points, 0.0))
+        reproj[i] = np.linalg.norm(pix - safe[i], axis=1)
+    reprojection_px = np.where(valid, reproj, 0.0).max(axis=0)
+    ray_residual[~ok] = np.nan
+    reprojection_px[~ok] = np.nan
+    return Triangulation(points, ray_residual, reprojection_px, views_used.astype(np.int64))
+
+
+def closest_points_on_triangles(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Barycentrics of the closest point on each triangle to each point (broadcasting).
+
+    points, a, b, c: (..., 3) float64, broadcast together (e.g. points (P, 1, 3) against
+    triangle corners (1, T, 3)). Returns (..., 3) float64 barycentrics (w_a, w_b, w_c),
+    all in [0, 1] and summing to 1. Voronoi-region case analysis of the triangle
+    (vertex, edge or interior), evaluated for every pair at once.
+    """
+    ab, ac = b - a, c - a
+    ap, bp, cp = points - a, points - b, points - c
+    d1, d2 = np.sum(ab * ap, -1), np.sum(ac * ap, -1)
+    d3, d4 = np.sum(ab * bp, -1), np.sum(ac * bp, -1)
+    d5, d6 = np.sum(ab * cp, -1), np.sum(ac * cp, -1)
+    va = d3 * d6 - d5 * d4
+    vb = d5 * d2 - d1 * d6
+    vc = d1 * d4 - d3 * d2
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        return np.clip(num / np.where(np.abs(den) > _DEGENERATE_EPS, den, 1.0), 0.0, 1.0)
+
+    t_ab = ratio(d1, d1 - d3)
+    t_ac = ratio(d2, d2 - d6)
+    t_bc = ratio(d4 - d3, (d4 - d3) + (d5 - d6))
+    total = va + vb + vc
+    safe_total = np.where(np.abs(total) > _DEGENERATE_EPS, total, 1.0)
+    v_in, w_in = vb / safe_total, vc / safe_total
+
+    zeros, ones = np.zeros_like(d1), np.ones_like(d1)
+    in_a = (d1 <= 0) & (d2 <= 0)
+    in_b = (d3 >= 0) & (d4 <= d3)
+    in_c = (d6 >= 0) & (d5 <= d6)
+    on_ab = (vc <= 0) & (d1 >= 0) & (d3 <= 0)
+    on_ac = (vb <= 0) & (d2 >= 0) & (d6 <= 0)
+    on_bc = (va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0)
+    # First matching region wins, in the order of the case analysis.
+    conditions = [in_a, in_b, on_ab, in_c, on_ac, on_bc]
+    v = np.select(conditions, [zeros, ones, t_ab, zeros, zeros, 1.0 - t_bc], default=v_in)
+    w = np.select(conditions, [zeros, zeros, zeros, ones, t_ac, t_bc], default=w_in)
+    return np.stack([1.0 - v - w, v, w], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SurfaceSnap:
+    """Points expressed on a triangle mesh.
+
+    tri: (P,) int64 index into the triangle array given to ``snap_to_surface``.
+    bary: (P, 3) float64 barycentrics of the triangle's corners (sum 1, in [0, 1]).
+    points: (P, 3) float64 snapped points. distance: (P,) float64 from input to snapped point.
+    """
+
+    tri: np.ndarray
+    bary: np.ndarray
+    points: np.ndarray
+    distance: np.ndarray
+
+
+def snap_to_surface(
+    points: np.ndarray, verts: np.ndarray, tris: np.ndarray, allowed: np.ndarray | None = None, chunk: int = 64
+) -> SurfaceSnap:
+    """Closest point on the allowed triangles for each point (exact, brute force in chunks).
+
+    points: (P, 3) float64. verts: (V, 3) float64. tris: (T, 3) int64.
+    allowed: (T,) bool mask or (A,) int64 triangle ids to snap onto (default: all).
+    chunk: points per block, bounding memory at chunk * A pairs. Ties go to the
+    lowest triangle id, so the result is deterministic.
+    """
+    points = _check_points(points, "points")
+    verts = _check_points(verts, "verts")
+    tris = _check_tris(tris, len(verts))
+    if allowed is None:
+        candidates = np.arange(len(tris))
+    else:
+        allowed = np.asarray(allowed)
+        candidates = np.flatnonzero(allowed) if allowed.dtype == bool else np.unique(allowed.astype(np.int64))
+        if allowed.dtype == bool and allowed.shape != (len(tris),):
+            raise ValueError(f"allowed mask must have shape ({len(tris)},), got {allowed.shape}")
+        if candidates.size and (candidates.min() < 0 or candidates.max() >= len(tris)):
+            raise ValueError("allowed triangle ids out of range")
+    if candidates.size == 0:
+        raise ValueError("snap_to_surface: no triangles to snap onto")
+    if not np.all(np.isfinite(points)):
+        raise ValueError("snap_to_surface: points contain NaN or infinity (untriangulated landmarks?)")
+    corners = verts[tris[candidates]]  # (A, 3, 3)
+    a, b, c = (corners[None, :, k] for k in range(3))
+    best_tri = np.empty(len(points), dtype=np.int64)
+    best_bary = np.empty((len(points), 3))
+    for start in range(0, len(points), chunk):
+        block = points[start : start + chunk, None, :]
+        bary = closest_points_on_triangles(block, a, b, c)
+        closest = bary[..., 0:1] * a + bary[..., 1:2] * b + bary[..., 2:3] * c
+        dist2 = np.sum((closest - block) ** 2, axis=-1)
+        idx = np.argmin(dist2, axis=1)
+        rows = np.arange(len(idx))
+        best_tri[start : start + chunk] = candidates[idx]
+        best_bary[start : start + chunk] = bary[rows, idx]
+    snapped = np.einsum("pk,pkd->pd", best_bary, verts[tris[best_tri]])
+    return SurfaceSnap(best_tri, best_bary, snapped, np.linalg.norm(snapped - points, axis=1))
+
+
+def surface_points(verts: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """Evaluate embedded points: verts (V, 3), tris (T, 3) int64, tri (P,) int64, bary (P, 3) -> (P, 3)."""
+    return np.einsum("pk,pkd->pd", np.asarray(bary, dtype=np.float64), np.asarray(verts)[np.asarray(tris)[tri]])
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkEmbedding:
+    """Result of ``derive_embedding``: a triangulation and its snap onto the allowed surface."""
+
+    triangulation: Triangulation
+    snap: SurfaceSnap
+
+
+def derive_embedding(
+    verts: np.ndarray,
+    tris: np.ndarray,
+    cameras: Sequence[PinholeCamera],
+    detections: np.ndarray,
+    valid: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> LandmarkEmbedding:
+    """Triangulate landmarks seen in several views and snap them to the mesh.
+
+    verts: (V, 3) float64 world metres. tris: (T, 3) int64. cameras: N views.
+    detections: (N, L, 2) float64 pixels. valid: (N, L) bool. allowed: triangles to
+    snap onto, as for ``snap_to_surface``. Raises ValueError naming the landmarks that
+    fewer than two views saw.
+    """
+    tri = triangulate(cameras, detections, valid)
+    missing = np.flatnonzero(~np.all(np.isfinite(tri.points), axis=1))
+    if missing.size:
+        raise ValueError(
+            f"{missing.size} landmarks were not seen in two usable views (ids {missing[:20].tolist()}...);"
+            " add views or check the detections"
+        )
+    return LandmarkEmbedding(tri, snap_to_surface(tri.points, verts, tris, allowed))
+
+
+def split_polygons(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fan-split polygons into triangles: (a, b, c, d) -> (a, b, c), (a, c, d).
+
+    polygons: (P, N) int64 corner vertex ids, padded with -1 for polygons with fewer
+    than N corners. Returns tris (T, 3) int64 in polygon order and tri_polygon (T,) int64,
+    the polygon each triangle came from.
+    """
+    polygons = np.asarray(polygons, dtype=np.int64)
+    if polygons.ndim != 2 or polygons.shape[1] < 3:
+        raise ValueError(f"polygons must have shape (P, N>=3), got {polygons.shape}")
+    k = np.arange(1, polygons.shape[1] - 1)
+    fans = np.stack(
+        [np.broadcast_to(polygons[:, :1], (len(polygons), len(k))), polygons[:, k], polygons[:, k + 1]], axis=-1
+    )  # (P, N-2, 3)
+    keep = fans[..., 2] >= 0
+    owner = np.broadcast_to(np.arange(len(polygons))[:, None], keep.shape)
+    return fans[keep], owner[keep]
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjMesh:
+    """Polygons of a Wavefront OBJ file in its own frame and units.
+
+    verts: (V, 3) float64. uvs: (U, 2) float64. polygons: (P, N) int64 vertex ids
+    (0-based, -1 padded). polygon_uvs: (P, N) int64 uv ids (-1 where absent).
+    polygon_group: (P,) int64 index into ``groups`` (the ``g`` statement in force).
+    """
+
+    verts: np.ndarray
+    uvs: np.ndarray
+    polygons: np.ndarray
+    polygon_uvs: np.ndarray
+    polygon_group: np.ndarray
+    groups: tuple[str, ...]
+
+    def group_mask(self, name: str) -> np.ndarray:
+        """(P,) bool: polygons in group ``name``."""
+        if name not in self.groups:
+            raise KeyError(f"OBJ has no group {name!r}; groups: {', '.join(self.groups[:10])}...")
+        return self.polygon_group == self.groups.index(name)
+
+
+def read_obj(path: str | pathlib.Path) -> ObjMesh:
+    """Read vertices, UVs, polygons and groups from an OBJ file (file order preserved)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"OBJ file not found: {path}")
+    verts, uvs, faces, face_uvs, face_groups = [], [], [], [], []
+    groups: list[str] = ["default"]
+    current = 0
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        head, _, rest = line.partition(" ")
+        if head == "v":
+            verts.append(rest.split()[:3])
+        elif head == "vt":
+            uvs.append(rest.split()[:2])
+        elif head == "g":
+            name = rest.strip() or "default"
+            if name not in groups:
+                groups.append(name)
+            current = groups.index(name)
+        elif head == "f":
+            corners = [c.split("/") for c in rest.split()]
+            if len(corners) < 3:
+                raise ValueError(f"{path}:{lineno}: face with fewer than 3 corners")
+            faces.append([int(c[0]) for c in corners])
+            face_uvs.append([int(c[1]) if len(c) > 1 and c[1] else 0 for c in corners])
+            face_groups.append(current)
+    if not faces:
+        raise ValueError(f"{path}: no faces")
+    width = max(len(f) for f in faces)
+    polygons = np.full((len(faces), width), -1, dtype=np.int64)
+    polygon_uvs = np.full((len(faces), width), -1, dtype=np.int64)
+    for i, (f, fu) in enumerate(zip(faces, face_uvs)):
+        polygons[i, : len(f)] = f
+        polygon_uvs[i, : len(fu)] = fu
+    # OBJ ids are 1-based (negative ones are relative, which this data never uses).
+    if polygons.min(initial=1) == 0 or np.any(polygons < -1):
+        raise ValueError(f"{path}: relative or zero vertex ids are not supported")
+    polygons = np.where(polygons > 0, polygons - 1, -1)
+    polygon_uvs = np.where(polygon_uvs > 0, polygon_uvs - 1, -1)
+    verts_arr = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
+    if polygons.max() >= len(verts_arr):
+        raise ValueError(f"{path}: face refers to vertex {polygons.max() + 1} of {len(verts_arr)}")
+    return ObjMesh(
+        verts_arr,
+        np.asarray(uvs, dtype=np.float64).reshape(-1, 2),
+        polygons,
+        polygon_uvs,
+        np.asarray(face_groups, dtype=np.int64),
+        tuple(groups),
+    )
+
+
+def chain_edges(edges: Iterable[tuple[int, int]]) -> list[tuple[list[int], bool]]:
+    """Order an edge set into sequences: one (ids, closed) per connected component.
+
+    Every vertex must have degree 1 or 2 (paths and loops). A path starts at its
+    smaller end id; a loop starts at its smallest id and continues to the smaller
+    neighbour. Components are sorted by their first id, so the result is deterministic.
+    """
+    neighbours: dict[int, list[int]] = {}
+    for i, j in {tuple(sorted((int(a), int(b)))) for a, b in edges}:
+        if i == j:
+            raise ValueError(f"self-loop edge at {i}")
+        neighbours.setdefault(i, []).append(j)
+        neighbours.setdefault(j, []).append(i)
+    branching = sorted(v for v, n in neighbours.items() if len(n) > 2)
+    if branching:
+        raise ValueError(f"edges branch at {branching}: not a set of paths and loops")
+    seen: set[int] = set()
+    chains = []
+    for start in sorted(neighbours):
+        if start in seen or (len(neighbours[start]) == 2 and _on_path(start, neighbours)):
+            continue
+        order = [start]
+        seen.add(start)
+        prev, current = None, start
+        while True:
+            options = sorted(n for n in neighbours[current] if n != prev and n not in seen)
+            if not options:
+                break
+            prev, current = current, options[0]
+            order.append(current)
+            seen.add(current)
+        closed = len(neighbours[start]) == 2
+        chains.append((order, closed))
+    return sorted(chains, key=lambda chain: chain[0][0])
+
+
+def _on_path(vertex: int, neighbours: dict[int, list[int]]) -> bool:
+    """Whether a degree-2 vertex belongs to a component that has ends (so it is not a start)."""
+    stack, seen = [vertex], {vertex}
+    while stack:
+        v = stack.pop()
+        if len(neighbours[v]) == 1:
+            return True
+        for n in neighbours[v]:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return False
+
+
+def rotate_loop(loop: Sequence[int], start: int, second: int | None = None) -> list[int]:
+    """A closed loop re-ordered to begin at ``start``, going toward ``second`` if given."""
+    loop = list(loop)
+    if start not in loop:
+        raise ValueError(f"{start} is not on the loop")
+    k = loop.index(start)
+    out = loop[k:] + loop[:k]
+    if second is not None and out[1] != second:
+        out = [out[0]] + out[1:][::-1]
+        if out[1] != second:
+            raise ValueError(f"{second} is not next to {start} on the loop")
+    return out
+
+
+def _check_points(points: np.ndarray, name: str) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (N, 3), got {points.shape}")
+    return points
+
+
+def _check_tris(tris: np.ndarray, n_verts: int) -> np.ndarray:
+    tris = np.asarray(tris)
+    if tris.ndim != 2 or tris.shape[1] != 3 or not np.issubdtype(tris.dtype, np.integer):
+        raise ValueError(f"tris must be an integer array of shape (T, 3), got {tris.dtype} {tris.shape}")
+    if tris.size and (tris.min() < 0 or tris.max() >= n_verts):
+        raise ValueError(f"tris refer to vertices outside 0..{n_verts - 1}")
+    return tris.astype(np.int64)
