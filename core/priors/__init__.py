@@ -10,6 +10,9 @@ Landmarks (MediaPipe FaceMesh, 478 points, pixel frame with centres at +0.5)
     ``detect_faces(image) -> list[FaceLandmarks]`` (left to right)
     ``FaceLandmarks(points (478, 2) float32, z (478,) float32, bbox (4,) float32,
     confidence, image_size, source)``
+UV correspondences (Pixel3DMM nearest-UV lookup with occlusion tests)
+    ``uv_map_to_vertex_targets(uv_map (H, W, 2), mask (H, W), vertex_uvs (N, 2), threshold,
+    *, visible=None) -> (targets (N, 2) float32 pixels, valid (N,) bool)``
 Crops
     ``crop_square(rgb, center, side, size) -> Crop`` with ``to_image`` / ``from_image``
 Errors
@@ -21,6 +24,7 @@ from .crop import Crop, crop_square
 from .errors import CheckpointError, ImageError, MultipleFacesWarning, NoFaceError, PriorError
 from .image import MAX_PIXELS, Photo, load_image
 from .landmarks import NUM_LANDMARKS, FaceLandmarks, detect_faces, detect_landmarks
+from .uv_targets import uv_map_to_vertex_targets
 
 __all__ = [
     "MAX_PIXELS",
@@ -37,4 +41,5 @@ __all__ = [
     "detect_faces",
     "detect_landmarks",
     "load_image",
+    "uv_map_to_vertex_targets",
 ]
