@@ -1,0 +1,58 @@
+"""Gradient-safe elementary operations and the geometry tolerances.
+
+Mesh losses meet exactly degenerate input (zero-length edges, collapsed
+triangles, coincident vertices). Plain ``norm``/``atan2``/division give NaN
+gradients there; these versions return finite values and zero gradients at the
+degenerate point and are exact everywhere else. They need no scale-dependent
+epsilon: a quantity counts as degenerate only when its square underflows to
+the dtype's smallest normal number.
+"""
+
+from __future__ import annotations
+
+import torch
+
+COT_MAX = 1.0e3
+"""Largest |cot| a cotangent weight may take (angles below ~0.06 degrees)."""
+
+CURVE_SEGMENT_FLOOR = 1.0e-3
+"""Shortest curve segment used as a divisor, relative to the curve's mean segment length."""
+
+
+def _tiny(x: torch.Tensor) -> float:
+    return torch.finfo(x.dtype).tiny
+
+
+def safe_norm(x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+    """Euclidean norm along ``dim`` with a zero (not NaN) gradient at the zero vector.
+
+    x: (..., D, ...) float. Returns the norm with ``dim`` reduced (kept if ``keepdim``).
+    """
+    sq = (x * x).sum(dim=dim, keepdim=keepdim)
+    nonzero = sq > _tiny(x)
+    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
+def safe_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """``x / |x|`` along ``dim``; the zero vector maps to the zero vector with zero gradient.
+
+    x: (..., D, ...) float. Returns the same shape.
+    """
+    n = safe_norm(x, dim=dim, keepdim=True)
+    return x / torch.where(n > 0, n, torch.ones_like(n))
+
+
+def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` where ``den != 0``, else 0 (zero gradient). Broadcasting shapes."""
+    ok = den != 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num * den))
+
+
+def safe_atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``atan2(y, x)`` with value 0 and zero gradient where ``x = y = 0``.
+
+    y, x: broadcastable float tensors. Used for every angle instead of ``acos``,
+    whose gradient is infinite at 0 and pi.
+    """
+    degenerate = (x * x + y * y) <= _tiny(x)
+    return torch.atan2(torch.where(degenerate, torch.zeros_like(y), y), torch.where(degenerate, torch.ones_like(x), x))
