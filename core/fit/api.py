@@ -20,6 +20,7 @@ class PhotoInput:
     name: str
     path: str | None = None
     data: bytes | None = None
+    face_index: int | None = None  # which face when several (None: the largest)
 
     def __post_init__(self):
         if (self.path is None) == (self.data is None):

@@ -1,0 +1,145 @@
+"""The optimisation loop: stages from a schedule, one record per iteration.
+
+For each stage: an Adam optimiser over that stage's variables (one parameter
+group per variable, learning rates from the schedule), bounded controllers
+projected back after each step, pins and pause/cancel read from the
+``FitControl`` between iterations. A non-finite or diverging loss rolls back
+to the last good state and halves the step; a plateau ends the stage early.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .control import FitControl
+from .objective import Objective
+from .schedule import StageSpec
+from .variables import FitVariables
+
+# A loss this many times the best seen in the stage counts as divergence.
+DIVERGENCE_FACTOR = 50.0
+MAX_ROLLBACKS = 8
+
+
+@dataclass
+class StageReport:
+    name: str
+    iterations: int = 0
+    seconds: float = 0.0
+    losses: dict = field(default_factory=dict)
+    rollbacks: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class LoopRecord:
+    stage: str
+    iteration: int
+    step: int
+    total_steps: int
+    losses: dict
+    verts: np.ndarray  # (N, 3) float32
+
+
+def _large_steps_solver(variables: FitVariables, lam: float):
+    """d = (I + lam L)^-1 u with a Cholesky-factored uniform Laplacian (largesteps + cholespy)."""
+    from largesteps.geometry import compute_matrix
+    from largesteps.parameterize import from_differential
+
+    model = variables.model
+    verts = model.verts.detach().float()
+    tris = model.tris
+    M = compute_matrix(verts, tris, lam)
+    if M.device != model.device:
+        M = M.to(model.device)
+
+    def solve(u: torch.Tensor) -> torch.Tensor:
+        return from_differential(M, u.float(), "Cholesky").to(u.dtype)
+
+    return solve
+
+
+def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
+               control: FitControl | None = None, reports: list[StageReport] | None = None
+               ) -> Iterator[LoopRecord]:
+    """Optimise ``variables`` stage by stage, yielding a record per iteration."""
+    control = control or FitControl()
+    reports = reports if reports is not None else []
+    total = sum(s.iterations for s in stages)
+    step = 0
+    for spec in stages:
+        report = StageReport(spec.name)
+        reports.append(report)
+        start = time.perf_counter()
+        if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
+            variables.offset_solver = _large_steps_solver(variables, spec.large_steps_lambda)
+        objective.begin_stage(spec, variables)
+        groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v} for v in spec.variables]
+        opt = torch.optim.Adam(groups)
+        best = math.inf
+        history: list[float] = []
+        good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
+        pins_version = -1
+        it = 0
+        while it < spec.iterations:
+            control.checkpoint()
+            version, pins = control.pins()
+            if version != pins_version:
+                objective.set_pins(pins)
+                pins_version = version
+                history.clear()  # new pins: the plateau test starts over
+            opt.zero_grad(set_to_none=True)
+            terms = objective.terms(variables)
+            loss = sum(spec.weights.get(k, 0.0) * v for k, v in terms.items() if spec.weights.get(k, 0.0))
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(best, 1e-12):
+                report.rollbacks += 1
+                if report.rollbacks > MAX_ROLLBACKS:
+                    raise FloatingPointError(
+                        f"stage {spec.name!r}: loss stayed non-finite or diverging after {MAX_ROLLBACKS} "
+                        "rollbacks; check the inputs (landmarks, normal maps) or lower the learning rates"
+                    )
+                variables.restore(good[0])
+                opt.load_state_dict(good[1])
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+                continue
+            loss.backward()
+            grads_ok = all(
+                p.grad is None or torch.isfinite(p.grad).all() for g in opt.param_groups for p in g["params"]
+            )
+            if not grads_ok:
+                report.rollbacks += 1
+                variables.restore(good[0])
+                for g in opt.param_groups:
+                    g["lr"] *= 0.5
+                continue
+            if value <= best:
+                best = value
+            good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
+            opt.step()
+            variables.project_bounds()
+            it += 1
+            step += 1
+            losses = {k: float(v.detach()) for k, v in terms.items()}
+            losses["total"] = value
+            report.losses = losses
+            with torch.no_grad():
+                verts = objective.current_verts(variables)
+            yield LoopRecord(spec.name, it, step, total, losses, verts)
+            history.append(value)
+            if len(history) > spec.plateau_patience:
+                old = history[-spec.plateau_patience - 1]
+                if old - value < spec.plateau_rel * abs(old):
+                    report.stopped_early = True
+                    break
+        report.iterations = it
+        report.seconds = time.perf_counter() - start
+        step += spec.iterations - it  # keep the progress bar honest when a stage stops early

@@ -1,0 +1,27 @@
+"""Polygon layouts of a template as padded arrays (for writers and losses)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.template import Template
+
+
+def padded_polygons(t: Template) -> np.ndarray:
+    """(P, 4) polygon vertex ids with -1 padding (the template's polygons are tris and quads)."""
+    counts = np.diff(t.poly_start)
+    width = int(counts.max())
+    out = np.full((len(counts), max(width, 4)), -1, dtype=np.int64)
+    col = np.arange(len(t.poly_verts)) - np.repeat(t.poly_start[:-1], counts)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    out[rows, col] = t.poly_verts
+    return out
+
+
+def corner_uvs(t: Template, polys: np.ndarray) -> np.ndarray:
+    """(P, 4, 2) per-corner UVs laid out like ``padded_polygons``."""
+    counts = np.diff(t.poly_start)
+    out = np.zeros(polys.shape + (2,), dtype=np.float32)
+    col = np.arange(len(t.poly_verts)) - np.repeat(t.poly_start[:-1], counts)
+    out[np.repeat(np.arange(len(counts)), counts), col] = t.uvs
+    return out

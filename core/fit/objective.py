@@ -1,0 +1,175 @@
+"""The fitting objective: every loss term of the paper, evaluated on the
+current variables, returned unweighted by name (the schedule weights them).
+
+Units, so that weights of 1 are balanced:
+- landmark: squared pixel error divided by the squared eye distance in the
+  photo (scale-free); corners and surface points by MSE, silhouette (face
+  oval) points by a one-sided Chamfer distance (eq. 1);
+- normal: mean L1 between target and rendered normal maps (eq. n);
+- pins: squared distance in centimetres;
+- regularisers compare with the mesh at the start of the stage (so the
+  vertex stage keeps the rig/joint result's local shape): EV-GCC, conformal,
+  face flip, eyelid curve flow, displacement (metres), Laplacian (mm²),
+  mirror symmetry (mm²), controller and joint priors (squared values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.geometry.laplacian import Laplacian
+from core.geometry.topology import MeshTopology
+from core.geometry.curves import CurveSet
+from core.losses.conformal import conformal_loss
+from core.losses.curve_flow import curve_flow_loss
+from core.losses.displacement import displacement_loss
+from core.losses.evgcc import evgcc_loss
+from core.losses.face_flip import face_flip_loss
+from core.losses.landmarks import LandmarkLayout, landmark_loss
+from core.losses.laplacian_energy import laplacian_energy
+from core.losses.normal_consistency import normal_consistency_loss
+from core.losses.symmetry import symmetry_loss
+from core.render import Cameras, render_normals
+from core.template import LMK_CONTOUR, LMK_SURFACE, TemplateModel
+
+from .control import Pins
+from .mesh_layout import padded_polygons
+from .observations import MAX_NORMAL_RES, ViewObservation
+from .schedule import StageSpec
+from .variables import FitVariables
+
+# Ordered vertex curves the eyeline term keeps smooth: regions named "eyelid_*".
+EYELID_PREFIX = "eyelid"
+CORNER_SUBSET = "corners"
+MM = 1000.0
+CM = 100.0
+
+
+class Objective:
+    """Loss terms for one template and a set of views."""
+
+    def __init__(self, model: TemplateModel, views: list[ViewObservation]):
+        t = model.template
+        self.model = model
+        self.views = views
+        dev, dt = model.device, model.dtype
+        polys = padded_polygons(t)
+        self.topology = MeshTopology.from_faces(model.tris, t.num_verts, torch.as_tensor(polys, device=dev))
+        self.laplacian = Laplacian.uniform(self.topology, dtype=dt).to(dev)
+        self.mirror = torch.as_tensor(t.mirror, device=dev)
+        self.lmk_tri = torch.as_tensor(t.lmk_tri, device=dev)
+        self.lmk_bary = torch.as_tensor(t.lmk_bary, device=dev, dtype=dt)
+        kind = np.asarray(t.lmk_kind)
+        corners = np.asarray(t.lmk_subsets.get(CORNER_SUBSET, np.zeros(0, np.int64)), dtype=np.int64)
+        is_corner = np.zeros(len(kind), bool)
+        is_corner[corners] = True
+        # MediaPipe gives known correspondences, so the corners of eq. 1 and
+        # every other surface point share its MSE term; silhouette points (the
+        # face oval), whose surface point changes with the view, use its
+        # one-sided Chamfer term.
+        point_ids = np.flatnonzero((kind == LMK_SURFACE) | is_corner)
+        contour_ids = np.flatnonzero((kind == LMK_CONTOUR) & ~is_corner)
+        self.layout = LandmarkLayout.from_ids(
+            len(kind), point_ids, [contour_ids] if len(contour_ids) else [], device=dev
+        )
+        curves = [t.regions[name] for name in sorted(t.regions) if name.startswith(EYELID_PREFIX)]
+        curves = [c for c in curves if len(c) >= 4]
+        self.curves = CurveSet.from_sequences(curves, t.num_verts, device=dev) if curves else None
+        self.target_lmk = torch.as_tensor(np.stack([v.landmarks for v in views]), device=dev, dtype=dt)
+        self.lmk_weight = torch.as_tensor(np.stack([v.landmark_weight for v in views]), device=dev, dtype=dt)
+        iod = []
+        for v in views:
+            pts = v.landmarks
+            # Outer eye corners (MediaPipe 33 and 263): the photo's scale.
+            d = float(np.linalg.norm(pts[263] - pts[33])) if len(pts) > 263 else 0.0
+            iod.append(d if d > 1 else max(v.width, v.height) * 0.25)
+        self.iod = torch.as_tensor(iod, device=dev, dtype=dt)
+        self.normal_targets = []
+        for v in views:
+            if v.normals is None:
+                self.normal_targets.append(None)
+                continue
+            n = torch.as_tensor(v.normals, device=dev, dtype=dt)
+            m = torch.as_tensor(v.normal_mask, device=dev)
+            h, w = n.shape[:2]
+            step = max(1, int(np.ceil(max(h, w) / MAX_NORMAL_RES)))
+            self.normal_targets.append((n[::step, ::step], m[::step, ::step], v.normal_scale / step))
+        self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.reference = None
+        self.top_k = 512
+
+    # -- stage setup ----------------------------------------------------------
+    def begin_stage(self, spec: StageSpec, variables: FitVariables) -> None:
+        with torch.no_grad():
+            ref = self.posed(variables).verts.detach()
+        self.reference = ref
+        self.top_k = spec.top_k
+
+    def set_pins(self, pins: Pins | None) -> None:
+        if pins is None:
+            self.pins = None
+            return
+        if pins.ids.max(initial=-1) >= self.model.num_verts or pins.ids.min(initial=0) < 0:
+            raise ValueError(f"pins name vertices outside 0..{self.model.num_verts - 1}")
+        dev, dt = self.model.device, self.model.dtype
+        self.pins = (torch.as_tensor(pins.ids, device=dev), torch.as_tensor(pins.targets, device=dev, dtype=dt),
+                     float(pins.weight))
+
+    # -- evaluation -----------------------------------------------------------
+    def posed(self, variables: FitVariables):
+        return self.model.deform(variables.controllers(), variables.joint_params(), variables.vertex_offsets())
+
+    def current_verts(self, variables: FitVariables) -> np.ndarray:
+        return self.posed(variables).verts[0].detach().cpu().numpy().astype(np.float32)
+
+    def landmark_points(self, verts: torch.Tensor) -> torch.Tensor:
+        """verts (1, N, 3) -> (L, 3) world positions of the embedded landmarks."""
+        tri = self.model.tris[self.lmk_tri]  # (L, 3)
+        return (verts[0][tri] * self.lmk_bary[..., None]).sum(1)
+
+    def cameras(self, variables: FitVariables, scale: float = 1.0, view: int | None = None) -> Cameras:
+        K, R, t = variables.cameras()
+        sel = slice(None) if view is None else slice(view, view + 1)
+        K = K[sel]
+        if scale != 1.0:
+            S = torch.diag(torch.tensor([scale, scale, 1.0], dtype=K.dtype, device=K.device))
+            K = S @ K
+        w, h = variables.sizes[0 if view is None else view]
+        return Cameras(K, R[sel], t[sel], int(round(w * scale)), int(round(h * scale)))
+
+    def terms(self, variables: FitVariables) -> dict[str, torch.Tensor]:
+        res = self.posed(variables)
+        verts = res.verts  # (1, N, 3)
+        out: dict[str, torch.Tensor] = {}
+        pts = self.landmark_points(verts)
+        uv, _ = self.cameras(variables).project(pts[None].expand(len(self.views), -1, -1))  # (Vw, L, 2)
+        out["landmark"] = landmark_loss(uv, self.target_lmk, self.layout, self.iod, self.lmk_weight)
+        normal_terms = []
+        for i, target in enumerate(self.normal_targets):
+            if target is None:
+                continue
+            n_t, m_t, s = target
+            cams = self.cameras(variables, scale=s, view=i)
+            h, w = n_t.shape[:2]
+            cams = Cameras(cams.K, cams.R, cams.t, w, h)
+            rendered, mask = render_normals(verts, self.model.tris, cams)
+            normal_terms.append(normal_consistency_loss(n_t[None], rendered, (mask & m_t[None]).to(verts.dtype)))
+        out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
+        if self.pins is not None:
+            ids, targets, weight = self.pins
+            out["pins"] = weight * ((verts[0, ids] - targets) * CM).pow(2).sum(-1).mean()
+        else:
+            out["pins"] = verts.new_zeros(())
+        ref = self.reference
+        out["evgcc"] = evgcc_loss(verts, ref, self.topology)
+        out["conformal"] = conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k)
+        out["flip"] = face_flip_loss(verts, ref, self.model.tris, self.top_k)
+        out["curve"] = curve_flow_loss(verts, ref, self.curves) if self.curves is not None else verts.new_zeros(())
+        out["disp"] = displacement_loss(variables.vertex_offsets())
+        out["laplacian"] = laplacian_energy(verts * MM, ref * MM, self.laplacian)
+        out["symmetry"] = symmetry_loss(verts * MM, self.mirror)
+        out["controller_prior"] = (variables.shape ** 2).mean() + (variables.expression ** 2).mean()
+        out["joint_prior"] = (variables.joints ** 2).mean()
+        return out
+

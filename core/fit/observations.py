@@ -1,0 +1,65 @@
+"""What one view tells the fitter: landmarks, optional normal map, image size.
+
+Built from photos (MediaPipe landmarks + any user-supplied maps) by
+``core.fit.pipeline`` or directly by the synthetic benchmark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Normal maps are fitted at most this many pixels on their long side: the
+# rasteriser's cost grows with pixels, and normals carry little above it.
+MAX_NORMAL_RES = 256
+
+
+@dataclass
+class ViewObservation:
+    """One view.
+
+    width, height: image size in pixels (the camera's frame).
+    landmarks: (L, 2) float32 detected pixels (x right, y down, centres +0.5),
+        indexed like the template's landmark embedding (MediaPipe's 478).
+    landmark_weight: (L,) float32 confidence in [0, 1] (0 = not seen).
+    normals: (h, w, 3) float32 camera-space normals (OpenCV axes, visible
+        n_z < 0) or None; may be smaller than the image (same aspect).
+    normal_mask: (h, w) bool where ``normals`` are valid, or None.
+    name: for messages and reports.
+    """
+
+    width: int
+    height: int
+    landmarks: np.ndarray
+    landmark_weight: np.ndarray
+    normals: np.ndarray | None = None
+    normal_mask: np.ndarray | None = None
+    name: str = "view"
+
+    def __post_init__(self):
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
+        self.landmark_weight = np.asarray(self.landmark_weight, dtype=np.float32)
+        if self.landmarks.ndim != 2 or self.landmarks.shape[1] != 2:
+            raise ValueError(f"{self.name}: landmarks must be (L, 2), got {self.landmarks.shape}")
+        if self.landmark_weight.shape != self.landmarks.shape[:1]:
+            raise ValueError(f"{self.name}: landmark_weight must be ({len(self.landmarks)},)")
+        if not np.isfinite(self.landmarks[self.landmark_weight > 0]).all():
+            raise ValueError(f"{self.name}: landmarks contain NaN or infinity")
+        if self.normals is not None:
+            n = np.asarray(self.normals, dtype=np.float32)
+            if n.ndim != 3 or n.shape[2] != 3:
+                raise ValueError(f"{self.name}: normal map must be (h, w, 3), got {n.shape}")
+            mask = np.ones(n.shape[:2], bool) if self.normal_mask is None else np.asarray(self.normal_mask, bool)
+            if mask.shape != n.shape[:2]:
+                raise ValueError(f"{self.name}: normal mask {mask.shape} does not match normals {n.shape[:2]}")
+            finite = np.isfinite(n).all(-1)
+            self.normals = np.where(finite[..., None], n, 0.0).astype(np.float32)
+            self.normal_mask = mask & finite
+
+    @property
+    def normal_scale(self) -> float:
+        """Normal-map pixels per image pixel."""
+        if self.normals is None:
+            return 1.0
+        return self.normals.shape[1] / self.width

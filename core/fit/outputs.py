@@ -1,0 +1,98 @@
+"""Write a fit's files: result.obj/.glb/.npz, report.json, overlay.png."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from core.export import write_glb, write_obj
+from core.export.gltf import Armature, Skin
+from core.render import Cameras, render_normals
+from core.template import Template
+
+from .api import FitResult
+from .mesh_layout import corner_uvs, padded_polygons
+
+# The overlay is drawn at most this many pixels on its long side.
+OVERLAY_MAX = 1024
+
+
+def write_result_files(out_dir, template: Template, result: FitResult, photos=None, landmarks=None) -> dict:
+    """Write everything for one fit; returns {name: path}."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    a, meta = result.arrays, result.meta
+    polys = padded_polygons(template)
+    uvs = corner_uvs(template, polys)
+    paths = {}
+
+    paths["obj"] = out / "result.obj"
+    write_obj(paths["obj"], a["verts_neutral"], polys, uvs, name="likeness_head")
+    paths["obj_posed"] = out / "result_posed.obj"
+    write_obj(paths["obj_posed"], a["verts"], polys, uvs, name="likeness_head_posed")
+
+    names = meta.get("expression_names", [])
+    keys = {n: a["expression_deltas"][i] for i, n in enumerate(names)}
+    paths["glb"] = out / "result.glb"
+    write_glb(
+        paths["glb"], a["verts_neutral"], polys, uvs,
+        armature=Armature(list(template.joint_names), template.joint_parents, a["joint_rest"].astype(np.float64)),
+        skin=Skin(template.skin_idx, template.skin_w),
+        shape_keys=keys,
+        material=meta.get("material"),
+    )
+
+    paths["npz"] = out / "result.npz"
+    np.savez_compressed(paths["npz"], **a, meta=np.frombuffer(json.dumps(_jsonable(meta)).encode(), dtype=np.uint8))
+
+    report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
+                                                    "landmark_error_iod_per_view", "views", "animation_check")}
+    paths["report"] = out / "report.json"
+    paths["report"].write_text(json.dumps(_jsonable(report), indent=2) + "\n")
+
+    if photos:
+        paths["overlay"] = out / "overlay.png"
+        draw_overlay(paths["overlay"], template, result, photos[0].rgb, None if landmarks is None else landmarks[0])
+    return paths
+
+
+def draw_overlay(path, template: Template, result: FitResult, rgb: np.ndarray, detected=None) -> None:
+    """The fitted mesh (shaded, half transparent) and landmarks over the photo of view 0."""
+    h, w = rgb.shape[:2]
+    s = min(1.0, OVERLAY_MAX / max(h, w))
+    a = result.arrays
+    K = torch.as_tensor(a["K"][:1], dtype=torch.float32).clone()
+    K[:, :2] *= s
+    cams = Cameras(K, torch.as_tensor(a["R"][:1]), torch.as_tensor(a["t"][:1]), int(round(w * s)), int(round(h * s)))
+    verts = torch.as_tensor(a["verts"])[None]
+    normals, mask = render_normals(verts, torch.as_tensor(template.tris), cams)
+    shade = (-normals[0, ..., 2]).clamp(0, 1).numpy()
+    mask = mask[0].numpy()[..., None]
+    photo = np.asarray(Image.fromarray(rgb).resize((cams.width, cams.height), Image.BILINEAR), dtype=np.float32)
+    tint = np.array([0.75, 0.85, 1.0], np.float32) * 255 * (0.25 + 0.75 * shade[..., None])
+    img = photo * (1 - 0.55 * mask) + tint * 0.55 * mask
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    r = max(1, int(round(2 * max(cams.width, cams.height) / 512)))
+    if detected is not None:
+        for x, y in np.asarray(detected.points, np.float32)[:468] * s:
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 220, 60))
+    for x, y in a["landmarks_projected"][0][:468] * s:
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(235, 50, 50))
+    im.save(path)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items() if not hasattr(v, "base_color_png")}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x

@@ -1,0 +1,106 @@
+"""From photos (or ready observations) to a rig-ready result.
+
+``run_fit(job, control)`` is the entry point the server and the CLI share:
+photos → landmarks → PnP cameras → rig/joint/vertex stages → result. Each
+optimiser iteration becomes a ``FitRecord``; the last one carries the
+``FitResult``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from core.template import LMK_SURFACE, Template, TemplateModel
+
+from .api import FitJob, FitRecord, FitResult
+from .camera_init import solve_pnp
+from .control import FitControl
+from .loop import StageReport, run_stages
+from .objective import Objective
+from .observations import ViewObservation
+from .result import assemble_result
+from .schedule import make_schedule, schedule_to_dict
+from .variables import FitVariables, ViewCamera
+
+# Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
+IRIS_IDS = np.arange(468, 478)
+
+
+def views_from_photos(photos):
+    """Load photos and detect landmarks. Returns (views, photos, faces)."""
+    from core.priors.image import load_image
+    from core.priors.landmarks import detect_landmarks
+
+    views, loaded, faces = [], [], []
+    for p in photos:
+        photo = load_image(p.data if p.data is not None else p.path, name=p.name)
+        face = detect_landmarks(photo, face_index=p.face_index)
+        weight = np.full(len(face.points), 1.0, np.float32)
+        weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
+        w, h = photo.size
+        views.append(ViewObservation(w, h, face.points, weight, name=p.name))
+        loaded.append(photo)
+        faces.append(face)
+    return views, loaded, faces
+
+
+def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[ViewCamera]:
+    """PnP per view from the neutral template's embedded landmarks."""
+    t = model.template
+    if t.num_landmarks == 0:
+        raise ValueError("the template has no landmark embedding; it cannot be fitted to photos")
+    tri = t.tris[t.lmk_tri]
+    pts3d = (t.verts[tri] * t.lmk_bary[..., None]).sum(1)
+    use_kind = np.asarray(t.lmk_kind) == LMK_SURFACE
+    cams = []
+    for v in views:
+        use = use_kind & (v.landmark_weight > 0)
+        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height))
+        cams.append(ViewCamera(guess.K, guess.R, guess.t, v.width, v.height))
+    return cams
+
+
+def fit_views(template: Template, views: list[ViewObservation], options: dict | None = None,
+              control: FitControl | None = None, device: str = "cpu",
+              cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
+    """Fit ``template`` to observations; yields records, the last with the result."""
+    options = dict(options or {})
+    start = time.perf_counter()
+    stages = make_schedule(options.get("preset", "default"), options.get("schedule"))
+    dtype = torch.float64 if options.get("float64") else torch.float32
+    model = TemplateModel(template, device=device, dtype=dtype)
+    cams = cameras or initial_cameras(model, views)
+    variables = FitVariables(model, cams)
+    objective = Objective(model, views)
+    reports: list[StageReport] = []
+    last = None
+    for rec in run_stages(variables, objective, stages, control, reports):
+        last = rec
+        yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts)
+    result = assemble_result(variables, objective, views)
+    result.meta.update({
+        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
+                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
+                   for r in reports],
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": str(model.device),
+        "schedule": schedule_to_dict(stages),
+    })
+    step = last.step if last else 0
+    total = last.total_steps if last else 0
+    yield FitRecord("done", 0, step, total, last.losses if last else {}, result.arrays["verts"], result=result)
+
+
+def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecord]:
+    """Run a job: photos → landmarks → fit. Errors name the photo at fault."""
+    from core.template import load_default
+
+    if not job.photos:
+        raise ValueError("a fit needs at least one photo")
+    template = job.template if job.template is not None else load_default()
+    views, _, _ = views_from_photos(job.photos)
+    yield from fit_views(template, views, job.options, control, job.device)

@@ -1,0 +1,111 @@
+"""Turn fitted variables into a rig-ready result.
+
+- ``verts``: the fitted, posed mesh (what the photo shows).
+- ``verts_neutral``: the identity with expression controllers at 0 and no
+  head pose; vertex offsets are carried back through the inverse of each
+  vertex's blended skinning rotation, so they stay where they were fitted.
+- ``joint_rest``: the re-fitted rest skeleton (controller joint offsets plus
+  the joint stage's translations), orthonormal frames, so the template's skin
+  weights bind ``verts_neutral`` directly.
+- ``expression_deltas``: per expression controller, the vertex deltas at its
+  upper bound on the neutral identity (the 52 shape keys of the GLB).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.template import LMK_CONTOUR, LMK_UNUSED
+
+from .api import FitResult
+from .observations import ViewObservation
+from .variables import FitVariables
+
+
+def _orthonormal(frames: torch.Tensor) -> torch.Tensor:
+    """(J, 4, 4) -> same with the rotation part made orthonormal (scale removed)."""
+    u, _, vh = torch.linalg.svd(frames[:, :3, :3])
+    rot = u @ vh
+    out = frames.clone()
+    out[:, :3, :3] = rot
+    return out
+
+
+def landmark_error_iod(projected: np.ndarray, detected: np.ndarray, kind: np.ndarray, use: np.ndarray) -> float:
+    """Mean landmark distance over the non-silhouette points, in units of the outer-eye-corner distance."""
+    keep = use & (kind != LMK_CONTOUR) & (kind != LMK_UNUSED)
+    iod = float(np.linalg.norm(detected[263] - detected[33]))
+    return float(np.linalg.norm(projected[keep] - detected[keep], axis=1).mean() / max(iod, 1e-9))
+
+
+@torch.no_grad()
+def assemble_result(variables: FitVariables, objective, views: list[ViewObservation]) -> FitResult:
+    model = variables.model
+    t = model.template
+    ctrl = variables.controllers()
+    posed = model.deform(ctrl, variables.joint_params(), variables.vertex_offsets())
+    offsets = variables.vertex_offsets()[0]
+
+    ctrl_neutral = variables.controllers(expression_scale=0.0)
+    joints_neutral = variables.joint_params(with_pose=False)
+    neutral = model.deform(ctrl_neutral, joints_neutral)
+    # Un-pose the offsets: blended skinning rotation of each vertex in the fitted pose.
+    skin = posed.joints[0] @ torch.linalg.inv(posed.rest_joints[0])
+    blend = (skin[model.skin_idx][..., :3, :3] * model.skin_w[..., None, None]).sum(1)  # (N, 3, 3)
+    offsets_rest = torch.linalg.solve(blend, offsets[..., None])[..., 0]
+    verts_neutral = neutral.verts[0] + offsets_rest
+
+    rest = _orthonormal(neutral.joints[0])
+    tails = torch.as_tensor(t.joint_tails, device=model.device, dtype=model.dtype)
+    tails = tails + (ctrl_neutral @ torch.as_tensor(t.ctrl_tail_basis.reshape(t.num_controllers, -1),
+                                                     device=model.device, dtype=model.dtype)).view(-1, 3)
+    moved = rest @ torch.linalg.inv(neutral.rest_joints[0])
+    tails = (moved[:, :3, :3] @ tails[..., None])[..., 0] + moved[:, :3, 3]
+
+    expr_ids = variables.expr_ids
+    n_expr = len(expr_ids)
+    if n_expr:
+        c = ctrl_neutral.expand(n_expr, -1).clone()
+        c[torch.arange(n_expr), expr_ids] = model.ctrl_bounds[expr_ids, 1]
+        expr = model.deform(c, joints_neutral.expand(n_expr, -1, -1))
+        expression_deltas = (expr.verts - neutral.verts).cpu().numpy().astype(np.float32)
+    else:
+        expression_deltas = np.zeros((0, t.num_verts, 3), np.float32)
+
+    K, R, tr = variables.cameras()
+    pts = objective.landmark_points(posed.verts)
+    uv, _ = objective.cameras(variables).project(pts[None].expand(len(views), -1, -1))
+    uv = uv.cpu().numpy()
+    errors = [landmark_error_iod(uv[i], v.landmarks, np.asarray(t.lmk_kind), v.landmark_weight > 0)
+              for i, v in enumerate(views)]
+
+    f32 = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
+    arrays = {
+        "verts": f32(posed.verts[0]),
+        "verts_neutral": f32(verts_neutral),
+        "parts": f32(posed.parts[0]),
+        "parts_neutral": f32(neutral.parts[0]),
+        "joint_rest": f32(rest),
+        "joint_tails": f32(tails),
+        "joint_posed": f32(posed.joints[0]),
+        "controllers": f32(ctrl[0]),
+        "joint_params": f32(variables.joints),
+        "pose": f32(variables.pose),
+        "offsets": f32(offsets),
+        "expression_deltas": expression_deltas,
+        "K": f32(K),
+        "R": f32(R),
+        "t": f32(tr),
+        "landmarks_projected": uv.astype(np.float32),
+    }
+    meta = {
+        "landmark_error_iod": float(np.mean(errors)),
+        "landmark_error_iod_per_view": errors,
+        "views": [{"name": v.name, "width": v.width, "height": v.height} for v in views],
+        "ctrl_names": list(t.ctrl_names),
+        "expression_names": [t.ctrl_names[i] for i in expr_ids.tolist()],
+        "joint_names": list(t.joint_names),
+        "pose_joint": t.joint_names[variables.pose_joint],
+    }
+    return FitResult(arrays, meta)

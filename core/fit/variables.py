@@ -1,0 +1,128 @@
+"""The fit's free variables and how they turn into a posed mesh and cameras.
+
+Controllers are split into identity shape and expression (bounded, projected
+back into their bounds after every step). The head pose is a rotation of the
+head joint relative to the neck, so in one view it is not the same thing as
+the camera rotation. Each view has its own camera: a rotation update on top of
+the PnP initialisation, a translation and a log focal length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.template.deform import JOINT_PARAM_DIM, TemplateModel, axis_angle_to_matrix
+
+POSE_JOINT_CANDIDATES = ("head", "neck02", "neck01")
+
+
+@dataclass
+class ViewCamera:
+    """Initial camera of one view (numpy, OpenCV convention)."""
+
+    K: np.ndarray  # (3, 3)
+    R: np.ndarray  # (3, 3) world-to-camera
+    t: np.ndarray  # (3,)
+    width: int
+    height: int
+
+
+class FitVariables:
+    """All optimisable tensors (leaf tensors on one device) for V views."""
+
+    def __init__(self, model: TemplateModel, cameras: list[ViewCamera]):
+        t = model.template
+        dev, dt = model.device, model.dtype
+        self.model = model
+        self.shape_ids = torch.as_tensor(np.flatnonzero(~t.ctrl_is_expression), device=dev)
+        self.expr_ids = torch.as_tensor(np.flatnonzero(t.ctrl_is_expression), device=dev)
+        default = model.ctrl_default
+        self.shape = default[self.shape_ids].clone().requires_grad_(True)
+        self.expression = default[self.expr_ids].clone().requires_grad_(True)
+        self.pose = torch.zeros(3, device=dev, dtype=dt, requires_grad=True)
+        self.pose_joint = next((t.joint_index(n) for n in POSE_JOINT_CANDIDATES if n in t.joint_names), 0)
+        self.joints = torch.zeros(model.num_joints, JOINT_PARAM_DIM, device=dev, dtype=dt, requires_grad=True)
+        self.offsets = torch.zeros(model.num_verts, 3, device=dev, dtype=dt, requires_grad=True)
+        nv = len(cameras)
+        self.cam_rot = torch.zeros(nv, 3, device=dev, dtype=dt, requires_grad=True)
+        self.cam_trans = torch.as_tensor(np.stack([c.t for c in cameras]), device=dev, dtype=dt).requires_grad_(True)
+        focal = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras])
+        self.cam_log_focal = torch.as_tensor(np.log(focal), device=dev, dtype=dt).requires_grad_(True)
+        self.R0 = torch.as_tensor(np.stack([c.R for c in cameras]), device=dev, dtype=dt)
+        self.principal = torch.as_tensor(np.stack([c.K[:2, 2] for c in cameras]), device=dev, dtype=dt)
+        self.aspect = torch.as_tensor([c.K[1, 1] / c.K[0, 0] for c in cameras], device=dev, dtype=dt)
+        self.sizes = [(c.width, c.height) for c in cameras]
+        lo, hi = model.ctrl_bounds[:, 0], model.ctrl_bounds[:, 1]
+        self._bounds = {"shape": (lo[self.shape_ids], hi[self.shape_ids]),
+                        "expression": (lo[self.expr_ids], hi[self.expr_ids])}
+        # Large-steps parameterisation of the offsets (set by the vertex stage).
+        self.offset_solver = None
+
+    # -- groups by schedule variable name ------------------------------------
+    def tensors(self, name: str) -> list[torch.Tensor]:
+        return {
+            "shape": [self.shape],
+            "expression": [self.expression],
+            "pose": [self.pose],
+            "camera": [self.cam_rot, self.cam_trans],
+            "focal": [self.cam_log_focal],
+            "joints": [self.joints],
+            "offsets": [self.offsets],
+        }[name]
+
+    def all_tensors(self) -> list[torch.Tensor]:
+        return [self.shape, self.expression, self.pose, self.joints, self.offsets,
+                self.cam_rot, self.cam_trans, self.cam_log_focal]
+
+    def project_bounds(self) -> None:
+        with torch.no_grad():
+            for name in ("shape", "expression"):
+                lo, hi = self._bounds[name]
+                value = getattr(self, name)
+                value.copy_(torch.maximum(torch.minimum(value, hi), lo))
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [x.detach().clone() for x in self.all_tensors()]
+
+    def restore(self, snap: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for x, s in zip(self.all_tensors(), snap):
+                x.copy_(s)
+
+    # -- evaluation ---------------------------------------------------------
+    def controllers(self, expression_scale: float = 1.0) -> torch.Tensor:
+        """(1, R) full controller vector."""
+        ctrl = self.model.ctrl_default.clone()
+        ctrl = ctrl.index_put((self.shape_ids,), self.shape)
+        ctrl = ctrl.index_put((self.expr_ids,), self.expression * expression_scale)
+        return ctrl[None]
+
+    def joint_params(self, with_pose: bool = True) -> torch.Tensor:
+        """(1, J, 9) joint parameters with the head pose folded in."""
+        params = self.joints
+        if with_pose:
+            pose = torch.zeros_like(params).index_put(
+                (torch.tensor([self.pose_joint], device=params.device),), torch.cat([self.pose, self.pose.new_zeros(6)])[None]
+            )
+            params = params + pose
+        return params[None]
+
+    def vertex_offsets(self) -> torch.Tensor:
+        """(1, N, 3) offsets (through the large-steps solve when it is active)."""
+        if self.offset_solver is not None:
+            return self.offset_solver(self.offsets)[None]
+        return self.offsets[None]
+
+    def cameras(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(K (V,3,3), R (V,3,3), t (V,3)) current cameras."""
+        R = axis_angle_to_matrix(self.cam_rot) @ self.R0
+        f = torch.exp(self.cam_log_focal)
+        K = torch.zeros(len(f), 3, 3, device=f.device, dtype=f.dtype)
+        K[:, 0, 0] = f / torch.sqrt(self.aspect)
+        K[:, 1, 1] = f * torch.sqrt(self.aspect)
+        K[:, :2, 2] = self.principal
+        K[:, 2, 2] = 1
+        return K, R, self.cam_trans
