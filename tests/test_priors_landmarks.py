@@ -18,6 +18,8 @@ from core.priors import (
     ImageError,
     MultipleFacesWarning,
     NoFaceError,
+    Photo,
+    describe,
     detect_faces,
     detect_landmarks,
     load_image,
@@ -77,6 +79,8 @@ def test_landmarks_on_real_photos(request, photo):
     # The nose tip is the nearest point (most negative relative depth) in the middle of the face.
     assert face.z[lm.NOSE_TIP] < np.median(face.z)
     assert "478 landmarks" in face.describe()
+    summary = describe(Photo(rgb=rgb, name=photo), face)
+    assert summary.splitlines()[0].startswith(photo) and "478 landmarks" in summary
 
 
 def test_pixel_frame_mirror_and_scale(astronaut):

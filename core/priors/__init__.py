@@ -13,6 +13,12 @@ Landmarks (MediaPipe FaceMesh, 478 points, pixel frame with centres at +0.5)
 UV correspondences (Pixel3DMM nearest-UV lookup with occlusion tests)
     ``uv_map_to_vertex_targets(uv_map (H, W, 2), mask (H, W), vertex_uvs (N, 2), threshold,
     *, visible=None) -> (targets (N, 2) float32 pixels, valid (N,) bool)``
+Dense cues (per-pixel maps + confidence in the photo's frame)
+    ``CueProvider.predict(photo, face=None) -> DenseCues`` with maps "normals"
+    (H, W, 3), "uv" (H, W, 2), "points" (H, W, 3), each a ``CueMap(values, confidence)``.
+    ``FileCues(normal_map=, uv_map=, point_map=, depth_map=, K=, depth_scale=)`` (user files)
+    ``core.priors.pixel3dmm.NetworkCues(normals=CKPT, uv=CKPT, device=)`` (imports torch)
+    ``core.priors.pixel3dmm.load_checkpoint(path, device) / save_checkpoint(net, path)``
 Crops
     ``crop_square(rgb, center, side, size) -> Crop`` with ``to_image`` / ``from_image``
 Errors
@@ -21,6 +27,7 @@ Errors
 """
 
 from .crop import Crop, crop_square
+from .dense import CueMap, CueProvider, DenseCues, FileCues
 from .errors import CheckpointError, ImageError, MultipleFacesWarning, NoFaceError, PriorError
 from .image import MAX_PIXELS, Photo, load_image
 from .landmarks import NUM_LANDMARKS, FaceLandmarks, detect_faces, detect_landmarks
@@ -31,6 +38,10 @@ __all__ = [
     "NUM_LANDMARKS",
     "CheckpointError",
     "Crop",
+    "CueMap",
+    "CueProvider",
+    "DenseCues",
+    "FileCues",
     "FaceLandmarks",
     "ImageError",
     "MultipleFacesWarning",
@@ -41,5 +52,16 @@ __all__ = [
     "detect_faces",
     "detect_landmarks",
     "load_image",
+    "describe",
     "uv_map_to_vertex_targets",
 ]
+
+
+def describe(photo: Photo, face: FaceLandmarks | None = None, cues: DenseCues | None = None) -> str:
+    """One log line per thing we know about a photo."""
+    lines = [photo.describe()]
+    if face is not None:
+        lines.append("  " + face.describe())
+    if cues is not None:
+        lines.append("  " + cues.describe())
+    return "\n".join(lines)
