@@ -27,13 +27,19 @@ def rigid_inverse(m):
     return inv
 
 
+def side_delta(basis, r, k, i):
+    """Delta of controller k at element i: the +1 side for r > 0, the −1 side for r < 0."""
+    side = 0 if r[k] >= 0 else 1
+    return abs(r[k]) * basis[k, side, i].astype(np.float64)
+
+
 def deform_reference(t, r, theta, d):
     """One sample. r: (R,), theta: (J,9), d: (N,3); float64 numpy; loops over joints and vertices."""
     rest = {}
     for j in range(t.num_joints):
         m = np.eye(4)
         m[:3, :3] = t.joint_rest[j, :3, :3]
-        m[:3, 3] = t.joint_rest[j, :3, 3] + sum(r[k] * t.ctrl_joint_basis[k, j].astype(np.float64) for k in range(len(r)))
+        m[:3, 3] = t.joint_rest[j, :3, 3] + sum(side_delta(t.ctrl_joint_basis, r, k, j) for k in range(len(r)))
         rest[j] = m
     world = {}
 
@@ -53,7 +59,7 @@ def deform_reference(t, r, theta, d):
     skin = [posed(j) @ rigid_inverse(rest[j]) for j in range(t.num_joints)]
     out = np.zeros((t.num_verts, 3))
     for v in range(t.num_verts):
-        x = t.verts[v].astype(np.float64) + sum(r[k] * t.ctrl_basis[k, v].astype(np.float64) for k in range(len(r)))
+        x = t.verts[v].astype(np.float64) + sum(side_delta(t.ctrl_basis, r, k, v) for k in range(len(r)))
         acc = np.zeros(3)
         for slot in range(t.skin_idx.shape[1]):
             m = skin[t.skin_idx[v, slot]]
@@ -61,7 +67,7 @@ def deform_reference(t, r, theta, d):
         out[v] = acc + d[v]
     parts = np.zeros((len(t.part_verts), 3))
     for p in range(len(t.part_verts)):
-        x = t.part_verts[p].astype(np.float64) + sum(r[k] * t.part_ctrl_basis[k, p].astype(np.float64) for k in range(len(r)))
+        x = t.part_verts[p].astype(np.float64) + sum(side_delta(t.part_ctrl_basis, r, k, p) for k in range(len(r)))
         m = skin[t.part_joint[p]]
         parts[p] = m[:3, :3] @ x + m[:3, 3]
     return out, np.stack([world[j] for j in range(t.num_joints)]), parts
@@ -96,7 +102,7 @@ def test_rest_pose_is_rest_verts_plus_deltas():
     model = TemplateModel(t, dtype=torch.float64)
     r = torch.rand(3, t.num_controllers, dtype=torch.float64)
     zero = torch.zeros(3, t.num_joints, 9, dtype=torch.float64)
-    expected = model.verts + (r @ model.ctrl_basis).view(3, -1, 3)
+    expected = model.verts + torch.einsum("br,rnc->bnc", r, torch.as_tensor(t.ctrl_basis[:, 0], dtype=torch.float64))
     torch.testing.assert_close(model.deform(r, zero).verts, expected)
     torch.testing.assert_close(model.deform(r).verts, expected)
 
