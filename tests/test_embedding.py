@@ -1,0 +1,265 @@
+"""core.template.embedding on synthetic data: known meshes, known cameras, projected points."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from core.template import embedding as emb
+
+
+def closest_point_reference(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Slow, obviously correct: the plane projection if it is inside, else the best edge point."""
+    n = np.cross(b - a, c - a)
+    q = p - np.dot(p - a, n) / np.dot(n, n) * n
+    # Barycentrics of q by solving the 2x2 normal equations.
+    m = np.array([[np.dot(b - a, b - a), np.dot(b - a, c - a)], [np.dot(b - a, c - a), np.dot(c - a, c - a)]])
+    v, w = np.linalg.solve(m, [np.dot(q - a, b - a), np.dot(q - a, c - a)])
+    if v >= 0 and w >= 0 and v + w <= 1:
+        return q
+    best = None
+    for s, e in ((a, b), (b, c), (c, a)):
+        t = min(max(np.dot(p - s, e - s) / np.dot(e - s, e - s), 0.0), 1.0)
+        x = s + t * (e - s)
+        if best is None or np.linalg.norm(p - x) < np.linalg.norm(p - best):
+            best = x
+    return best
+
+
+def grid_mesh(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bumpy height field: verts (n*n, 3) float64, tris (2(n-1)^2, 3) int64."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(-0.1, 0.1, n), np.linspace(-0.1, 0.1, n), indexing="ij")
+    z = 0.02 * np.sin(20 * x) * np.cos(15 * y) + 0.002 * rng.standard_normal(x.shape)
+    verts = np.stack([x.ravel(), z.ravel(), y.ravel()], axis=1)  # a wall facing -Y, like a face
+    ids = np.arange(n * n).reshape(n, n)
+    quads = np.stack([ids[:-1, :-1], ids[1:, :-1], ids[1:, 1:], ids[:-1, 1:]], axis=-1).reshape(-1, 4)
+    tris, _ = emb.split_polygons(quads)
+    return verts, tris
+
+
+def test_closest_points_match_reference():
+    rng = np.random.default_rng(1)
+    tri_corners = rng.standard_normal((30, 3, 3))
+    points = 2.0 * rng.standard_normal((30, 3))
+    bary = emb.closest_points_on_triangles(points[:, None], *(tri_corners[None, :, k] for k in range(3)))
+    assert bary.shape == (30, 30, 3)
+    assert np.all(bary >= -1e-12) and np.all(bary <= 1 + 1e-12)
+    np.testing.assert_allclose(bary.sum(-1), 1.0, atol=1e-12)
+    got = np.einsum("ptk,tkd->ptd", bary, tri_corners)
+    for p, t in itertools.product(range(30), range(30)):
+        expected = closest_point_reference(points[p], *tri_corners[t])
+        np.testing.assert_allclose(got[p, t], expected, atol=1e-9)
+
+
+def test_closest_point_regions_are_all_exercised():
+    a, b, c = np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
+    cases = {
+        (-1.0, -1.0, 1.0): [1, 0, 0],  # vertex a
+        (2.0, -0.5, 0.0): [0, 1, 0],  # vertex b
+        (-0.5, 2.0, 0.0): [0, 0, 1],  # vertex c
+        (0.5, -1.0, 0.3): [0.5, 0.5, 0],  # edge ab
+        (-1.0, 0.25, 0.3): [0.75, 0, 0.25],  # edge ac
+        (1.0, 1.0, -0.2): [0, 0.5, 0.5],  # edge bc
+        (0.2, 0.3, 5.0): [0.5, 0.2, 0.3],  # interior
+    }
+    for p, expected in cases.items():
+        got = emb.closest_points_on_triangles(np.array(p), a, b, c)
+        np.testing.assert_allclose(got, expected, atol=1e-12, err_msg=str(p))
+
+
+def test_snap_is_exact_for_points_on_the_surface():
+    verts, tris = grid_mesh()
+    rng = np.random.default_rng(2)
+    tri = rng.choice(len(tris), 50, replace=False)
+    bary = rng.dirichlet([4.0, 4.0, 4.0], 50)  # well inside, so the triangle is unique
+    points = emb.surface_points(verts, tris, tri, bary)
+    snap = emb.snap_to_surface(points, verts, tris, chunk=7)
+    np.testing.assert_array_equal(snap.tri, tri)
+    np.testing.assert_allclose(snap.bary, bary, atol=1e-9)
+    np.testing.assert_allclose(snap.points, points, atol=1e-12)
+    assert snap.distance.max() < 1e-12
+
+
+def test_snap_finds_nearest_allowed_triangle():
+    verts, tris = grid_mesh()
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-0.12, 0.12, (30, 3))
+    allowed = np.zeros(len(tris), dtype=bool)
+    allowed[::3] = True
+    snap = emb.snap_to_surface(points, verts, tris, allowed)
+    assert allowed[snap.tri].all()
+    # Brute force over the allowed triangles with the reference closest point.
+    for p, d in zip(points, snap.distance):
+        best = min(np.linalg.norm(p - closest_point_reference(p, *verts[tris[t]])) for t in np.flatnonzero(allowed))
+        assert d == pytest.approx(best, abs=1e-12)
+    by_ids = emb.snap_to_surface(points, verts, tris, np.flatnonzero(allowed))
+    np.testing.assert_array_equal(by_ids.tri, snap.tri)
+
+
+def test_snap_rejects_bad_input():
+    verts, tris = grid_mesh(4)
+    with pytest.raises(ValueError, match="NaN"):
+        emb.snap_to_surface(np.full((1, 3), np.nan), verts, tris)
+    with pytest.raises(ValueError, match="outside"):
+        emb.snap_to_surface(np.zeros((1, 3)), verts, tris + 100)
+    with pytest.raises(ValueError, match="no triangles"):
+        emb.snap_to_surface(np.zeros((1, 3)), verts, tris, np.zeros(len(tris), dtype=bool))
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        emb.snap_to_surface(np.zeros((1, 2)), verts, tris)
+
+
+def five_views(size: int = 384) -> list[emb.PinholeCamera]:
+    focal = 85.0 / 36.0 * size
+    target = (0.0, -0.1, 0.7)
+    return [emb.orbit_camera(target, 0.75, yaw, pitch, focal, size, size) for yaw, pitch in
+            ((0, 0), (20, 0), (-20, 0), (0, 15), (0, -15))]
+
+
+def test_triangulation_recovers_projected_points():
+    rng = np.random.default_rng(4)
+    points = np.array([0.0, -0.1, 0.7]) + rng.uniform(-0.08, 0.08, (100, 3))
+    cameras = five_views()
+    detections = np.stack([cam.project(points)[0] for cam in cameras])
+    result = emb.triangulate(cameras, detections)
+    np.testing.assert_allclose(result.points, points, atol=1e-9)
+    assert result.ray_residual.max() < 1e-9 and result.reprojection_px.max() < 1e-6
+    assert np.all(result.views_used == 5)
+
+
+def test_triangulation_ignores_invalid_views_and_reports_residuals():
+    rng = np.random.default_rng(5)
+    points = np.array([0.0, -0.1, 0.7]) + rng.uniform(-0.05, 0.05, (20, 3))
+    cameras = five_views()
+    detections = np.stack([cam.project(points)[0] for cam in cameras])
+    valid = np.ones(detections.shape[:2], dtype=bool)
+    detections[1, :5] += 40.0  # a wrong detection...
+    valid[1, :5] = False  # ...that is marked invalid
+    detections[2, 5:10] = np.nan  # missing detections count as invalid
+    detections[3, 10:15] += 3.0  # noise that is used: must show in the residuals
+    result = emb.triangulate(cameras, detections, valid)
+    np.testing.assert_allclose(result.points[:10], points[:10], atol=1e-9)
+    np.testing.assert_array_equal(result.views_used[:15], [4] * 10 + [5] * 5)
+    assert result.ray_residual[:10].max() < 1e-9
+    assert np.all(result.ray_residual[10:15] > 1e-4) and np.all(result.reprojection_px[10:15] > 1.0)
+
+
+def test_derive_embedding_end_to_end_and_missing_views():
+    verts, tris = grid_mesh()
+    verts = verts + np.array([0.0, -0.1, 0.7])
+    rng = np.random.default_rng(6)
+    tri = rng.choice(len(tris), 30, replace=False)
+    bary = rng.dirichlet([4.0, 4.0, 4.0], 30)
+    points = emb.surface_points(verts, tris, tri, bary)
+    cameras = five_views()
+    detections = np.stack([cam.project(points)[0] for cam in cameras])
+    result = emb.derive_embedding(verts, tris, cameras, detections)
+    np.testing.assert_array_equal(result.snap.tri, tri)
+    np.testing.assert_allclose(result.snap.bary, bary, atol=1e-7)
+
+    valid = np.zeros(detections.shape[:2], dtype=bool)
+    valid[0] = True
+    valid[1, 3:] = True
+    with pytest.raises(ValueError, match=r"3 landmarks were not seen in two usable views \(ids \[0, 1, 2\]"):
+        emb.derive_embedding(verts, tris, cameras, detections, valid)
+
+
+def test_camera_conventions():
+    cam = emb.orbit_camera((0.0, 0.0, 0.0), 1.0, 0.0, 0.0, 500.0, 200, 100)
+    np.testing.assert_allclose(cam.center, [0.0, -1.0, 0.0], atol=1e-12)
+    pix, depth = cam.project(np.array([[0.0, 0.0, 0.0], [0.1, 0.0, 0.0], [0.0, 0.0, 0.1]]))
+    np.testing.assert_allclose(pix[0], [100.0, 50.0])  # principal point at the image centre
+    assert pix[1, 0] > 100.0  # the subject's left (+X) is image right in a front view
+    assert pix[2, 1] < 50.0  # up (+Z) is image up
+    np.testing.assert_allclose(depth, 1.0)
+    # Rays through pixels pass through the points they came from.
+    points = np.array([[0.03, 0.2, -0.05], [-0.1, 0.1, 0.08]])
+    pix, depth = cam.project(points)
+    dirs = cam.rays(pix)
+    along = np.sum((points - cam.center) * dirs, axis=1)
+    np.testing.assert_allclose(cam.center + along[:, None] * dirs, points, atol=1e-12)
+    # Blender's camera looks down its local -Z with +Y up.
+    m = cam.blender_matrix_world()
+    np.testing.assert_allclose(m[:3, :3] @ [0, 0, -1], [0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(m[:3, :3] @ [0, 1, 0], [0, 0, 1], atol=1e-12)
+    np.testing.assert_allclose(m[:3, 3], cam.center)
+    side = emb.orbit_camera((0.0, 0.0, 0.0), 1.0, 90.0, 0.0, 500.0, 200, 100)
+    np.testing.assert_allclose(side.center, [1.0, 0.0, 0.0], atol=1e-12)
+    again = emb.PinholeCamera.from_json(cam.to_json())
+    np.testing.assert_array_equal(again.R, cam.R)
+
+
+def test_camera_validation():
+    good = emb.orbit_camera((0.0, 0.0, 0.0), 1.0, 0.0, 0.0, 500.0, 200, 100)
+    with pytest.raises(ValueError, match="rotation"):
+        emb.PinholeCamera(good.K, 2.0 * good.R, good.t, 200, 100)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        emb.PinholeCamera(good.K, good.R, np.zeros(4), 200, 100)
+    with pytest.raises(ValueError, match="NaN"):
+        emb.PinholeCamera(good.K * np.nan, good.R, good.t, 200, 100)
+    with pytest.raises(ValueError, match="parallel"):
+        emb.look_at_camera((0, 0, 1), (0, 0, 0), 500.0, 10, 10)
+    with pytest.raises(ValueError, match=r"detections must have shape \(2, L, 2\)"):
+        emb.triangulate([good, good], np.zeros((3, 4, 2)))
+
+
+def test_split_polygons_fans_quads_in_file_order():
+    polygons = np.array([[10, 11, 12, 13], [20, 21, 22, -1], [30, 31, 32, 33]])
+    tris, owner = emb.split_polygons(polygons)
+    np.testing.assert_array_equal(tris, [[10, 11, 12], [10, 12, 13], [20, 21, 22], [30, 31, 32], [30, 32, 33]])
+    np.testing.assert_array_equal(owner, [0, 0, 1, 2, 2])
+
+
+def test_chain_edges_orders_loops_and_paths():
+    loop = [(5, 9), (9, 2), (2, 7), (7, 5)]
+    path = [(30, 31), (32, 31), (33, 32)]
+    chains = emb.chain_edges(loop + path)
+    assert chains == [([2, 7, 5, 9], True), ([30, 31, 32, 33], False)]
+    assert emb.rotate_loop([2, 7, 5, 9], 5) == [5, 9, 2, 7]
+    assert emb.rotate_loop([2, 7, 5, 9], 5, 7) == [5, 7, 2, 9]
+    with pytest.raises(ValueError, match="not next to"):
+        emb.rotate_loop([2, 7, 5, 9], 5, 2)
+    with pytest.raises(ValueError, match="branch"):
+        emb.chain_edges([(0, 1), (0, 2), (0, 3)])
+
+
+def test_chain_edges_on_mediapipe_contours():
+    fmc = pytest.importorskip("mediapipe.python.solutions.face_mesh_connections")
+    (oval, closed), = emb.chain_edges(fmc.FACEMESH_FACE_OVAL)
+    assert closed and len(oval) == 36 and oval[0] == min(oval)
+    edges = {frozenset(e) for e in fmc.FACEMESH_FACE_OVAL}
+    assert all(frozenset((oval[k], oval[k - 1])) in edges for k in range(36))
+    lips = emb.chain_edges(fmc.FACEMESH_LIPS)
+    assert [len(ids) for ids, _ in lips] == [20, 20]
+
+
+def test_read_obj(tmp_path):
+    path = tmp_path / "m.obj"
+    path.write_text(
+        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nvt 0 0\nvt 1 0\nvt 1 1\n"
+        "g skin\nf 1/1 2/2 3/3 4/1\ng eye\nf 1/1 2/2 5/3\n"
+    )
+    mesh = emb.read_obj(path)
+    assert mesh.verts.shape == (5, 3) and mesh.uvs.shape == (3, 2)
+    np.testing.assert_array_equal(mesh.polygons, [[0, 1, 2, 3], [0, 1, 4, -1]])
+    np.testing.assert_array_equal(mesh.polygon_uvs, [[0, 1, 2, 0], [0, 1, 2, -1]])
+    np.testing.assert_array_equal(mesh.group_mask("eye"), [False, True])
+    with pytest.raises(KeyError, match="no group 'hair'"):
+        mesh.group_mask("hair")
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nf 1 2 3\n")
+    with pytest.raises(ValueError, match="refers to vertex 3 of 1"):
+        emb.read_obj(bad)
+    with pytest.raises(FileNotFoundError):
+        emb.read_obj(tmp_path / "missing.obj")
+
+
+def test_orbit_camera_yaw_sign():
+    cam = emb.orbit_camera((0.0, 0.0, 0.0), 2.0, 30.0, 10.0, 500.0, 64, 64)
+    yaw, pitch = math.radians(30.0), math.radians(10.0)
+    np.testing.assert_allclose(
+        cam.center, 2.0 * np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
+    )
