@@ -1,0 +1,29 @@
+"""Differentiable rasterisation: normal maps, depth, coverage, point projections.
+
+Conventions (world frame, OpenCV cameras, pixel centres at ``i + 0.5``,
+normal-map encoding) are owned by ``bridge.conventions``. Rasterisation picks
+the nearest face per pixel without gradients; barycentrics, depth and
+interpolated attributes carry gradients to the vertices.
+"""
+
+from .camera import Cameras
+from .interpolate import interpolate
+from .normals import face_normals, vertex_normals
+from .rasterize import BACKENDS, Fragments, default_backend, rasterize
+from .render import project_surface_points, render_depth, render_normals, surface_points, visible_points
+
+__all__ = [
+    "BACKENDS",
+    "Cameras",
+    "Fragments",
+    "default_backend",
+    "face_normals",
+    "interpolate",
+    "project_surface_points",
+    "rasterize",
+    "render_depth",
+    "render_normals",
+    "surface_points",
+    "vertex_normals",
+    "visible_points",
+]
