@@ -6,9 +6,9 @@ them in order (and in reverse), so adding a module is one line in ``_MODULES``.
 
 import bpy
 
-from . import preferences, panels
+from . import operators, panels, preferences, properties
 
-_MODULES = (preferences, panels)
+_MODULES = (preferences, properties, operators, panels)
 
 
 def register():

@@ -29,6 +29,11 @@ class LikenessPreferences(bpy.types.AddonPreferences):
     host: bpy.props.StringProperty(name="Host", default="127.0.0.1")
     port: bpy.props.IntProperty(name="Port", default=0, min=0, max=65535)
     token: bpy.props.StringProperty(name="Token", subtype="PASSWORD", default="")
+    max_restarts: bpy.props.IntProperty(
+        name="Automatic Restarts",
+        description="How often a crashed local core is restarted before giving up",
+        default=2, min=0, max=10,
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -36,11 +41,14 @@ class LikenessPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "core_mode", expand=True)
         if self.core_mode == "LOCAL":
             layout.prop(self, "python_path")
+            layout.prop(self, "max_restarts")
+            layout.label(text="A fresh token and a free loopback port are chosen at each start.", icon="INFO")
         else:
             col = layout.column(align=True)
             col.prop(self, "host")
             col.prop(self, "port")
             col.prop(self, "token")
+            layout.label(text="Photos travel inline to a remote core.", icon="INFO")
 
 
 def get_preferences(context=None):

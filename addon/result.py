@@ -1,0 +1,144 @@
+"""Turning a fit result into Blender data, in one call, without touching the source objects.
+
+A result (``bridge`` message of kind ``result``) carries ``verts_neutral``
+(N, 3), ``joint_rest`` (J, 4, 4), ``joint_tails`` (J, 3),
+``expression_deltas`` (E, N, 3), ``parts_neutral`` (P, 3) and meta
+``expression_names``; the template (arrays, meta) gives topology, UVs and
+skin weights. Everything created goes into one new collection, so deleting
+that collection and its contents restores the scene.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import bpy
+
+from . import mesh_build
+
+RESULT_COLLECTION = "Likeness Result"
+SHAPE_KEY_NAME = "Likeness Fit"
+CREATED_KEY = "likeness_created"  # custom property on the collection: what it holds
+
+
+class ResultError(Exception):
+    """The result cannot be applied as asked; the message says why."""
+
+
+def _need(buffers: dict, name: str) -> np.ndarray:
+    if name not in buffers:
+        raise ResultError(f"the result has no {name!r}; the core that produced it is too old or the fit failed")
+    return np.asarray(buffers[name])
+
+
+def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJECT", with_armature: bool = True,
+                  with_expressions: bool = True, source_mesh: bpy.types.Object | None = None,
+                  name: str = "Likeness") -> bpy.types.Collection:
+    """Create all result data; returns the new collection. Raises ResultError before creating anything."""
+    arrays, meta = template
+    buffers, rmeta = result.buffers, result.fields.get("meta", {})
+    neutral = _need(buffers, "verts_neutral").astype(np.float32)
+    n = len(arrays["verts"])
+    if neutral.shape != (n, 3):
+        raise ResultError(f"the result has {neutral.shape[0]} vertices, the template {n}: they do not belong together")
+    rest = _need(buffers, "joint_rest") if with_armature else None
+    tails = _need(buffers, "joint_tails") if with_armature else None
+    joint_names = rmeta.get("joint_names") or meta["joint_names"]
+    if with_armature and len(joint_names) != len(rest):
+        raise ResultError(f"the result has {len(rest)} joints but names {len(joint_names)}")
+    names = list(rmeta.get("expression_names", []))
+    deltas = buffers.get("expression_deltas") if with_expressions else None
+    if deltas is not None and (len(deltas) != len(names) or (len(deltas) and deltas.shape[1] != n)):
+        raise ResultError("the result's expression shape keys do not match its names or vertex count")
+    if mode == "SHAPE_KEY":
+        if source_mesh is None or source_mesh.type != "MESH":
+            raise ResultError("Apply as Shape Key needs the fit's template mesh (fit with Template: Selected Rig)")
+        if len(source_mesh.data.vertices) != n:
+            raise ResultError(f"{source_mesh.name} has {len(source_mesh.data.vertices)} vertices, the result {n}")
+
+    coll = bpy.data.collections.new(f"{RESULT_COLLECTION} {name}".strip())
+    bpy.context.scene.collection.children.link(coll)
+    created: list[str] = []
+    arm_obj = None
+    if with_armature:
+        arm_obj = mesh_build.new_armature(f"{name} Rig", joint_names, arrays["joint_parents"], rest, tails, coll)
+        created.append(arm_obj.name)
+    if mode == "SHAPE_KEY":
+        m = np.array(source_mesh.matrix_world, dtype=np.float64)
+        local = (neutral.astype(np.float64) - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+        if source_mesh.data.shape_keys is None:
+            source_mesh.shape_key_add(name="Basis", from_mix=False)
+        key = source_mesh.shape_key_add(name=SHAPE_KEY_NAME, from_mix=False)
+        key.data.foreach_set("co", local.astype(np.float32).ravel())
+        key.value = 1.0
+        coll[CREATED_KEY] = {"objects": created, "shape_key": [source_mesh.name, key.name]}
+        return coll
+
+    mesh = mesh_build.new_mesh(f"{name} Head", neutral, arrays["poly_verts"], arrays["poly_start"], arrays.get("uvs"))
+    head = mesh_build.link_object(f"{name} Head", mesh, coll)
+    created.append(head.name)
+    if arm_obj is not None:
+        mesh_build.add_vertex_groups(head, joint_names, arrays["skin_idx"], arrays["skin_w"])
+        mesh_build.bind(head, arm_obj)
+    if deltas is not None and len(deltas):
+        mesh_build.add_shape_keys(head, neutral, names, np.asarray(deltas, np.float32))
+    parts = buffers.get("parts_neutral")
+    if parts is not None and len(parts) and len(parts) == len(arrays["part_verts"]):
+        pmesh = mesh_build.new_mesh(f"{name} Eyes and Mouth", parts, arrays["part_poly_verts"],
+                                    arrays["part_poly_start"])
+        pobj = mesh_build.link_object(f"{name} Eyes and Mouth", pmesh, coll)
+        created.append(pobj.name)
+        if arm_obj is not None:
+            joints = np.asarray(arrays["part_joint"], np.int64)[:, None]
+            mesh_build.add_vertex_groups(pobj, joint_names, joints, np.ones_like(joints, np.float32))
+            mesh_build.bind(pobj, arm_obj)
+    coll[CREATED_KEY] = {"objects": created}
+    return coll
+
+
+def result_collections() -> list[bpy.types.Collection]:
+    return [c for c in bpy.data.collections if CREATED_KEY in c]
+
+
+def remove_result(coll: bpy.types.Collection) -> None:
+    """Delete a result collection, the objects and data it created, and a shape key it added."""
+    record = coll[CREATED_KEY].to_dict()
+    key_ref = record.get("shape_key")
+    if key_ref:
+        obj = bpy.data.objects.get(key_ref[0])
+        if obj is not None and obj.data.shape_keys is not None:
+            key = obj.data.shape_keys.key_blocks.get(key_ref[1])
+            if key is not None:
+                obj.shape_key_remove(key)
+            if len(obj.data.shape_keys.key_blocks) == 1:
+                obj.shape_key_clear()  # the Basis was added with the key
+    from .live import remove_object
+
+    for name in record.get("objects", []):
+        obj = bpy.data.objects.get(name)
+        if obj is not None:
+            remove_object(obj)
+    bpy.data.collections.remove(coll)
+
+
+def export_result(coll: bpy.types.Collection, filepath: str, fmt: str) -> None:
+    """Export a result collection's objects. fmt: GLB, FBX or OBJ."""
+    objs = [o for o in coll.objects]
+    if not objs:
+        raise ResultError(f"{coll.name} holds no objects to export")
+    view_layer = bpy.context.view_layer
+    for o in view_layer.objects:
+        o.select_set(False)
+    for o in objs:
+        o.select_set(True)
+    view_layer.objects.active = objs[0]
+    if fmt == "GLB":
+        bpy.ops.export_scene.gltf(filepath=filepath, export_format="GLB", use_selection=True,
+                                  export_morph=True, export_skins=True)
+    elif fmt == "FBX":
+        bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, add_leaf_bones=False)
+    elif fmt == "OBJ":
+        bpy.ops.wm.obj_export(filepath=filepath, export_selected_objects=True, export_uv=True,
+                              apply_modifiers=False)
+    else:
+        raise ResultError(f"unknown export format {fmt!r}; choose GLB, FBX or OBJ")
