@@ -7,4 +7,6 @@ ones in ``BENCHMARKS``.
 """
 
 # name -> module path
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "losses": "core.losses.bench",
+}

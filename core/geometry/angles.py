@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from .safe import safe_atan2, safe_norm
+from .indexing import gather
+from .safe import safe_atan2, safe_norm3
+from .vectors import components, cross, dot
+
+
+def corner_angles_c(vc: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """:func:`corner_angles` for component-major vertices vc: (3, B, V). Returns (B, C)."""
+    prev, centre, nxt = gather(vc, corners.T).unbind(2)
+    a, b = prev - centre, nxt - centre
+    return safe_atan2(safe_norm3(cross(a, b)), dot(a, b))
 
 
 def corner_angles(verts: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
@@ -15,7 +24,4 @@ def corner_angles(verts: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
     Computed as atan2(|a x b|, a . b), exact near 0 and pi where acos is not;
     a corner with a zero-length side gets 0 with zero gradient.
     """
-    centre = verts[:, corners[:, 1]]
-    a = verts[:, corners[:, 0]] - centre
-    b = verts[:, corners[:, 2]] - centre
-    return safe_atan2(safe_norm(torch.linalg.cross(a, b, dim=-1)), (a * b).sum(-1))
+    return corner_angles_c(components(verts), corners)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .indexing import scatter_add
 from .normals import face_areas
 
 
@@ -14,6 +15,5 @@ def vertex_areas(verts: torch.Tensor, faces: torch.Tensor, num_verts: int | None
     units; they sum to the mesh area. Vertices in no triangle get 0.
     """
     num_verts = verts.shape[1] if num_verts is None else num_verts
-    third = (face_areas(verts, faces) / 3.0).repeat_interleave(3, dim=1)  # (B, 3F) in face-corner order
-    out = verts.new_zeros(verts.shape[0], num_verts)
-    return out.index_add(1, faces.reshape(-1), third)
+    third = face_areas(verts, faces) / 3.0  # (B, F)
+    return scatter_add(third.repeat(1, 3), faces.T.reshape(-1), num_verts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .dihedral import dihedral_angles
+from .indexing import scatter_add
 from .safe import safe_divide
 from .topology import MeshTopology
 
@@ -23,8 +24,7 @@ def edge_to_vertex_curvature(
     if importance is None:
         importance = torch.ones_like(theta)
     importance = importance.to(theta.dtype).expand_as(theta)
-    ends = topology.hinge_verts
-    shape = (verts.shape[0], topology.num_verts)
-    weighted = theta.new_zeros(shape).index_add(1, ends[:, 0], importance * theta).index_add(1, ends[:, 1], importance * theta)
-    total = theta.new_zeros(shape).index_add(1, ends[:, 0], importance).index_add(1, ends[:, 1], importance)
+    ends = topology.hinge_verts.T.reshape(-1)  # every edge counts at both its ends
+    weighted = scatter_add((importance * theta).repeat(1, 2), ends, topology.num_verts)
+    total = scatter_add(importance.repeat(1, 2), ends, topology.num_verts)
     return safe_divide(weighted, total)

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-from .safe import CURVE_SEGMENT_FLOOR, safe_atan2, safe_divide, safe_norm, safe_normalize
+from .indexing import gather
+from .safe import CURVE_SEGMENT_FLOOR, safe_atan2, safe_divide, safe_norm3, safe_normalize3
+from .vectors import components, cross, dot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,18 +76,18 @@ def curve_flow_features(verts: torch.Tensor, curves: CurveSet, unit_length: torc
     template curve's mean segment length. Returns (B, K, N-3); entries past a
     curve's end are 0 (see ``curves.feature_mask()``).
     """
-    points = verts[:, curves.indices]  # (B, K, N, 3)
-    seg = points[:, :, 1:] - points[:, :, :-1]
-    u = safe_normalize(seg)
-    d = 0.5 * (u[:, :, :-1] + u[:, :, 1:])  # (B, K, N-2, 3)
-    d0, d1 = d[:, :, :-1], d[:, :, 1:]
-    angle = safe_atan2(safe_norm(torch.linalg.cross(d0, d1, dim=-1)), (d0 * d1).sum(-1))  # (B, K, N-3)
-    length = safe_norm(seg[:, :, :-2])
+    points = gather(components(verts), curves.indices)  # (3, B, K, N)
+    seg = points[..., 1:] - points[..., :-1]
+    u = safe_normalize3(seg)
+    d = 0.5 * (u[..., :-1] + u[..., 1:])  # (3, B, K, N-2)
+    d0, d1 = d[..., :-1], d[..., 1:]
+    angle = safe_atan2(safe_norm3(cross(d0, d1)), dot(d0, d1))  # (B, K, N-3)
+    length = safe_norm3(seg[..., :-2])
     unit = unit_length.to(verts.dtype).expand(verts.shape[0], -1)[:, :, None]
     f = safe_divide(angle * unit, torch.maximum(length, CURVE_SEGMENT_FLOOR * unit))
     return f * curves.feature_mask().to(f.dtype)
 
 
 def _segment_lengths(verts: torch.Tensor, curves: CurveSet) -> torch.Tensor:
-    points = verts[:, curves.indices]
-    return safe_norm(points[:, :, 1:] - points[:, :, :-1])
+    points = gather(components(verts), curves.indices)
+    return safe_norm3(points[..., 1:] - points[..., :-1])

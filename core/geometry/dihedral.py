@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from .normals import face_cross
-from .safe import safe_atan2, safe_norm
+from .indexing import gather
+from .normals import face_cross_c
+from .safe import safe_atan2, safe_divide, safe_norm3
 from .topology import MeshTopology
+from .vectors import components, cross, dot
 
 
 def dihedral_angles(verts: torch.Tensor, topology: MeshTopology) -> torch.Tensor:
@@ -19,13 +21,11 @@ def dihedral_angles(verts: torch.Tensor, topology: MeshTopology) -> torch.Tensor
     smooth there (arccos has an infinite gradient at 0). Degenerate triangles
     give 0 with zero gradient.
     """
-    cross = face_cross(verts, topology.faces)
-    n1 = cross[:, topology.hinge_faces[:, 0]]
-    n2 = cross[:, topology.hinge_faces[:, 1]]
-    edge = verts[:, topology.hinge_verts[:, 1]] - verts[:, topology.hinge_verts[:, 0]]
-    length = safe_norm(edge)
+    vc = components(verts)
+    n1, n2 = gather(face_cross_c(vc, topology.faces), topology.hinge_faces.T).unbind(2)
+    start, end = gather(vc, topology.hinge_verts.T).unbind(2)
+    edge = end - start
     # (n1 x n2) is parallel to the edge, so its projection on the unit edge is
     # |n1||n2| sin(theta) with sign; n1 . n2 is |n1||n2| cos(theta).
-    sine = (torch.linalg.cross(n1, n2, dim=-1) * edge).sum(-1)
-    sine = torch.where(length > 0, sine / torch.where(length > 0, length, torch.ones_like(length)), torch.zeros_like(sine))
-    return safe_atan2(sine, (n1 * n2).sum(-1))
+    sine = safe_divide(dot(cross(n1, n2), edge), safe_norm3(edge))
+    return safe_atan2(sine, dot(n1, n2))

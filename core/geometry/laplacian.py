@@ -6,7 +6,9 @@ import dataclasses
 
 import torch
 
-from .safe import COT_MAX, safe_divide, safe_norm
+from .indexing import gather, scatter_add
+from .safe import COT_MAX, safe_divide, safe_norm3
+from .vectors import components, cross, dot, interleaved
 from .topology import MeshTopology
 
 
@@ -40,10 +42,9 @@ class Laplacian:
         """
         if rest_verts.dim() != 2 or rest_verts.shape != (topology.num_verts, 3):
             raise ValueError(f"rest_verts must have shape ({topology.num_verts}, 3), got {tuple(rest_verts.shape)}")
-        corners = topology.face_corners
-        centre = rest_verts[corners[:, 1]]
-        a, b = rest_verts[corners[:, 0]] - centre, rest_verts[corners[:, 2]] - centre
-        cot = safe_divide((a * b).sum(-1), safe_norm(torch.linalg.cross(a, b, dim=-1))).clamp(-COT_MAX, COT_MAX)
+        prev, centre, nxt = gather(components(rest_verts[None]), topology.face_corners.T).unbind(2)
+        a, b = prev - centre, nxt - centre
+        cot = safe_divide(dot(a, b), safe_norm3(cross(a, b))).clamp(-COT_MAX, COT_MAX)[0]
         # Side s of a triangle, (f_s, f_s+1), lies opposite corner s+2.
         opposite = cot.reshape(-1, 3)[:, [2, 0, 1]]
         weights = torch.zeros(topology.edges.shape[0], dtype=rest_verts.dtype, device=rest_verts.device)
@@ -52,10 +53,14 @@ class Laplacian:
 
     def apply(self, verts: torch.Tensor) -> torch.Tensor:
         """Differential coordinates. verts: (B, V, 3) float. Returns (B, V, 3)."""
-        i, j = self.edges[:, 0], self.edges[:, 1]
-        flow = self.weights.to(verts.dtype)[None, :, None] * (verts[:, i] - verts[:, j])  # (B, E, 3)
-        delta = torch.zeros_like(verts).index_add(1, i, flow).index_add(1, j, -flow)
-        return self.scale.to(verts.dtype)[None, :, None] * delta
+        return interleaved(self.apply_c(components(verts)))
+
+    def apply_c(self, vc: torch.Tensor) -> torch.Tensor:
+        """:meth:`apply` for component-major vertices vc: (3, B, V) float. Returns (3, B, V)."""
+        vi, vj = gather(vc, self.edges.T).unbind(2)
+        flow = self.weights.to(vc.dtype) * (vi - vj)  # (3, B, E)
+        delta = scatter_add(torch.cat([flow, -flow], dim=-1), self.edges.T.reshape(-1), vc.shape[-1])
+        return self.scale.to(vc.dtype) * delta
 
     def matrix(self) -> torch.Tensor:
         """The operator as a sparse (V, V) COO tensor, L = diag(s) (D - W)."""

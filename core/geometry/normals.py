@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import torch
 
-from .safe import safe_norm, safe_normalize
+from .indexing import gather
+from .safe import safe_norm3, safe_normalize3
+from .vectors import components, cross, interleaved
+
+
+def face_cross_c(vc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Unnormalised normals ``(v1 - v0) x (v2 - v0)`` (length = twice the area), component-major.
+
+    vc: (3, B, V) float (:func:`~core.geometry.vectors.components`). faces: (F, 3) int64. Returns (3, B, F).
+    """
+    v0, v1, v2 = gather(vc, faces.T).unbind(2)
+    return cross(v1 - v0, v2 - v0)
+
+
+def face_normals_c(vc: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Unit normals, component-major; a degenerate triangle gets 0. vc: (3, B, V). Returns (3, B, F)."""
+    return safe_normalize3(face_cross_c(vc, faces))
 
 
 def face_cross(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unnormalised triangle normals ``(v1 - v0) x (v2 - v0)`` (length = twice the area).
-
-    verts: (B, V, 3) float. faces: (F, 3) int64. Returns (B, F, 3), same dtype.
-    """
-    v0, v1, v2 = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
-    return torch.linalg.cross(v1 - v0, v2 - v0, dim=-1)
+    """Unnormalised triangle normals. verts: (B, V, 3) float. faces: (F, 3) int64. Returns (B, F, 3)."""
+    return interleaved(face_cross_c(components(verts), faces))
 
 
 def face_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -21,7 +33,7 @@ def face_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
     verts: (B, V, 3) float. faces: (F, 3) int64. Returns (B, F, 3).
     """
-    return safe_normalize(face_cross(verts, faces))
+    return interleaved(face_normals_c(components(verts), faces))
 
 
 def face_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
@@ -29,4 +41,4 @@ def face_areas(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
 
     verts: (B, V, 3) float. faces: (F, 3) int64. Returns (B, F).
     """
-    return 0.5 * safe_norm(face_cross(verts, faces))
+    return 0.5 * safe_norm3(face_cross_c(components(verts), faces))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from .vectors import dot
+
 COT_MAX = 1.0e3
 """Largest |cot| a cotangent weight may take (angles below ~0.06 degrees)."""
 
@@ -23,23 +25,37 @@ def _tiny(x: torch.Tensor) -> float:
     return torch.finfo(x.dtype).tiny
 
 
+def _sqrt_or_zero(sq: torch.Tensor) -> torch.Tensor:
+    nonzero = sq > _tiny(sq)
+    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+
+
 def safe_norm(x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
     """Euclidean norm along ``dim`` with a zero (not NaN) gradient at the zero vector.
 
     x: (..., D, ...) float. Returns the norm with ``dim`` reduced (kept if ``keepdim``).
     """
-    sq = (x * x).sum(dim=dim, keepdim=keepdim)
-    nonzero = sq > _tiny(x)
-    return torch.where(nonzero, torch.sqrt(torch.where(nonzero, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+    return _sqrt_or_zero((x * x).sum(dim=dim, keepdim=keepdim))
+
+
+def safe_norm3(c: torch.Tensor) -> torch.Tensor:
+    """:func:`safe_norm` of component-major vectors. c: (3, ...) float. Returns (...)."""
+    return _sqrt_or_zero(dot(c, c))
 
 
 def safe_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """``x / |x|`` along ``dim``; the zero vector maps to the zero vector with zero gradient.
+    """``x / |x|`` along ``dim``; the zero vector maps to the zero vector (finite gradient).
 
     x: (..., D, ...) float. Returns the same shape.
     """
     n = safe_norm(x, dim=dim, keepdim=True)
     return x / torch.where(n > 0, n, torch.ones_like(n))
+
+
+def safe_normalize3(c: torch.Tensor) -> torch.Tensor:
+    """:func:`safe_normalize` of component-major vectors. c: (3, ...) float. Returns (3, ...)."""
+    n = safe_norm3(c)
+    return c / torch.where(n > 0, n, torch.ones_like(n))
 
 
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,10 @@ import torch
 
 from ..geometry.checks import check_same_batch, check_verts
 from ..geometry.curvature import edge_to_vertex_curvature
-from ..geometry.safe import safe_norm
+from ..geometry.indexing import gather
+from ..geometry.safe import safe_norm3
 from ..geometry.topology import MeshTopology
+from ..geometry.vectors import components
 
 
 def edge_importance(verts: torch.Tensor, topology: MeshTopology) -> torch.Tensor:
@@ -15,8 +17,8 @@ def edge_importance(verts: torch.Tensor, topology: MeshTopology) -> torch.Tensor
 
     verts: (B, V, 3) float. Returns (B, Ei) in mesh units (only ratios matter).
     """
-    ends = topology.hinge_verts
-    return safe_norm(verts[:, ends[:, 1]] - verts[:, ends[:, 0]])
+    start, end = gather(components(verts), topology.hinge_verts.T).unbind(2)
+    return safe_norm3(end - start)
 
 
 def evgcc_per_vertex(

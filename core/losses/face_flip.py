@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from ..geometry.checks import check_same_batch, check_verts
-from ..geometry.normals import face_normals
-from ..geometry.safe import safe_norm
+from ..geometry.normals import face_normals_c
+from ..geometry.safe import safe_norm3
+from ..geometry.vectors import components
 from .top_k import top_k_mean
 
 
@@ -20,7 +21,7 @@ def face_flip_per_face(verts: torch.Tensor, target_verts: torch.Tensor, faces: t
     check_verts(verts)
     check_verts(target_verts, "target_verts", verts.shape[1])
     check_same_batch(verts, target_verts, "verts", "target_verts")
-    return safe_norm(face_normals(verts, faces) - face_normals(target_verts, faces))
+    return safe_norm3(face_normals_c(components(verts), faces) - face_normals_c(components(target_verts), faces))
 
 
 def face_flip_loss(

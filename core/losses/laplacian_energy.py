@@ -6,6 +6,7 @@ import torch
 
 from ..geometry.checks import check_same_batch, check_verts
 from ..geometry.laplacian import Laplacian
+from ..geometry.vectors import components, dot
 
 
 def laplacian_energy_per_vertex(verts: torch.Tensor, rest_verts: torch.Tensor, laplacian: Laplacian) -> torch.Tensor:
@@ -18,7 +19,8 @@ def laplacian_energy_per_vertex(verts: torch.Tensor, rest_verts: torch.Tensor, l
     check_verts(verts)
     check_verts(rest_verts, "rest_verts", verts.shape[1])
     check_same_batch(verts, rest_verts, "verts", "rest_verts")
-    return (laplacian.apply(verts - rest_verts) ** 2).sum(-1)
+    delta = laplacian.apply_c(components(verts - rest_verts))
+    return dot(delta, delta)
 
 
 def laplacian_energy(verts: torch.Tensor, rest_verts: torch.Tensor, laplacian: Laplacian) -> torch.Tensor:

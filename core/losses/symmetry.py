@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..geometry.checks import check_index, check_verts
+from ..geometry.indexing import gather
+from ..geometry.vectors import components, dot
 
 
 def symmetry_per_vertex(verts: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
@@ -19,9 +21,10 @@ def symmetry_per_vertex(verts: torch.Tensor, mirror: torch.Tensor) -> torch.Tens
         raise ValueError(f"mirror must have shape ({verts.shape[1]},), got {tuple(mirror.shape)}")
     check_index(mirror, "mirror", verts.shape[1], allow_negative=True)
     has = mirror >= 0
-    partner = verts[:, mirror.clamp(min=0)]
-    reflected = partner * partner.new_tensor([-1.0, 1.0, 1.0])
-    return ((verts - reflected) ** 2).sum(-1) * has.to(verts.dtype)
+    vc = components(verts)
+    reflected = gather(vc, mirror.clamp(min=0)) * vc.new_tensor([-1.0, 1.0, 1.0])[:, None, None]
+    diff = vc - reflected
+    return dot(diff, diff) * has.to(verts.dtype)
 
 
 def symmetry_loss(verts: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
