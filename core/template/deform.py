@@ -70,6 +70,8 @@ class TemplateModel:
         self.joint_heads = torch.as_tensor(t.joint_rest[:, :3, 3], **f)
         self.skin_idx = torch.as_tensor(t.skin_idx, **i)
         self.skin_w = torch.as_tensor(t.skin_w, **f)
+        self.skin_dense = torch.zeros(t.num_verts, t.num_joints, **f)  # (N, J) W
+        self.skin_dense.scatter_add_(1, self.skin_idx, self.skin_w)
         self.part_verts = torch.as_tensor(t.part_verts, **f)
         self.part_ctrl_basis = torch.as_tensor(t.part_ctrl_basis.reshape(2 * t.num_controllers, -1), **f)
         self.part_joint = torch.as_tensor(t.part_joint, **i)
@@ -171,19 +173,24 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
     rest_inv = _homogeneous(rot.transpose(-1, -2), -(rot.transpose(-1, -2) @ heads[..., None])[..., 0])
 
     posed = _forward_kinematics(model, rest, rest_inv, joint_params)
-    skin = posed @ rest_inv  # (B,J,4,4)
+    skin = _matmul(posed, rest_inv)  # (B,J,4,4)
 
-    # Blend the 3x4 skinning matrices per vertex over its K influences, then apply once.
-    mats = skin[:, :, :3, :].reshape(b, j, 12)[:, model.skin_idx]  # (B,N,K,12)
-    blend = (mats * model.skin_w[None, :, :, None]).sum(2).view(b, n, 3, 4)
-    verts = (blend[..., :3] @ rest_verts[..., None])[..., 0] + blend[..., 3]
+    # Blend the 3x4 skinning matrices per vertex, then apply once. With tens of
+    # joints a dense (N, J) weight matmul beats gathering K matrices per vertex.
+    mats = skin[:, :, :3, :].reshape(b, j, 12)
+    blend = (model.skin_dense @ mats).view(b, n, 3, 4)  # (B,N,3,4)
+    verts = _apply_affine(blend, rest_verts)
     if vertex_offsets is not None:
         verts = verts + vertex_offsets
 
     part_rest = model.part_verts + (sides @ model.part_ctrl_basis).view(b, -1, 3)
-    pm = skin[:, model.part_joint]  # (B,P,4,4)
-    parts = (pm[..., :3, :3] @ part_rest[..., None])[..., 0] + pm[..., :3, 3]
+    parts = _apply_affine(mats[:, model.part_joint].view(b, -1, 3, 4), part_rest)
     return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=parts)
+
+
+def _apply_affine(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """m: (B, M, 3, 4), x: (B, M, 3) -> (B, M, 3). Elementwise: tiny batched matmuls are slow on CPU."""
+    return (m[..., :3] * x[..., None, :]).sum(-1) + m[..., 3]
 
 
 def controller_sides(controllers: torch.Tensor) -> torch.Tensor:
@@ -198,19 +205,24 @@ def controller_sides(controllers: torch.Tensor) -> torch.Tensor:
 
 def _forward_kinematics(model: TemplateModel, rest: torch.Tensor, rest_inv: torch.Tensor,
                         joint_params: torch.Tensor | None) -> torch.Tensor:
-    """rest, rest_inv: (B, J, 4, 4) -> posed world transforms (B, J, 4, 4), one matmul per depth level."""
+    """rest, rest_inv: (B, J, 4, 4) -> posed world transforms (B, J, 4, 4), one product per depth level."""
     if joint_params is None:
         return rest
     pose = joint_local_transforms(joint_params)  # (B,J,4,4)
-    out = []
-    for level, ppos in zip(model.levels, model.level_parent_pos):
-        if ppos is None:
-            out.append(rest[:, level] @ pose[:, level])
-            continue
-        parents = model.parents[level]
-        local_rest = rest_inv[:, parents] @ rest[:, level]  # L_j = G_rest_parent⁻¹ G_rest_j
-        out.append(out[-1][:, ppos] @ local_rest @ pose[:, level])
+    # L_j · P_j for all joints at once, with L_j = G_rest_parent⁻¹ G_rest_j (the root keeps G_rest_root).
+    parent_inv = rest_inv[:, model.parents.clamp(min=0)]
+    is_root = (model.parents < 0)[None, :, None, None]
+    local = torch.where(is_root, rest, _matmul(parent_inv, rest))
+    local_pose = _matmul(local, pose)
+    out = [local_pose[:, model.levels[0]]]
+    for level, ppos in zip(model.levels[1:], model.level_parent_pos[1:]):
+        out.append(_matmul(out[-1][:, ppos], local_pose[:, level]))
     return torch.cat(out, 1)[:, model.level_inverse]
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., 4, 4) @ (..., 4, 4) as a broadcast sum: many tiny matrices are faster this way than bmm on CPU."""
+    return (a[..., :, :, None] * b[..., None, :, :]).sum(-2)
 
 
 def _check(model: TemplateModel, x: torch.Tensor, shape: tuple, name: str) -> None:
