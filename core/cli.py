@@ -16,6 +16,7 @@ from bridge import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "core.doctor",
     "core.bench.cli",
+    "core.template.cli",
     "core.fit.cli",
 )
 

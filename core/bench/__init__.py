@@ -9,4 +9,5 @@ ones in ``BENCHMARKS``.
 # name -> module path
 BENCHMARKS: dict[str, str] = {
     "losses": "core.losses.bench",
+    "template": "core.bench.template",
 }
