@@ -17,11 +17,13 @@ def interpolate(attrs: torch.Tensor, faces: torch.Tensor, fragments: Fragments) 
     B, H, W = fragments.face_id.shape
     if attrs.ndim != 3 or attrs.shape[0] not in (1, B):
         raise ValueError(f"attrs must be (B, V, C) with B in (1, {B}), got {tuple(attrs.shape)}")
-    C = attrs.shape[2]
+    V, C = attrs.shape[1:]
     batch = torch.div(fragments.pixel_index, H * W, rounding_mode="floor")
     if attrs.shape[0] == 1:
         batch = torch.zeros_like(batch)
-    corner = attrs[batch[:, None], faces[fragments.pixel_face]]  # (P, 3, C)
-    values = (fragments.pixel_bary[..., None] * corner).sum(1)
+    corner = (faces.index_select(0, fragments.pixel_face) + (batch * V)[:, None]).t()  # (3, P)
+    flat = attrs.reshape(-1, C)
+    bary = fragments.pixel_bary
+    values = sum(bary[:, k : k + 1] * flat.index_select(0, corner[k]) for k in range(3))
     out = torch.zeros(B * H * W, C, dtype=values.dtype, device=values.device)
-    return out.index_put((fragments.pixel_index,), values).view(B, H, W, C)
+    return out.index_copy(0, fragments.pixel_index, values).view(B, H, W, C)

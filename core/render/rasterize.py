@@ -117,31 +117,34 @@ def fragments_from_face_ids(face_id: torch.Tensor, uvz: torch.Tensor, faces: tor
     vertices (pixel u, v, camera depth), with gradients; faces: (F, 3) int64.
     """
     B, H, W = face_id.shape
+    V = uvz.shape[1]
     flat = face_id.reshape(-1)
     pixel_index = (flat >= 0).nonzero().squeeze(1)
-    pixel_face = flat[pixel_index]
+    pixel_face = flat.index_select(0, pixel_index)
     batch = torch.div(pixel_index, H * W, rounding_mode="floor")
     rem = pixel_index - batch * (H * W)
     row = torch.div(rem, W, rounding_mode="floor")
     col = rem - row * W
-    p = uvz[batch[:, None], faces[pixel_face]]  # (P, 3, 3)
+    # index_select on flat tensors: much faster than advanced indexing, forward and backward.
+    corner = (faces.index_select(0, pixel_face) + (batch * V)[:, None]).t()  # (3, P)
+    points = uvz.reshape(B * V, 3)
     px = col.to(uvz.dtype) + PIXEL_CENTER_OFFSET
     py = row.to(uvz.dtype) + PIXEL_CENTER_OFFSET
-    dx = p[..., 0] - px[:, None]
-    dy = p[..., 1] - py[:, None]
-    i1, i2 = [1, 2, 0], [2, 0, 1]
-    edge = dx[:, i1] * dy[:, i2] - dx[:, i2] * dy[:, i1]  # (P, 3): 2 x sub-areas opposite each vertex
-    area2 = edge.sum(1, keepdim=True)
+    p = [points.index_select(0, corner[k]) for k in range(3)]  # 3 x (P, 3)
+    dx = [pk[:, 0] - px for pk in p]
+    dy = [pk[:, 1] - py for pk in p]
+    # twice the signed sub-area opposite each vertex
+    edge = [dx[i] * dy[j] - dx[j] * dy[i] for i, j in ((1, 2), (2, 0), (0, 1))]
+    area2 = edge[0] + edge[1] + edge[2]
     area2 = torch.where(area2.abs() > _SAFE_AREA, area2, torch.full_like(area2, _SAFE_AREA))
-    w = edge / area2
-    z = p[..., 2].clamp(min=DEFAULT_NEAR * 1e-3)
-    q = w / z
-    s = q.sum(1, keepdim=True)
+    # Perspective correction: screen barycentrics divided by depth, renormalised.
+    q = [edge[k] / (area2 * p[k][:, 2].clamp(min=DEFAULT_NEAR * 1e-3)) for k in range(3)]
+    s = q[0] + q[1] + q[2]
     s = torch.where(s.abs() > _SAFE_AREA, s, torch.full_like(s, _SAFE_AREA))
-    pixel_bary = q / s
-    pixel_depth = 1.0 / s[:, 0]
-    bary = torch.zeros(B * H * W, 3, dtype=uvz.dtype, device=uvz.device).index_put((pixel_index,), pixel_bary)
-    depth = torch.zeros(B * H * W, dtype=uvz.dtype, device=uvz.device).index_put((pixel_index,), pixel_depth)
+    pixel_bary = torch.stack(q, 1) / s[:, None]
+    pixel_depth = 1.0 / s
+    bary = torch.zeros(B * H * W, 3, dtype=uvz.dtype, device=uvz.device).index_copy(0, pixel_index, pixel_bary)
+    depth = torch.zeros(B * H * W, dtype=uvz.dtype, device=uvz.device).index_copy(0, pixel_index, pixel_depth)
     return Fragments(
         face_id=face_id,
         bary=bary.view(B, H, W, 3),
