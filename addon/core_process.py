@@ -47,7 +47,9 @@ def check_interpreter(python: str, timeout: float = CHECK_TIMEOUT_S) -> None:
         raise CoreError(f"The core Python {python!r} does not exist or is not executable.")
     code = "import " + ", ".join(REQUIRED_MODULES)
     try:
-        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout)
+        # a neutral working directory: a source checkout in the cwd must not make a bare Python look ready
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
+                              cwd=tempfile.gettempdir())
     except subprocess.TimeoutExpired:
         raise CoreError(f"{python} -c {code!r} did not finish within {timeout:.0f} s") from None
     except OSError as exc:
@@ -100,7 +102,7 @@ class LocalCore:
         self.log.append("$ " + " ".join(cmd))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, text=True, errors="replace", start_new_session=True)
+                                     env=env, text=True, errors="replace", start_new_session=True, cwd=self._dir)
         self._log_thread = threading.Thread(target=self._read_log, args=(self.proc,), daemon=True,
                                             name="likeness-core-log")
         self._log_thread.start()

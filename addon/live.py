@@ -12,6 +12,7 @@ held back; on leaving it, moved vertices become pins.
 from __future__ import annotations
 
 import collections
+import queue
 import threading
 import time
 import traceback
@@ -340,17 +341,18 @@ def tick() -> float | None:
     LIVE._finish_tasks()
     client = LIVE.client
     if client is not None:
-        while time.perf_counter() < deadline:
-            try:
-                msg = client.events.get_nowait()
-            except Exception:  # queue.Empty
-                break
-            _on_event(msg)
+        # frames first: a job's last frame is received before its result
         if LIVE.state in ACTIVE_STATES:
             apply_newest_frame(deadline)
             progress = client.latest_progress(LIVE.job) if LIVE.job else None
             if progress is not None and progress.fields["step"] > LIVE.step:
                 LIVE.stage, LIVE.step, LIVE.total = (progress.fields[k] for k in ("stage", "step", "total"))
+        while time.perf_counter() < deadline:
+            try:
+                msg = client.events.get_nowait()
+            except queue.Empty:
+                break
+            _on_event(msg)
     _check_link()
     busy = LIVE.tasks or LIVE.state in ACTIVE_STATES or (LIVE.link and LIVE.link.state == core_process.STARTING)
     return TICK_S if busy else IDLE_TICK_S

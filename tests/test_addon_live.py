@@ -1,0 +1,197 @@
+"""The add-on against a real core process: start it from the operator, stream frames into the
+preview (the timer callback is called directly: timers never fire in module mode), pins from
+Edit Mode, cancel, a killed core (restarted), a killed client (the core cancels its job)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from test_addon import make_artist_rig
+from test_addon_helpers import MODULE, build_zip, install, pump, uninstall
+
+pytestmark = pytest.mark.bpy
+
+
+@pytest.fixture(scope="module")
+def ext(bpy_module, tmp_path_factory):
+    module = install(bpy_module, build_zip(tmp_path_factory.mktemp("ext")))
+    yield module
+    uninstall(bpy_module)
+
+
+@pytest.fixture(scope="module")
+def live(bpy_module, ext):
+    """The add-on's live module, connected to a local core started by the operator."""
+    bpy = bpy_module
+    live = sys.modules[MODULE + ".addon.live"]
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.core_mode, prefs.python_path = "LOCAL", sys.executable
+    assert bpy.ops.likeness.start_core() == {"FINISHED"}
+    assert pump(live.tick, lambda: live.LIVE.connected or live.LIVE.link.state == "FAILED", 120), "core start"
+    assert live.LIVE.connected, live.LIVE.link.error
+    yield live
+    if live.LIVE.link is not None:
+        live.LIVE.link.stop()
+
+
+@pytest.fixture
+def preview(bpy_module, live):
+    """A replay job's template: an artist's rig, shown in the preview object."""
+    mb = sys.modules[MODULE + ".addon.mesh_build"]
+    obj, arm = make_artist_rig(bpy_module, "LiveRig")
+    arrays, meta, _ = mb.read_rig(obj, arm)
+    live.LIVE.reset_job()
+    live.LIVE.template = (arrays, meta)
+    live.ensure_preview(arrays)
+    yield arrays
+    live.LIVE.reset_job()
+
+
+def _replay(live, poses, count):
+    live.LIVE.job = live.LIVE.client.start_replay(poses, count=count)
+    live.LIVE.state = live.RUNNING
+
+
+def _positions(live):
+    mb = sys.modules[MODULE + ".addon.mesh_build"]
+    return mb.read_positions(live.preview_object().data)
+
+
+def test_frames_reach_the_preview_one_by_one_until_the_result(bpy_module, live, preview):
+    rng = np.random.default_rng(1)
+    poses = preview["verts"][None] + rng.normal(0, 0.01, (6, *preview["verts"].shape)).astype(np.float32)
+    count = 3000
+    _replay(live, poses, count)
+    seen = [_positions(live)]
+
+    def record():
+        pos = _positions(live)
+        if not np.array_equal(pos, seen[-1]):
+            seen.append(pos)
+        return live.LIVE.state == live.DONE
+
+    assert pump(live.tick, record, 30)
+    np.testing.assert_array_equal(seen.pop(0), preview["verts"])
+    assert len(seen) >= 2
+    for s in seen:  # every write is one whole frame, never a mix
+        assert min(np.abs(s - p).max() for p in poses) == 0.0
+    np.testing.assert_array_equal(seen[-1], poses[(count - 1) % len(poses)])
+    assert live.LIVE.frames >= len(seen) and live.LIVE.stage == "replay" and live.LIVE.total == count
+    assert live.LIVE.result is not None and live.LIVE.result.kind == "result"
+    np.testing.assert_array_equal(live.LIVE.result.buffers["verts"], seen[-1])
+
+
+def test_edit_mode_holds_frames_and_moved_vertices_become_pins(bpy_module, live, preview):
+    bpy = bpy_module
+    import bmesh
+
+    poses = np.repeat(preview["verts"][None], 2, axis=0)
+    poses[1] += 0.02
+    _replay(live, poses, 10_000_000)
+    assert pump(live.tick, lambda: live.LIVE.frames >= 2, 10)
+    obj = live.preview_object()
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    frames = live.LIVE.frames
+    for _ in range(20):
+        live.tick()
+        time.sleep(0.005)
+    assert live.LIVE.frames == frames and live.LIVE.held
+    bm = bmesh.from_edit_mesh(obj.data)
+    bm.verts.ensure_lookup_table()
+    bm.verts[3].co.z += 0.05
+    bm.verts[7].co.x -= 0.05
+    bmesh.update_edit_mesh(obj.data)
+    edited = np.array([bm.verts[3].co[:], bm.verts[7].co[:]], np.float32)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    live.tick()
+    assert sorted(live.LIVE.pins) == [3, 7] and not live.LIVE.held
+    np.testing.assert_allclose(np.array([live.LIVE.pins[3], live.LIVE.pins[7]]), edited, atol=1e-6)
+    assert pump(live.tick, lambda: live.LIVE.frames > frames, 10), "streaming resumes after Edit Mode"
+    assert bpy.ops.likeness.clear_pins() == {"FINISHED"} and not live.LIVE.pins
+    assert bpy.ops.likeness.cancel_fit() == {"FINISHED"}
+    assert pump(live.tick, lambda: live.LIVE.state == live.CANCELLED, 5)
+    # no control message was refused by the core
+    assert "refused" not in live.LIVE.message
+
+
+def test_cancel_is_answered_quickly_and_the_scene_stays_valid(bpy_module, live, preview):
+    bpy = bpy_module
+    _replay(live, preview["verts"][None], 10_000_000)
+    assert pump(live.tick, lambda: live.LIVE.frames >= 1, 10)
+    assert bpy.ops.likeness.pause_fit() == {"FINISHED"} and live.LIVE.state == live.PAUSED
+    assert bpy.ops.likeness.resume_fit() == {"FINISHED"} and live.LIVE.state == live.RUNNING
+    objects = sorted(o.name for o in bpy.data.objects)
+    t0 = time.monotonic()
+    assert bpy.ops.likeness.cancel_fit() == {"FINISHED"}
+    assert pump(live.tick, lambda: live.LIVE.state == live.CANCELLED, 5)
+    assert time.monotonic() - t0 < 1.0
+    assert "cancelled" in live.LIVE.message.lower()
+    assert sorted(o.name for o in bpy.data.objects) == objects
+    assert live.LIVE.client.status()["jobs"] == []
+
+
+def test_a_killed_client_has_its_job_cancelled_within_a_second(live):
+    info = live.LIVE.link.core.info
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from bridge.client import Client
+        c = Client.connect({info['host']!r}, {info['port']}, {info['token']!r})
+        c.start_replay(np.zeros((1, 100, 3), np.float32), count=10_000_000, job="doomed")
+        print("started", flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        client = live.LIVE.client
+        deadline = time.monotonic() + 10
+        while not any(j["id"] == "doomed" for j in client.status()["jobs"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    t0 = time.monotonic()
+    while any(j["id"] == "doomed" for j in client.status()["jobs"]):
+        assert time.monotonic() - t0 < 1.0, "the core kept the dead client's job"
+        time.sleep(0.02)
+
+
+def test_a_killed_core_is_reported_and_restarted(bpy_module, live, preview):
+    bpy = bpy_module
+    _replay(live, preview["verts"][None], 10_000_000)
+    assert pump(live.tick, lambda: live.LIVE.frames >= 1, 10)
+    objects = sorted(o.name for o in bpy.data.objects)
+    pid = live.LIVE.link.core.pid
+    os.kill(pid, signal.SIGKILL)
+    assert pump(live.tick, lambda: live.LIVE.state == live.LOST, 5)
+    assert "exited with code -9" in live.LIVE.message and "Restarting" in live.LIVE.message
+    assert bpy.data.texts[live.REPORT_TEXT].as_string().startswith("The core exited")
+    assert "likeness core listening" in bpy.data.texts[live.LOG_TEXT].as_string()
+    assert sorted(o.name for o in bpy.data.objects) == objects
+    assert pump(live.tick, lambda: live.LIVE.connected, 120), live.LIVE.link.error
+    assert live.LIVE.link.restarts == 1 and live.LIVE.link.core.pid != pid
+    assert live.LIVE.client.status()["jobs"] == []
+
+
+def test_a_bad_core_python_is_reported(live, tmp_path):
+    core_process = sys.modules[MODULE + ".addon.core_process"]
+    # an interpreter without the core (the system Python, or Blender's own)
+    bare = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    link = core_process.CoreLink(python=str(bare / "bin" / "python"))
+    link.start()
+    assert link.wait(60) == core_process.FAILED
+    assert "module 'core' is missing" in link.error and "Install Likeness" in link.error
+    link = core_process.CoreLink(python=str(tmp_path / "nothing" / "python"))
+    link.start()
+    assert link.wait(10) == core_process.FAILED and "does not exist" in link.error
