@@ -311,3 +311,26 @@ def test_cuda_matches_cpu():
         grad = torch.autograd.grad(loss, v)[0].cpu()
         assert loss.item() == pytest.approx(cpu[k][0], rel=1e-9, abs=1e-12), k
         assert torch.allclose(grad, cpu[k][1], rtol=1e-7, atol=1e-10), k
+
+
+def random_rotation(seed):
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.det(q) > 0 else -q
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_intrinsic_terms_ignore_rigid_motion_and_scale(seed):
+    verts, template, faces, topo = meshes(20 + seed, batch=1)
+    rotation = random_rotation(seed)
+    curves = CurveSet.from_sequences(CURVES, topo.num_verts)
+    rigid = verts @ rotation.T + torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
+    similar = 2.5 * rigid
+    for moved in (rigid, similar):
+        # Deforming the same shape against the moved template costs exactly what it did before.
+        assert evgcc_loss(moved, template, topo).item() == pytest.approx(evgcc_loss(verts, template, topo).item(), rel=1e-9)
+        assert conformal_loss(moved, verts, topo.polygon_corners).item() == pytest.approx(0.0, abs=1e-12)
+        assert evgcc_loss(moved, verts, topo).item() == pytest.approx(0.0, abs=1e-12)
+    assert curve_flow_loss(rigid, verts, curves).item() == pytest.approx(0.0, abs=1e-9)
+    assert face_flip_loss(rigid, verts, faces).item() > 0.0
