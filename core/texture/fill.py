@@ -1,0 +1,117 @@
+"""Hole filling in UV space: dual-mask (screened) Poisson blending with a
+guide texture, and padding beyond the UV islands.
+
+Two masks: the *hard seam mask* (texels inside a UV island) decides which
+texels are coupled, so colour never leaks across an island border; the
+*soft mask* (observed texels, eroded 3 x 3 and feathered by confidence)
+blends the photo into the Poisson solution, so the visible region fades
+into the fill instead of ending at a step.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import scipy.ndimage as ndi
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+SCREENING_LENGTH = 0.05
+"""Far from any observation the fill relaxes to the guide texture over about
+this fraction of the map size (screened Poisson: (Δ - λ) f = Δg - λ g)."""
+
+SOFT_FEATHER = 2.0
+"""Gaussian sigma (texels at 1024², scaled with the map) of the soft mask's feathering."""
+
+
+def soft_mask(observed: np.ndarray, confidence: np.ndarray, island: np.ndarray) -> np.ndarray:
+    """The soft interior mask.
+
+    observed: (S, S) bool texels seen by some view; confidence: (S, S) float
+    in [0, 1]; island: (S, S) bool hard seam mask. Returns (S, S) float32 in
+    [0, 1], zero outside the eroded observed region.
+    """
+    # Island borders are seams, not the edge of what was seen: only unseen island texels erode.
+    eroded = ndi.binary_erosion(observed | ~island, structure=np.ones((3, 3), bool), border_value=1) & observed
+    sigma = SOFT_FEATHER * observed.shape[0] / 1024.0
+    soft = (eroded * np.clip(confidence, 0.0, 1.0)).astype(np.float32)
+    if sigma > 0.3:
+        # Normalised blur over the islands only, so the feathering does not fade at seams.
+        inside = island.astype(np.float32)
+        num = cv2.GaussianBlur(soft * inside, (0, 0), sigma)
+        den = cv2.GaussianBlur(inside, (0, 0), sigma)
+        soft = np.minimum(num / np.maximum(den, 1e-6), eroded)
+    return (soft * island).astype(np.float32)
+
+
+def _grid_laplacian(inside: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Graph Laplacian (positive semi-definite) over 4-neighbours both inside the mask.
+
+    inside: (S, S) bool. Returns L (n, n) over the inside texels in raster
+    order and their flat ids (n,).
+    """
+    S = inside.shape[0]
+    ids = np.flatnonzero(inside)
+    pos = np.full(inside.size, -1, dtype=np.int64)
+    pos[ids] = np.arange(ids.size)
+    rows, cols = [], []
+    for shift in (1, S):  # right and down neighbours
+        a = ids[(ids + shift < inside.size)]
+        if shift == 1:
+            a = a[(a % S) != S - 1]
+        b = a + shift
+        ok = inside.reshape(-1)[b]
+        rows.append(pos[a[ok]])
+        cols.append(pos[b[ok]])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    n = ids.size
+    adj = sp.coo_matrix((np.ones(r.size), (r, c)), shape=(n, n))
+    adj = (adj + adj.T).tocsr()
+    deg = np.asarray(adj.sum(1)).ravel()
+    return (sp.diags(deg) - adj).tocsr(), ids
+
+
+def poisson_fill(
+    values: np.ndarray, known: np.ndarray, island: np.ndarray, guide: np.ndarray, screening: float | None = None
+) -> np.ndarray:
+    """Fill the unknown island texels so their gradients follow the guide.
+
+    values: (S, S, C) float, trusted where ``known``; known: (S, S) bool;
+    island: (S, S) bool hard seam mask (neighbours couple only inside it);
+    guide: (S, S, C) float template texture (e.g. a neutral skin tone).
+    Solves ``(L + λ) f = L g + λ g`` on unknown texels with ``f = values`` on
+    known ones (Dirichlet), L the island graph Laplacian. Returns (S, S, C)
+    float32: ``values`` on known texels, the fill on the rest of the islands,
+    ``guide`` elsewhere.
+    """
+    S = values.shape[0]
+    lam = (1.0 / (SCREENING_LENGTH * S)) ** 2 if screening is None else float(screening)
+    out = np.where(island[..., None], values, guide).astype(np.float32)
+    known = known & island
+    L, ids = _grid_laplacian(island)
+    unknown = ~known.reshape(-1)[ids]
+    if not unknown.any():
+        return out
+    flat_v = values.reshape(-1, values.shape[-1])[ids].astype(np.float64)
+    flat_g = guide.reshape(-1, guide.shape[-1])[ids].astype(np.float64)
+    U = np.flatnonzero(unknown)
+    Kn = np.flatnonzero(~unknown)
+    A = L[U][:, U] + lam * sp.identity(U.size, format="csr")
+    rhs = (L @ flat_g)[U] + lam * flat_g[U] - L[U][:, Kn] @ flat_v[Kn]
+    solve = spla.factorized(A.tocsc())
+    sol = np.stack([solve(rhs[:, c]) for c in range(rhs.shape[1])], 1)
+    flat_out = out.reshape(-1, out.shape[-1])
+    flat_out[ids[U]] = sol
+    return out
+
+
+def pad_islands(image: np.ndarray, island: np.ndarray) -> np.ndarray:
+    """Copy each texel outside the islands from the nearest island texel.
+
+    image: (S, S, C); island: (S, S) bool. Bilinear lookups and mipmaps at
+    island borders then never reach unrelated colours.
+    """
+    if island.all() or not island.any():
+        return image
+    _, (ri, ci) = ndi.distance_transform_edt(~island, return_indices=True)
+    return image[ri, ci]
