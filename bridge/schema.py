@@ -108,6 +108,7 @@ class KindSpec:
 
 SPECS: dict[str, KindSpec] = {
     HELLO: KindSpec(required={"protocol": str}, optional={"token": str, "software": str, "session": str, "pid": int}),
+    TEMPLATE: KindSpec(needs_job=True, optional={"path": str, "meta": dict}),
     GET_TEMPLATE: KindSpec(needs_job=True, required={"name": str}),
     JOB: KindSpec(needs_job=True, required={"type": str}),
     FRAME: KindSpec(

@@ -117,7 +117,7 @@ class Connection:
                     msg = self._queue.popleft()
                 else:
                     msg = self._conflated.pop(next(iter(self._conflated)))
-                    self._cond.notify_all()  # wakes wait_frame_slot
+                self._cond.notify_all()  # wakes wait_frame_slot and _finish
             try:
                 data = encode(msg, self.server.max_message_bytes)
             except ProtocolError as exc:

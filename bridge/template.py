@@ -17,15 +17,18 @@ R controllers, P part vertices, Cp/Fp part corners/polygons, L landmarks:
   skin_idx (N,K) int64         skin_w (N,K) float32, rows sum to 1
   joint_parents (J,) int64, -1 for the root, parents before children
   joint_rest (J,4,4) float32 rest world frames     joint_tails (J,3) float32
-  ctrl_basis (R,N,3) float32   ctrl_joint_basis (R,J,3) float32   ctrl_tail_basis (R,J,3) float32
+  ctrl_basis (R,2,N,3) float32 vertex deltas at controller +1 ([:,0]) and -1 ([:,1])
+  ctrl_joint_basis (R,2,J,3) float32   ctrl_tail_basis (R,2,J,3) float32   (joint head/tail offsets)
   ctrl_bounds (R,2) float32    ctrl_default (R,) float32   ctrl_is_expression (R,) bool
   part_verts (P,3) float32     part_poly_verts (Cp,) int64  part_poly_start (Fp+1,) int64
-  part_vert_part (P,) int64    part_joint (P,) int64        part_ctrl_basis (R,P,3) float32
+  part_vert_part (P,) int64    part_joint (P,) int64        part_ctrl_basis (R,2,P,3) float32
   mirror (N,) int64            lmk_tri (L,) int64           lmk_bary (L,3) float32   lmk_kind (L,) int8
+  source_vertex_id (N,) int64, optional: vertex id in the source mesh, -1 if none
   region.<name> (n,) int64 vertex ids      lmk_subset.<name> (n,) int64 landmark ids
 
 meta: {"format_version", "joint_names" (J), "ctrl_names" (R), "part_names",
 "regions", "lmk_subsets" (the names of the region./lmk_subset. arrays), "info"}.
+Arrays not named here pass through unchecked (a newer core may add some).
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ ARRAYS: dict[str, ArraySpec] = {
     "joint_parents": ArraySpec(_I64, ("J",)),
     "joint_rest": ArraySpec(_F32, ("J", 4, 4)),
     "joint_tails": ArraySpec(_F32, ("J", 3)),
-    "ctrl_basis": ArraySpec(_F32, ("R", "N", 3)),
-    "ctrl_joint_basis": ArraySpec(_F32, ("R", "J", 3)),
-    "ctrl_tail_basis": ArraySpec(_F32, ("R", "J", 3)),
+    "ctrl_basis": ArraySpec(_F32, ("R", 2, "N", 3)),
+    "ctrl_joint_basis": ArraySpec(_F32, ("R", 2, "J", 3)),
+    "ctrl_tail_basis": ArraySpec(_F32, ("R", 2, "J", 3)),
     "ctrl_bounds": ArraySpec(_F32, ("R", 2)),
     "ctrl_default": ArraySpec(_F32, ("R",)),
     "ctrl_is_expression": ArraySpec(("bool",), ("R",)),
@@ -64,11 +67,14 @@ ARRAYS: dict[str, ArraySpec] = {
     "part_poly_start": ArraySpec(_I64, ("Fp+1",)),
     "part_vert_part": ArraySpec(_I64, ("P",)),
     "part_joint": ArraySpec(_I64, ("P",)),
-    "part_ctrl_basis": ArraySpec(_F32, ("R", "P", 3)),
+    "part_ctrl_basis": ArraySpec(_F32, ("R", 2, "P", 3)),
     "mirror": ArraySpec(_I64, ("N",)),
     "lmk_tri": ArraySpec(_I64, ("L",)),
     "lmk_bary": ArraySpec(_F32, ("L", 3)),
     "lmk_kind": ArraySpec(("int8",), ("L",)),
+}
+OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
+    "source_vertex_id": ArraySpec(_I64, ("N",)),
 }
 # Named index sets: array prefix -> (meta key listing the names, size symbol of the ids' range)
 NAMED_SETS = {"region.": ("regions", "N"), "lmk_subset.": ("lmk_subsets", "L")}
@@ -122,7 +128,7 @@ class TemplateMessage:
             _fail("meta must be a JSON object")
         if meta.get("format_version") != FORMAT_VERSION:
             _fail(f"format_version is {meta.get('format_version')!r:.20}; this bridge reads {FORMAT_VERSION}")
-        sizes = check_arrays("template", a, ARRAYS)
+        sizes = check_arrays("template", a, {**ARRAYS, **OPTIONAL_ARRAYS}, optional=OPTIONAL_ARRAYS)
         n, j, r, p, L = (sizes[k] for k in ("N", "J", "R", "P", "L"))
         if n == 0 or j == 0:
             _fail("needs at least one vertex and one joint")
@@ -144,6 +150,8 @@ class TemplateMessage:
         _in_range("part_vert_part", a["part_vert_part"], 0, len(part_names))
         _in_range("part_joint", a["part_joint"], 0, j)
         _in_range("mirror", a["mirror"], 0, n)
+        if "source_vertex_id" in a and a["source_vertex_id"].size and a["source_vertex_id"].min() < -1:
+            _fail("source_vertex_id must be >= -1")
         _in_range("lmk_tri", a["lmk_tri"], 0, sizes["T"])
         _in_range("lmk_kind", a["lmk_kind"], 0, NUM_LMK_KINDS)
         w = a["skin_w"]
@@ -161,7 +169,6 @@ class TemplateMessage:
             _fail("controllers need lower bound <= default <= upper bound")
         _names(meta, "joint_names", j)
         _names(meta, "ctrl_names", r)
-        known = set(ARRAYS)
         for prefix, (key, symbol) in NAMED_SETS.items():
             for name in _names(meta, key):
                 if not _SET_NAME.match(name):
@@ -173,10 +180,6 @@ class TemplateMessage:
                 if arr.ndim != 1 or arr.dtype != np.int64:
                     _fail(f"{arr_name} must be (n,) int64, got {arr.dtype}{arr.shape}")
                 _in_range(arr_name, arr, 0, n if symbol == "N" else L)
-                known.add(arr_name)
-        extra = sorted(set(a) - known)
-        if extra:
-            _fail(f"unexpected arrays {extra[:5]} (named sets must be listed in meta)")
         if not isinstance(meta.get("info", {}), dict):
             _fail("meta['info'] must be an object")
         return self

@@ -9,5 +9,6 @@ ones in ``BENCHMARKS``.
 # name -> module path
 BENCHMARKS: dict[str, str] = {
     "losses": "core.losses.bench",
+    "stream": "core.bench.stream",
     "template": "core.bench.template",
 }

@@ -1,0 +1,309 @@
+"""What the core does with one connection's messages.
+
+Each connection is an isolated session (``bridge.server`` gives every client
+its own): its templates and jobs are invisible to other clients, a second
+client never gets "busy", and when a connection ends, its running jobs are
+cancelled and their threads freed at the next iteration. ``JobRegistry``
+lists every session's jobs for ``status`` replies.
+
+Each job runs on its own worker thread with a ``FitControl``; pin, pause,
+resume and cancel messages go to that control, which the loop polls once per
+iteration. Every job ends with exactly one result, cancelled or error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from bridge import schema
+from bridge.protocol import Message, ProtocolError, wire_dtype
+from bridge.server import Connection, error_message
+from bridge.template import TemplateMessage
+from core.fit.control import FitCancelled, FitControl, Pins
+
+# Upper bound on replay length (frames), so a typo cannot keep a worker busy for days.
+MAX_REPLAY_FRAMES = 10_000_000
+# How long on_close waits for a session's workers to stop.
+JOIN_TIMEOUT_S = 2.0
+DEFAULT_TEMPLATE = "default"
+
+
+class JobRegistry:
+    """All running jobs of all sessions (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[tuple[str, str], str] = {}
+        self.sessions = 0
+
+    def add(self, session: str, job: str, kind: str) -> None:
+        with self._lock:
+            self._jobs[(session, job)] = kind
+
+    def remove(self, session: str, job: str) -> None:
+        with self._lock:
+            self._jobs.pop((session, job), None)
+
+    def session_opened(self) -> None:
+        with self._lock:
+            self.sessions += 1
+
+    def session_closed(self) -> None:
+        with self._lock:
+            self.sessions -= 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "sessions": self.sessions,
+                "jobs": [{"session": s, "id": j, "type": t} for (s, j), t in sorted(self._jobs.items())],
+            }
+
+
+class _Job:
+    def __init__(self, job_id: str, kind: str):
+        self.id = job_id
+        self.kind = kind
+        self.control = FitControl()
+        self.thread: threading.Thread | None = None
+
+
+def frame_message(job: str, stage: str, iteration: int, step: int, total: int, losses: dict,
+                  verts: np.ndarray) -> Message:
+    """A frame; verts: (N, 3) float32 (converted if needed)."""
+    return Message(
+        schema.FRAME,
+        job=job,
+        fields={"stage": stage, "iteration": int(iteration), "step": int(step), "total": int(total),
+                "losses": {k: float(v) for k, v in losses.items()}, "t_emit": time.monotonic()},
+        buffers={"verts": np.asarray(verts, dtype=np.float32)},
+    )
+
+
+def _wire_arrays(arrays: dict) -> dict[str, np.ndarray]:
+    """Result arrays as wire dtypes; raises ProtocolError naming an array that cannot travel."""
+    out = {}
+    for name, value in arrays.items():
+        arr = np.asarray(value)
+        try:
+            wire_dtype(arr)
+        except ProtocolError as exc:
+            raise ProtocolError(f"result array {name!r}: {exc}") from None
+        out[name] = arr
+    return out
+
+
+class Session:
+    """The handler ``bridge.server.Server`` creates per connection."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, conn: Connection, registry: JobRegistry):
+        self.conn = conn
+        self.registry = registry
+        self.templates: dict[str, object] = {}
+        self.jobs: dict[str, _Job] = {}
+        self.finished: set[str] = set()
+        self._lock = threading.Lock()
+        registry.session_opened()
+
+    # -- dispatch (connection reader thread) ------------------------------------
+    def on_message(self, msg: Message) -> None:
+        handler = {
+            schema.JOB: self._on_job,
+            schema.TEMPLATE: self._on_template,
+            schema.GET_TEMPLATE: self._on_get_template,
+            schema.PIN: self._on_pin,
+            schema.PAUSE: lambda m: self._control(m).pause(),
+            schema.RESUME: lambda m: self._control(m).resume(),
+            schema.CANCEL: lambda m: self._control(m).cancel(),
+            schema.STATUS: self._on_status,
+        }.get(msg.kind)
+        if handler is None:
+            return  # kinds a client never sends to the core are ignored
+        try:
+            handler(msg)
+        except _Reply as reply:
+            self.conn.send(reply.reply)
+
+    def on_close(self) -> None:
+        with self._lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            job.control.cancel()
+        for job in jobs:
+            if job.thread is not None:
+                job.thread.join(JOIN_TIMEOUT_S)
+        self.registry.session_closed()
+
+    # -- control ---------------------------------------------------------------------
+    def _control(self, msg: Message) -> FitControl:
+        with self._lock:
+            job = self.jobs.get(msg.job)
+            finished = msg.job in self.finished
+        if job is None:
+            code = schema.E_JOB_FINISHED if finished else schema.E_UNKNOWN_JOB
+            what = "has already finished" if finished else "is not a job of this session"
+            raise _Reply(error_message(code, f"job {msg.job!r} {what}", msg.job, about=msg.kind))
+        return job.control
+
+    def _on_pin(self, msg: Message) -> None:
+        control = self._control(msg)
+        try:
+            pins = Pins(msg.buffers["ids"], msg.buffers["targets"], float(msg.fields.get("weight", 1.0)))
+        except ValueError as exc:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
+        if (pins.ids < 0).any():
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, "pin ids must be >= 0", msg.job, about=msg.kind))
+        control.set_pins(pins)
+
+    def _on_status(self, msg: Message) -> None:
+        self.conn.send(Message(schema.STATUS, job=msg.job, fields=self.registry.snapshot()))
+
+    # -- templates ---------------------------------------------------------------
+    def _on_template(self, msg: Message) -> None:
+        if msg.job is None:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, "template: give it an id (the job field)", about=msg.kind))
+        from core.template import Template, TemplateError, load
+
+        try:
+            if "path" in msg.fields:
+                path = msg.fields["path"]
+                if not isinstance(path, str):
+                    raise TemplateError("template: path must be a string")
+                template = load(path)
+            else:
+                wire = TemplateMessage.from_message(msg)
+                template = Template.from_arrays(wire.arrays, wire.meta)
+        except (ProtocolError, TemplateError) as exc:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
+        with self._lock:
+            self.templates[msg.job] = template
+        self.conn.send(Message(schema.STATUS, job=msg.job, fields={"template": msg.job, "verts": template.num_verts}))
+
+    def _on_get_template(self, msg: Message) -> None:
+        name = msg.fields["name"]
+        with self._lock:
+            template = self.templates.get(name)
+        if template is None and name == DEFAULT_TEMPLATE:
+            template = _default_template(msg.job)
+        if template is None:
+            raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template named {name!r}", msg.job, about=msg.kind))
+        arrays, meta = template.to_arrays()
+        self.conn.send(TemplateMessage.from_arrays(arrays, meta).to_message(msg.job))
+
+    # -- jobs ----------------------------------------------------------------------
+    def _on_job(self, msg: Message) -> None:
+        with self._lock:
+            clash = msg.job in self.jobs or msg.job in self.finished
+        if clash:
+            raise _Reply(error_message(schema.E_DUPLICATE_JOB, f"job id {msg.job!r} was already used in this session",
+                                       msg.job, about=msg.kind))
+        job = _Job(msg.job, msg.fields["type"])
+        if job.kind == schema.JOB_REPLAY:
+            work = self._replay_work(msg, job)
+        else:
+            work = self._fit_work(msg, job)
+        with self._lock:
+            self.jobs[job.id] = job
+        self.registry.add(self.conn.session_id, job.id, job.kind)
+        job.thread = threading.Thread(target=self._run, args=(job, work), name=f"likeness-job-{job.id}", daemon=True)
+        job.thread.start()
+
+    def _replay_work(self, msg: Message, job: _Job):
+        verts = msg.buffers["verts"]
+        count = msg.fields.get("count", verts.shape[0])
+        if verts.shape[0] == 0 or not 0 <= count <= MAX_REPLAY_FRAMES:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, f"replay needs >= 1 pose and 0..{MAX_REPLAY_FRAMES} frames",
+                                       msg.job, about=msg.kind))
+
+        def work() -> Message:
+            for i in range(count):
+                job.control.checkpoint()
+                self.conn.send(frame_message(job.id, "replay", i, i + 1, count, {}, verts[i % verts.shape[0]]))
+                # as fast as the client takes them: at most one unsent frame, none dropped
+                self.conn.wait_frame_slot(job.id)
+            last = verts[(count - 1) % verts.shape[0]] if count else verts[0]
+            return Message(schema.RESULT, job=job.id, fields={"meta": {"frames": count}}, buffers={"verts": last})
+
+        return work
+
+    def _fit_work(self, msg: Message, job: _Job):
+        from core.fit.api import FitJob, PhotoInput
+
+        photos = []
+        for entry in msg.fields["photos"]:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                raise _Reply(error_message(schema.E_BAD_MESSAGE, "each photo needs a name and a path or buffer",
+                                           msg.job, about=msg.kind))
+            if isinstance(entry.get("buffer"), str):
+                data = msg.buffers.get(entry["buffer"])
+                if data is None or data.dtype != np.uint8 or data.ndim != 1:
+                    raise _Reply(error_message(schema.E_BAD_MESSAGE, f"photo {entry['name']!r}: buffer "
+                                               f"{entry['buffer']!r} must be a (B,) uint8 array in this message",
+                                               msg.job, about=msg.kind))
+                photos.append(PhotoInput(entry["name"], data=data.tobytes()))
+            elif isinstance(entry.get("path"), str):
+                photos.append(PhotoInput(entry["name"], path=entry["path"]))
+            else:
+                raise _Reply(error_message(schema.E_BAD_MESSAGE, f"photo {entry['name']!r} needs a path or a buffer",
+                                           msg.job, about=msg.kind))
+        template_id = msg.fields.get("template", DEFAULT_TEMPLATE)
+        with self._lock:
+            template = self.templates.get(template_id)
+        if template is None and template_id != DEFAULT_TEMPLATE:
+            raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template {template_id!r} in this session; send it first",
+                                       msg.job, about=msg.kind))
+        fit_job = FitJob(photos=photos, template=template, options=msg.fields.get("options", {}),
+                         device=msg.fields.get("device", "cpu"))
+
+        def work() -> Message:
+            from core.fit.api import run_fit
+
+            record = None
+            for record in run_fit(fit_job, job.control):
+                self.conn.send(frame_message(job.id, record.stage, record.iteration, record.step,
+                                             record.total_steps, record.losses, record.verts))
+                self.conn.send(Message(schema.PROGRESS, job=job.id, fields={
+                    "stage": record.stage, "step": int(record.step), "total": int(record.total_steps)}))
+            if record is None or record.result is None:
+                raise RuntimeError("the fit ended without a result")
+            return Message(schema.RESULT, job=job.id, fields={"meta": record.result.meta},
+                           buffers=_wire_arrays(record.result.arrays))
+
+        return work
+
+    def _run(self, job: _Job, work) -> None:
+        try:
+            reply = work()
+        except FitCancelled:
+            reply = Message(schema.CANCELLED, job=job.id)
+        except Exception as exc:
+            reply = error_message(schema.E_FAILED, f"{type(exc).__name__}: {exc}", job.id, traceback.format_exc())
+        with self._lock:
+            self.jobs.pop(job.id, None)
+            self.finished.add(job.id)
+        self.registry.remove(self.conn.session_id, job.id)
+        self.conn.send(reply)
+
+
+class _Reply(Exception):
+    """Raised by a handler to answer the current message with ``reply`` (an error)."""
+
+    def __init__(self, reply: Message):
+        super().__init__(reply.fields.get("message", ""))
+        self.reply = reply
+
+
+def _default_template(request: str):
+    try:
+        from core.template.build import load_default
+    except ImportError as exc:
+        raise _Reply(error_message(schema.E_UNAVAILABLE, f"this core cannot build the default template: {exc}",
+                                   request, about=schema.GET_TEMPLATE)) from None
+    return load_default()
