@@ -20,7 +20,7 @@ import numpy as np
 from . import mpfb
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
 from .model import Template, load, validate
-from .symmetry import MIRROR_SIGN, match_mirrored_rows
+from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
 BUILDER_VERSION = 1
 ROOT_JOINT = "neck01"
@@ -195,30 +195,34 @@ def _expression_targets() -> list[pathlib.Path]:
     return sorted(folder.glob("*.target"))
 
 
-def _symmetrise_deltas(deltas: np.ndarray, mirror_full: np.ndarray, base_ids: np.ndarray) -> list[str]:
+def _symmetrise_deltas(deltas: np.ndarray, mirror_full: np.ndarray, used: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Make mirrored controller sides exact mirrors of each other, in place.
 
-    deltas: (R, 2, V, 3) float64 on all base.obj vertices (MH frame, mirror plane x = 0).
+    deltas: (R, 2, V, 3) float64 on all base.obj vertices (MH frame, mirror plane x = 0);
+    used: base.obj vertex ids the template uses (skin, parts, joint strategies), matched on.
     The MakeHuman targets are symmetric up to rounding and small artist
     differences (≤ ~2 mm); averaging each side with its mirrored partner
     makes a symmetric setting give an exactly symmetric head. Partners are
     found from the data (l-/r- pairs, Left/Right units, and sideways
     "in-out" controllers whose + side mirrors onto their − side). Returns
-    "controller index:side" for sides with vertex deltas but no partner.
+    (partner (2R,) int64 row of each side's mirror or -1, ["controller:side"
+    for sides with skin deltas but no partner]).
     """
     r = deltas.shape[0]
     flat = deltas.reshape(2 * r, *deltas.shape[2:])
     mirrored = flat[:, mirror_full] * MIRROR_SIGN
-    skin = lambda x: x[:, base_ids].reshape(2 * r, -1)  # noqa: E731 - match on the kept skin only
-    partner = match_mirrored_rows(skin(flat), skin(mirrored), SYMMETRY_MATCH_TOL)
+    partner = match_mirrored_rows(flat[:, used].reshape(2 * r, -1), mirrored[:, used].reshape(2 * r, -1),
+                                  SYMMETRY_MATCH_TOL)
     has = np.flatnonzero(partner >= 0)
     flat[has] = 0.5 * (flat[has] + mirrored[partner[has]])
-    silent = ~flat[:, base_ids].any((1, 2))
-    return [f"{i // 2}:{'+-'[i % 2]}" for i in np.flatnonzero((partner < 0) & ~silent)]
+    silent = ~flat[:, used].any((1, 2))
+    return partner, [f"{i // 2}:{'+-'[i % 2]}" for i in np.flatnonzero((partner < 0) & ~silent)]
 
 
 # -- landmarks on the cut mesh ------------------------------------------------
-def embedding_hash(path: pathlib.Path = EMBEDDING_PATH) -> str:
+def embedding_hash(path: pathlib.Path | None = None) -> str:
+    """Short hash of the embedding file (the module's EMBEDDING_PATH by default), 'none' if absent."""
+    path = EMBEDDING_PATH if path is None else path
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.exists() else "none"
 
 
@@ -246,8 +250,11 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     parents = np.array([-1] + [index[rig[nm]["parent"]] for nm in names[1:]], dtype=np.int64)
     s_head = _strategy_matrix(rig, names, "head", base)
     s_tail = _strategy_matrix(rig, names, "tail", base)
+    jm = mirror_joint_names(names)
     heads = mpfb.to_world(s_head @ base.verts)
     tails = mpfb.to_world(s_tail @ base.verts)
+    heads = 0.5 * (heads + heads[jm] * MIRROR_SIGN)
+    tails = 0.5 * (tails + tails[jm] * MIRROR_SIGN)
     rest = np.tile(np.eye(4), (len(names), 1, 1))
     for j, nm in enumerate(names):
         rest[j, :3, :3] = bone_frame(heads[j], tails[j], float(rig[nm]["roll"]))
@@ -300,12 +307,23 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         deltas[c, 0] = mpfb.read_target(path, len(base.verts))
         ctrl_names.append("expr-" + path.name.removesuffix(".target"))
         lower.append(0.0)
-    unmatched = _symmetrise_deltas(deltas, mirror_full, base_ids)
+    used = np.unique(np.concatenate([base_ids, part_ids, np.flatnonzero((s_head != 0).any(0) | (s_tail != 0).any(0))]))
+    partner, unmatched = _symmetrise_deltas(deltas, mirror_full, used)
     to_w = lambda d: mpfb.to_world(d).astype(np.float32)  # noqa: E731 - deltas convert like points (linear)
     ctrl_basis = to_w(deltas[:, :, base_ids])
     part_ctrl_basis = to_w(deltas[:, :, part_ids])
-    ctrl_joint_basis = to_w(np.einsum("jv,rsvc->rsjc", s_head, deltas))
-    ctrl_tail_basis = to_w(np.einsum("jv,rsvc->rsjc", s_tail, deltas))
+    # The rig's strategies are not exactly mirror-symmetric (a few vertex picks
+    # sit off-centre by < 2 mm): average joints with their mirrors, as for the deltas.
+    jm = mirror_joint_names(names)
+    has = np.flatnonzero(partner >= 0)
+
+    def joint_offsets(strategy: np.ndarray) -> np.ndarray:
+        rows = mpfb.to_world(np.einsum("jv,rsvc->rsjc", strategy, deltas)).reshape(2 * r, len(names), 3)
+        rows[has] = 0.5 * (rows[has] + rows[partner[has]][:, jm] * MIRROR_SIGN)
+        return rows.reshape(r, 2, len(names), 3).astype(np.float32)
+
+    ctrl_joint_basis = joint_offsets(s_head)
+    ctrl_tail_basis = joint_offsets(s_tail)
 
     verts = mpfb.to_world(base.verts[base_ids]).astype(np.float32)
     poly_verts = quads.ravel()
@@ -358,7 +376,7 @@ def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.n
         img = np.asarray(Image.open(tex / name).convert("L"))
         return np.flatnonzero(_uv_lookup(img, uv) >= MASK_THRESHOLD)
 
-    regions = {"face_mask": mask("mpfb_face.jpg"), "lips": mask("mpfb_lips.jpg")}
+    regions = {"lips": mask("mpfb_lips.jpg")}
     loops = [remap[lp] for lp in _loops(_boundary_edges(base.faces[head_faces]))]
     # the neck loop is the lowest; the others are the eye rims (|x| large) and the mouth (x ~ 0)
     loops.sort(key=lambda lp: verts[lp, 2].mean())
@@ -369,6 +387,9 @@ def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.n
     eyes = [lp for lp in holes if lp is not mouth]
     eye_l = max(eyes, key=lambda lp: verts[lp, 0].mean())
     eye_r = min(eyes, key=lambda lp: verts[lp, 0].mean())
+    # the painted face mask stops short of the lid and lip rims, which are visible face skin
+    face = np.concatenate([mask("mpfb_face.jpg"), regions["lips"], mouth, eye_l, eye_r])
+    regions["face_mask"] = np.unique(np.concatenate([face, mirror[face]]))
     regions["mouth_ring"] = mouth
     lip_faces = np.isin(remap[base.faces[head_faces]], regions["lips"]).all(1)
     outer = [remap[lp] for lp in _loops(_boundary_edges(base.faces[head_faces][lip_faces]))]
@@ -379,21 +400,26 @@ def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.n
         regions[f"eye_{side}_upper_lid"] = upper
         regions[f"eye_{side}_lower_lid"] = lower
         regions[f"eye_{side}_corners"] = corners  # [inner (toward the nose), outer]
-    _, _, mc = _split_ring(mouth, verts)
-    regions["mouth_corners"] = mc[np.argsort(verts[mc, 0])][::-1]  # [left (+x), right]
+    upper_lip, lower_lip, mc = _split_ring(mouth, verts, centred=True)
+    regions["mouth_upper_inner"] = upper_lip  # right corner to left corner along the inner lip line
+    regions["mouth_lower_inner"] = lower_lip
+    regions["mouth_corners"] = mc[::-1]  # [left (+x), right]
     return regions
 
 
-def _split_ring(ring: np.ndarray, verts: np.ndarray):
-    """A closed loop -> (upper curve, lower curve, [inner corner, outer corner]).
+def _split_ring(ring: np.ndarray, verts: np.ndarray, centred: bool = False):
+    """A closed loop -> (upper curve, lower curve, [corner a, corner b]).
 
-    Corners are the loop's extreme vertices in x; both curves run from the
-    inner (smaller |x|) corner to the outer corner and include both corners.
+    Corners are the loop's extreme vertices in x: for an eye, a is the inner
+    corner (smallest |x|) and b the outer; for a ring centred on x = 0 (the
+    mouth, ``centred``), a is the right (−x) and b the left corner. Both
+    curves run from a to b and include both corners.
     """
     x = verts[ring, 0]
-    a, b = int(np.argmin(np.abs(x))), int(np.argmax(np.abs(x)))
-    if abs(x).max() < 1e-6 or np.ptp(x) < 1e-6:
+    if centred:
         a, b = int(np.argmin(x)), int(np.argmax(x))
+    else:
+        a, b = int(np.argmin(np.abs(x))), int(np.argmax(np.abs(x)))
     m = len(ring)
     fwd = ring[[(a + i) % m for i in range((b - a) % m + 1)]]
     bwd = ring[[(a - i) % m for i in range((a - b) % m + 1)]]
@@ -417,7 +443,7 @@ def load_default() -> Template:
     path = default_cache_path()
     if path.exists():
         return load(path)
-    t = build_default()
+    t = build_default(EMBEDDING_PATH)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     t.save(tmp)

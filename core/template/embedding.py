@@ -394,15 +394,98 @@ def visible_views(
     return visible
 
 
+def barycentric_grid(subdivisions: int) -> np.ndarray:
+    """All barycentrics (i, j, k) / n with i + j + k = n: ((n+1)(n+2)/2, 3) float64."""
+    n = int(subdivisions)
+    if n < 1:
+        raise ValueError(f"subdivisions must be >= 1, got {subdivisions}")
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    keep = i + j <= n
+    return np.stack([i[keep], j[keep], n - i[keep] - j[keep]], axis=1) / n
+
+
+def refine_on_surface(
+    start: SurfaceSnap,
+    origin: np.ndarray,
+    cameras: Sequence[PinholeCamera],
+    detections: np.ndarray,
+    used: np.ndarray,
+    verts: np.ndarray,
+    tris: np.ndarray,
+    allowed: np.ndarray | None = None,
+    neighbours: int = 32,
+    subdivisions: int = 8,
+    max_move: float = 4e-3,
+    keep: np.ndarray | None = None,
+) -> SurfaceSnap:
+    """Move snapped points over the surface to where they best reproject into the views.
+
+    Nearest-point snapping moves a point along the surface normal, which shifts it in
+    every image when the triangulated depth is off (2D detectors disagree about depth
+    across views). This searches the ``neighbours`` allowed triangles nearest to each
+    snapped point (by centroid), at a barycentric grid of ``subdivisions``, for the
+    surface point with the least sum of squared reprojection errors over the used views,
+    no farther than ``max_move`` metres from its start (on smooth skin the views pin the
+    position along the surface only weakly); the starting point is a candidate too, so
+    the error never grows.
+
+    start: the snapped points (tri ids index ``tris``). origin: (L, 3) float64, the
+    points that were snapped (the returned ``distance`` is measured from them).
+    detections: (N, L, 2) float64 pixels. used: (N, L) bool. verts: (V, 3) float64.
+    tris: (T, 3) int64. allowed as for ``snap_to_surface``. keep: (L,) bool, points
+    that stay where they are (silhouette points: their detections depend on the view).
+    """
+    verts = _check_points(verts, "verts")
+    tris = _check_tris(tris, len(verts))
+    candidates = np.arange(len(tris)) if allowed is None else np.asarray(allowed)
+    if candidates.dtype == bool:
+        candidates = np.flatnonzero(candidates)
+    centroids = verts[tris[candidates]].mean(axis=1)
+    k = min(int(neighbours), len(candidates))
+    grid = barycentric_grid(subdivisions)  # (S, 3)
+    weights = np.asarray(used, dtype=np.float64)  # (N, L)
+    detections = np.where(np.asarray(used)[..., None], np.asarray(detections, dtype=np.float64), 0.0)
+
+    def cost(points: np.ndarray) -> np.ndarray:
+        """points (L, C, 3) -> (L, C) sum over used views of squared pixel error."""
+        total = np.zeros(points.shape[:2])
+        for i, cam in enumerate(cameras):
+            pix, _ = cam.project(points.reshape(-1, 3))
+            err = np.sum((pix.reshape(*points.shape[:2], 2) - detections[i][:, None]) ** 2, axis=-1)
+            total += weights[i][:, None] * err
+        return total
+
+    d2 = np.sum((start.points[:, None, :] - centroids[None]) ** 2, axis=-1)  # (L, A)
+    near = candidates[np.argpartition(d2, k - 1, axis=1)[:, :k]]  # (L, k)
+    near_corners = verts[tris[near]]  # (L, k, 3, 3)
+    pts = np.einsum("sc,lkcd->lksd", grid, near_corners).reshape(len(near), -1, 3)
+    all_points = np.concatenate([start.points[:, None], pts], axis=1)
+    total = cost(all_points)
+    too_far = np.sum((all_points - start.points[:, None]) ** 2, axis=-1) > max_move**2
+    total[:, 1:][too_far[:, 1:]] = np.inf
+    if keep is not None:
+        total[np.asarray(keep, dtype=bool), 1:] = np.inf
+    best = np.argmin(total, axis=1)  # ties go to the start point, then the lowest candidate
+    moved = best > 0
+    flat = np.maximum(best - 1, 0)
+    tri = np.where(moved, near[np.arange(len(near)), flat // len(grid)], start.tri)
+    bary = np.where(moved[:, None], grid[flat % len(grid)], start.bary)
+    points = surface_points(verts, tris, tri, bary)
+    return SurfaceSnap(tri, bary, points, np.linalg.norm(points - _check_points(origin, "origin"), axis=1))
+
+
 @dataclasses.dataclass(frozen=True)
 class LandmarkEmbedding:
     """Result of ``derive_embedding``.
 
     triangulation: the final triangulation (views restricted to those that see the point).
-    snap: its snap onto the allowed surface. used: (N, L) bool, the detections used.
+    nearest: its nearest-point snap onto the allowed surface.
+    snap: the embedding: ``nearest`` refined over the surface (``refine_on_surface``),
+    or ``nearest`` itself when refinement is off. used: (N, L) bool, the detections used.
     """
 
     triangulation: Triangulation
+    nearest: SurfaceSnap
     snap: SurfaceSnap
     used: np.ndarray
 
@@ -415,17 +498,23 @@ def derive_embedding(
     valid: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
     min_cos: float = 0.25,
+    refine_neighbours: int = 32,
+    silhouette: np.ndarray | None = None,
 ) -> LandmarkEmbedding:
-    """Triangulate landmarks seen in several views and snap them to the mesh.
+    """Triangulate landmarks seen in several views and embed them on the mesh.
 
     verts: (V, 3) float64 world metres. tris: (T, 3) int64, consistently oriented
     (normals outward). cameras: N views. detections: (N, L, 2) float64 pixels.
-    valid: (N, L) bool. allowed: triangles to snap onto, as for ``snap_to_surface``.
+    valid: (N, L) bool. allowed: triangles to embed onto, as for ``snap_to_surface``.
 
-    Two passes: triangulate with every valid detection and snap; then drop the views
-    that see the snapped point at a grazing angle or occluded (``visible_views``; all
-    of ``tris`` occlude), where detectors guess, and triangulate and snap again.
-    Points left with fewer than two such views keep all their valid views.
+    1. Triangulate with every valid detection and snap to the nearest surface point.
+    2. Drop the views that see the snapped point at a grazing angle or occluded
+       (``visible_views``; all of ``tris`` occlude), where detectors guess; points left
+       with fewer than two such views keep all their valid views. Triangulate and snap again.
+    3. Unless ``refine_neighbours`` is 0, move each point over the surface to where it
+       best reprojects into the used views (``refine_on_surface``), except the
+       ``silhouette`` ones ((L,) bool), whose detections depend on the view.
+
     Raises ValueError naming the landmarks that fewer than two views saw.
     """
     detections = np.asarray(detections, dtype=np.float64)
@@ -436,7 +525,14 @@ def derive_embedding(
     seen = valid & visible_views(first.points, normals, cameras, verts, tris, min_cos)
     used = np.where(seen.sum(axis=0) >= 2, seen, valid)
     triangulation = triangulate(cameras, detections, used)
-    return LandmarkEmbedding(triangulation, snap_to_surface(triangulation.points, verts, tris, allowed), used)
+    nearest = snap_to_surface(triangulation.points, verts, tris, allowed)
+    snap = nearest
+    if refine_neighbours > 0:
+        snap = refine_on_surface(
+            nearest, triangulation.points, cameras, detections, used, verts, tris, allowed, refine_neighbours,
+            keep=silhouette,
+        )
+    return LandmarkEmbedding(triangulation, nearest, snap, used)
 
 
 def _triangulate_and_snap(verts, tris, cameras, detections, valid, allowed) -> SurfaceSnap:
