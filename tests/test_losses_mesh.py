@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from core.geometry import CurveSet, Laplacian, MeshTopology, curve_flow_features, mean_segment_length
 from core.geometry.primitives import grid, torus, triangulate
@@ -334,3 +335,22 @@ def test_intrinsic_terms_ignore_rigid_motion_and_scale(seed):
         assert evgcc_loss(moved, verts, topo).item() == pytest.approx(0.0, abs=1e-12)
     assert curve_flow_loss(rigid, verts, curves).item() == pytest.approx(0.0, abs=1e-9)
     assert face_flip_loss(rigid, verts, faces).item() > 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    snaps=st.lists(st.tuples(st.integers(0, 23), st.integers(0, 23)), min_size=1, max_size=8),
+    collapse_target=st.booleans(),
+)
+def test_random_vertex_collapses_keep_every_loss_finite(snaps, collapse_target):
+    verts, template, faces, topo = meshes(30, n_major=6, n_minor=4, batch=1, dtype=torch.float32)
+    deformed = verts.clone()
+    for src, dst in snaps:  # weld vertex src onto dst: zero-length edges, collapsed and sliver triangles
+        deformed[:, src] = deformed[:, dst]
+    reference = deformed if collapse_target else template
+    fns = loss_functions(reference, faces, topo)
+    for name, fn in fns.items():
+        v = (template if collapse_target else deformed).clone().requires_grad_(True)
+        loss = fn(v)
+        (grad,) = torch.autograd.grad(loss, v)
+        assert torch.isfinite(loss) and torch.isfinite(grad).all(), name
