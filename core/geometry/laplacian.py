@@ -49,7 +49,7 @@ class Laplacian:
         opposite = cot.reshape(-1, 3)[:, [2, 0, 1]]
         weights = torch.zeros(topology.edges.shape[0], dtype=rest_verts.dtype, device=rest_verts.device)
         weights = weights.index_add(0, topology.face_edges.reshape(-1), 0.5 * opposite.reshape(-1))
-        return cls(topology.edges, weights, torch.ones(topology.num_verts, dtype=rest_verts.dtype, device=rest_verts.device))
+        return cls(topology.edges, weights, torch.ones_like(rest_verts[:, 0]))
 
     def apply(self, verts: torch.Tensor) -> torch.Tensor:
         """Differential coordinates. verts: (B, V, 3) float. Returns (B, V, 3)."""
@@ -72,7 +72,8 @@ class Laplacian:
         rows = torch.cat([i, j, diag])
         cols = torch.cat([j, i, diag])
         values = torch.cat([-w, -w, degree]) * self.scale[rows]
-        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (num_verts, num_verts), check_invariants=True).coalesce()
+        size = (num_verts, num_verts)
+        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, size, check_invariants=True).coalesce()
 
     def to(self, device: torch.device | str) -> "Laplacian":
         """A copy on ``device``."""
