@@ -88,7 +88,7 @@ class MeshTopology:
         hinge_faces = edge_faces[interior]
 
         face_corners = torch.stack([faces.roll(1, dims=1), faces, faces.roll(-1, dims=1)], dim=-1).reshape(-1, 3)
-        polygon_corners = face_corners if polygons is None else _polygon_corners(polygons, num_verts)
+        polygon_corners = face_corners if polygons is None else _polygon_corners(polygons.to(device), num_verts)
 
         degree = torch.bincount(edges.reshape(-1), minlength=num_verts)
         return cls(
