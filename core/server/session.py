@@ -191,7 +191,7 @@ class Session:
         with self._lock:
             template = self.templates.get(name)
         if template is None and name == DEFAULT_TEMPLATE:
-            template = _default_template(msg.job)
+            template = _default_template()
         if template is None:
             raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template named {name!r}", msg.job, about=msg.kind))
         arrays, meta = template.to_arrays()
@@ -263,7 +263,7 @@ class Session:
                          device=msg.fields.get("device", "cpu"))
 
         def work() -> Message:
-            from core.fit.api import run_fit
+            from core.fit.pipeline import run_fit
 
             record = None
             for record in run_fit(fit_job, job.control):
@@ -300,10 +300,7 @@ class _Reply(Exception):
         self.reply = reply
 
 
-def _default_template(request: str):
-    try:
-        from core.template.build import load_default
-    except ImportError as exc:
-        raise _Reply(error_message(schema.E_UNAVAILABLE, f"this core cannot build the default template: {exc}",
-                                   request, about=schema.GET_TEMPLATE)) from None
+def _default_template():
+    from core.template import load_default
+
     return load_default()
