@@ -29,6 +29,7 @@ TICK_S = 1.0 / 60.0
 IDLE_TICK_S = 0.25
 # Main-thread time per tick for events + frame writes; a 24k-vertex write takes ~0.05 ms.
 BUDGET_S = 0.004
+LOST_GRACE_S = 1.0
 PIN_EPSILON = 1e-6  # metres: smaller moves in Edit Mode are not pins
 LIVE_COLLECTION = "Likeness Live"
 PREVIEW_NAME = "Likeness Preview"
@@ -64,6 +65,7 @@ class Live:
         self.result_photo: str = ""
         self.tasks: list[tuple[threading.Thread, dict, object]] = []
         self.lost_reported = False
+        self.lost_since = 0.0
 
     # -- status for the panels ------------------------------------------------------
     @property
@@ -315,9 +317,14 @@ def _result_camera() -> None:
 def _check_link() -> None:
     link = LIVE.link
     if link is None or link.state != core_process.FAILED:
-        LIVE.lost_reported = False
+        LIVE.lost_reported, LIVE.lost_since = False, 0.0
         return
     if LIVE.lost_reported:
+        return
+    now = time.monotonic()
+    LIVE.lost_since = LIVE.lost_since or now
+    # the socket closes a moment before a dying core is reaped: wait briefly for its exit code
+    if link.local and link.core is not None and link.core.alive() and now - LIVE.lost_since < LOST_GRACE_S:
         return
     LIVE.lost_reported = True
     died = link.core_died()

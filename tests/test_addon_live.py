@@ -197,22 +197,9 @@ def test_a_bad_core_python_is_reported(live, tmp_path):
     assert link.wait(10) == core_process.FAILED and "does not exist" in link.error
 
 
-def _core_cannot_fit() -> str:
-    """Why the core's server cannot run a fit yet ('' when it can)."""
-    import core.fit.api
-    from core.template import load_default
-
-    if not hasattr(core.fit.api, "run_fit"):
-        return "core/server/session.py imports run_fit from core.fit.api, which does not define it"
-    if load_default().num_landmarks == 0:
-        return "the default template has no landmark embedding"
-    return ""
-
-
 PHOTO = os.path.join(os.path.dirname(np.__file__), "..", "matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
 
 
-@pytest.mark.xfail(bool(_core_cannot_fit()), strict=True, reason=_core_cannot_fit())
 def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
     bpy = bpy_module
     settings = bpy.context.scene.likeness
