@@ -263,3 +263,83 @@ def test_orbit_camera_yaw_sign():
     np.testing.assert_allclose(
         cam.center, 2.0 * np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
     )
+
+
+def sphere_mesh(radius: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """A closed, outward-oriented icosphere: verts (V, 3) float64, tris (T, 3) int64."""
+    trimesh = pytest.importorskip("trimesh")
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    return np.asarray(sphere.vertices, dtype=np.float64), np.asarray(sphere.faces, dtype=np.int64)
+
+
+def test_vertex_normals_point_outward():
+    verts, tris = sphere_mesh()
+    normals = emb.vertex_normals(verts, tris)
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-12)
+    cos = np.sum(normals * verts / np.linalg.norm(verts, axis=1, keepdims=True), axis=1)
+    assert cos.min() > 0.99
+
+
+def test_ray_hits_matches_plane_intersection():
+    verts = np.array([[-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [0.0, 0.0, 1.0]])  # a triangle in the plane y = 0
+    tris = np.array([[0, 1, 2]])
+    origins = np.array([[0.0, -1.0, 0.0], [0.0, -1.0, 0.0], [0.9, -1.0, 0.9], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
+    dirs = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0, 0.0]])
+    max_dist = np.array([2.0, 0.5, 2.0, 2.0, 2.0])
+    # hit; stops short; misses beside the triangle; points away; points away from the start.
+    np.testing.assert_array_equal(emb.ray_hits(origins, dirs, max_dist, verts, tris), [True, False, False, False, False])
+
+
+def test_visible_views_faces_and_occlusion():
+    verts, tris = sphere_mesh()
+    front = emb.orbit_camera((0.0, 0.0, 0.0), 1.0, 0.0, 0.0, 500.0, 64, 64)
+    back = emb.orbit_camera((0.0, 0.0, 0.0), 1.0, 180.0, 0.0, 500.0, 64, 64)
+    points = np.array([[0.0, -0.1, 0.0], [0.0, 0.1, 0.0], [0.1, 0.0, 0.0]])
+    normals = points / 0.1
+    vis = emb.visible_views(points, normals, [front, back], verts, tris)
+    np.testing.assert_array_equal(vis, [[True, False, False], [False, True, False]])  # the side point is grazing
+    # A plate between the front camera and the sphere hides the front point.
+    plate = np.array([[-0.05, -0.3, -0.05], [0.05, -0.3, -0.05], [0.0, -0.3, 0.05]])
+    all_verts = np.concatenate([verts, plate])
+    all_tris = np.concatenate([tris, [[len(verts), len(verts) + 1, len(verts) + 2]]])
+    vis = emb.visible_views(points[:1], normals[:1], [front], all_verts, all_tris)
+    assert not vis[0, 0]
+
+
+def test_barycentric_grid():
+    grid = emb.barycentric_grid(4)
+    assert grid.shape == (15, 3)
+    np.testing.assert_allclose(grid.sum(axis=1), 1.0)
+    assert len({tuple(g) for g in np.round(grid * 4).astype(int).tolist()}) == 15
+    with pytest.raises(ValueError):
+        emb.barycentric_grid(0)
+
+
+def test_refine_on_surface_reduces_reprojection_error():
+    verts, tris = grid_mesh(n=30)
+    verts = verts + np.array([0.0, -0.1, 0.7])
+    rng = np.random.default_rng(7)
+    tri = rng.choice(len(tris), 20, replace=False)
+    truth = emb.surface_points(verts, tris, tri, rng.dirichlet([3.0, 3.0, 3.0], 20))
+    cameras = five_views()
+    detections = np.stack([cam.project(truth)[0] for cam in cameras])
+    used = np.ones(detections.shape[:2], dtype=bool)
+    # Depth errors: triangulated points pushed along a slanted direction, then snapped.
+    origin = truth + 0.003 * np.array([0.5, 1.0, 0.3]) / np.linalg.norm([0.5, 1.0, 0.3])
+    start = emb.snap_to_surface(origin, verts, tris)
+
+    def rms(points):
+        return np.sqrt(np.mean([np.sum((c.project(points)[0] - d) ** 2, axis=1) for c, d in zip(cameras, detections)], axis=0))
+
+    refined = emb.refine_on_surface(start, origin, cameras, detections, used, verts, tris, subdivisions=16)
+    assert np.all(rms(refined.points) <= rms(start.points) + 1e-12)
+    assert np.median(rms(refined.points)) < 0.5 * np.median(rms(start.points))
+    assert np.median(np.linalg.norm(refined.points - truth, axis=1)) < 0.6e-3
+    np.testing.assert_allclose(refined.distance, np.linalg.norm(refined.points - origin, axis=1))
+    np.testing.assert_allclose(emb.surface_points(verts, tris, refined.tri, refined.bary), refined.points)
+    # Kept points stay; no point moves farther than max_move.
+    keep = np.zeros(20, dtype=bool)
+    keep[:5] = True
+    limited = emb.refine_on_surface(start, origin, cameras, detections, used, verts, tris, max_move=1e-3, keep=keep)
+    np.testing.assert_array_equal(limited.points[:5], start.points[:5])
+    assert np.linalg.norm(limited.points - start.points, axis=1).max() <= 1e-3 + 1e-12
