@@ -185,9 +185,10 @@ class Client:
             self.lost = exc
             self._cond.notify_all()
         try:
-            self.sock.close()
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receiver thread blocked in recv
         except OSError:
             pass
+        self.sock.close()
         if self.on_lost is not None:
             self.on_lost(exc)
 

@@ -531,3 +531,90 @@ def test_stopped_core_removes_its_socket_and_ready_file(unix_core):
     unix_core.stop()
     assert unix_core.proc.returncode == 0
     assert not unix_core.ready.exists() and not os.path.exists(unix_core.info["unix"])
+
+
+# -- the client against a misbehaving peer -----------------------------------------------
+
+class FakeCore:
+    """A listening socket whose single connection is driven by ``script(conn)``."""
+
+    def __init__(self, script):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(1)
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, args=(script,), daemon=True)
+        self.thread.start()
+
+    def _run(self, script):
+        conn, _ = self.listener.accept()
+        try:
+            script(conn)
+        finally:
+            conn.close()
+            self.listener.close()
+
+
+def _hello_then(payload: bytes, hold: float = 0.0):
+    def script(conn):
+        stream = conn.makefile("rb")
+        read_message(stream)
+        conn.sendall(encode(Message("hello", fields={"protocol": "1.0"})) + payload)
+        time.sleep(hold)
+    return script
+
+
+@pytest.mark.parametrize("reply", [b"\x00\x00\x00\x05garbage", b"HTTP/1.1 200 OK\r\n\r\n", b""])
+def test_client_handshake_fails_cleanly_on_a_bad_peer(reply):
+    def script(conn):
+        conn.makefile("rb").read(4)
+        conn.sendall(reply)
+    fake = FakeCore(script)
+    t0 = time.monotonic()
+    with pytest.raises(HandshakeError):
+        Client.connect("127.0.0.1", fake.port, "tok", timeout=1.0)
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_client_times_out_on_a_silent_peer():
+    fake = FakeCore(lambda conn: time.sleep(1.5))
+    t0 = time.monotonic()
+    with pytest.raises(HandshakeError, match="timed out"):
+        Client.connect("127.0.0.1", fake.port, "tok", timeout=0.3)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_client_reports_a_broken_stream_and_skips_bad_messages():
+    bad_content = struct.pack(">I", 8) + struct.pack(">I", 4) + b"{{{{"
+    unknown = encode(Message("from_the_future", fields={"x": 1}))
+    bad_frame = encode(Message("frame", "j", fields={"stage": "s"}))  # missing fields
+    lost = threading.Event()
+    fake = FakeCore(_hello_then(unknown + bad_content + bad_frame + struct.pack(">I", 0xFFFFFFF0), hold=0.5))
+    c = Client.connect("127.0.0.1", fake.port, "tok", on_lost=lambda exc: lost.set())
+    assert lost.wait(2.0)
+    assert "limit" in str(c.lost)
+    messages = [c.events.get(timeout=1).fields["message"] for _ in range(2)]
+    assert "JSON" in messages[0] and "iteration" in messages[1]
+    assert c.events.empty() and c.latest_frame("j") is None
+    with pytest.raises(ConnectionLost):
+        c.status()
+
+
+def test_core_drops_a_client_that_never_says_hello():
+    from bridge.server import Server
+
+    server = Server("tok", lambda conn: None, port=0, hello_timeout=0.3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.address["port"]))
+        sock.settimeout(5)
+        t0 = time.monotonic()
+        reply = read_message(sock.makefile("rb"))
+        assert reply.kind == "error" and "hello" in reply.fields["message"]
+        assert time.monotonic() - t0 < 2.0
+        _wait_for(lambda: server.connections == 0, timeout=2.0)
+        sock.close()
+    finally:
+        server.shutdown()
+        thread.join(5)
