@@ -39,6 +39,8 @@ from .protocol import (
 
 LOOPBACK = "127.0.0.1"
 HELLO_TIMEOUT_S = 5.0
+# Unconflated messages waiting for a client; only a client that stopped reading gets here.
+MAX_QUEUED_MESSAGES = 10_000
 # The accept loop wakes this often to notice shutdown().
 _ACCEPT_POLL_S = 0.2
 
@@ -70,6 +72,7 @@ class Connection:
     # -- sending (any thread) ----------------------------------------------
     def send(self, msg: Message) -> None:
         """Queue ``msg``; frames/progress replace an unsent one of the same job."""
+        overflow = False
         with self._cond:
             if self.closed.is_set():
                 return
@@ -83,7 +86,11 @@ class Connection:
                         if pending is not None:
                             self._queue.append(pending)
                 self._queue.append(msg)
+                if len(self._queue) > MAX_QUEUED_MESSAGES:
+                    overflow = True
             self._cond.notify_all()
+        if overflow:
+            self.close()  # the client stopped reading: drop it rather than grow without bound
 
     def wait_frame_slot(self, job: str, timeout: float | None = None) -> bool:
         """Block until ``job`` has no unsent frame (the writer took it). False on timeout or close."""

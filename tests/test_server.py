@@ -618,3 +618,32 @@ def test_core_drops_a_client_that_never_says_hello():
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_core_drops_a_client_that_stops_reading():
+    from bridge.server import MAX_QUEUED_MESSAGES, Server
+
+    class Chatty:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def on_message(self, msg):
+            for i in range(MAX_QUEUED_MESSAGES + 100):
+                self.conn.send(Message("status", job=f"r{i}", fields={"pad": "x" * 200}))
+
+        def on_close(self):
+            pass
+
+    server = Server("tok", Chatty, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", server.address["port"]))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(encode(Message("hello", fields={"protocol": "1.0", "token": "tok"})))
+        sock.sendall(encode(Message("status", job="go")))  # and never read the answers
+        _wait_for(lambda: server.connections == 0, timeout=10.0)
+        sock.close()
+    finally:
+        server.shutdown()
+        thread.join(5)

@@ -190,12 +190,21 @@ class Session:
         name = msg.fields["name"]
         with self._lock:
             template = self.templates.get(name)
-        if template is None and name == DEFAULT_TEMPLATE:
-            template = _default_template()
-        if template is None:
+        if template is None and name != DEFAULT_TEMPLATE:
             raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template named {name!r}", msg.job, about=msg.kind))
-        arrays, meta = template.to_arrays()
-        self.conn.send(TemplateMessage.from_arrays(arrays, meta).to_message(msg.job))
+
+        def send() -> None:
+            try:
+                chosen = template if template is not None else _default_template()
+                arrays, meta = chosen.to_arrays()
+                reply = TemplateMessage.from_arrays(arrays, meta).to_message(msg.job)
+            except Exception as exc:
+                reply = error_message(schema.E_FAILED, f"{type(exc).__name__}: {exc}", msg.job,
+                                      traceback.format_exc(), about=msg.kind)
+            self.conn.send(reply)
+
+        # building the default head can take a while: keep reading control messages meanwhile
+        threading.Thread(target=send, name=f"likeness-template-{msg.job}", daemon=True).start()
 
     # -- jobs ----------------------------------------------------------------------
     def _on_job(self, msg: Message) -> None:
