@@ -39,8 +39,8 @@ from .observations import MAX_NORMAL_RES, ViewObservation
 from .schedule import StageSpec
 from .variables import FitVariables
 
-# Ordered vertex curves the eyeline term keeps smooth: regions named "eyelid_*".
-EYELID_PREFIX = "eyelid"
+# Ordered vertex curves the eyeline term keeps smooth: regions named "*_lid" (eyelids).
+EYELID_SUFFIX = "_lid"
 CORNER_SUBSET = "corners"
 MM = 1000.0
 CM = 100.0
@@ -73,7 +73,7 @@ class Objective:
         self.layout = LandmarkLayout.from_ids(
             len(kind), point_ids, [contour_ids] if len(contour_ids) else [], device=dev
         )
-        curves = [t.regions[name] for name in sorted(t.regions) if name.startswith(EYELID_PREFIX)]
+        curves = [t.regions[name] for name in sorted(t.regions) if name.endswith(EYELID_SUFFIX)]
         curves = [c for c in curves if len(c) >= 4]
         self.curves = CurveSet.from_sequences(curves, t.num_verts, device=dev) if curves else None
         self.target_lmk = torch.as_tensor(np.stack([v.landmarks for v in views]), device=dev, dtype=dt)
@@ -90,11 +90,8 @@ class Objective:
             if v.normals is None:
                 self.normal_targets.append(None)
                 continue
-            n = torch.as_tensor(v.normals, device=dev, dtype=dt)
-            m = torch.as_tensor(v.normal_mask, device=dev)
-            h, w = n.shape[:2]
-            step = max(1, int(np.ceil(max(h, w) / MAX_NORMAL_RES)))
-            self.normal_targets.append((n[::step, ::step], m[::step, ::step], v.normal_scale / step))
+            self.normal_targets.append((torch.as_tensor(v.normals, device=dev, dtype=dt),
+                                        torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.reference = None
         self.top_k = 512
@@ -105,6 +102,8 @@ class Objective:
             ref = self.posed(variables).verts.detach()
         self.reference = ref
         self.top_k = spec.top_k
+        res = min(spec.normal_res, MAX_NORMAL_RES)
+        self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
 
     def set_pins(self, pins: Pins | None) -> None:
         if pins is None:
@@ -149,12 +148,12 @@ class Objective:
         for i, target in enumerate(self.normal_targets):
             if target is None:
                 continue
-            n_t, m_t, s = target
+            n_t, m_t, s = self._stage_normals[i]
             cams = self.cameras(variables, scale=s, view=i)
             h, w = n_t.shape[:2]
             cams = Cameras(cams.K, cams.R, cams.t, w, h)
             rendered, mask = render_normals(verts, self.model.tris, cams)
-            normal_terms.append(normal_consistency_loss(n_t[None], rendered, (mask & m_t[None]).to(verts.dtype)))
+            normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
         out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
         if self.pins is not None:
             ids, targets, weight = self.pins
@@ -173,3 +172,20 @@ class Objective:
         out["joint_prior"] = (variables.joints ** 2).mean()
         return out
 
+
+
+def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: int):
+    """Area-average a normal map (h, w, 3) + mask (h, w) by an integer factor so its
+    long side is at most ``res``; pixel centres stay aligned (K scales by 1/step).
+    Returns (normals, mask, scale) with scale = map pixels per image pixel."""
+    h, w = mask.shape
+    step = max(1, int(np.ceil(max(h, w) / res)))
+    if step == 1:
+        return normals, mask, scale
+    h2, w2 = h // step, w // step
+    n = normals[: h2 * step, : w2 * step].reshape(h2, step, w2, step, 3)
+    m = mask[: h2 * step, : w2 * step].reshape(h2, step, w2, step).to(normals.dtype)
+    n_sum = (n * m[..., None]).sum((1, 3))
+    full = m.mean((1, 3)) > 0.999
+    n_avg = n_sum / n_sum.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return n_avg, full, scale / step

@@ -60,6 +60,28 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
     return paths
 
 
+def template_expression_deltas(template: Template) -> dict[str, np.ndarray]:
+    """name -> (N, 3) vertex deltas of each expression controller at its upper bound, on the neutral template."""
+    from core.template import TemplateModel
+
+    model = TemplateModel(template)
+    ids = np.flatnonzero(template.ctrl_is_expression)
+    with torch.no_grad():
+        base = model.default_controllers()
+        c = base.expand(len(ids), -1).clone()
+        c[torch.arange(len(ids)), torch.as_tensor(ids)] = model.ctrl_bounds[torch.as_tensor(ids), 1]
+        deltas = (model.deform(c).verts - model.deform(base).verts).numpy()
+    return {template.ctrl_names[i]: deltas[k] for k, i in enumerate(ids)}
+
+
+def write_template_glb(path, template: Template) -> None:
+    """The neutral template as a rigged GLB (the yardstick of the animation check)."""
+    polys = padded_polygons(template)
+    write_glb(path, template.verts, polys, corner_uvs(template, polys),
+              armature=Armature(list(template.joint_names), template.joint_parents, template.joint_rest.astype(np.float64)),
+              skin=Skin(template.skin_idx, template.skin_w), shape_keys=template_expression_deltas(template))
+
+
 def draw_overlay(path, template: Template, result: FitResult, rgb: np.ndarray, detected=None) -> None:
     """The fitted mesh (shaded, half transparent) and landmarks over the photo of view 0."""
     h, w = rgb.shape[:2]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from core.template import LMK_CONTOUR, LMK_UNUSED
+from core.template.deform import controller_sides
 
 from .api import FitResult
 from .observations import ViewObservation
@@ -58,8 +59,9 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
 
     rest = _orthonormal(neutral.joints[0])
     tails = torch.as_tensor(t.joint_tails, device=model.device, dtype=model.dtype)
-    tails = tails + (ctrl_neutral @ torch.as_tensor(t.ctrl_tail_basis.reshape(t.num_controllers, -1),
-                                                     device=model.device, dtype=model.dtype)).view(-1, 3)
+    tail_basis = torch.as_tensor(t.ctrl_tail_basis.reshape(-1, 3 * t.num_joints), device=model.device,
+                                 dtype=model.dtype)
+    tails = tails + (controller_sides(ctrl_neutral) @ tail_basis).view(-1, 3)
     moved = rest @ torch.linalg.inv(neutral.rest_joints[0])
     tails = (moved[:, :3, :3] @ tails[..., None])[..., 0] + moved[:, :3, 3]
 

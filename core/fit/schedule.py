@@ -45,6 +45,9 @@ class StageSpec:
     large_steps_lambda: float = 0.0
     # Conformal / face-flip terms use the k largest deviations.
     top_k: int = 512
+    # Normal maps are compared at most this many pixels on their long side
+    # (coarse stages need less detail and run faster).
+    normal_res: int = 256
 
     def __post_init__(self):
         unknown = set(self.variables) - set(VARIABLES)
@@ -65,8 +68,9 @@ def _rig(iterations: int) -> StageSpec:
         name="rig",
         variables=("shape", "expression", "pose", "camera", "focal"),
         iterations=iterations,
-        lr={"shape": 0.05, "expression": 0.03, "pose": 0.01, "camera": 0.01, "focal": 0.01},
-        weights={"landmark": 1.0, "normal": 1.0, "pins": 1.0, "controller_prior": 1e-3, "symmetry": 0.0},
+        lr={"shape": 0.05, "expression": 0.03, "pose": 0.005, "camera": 0.002, "focal": 0.005},
+        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "controller_prior": 1e-3},
+        normal_res=128,
     )
 
 
@@ -75,9 +79,10 @@ def _joint(iterations: int) -> StageSpec:
         name="joint",
         variables=("joints", "camera"),
         iterations=iterations,
-        lr={"joints": 0.004, "camera": 0.002},
-        weights={"landmark": 1.0, "normal": 1.0, "pins": 1.0, "joint_prior": 1e-2, "evgcc": 0.05,
+        lr={"joints": 0.004, "camera": 0.0005},
+        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "joint_prior": 1e-2, "evgcc": 0.05,
                  "conformal": 0.05, "flip": 0.05},
+        normal_res=192,
     )
 
 
@@ -87,7 +92,7 @@ def _vertex(iterations: int) -> StageSpec:
         variables=("offsets",),
         iterations=iterations,
         lr={"offsets": 2e-4},
-        weights={"landmark": 0.5, "normal": 1.0, "pins": 1.0, "evgcc": 0.1, "conformal": 0.1, "flip": 0.1,
+        weights={"landmark": 50.0, "normal": 1.0, "pins": 1.0, "evgcc": 0.1, "conformal": 0.1, "flip": 0.1,
                  "curve": 0.01, "disp": 1e-3, "laplacian": 5.0},
         large_steps_lambda=0.0,
     )

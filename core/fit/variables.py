@@ -17,6 +17,9 @@ import torch
 from core.template.deform import JOINT_PARAM_DIM, TemplateModel, axis_angle_to_matrix
 
 POSE_JOINT_CANDIDATES = ("head", "neck02", "neck01")
+# Joint translations are optimised in centimetres so one learning rate suits
+# rotations (radians), translations and log-scales alike.
+JOINT_TRANSLATION_UNIT = 0.01
 
 
 @dataclass
@@ -102,7 +105,9 @@ class FitVariables:
 
     def joint_params(self, with_pose: bool = True) -> torch.Tensor:
         """(1, J, 9) joint parameters with the head pose folded in."""
-        params = self.joints
+        unit = torch.ones(JOINT_PARAM_DIM, device=self.joints.device, dtype=self.joints.dtype)
+        unit[3:6] = JOINT_TRANSLATION_UNIT
+        params = self.joints * unit
         if with_pose:
             pose = torch.zeros_like(params).index_put(
                 (torch.tensor([self.pose_joint], device=params.device),), torch.cat([self.pose, self.pose.new_zeros(6)])[None]

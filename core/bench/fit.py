@@ -1,0 +1,196 @@
+"""Fitter on synthetic ground truth: accuracy, mesh quality and time per variant.
+
+Each case (core/bench/synthetic.py) is fitted from the neutral template by
+every variant: the full rig → joint → vertex schedule, the paper's ablations
+(rig only, rig + joint, vertex only in one stage, full without EV-GCC, full
+without the conformal term) and trimesh's non-rigid ICP (Amberg) given the
+ground-truth mesh itself. Metrics on the face mask after a similarity
+alignment to the ground truth: RMSE in mm, mean normal consistency, flipped
+faces, smallest corner angle; seconds per stage. Writes a PNG with error
+heat maps and a bar chart next to the JSON.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+
+VARIANTS = ("full", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "nricp")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--cases", type=int, default=5, help="number of synthetic cases")
+    p.add_argument("--res", type=int, default=256, help="ground-truth normal map size")
+    p.add_argument("--preset", default="default", help="fit preset for the fitted variants")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--noise", type=float, default=0.0, help="landmark pixel noise (std)")
+    p.add_argument("--seed", type=int, default=1, help="first case seed")
+    p.add_argument("--png", default=None, help="figure path (default: next to --json)")
+
+
+def schedule_overrides(variant: str, preset: str) -> dict:
+    from core.fit.schedule import make_schedule
+
+    full = make_schedule(preset)
+    if variant in ("full",):
+        return {}
+    if variant == "rig_only":
+        return {"only": ["rig"]}
+    if variant == "rig_joint":
+        return {"only": ["rig", "joint"]}
+    if variant == "vertex_only":
+        total = sum(s.iterations for s in full)
+        vertex = next(s for s in full if s.name == "vertex")
+        return {"only": ["vertex"], "stages": {"vertex": {
+            "iterations": total,
+            "variables": ["offsets", "camera", "focal"],
+            "lr": {**vertex.lr, "camera": 0.01, "focal": 0.01},
+            "plateau_patience": 60,
+        }}}
+    term = {"no_evgcc": "evgcc", "no_conformal": "conformal"}[variant]
+    return {"stages": {s.name: {"weights": {term: 0.0}} for s in full if term in s.weights}}
+
+
+def similarity_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Umeyama: the similarity transform of ``src`` (n, 3) that best matches ``dst``; returns moved src."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, s, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.sign(np.linalg.det(u @ vt))
+    D = np.diag([1, 1, d])
+    R = u @ D @ vt
+    scale = np.trace(np.diag(s) @ D) / (a ** 2).sum(1).mean()
+    return scale * a @ R.T + mu_d
+
+
+def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    fn = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+    vn = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(vn, tris[:, k], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
+
+
+def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: np.ndarray) -> dict:
+    """RMSE (mm) on the face after similarity alignment, NC, flipped faces, smallest angle (deg)."""
+    aligned_face = similarity_align(pred[face_ids].astype(np.float64), gt[face_ids].astype(np.float64))
+    err = np.linalg.norm(aligned_face - gt[face_ids], axis=1)
+    nc = (vertex_normals(pred.astype(np.float64), tris)[face_ids] * vertex_normals(gt.astype(np.float64), tris)[face_ids]).sum(1)
+    fp = np.cross(pred[tris[:, 1]] - pred[tris[:, 0]], pred[tris[:, 2]] - pred[tris[:, 0]])
+    fg = np.cross(gt[tris[:, 1]] - gt[tris[:, 0]], gt[tris[:, 2]] - gt[tris[:, 0]])
+    flipped = int(((fp * fg).sum(1) < 0).sum())
+    e = [pred[tris[:, (k + 1) % 3]] - pred[tris[:, k]] for k in range(3)]
+    angles = []
+    for k in range(3):
+        a, b = e[k], -e[(k + 2) % 3]
+        cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-20)
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    per_vertex = np.zeros(len(gt))
+    per_vertex[face_ids] = err * 1000
+    return {
+        "rmse_mm": float(np.sqrt((err ** 2).mean()) * 1000),
+        "nc": float(nc.mean()),
+        "flipped_faces": flipped,
+        "min_angle_deg": float(np.min(angles)),
+        "_err_mm": per_vertex,
+    }
+
+
+def run_nricp(template, gt: np.ndarray) -> np.ndarray:
+    import trimesh
+    from trimesh.registration import nricp_amberg
+
+    src = trimesh.Trimesh(template.verts.astype(np.float64), template.tris, process=False)
+    dst = trimesh.Trimesh(gt.astype(np.float64), template.tris, process=False)
+    return np.asarray(nricp_amberg(src, dst))
+
+
+def run(args) -> dict:
+    import torch
+
+    from core.bench.synthetic import FACE_REGION, make_case
+    from core.fit.pipeline import fit_views
+    from core.template import load_default
+
+    torch.set_num_threads(2)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    template = load_default()
+    face_ids = template.regions[FACE_REGION]
+    cases, table, heat = [], [], []
+    for i in range(args.cases):
+        case = make_case(template, seed=args.seed + i, res=args.res, pixel_noise=args.noise)
+        entry = {"name": case.name, "yaw_deg": case.yaw_deg, "pitch_deg": case.pitch_deg, "variants": {}}
+        for variant in variants:
+            t0 = time.perf_counter()
+            stages = []
+            if variant == "nricp":
+                verts = run_nricp(template, case.verts)
+            else:
+                options = {"preset": args.preset, "schedule": schedule_overrides(variant, args.preset)}
+                result = None
+                for rec in fit_views(template, [case.view], options, device=args.device):
+                    result = rec.result or result
+                verts = result.arrays["verts"]
+                stages = [{"name": s["name"], "iterations": s["iterations"], "seconds": s["seconds"]}
+                          for s in result.meta["stages"]]
+            seconds = time.perf_counter() - t0
+            m = mesh_metrics(verts, case.verts, template.tris, face_ids)
+            if variant == "full" and len(heat) < 3:
+                heat.append((case.name, verts, m["_err_mm"]))
+            m.pop("_err_mm")
+            m.update({"seconds": round(seconds, 2), "stages": stages})
+            entry["variants"][variant] = m
+            table.append({"case": case.name, "variant": variant, "rmse_mm": m["rmse_mm"], "nc": m["nc"],
+                          "flipped": m["flipped_faces"], "min_angle": m["min_angle_deg"], "seconds": m["seconds"]})
+            print(f"{case.name} {variant:<13} rmse {m['rmse_mm']:.3f} mm  nc {m['nc']:.4f}  "
+                  f"flipped {m['flipped_faces']}  {seconds:.1f} s", flush=True)
+        cases.append(entry)
+    summary = {}
+    for variant in variants:
+        rows = [c["variants"][variant] for c in cases]
+        summary[variant] = {
+            "rmse_mm_median": float(np.median([r["rmse_mm"] for r in rows])),
+            "rmse_mm_max": float(np.max([r["rmse_mm"] for r in rows])),
+            "nc_median": float(np.median([r["nc"] for r in rows])),
+            "flipped_faces_max": int(np.max([r["flipped_faces"] for r in rows])),
+            "seconds_median": float(np.median([r["seconds"] for r in rows])),
+        }
+    png = args.png or (str(pathlib.Path(args.json).with_suffix(".png")) if args.json else None)
+    if png:
+        _figure(png, template, heat, summary)
+    return {"cases": cases, "summary": summary, "res": args.res, "device": args.device, "preset": args.preset,
+            "figure": png, "table": [{"variant": k, **v} for k, v in summary.items()]}
+
+
+def _figure(path, template, heat, summary) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(heat) + 1, figsize=(4 * (len(heat) + 1), 4))
+    axes = np.atleast_1d(axes)
+    for ax, (name, verts, err) in zip(axes, heat):
+        tri = template.tris
+        front = verts[:, [0, 2]]
+        facing = vertex_normals(verts.astype(np.float64), tri)[tri].mean(1)[:, 1] < 0
+        pc = ax.tripcolor(front[:, 0], front[:, 1], tri[facing], err, shading="gouraud", cmap="magma",
+                          vmin=0, vmax=max(1.0, float(np.percentile(err, 99))))
+        ax.set_title(f"{name}: error (mm)")
+        ax.set_aspect("equal")
+        ax.axis("off")
+        fig.colorbar(pc, ax=ax, shrink=0.7)
+    ax = axes[-1]
+    names = list(summary)
+    ax.bar(names, [summary[n]["rmse_mm_median"] for n in names], color="#4a7ab5")
+    ax.set_ylabel("median face RMSE (mm)")
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

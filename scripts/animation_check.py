@@ -1,0 +1,141 @@
+"""Animation check: does a fitted head bind and animate like the template?
+
+Imports a result GLB and the template's GLB into Blender (the ``bpy`` module
+or ``blender -b -P``), poses jaw, eyes, neck and a few expressions at their
+extremes, and compares each pose with the rest shape: faces whose normal
+flips and the worst edge stretch |l_posed / l_rest - 1|. The template under
+the same poses is the yardstick: a result that binds well has about the same
+figures.
+
+    python scripts/animation_check.py RESULT.glb TEMPLATE.glb --json OUT.json
+    blender -b -P scripts/animation_check.py -- RESULT.glb TEMPLATE.glb --json OUT.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+
+# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape-key substring: value})
+POSES = (
+    ("jaw_open", {"jaw": (25, 0, 0)}, {}),
+    ("eyes_left", {"eye.L": (0, 0, 25), "eye.R": (0, 0, 25)}, {}),
+    ("eyes_up", {"eye.L": (20, 0, 0), "eye.R": (20, 0, 0)}, {}),
+    ("neck_turn", {"neck01": (0, 30, 0), "neck02": (0, 15, 0)}, {}),
+    ("neck_nod", {"neck02": (25, 0, 0), "head": (15, 0, 0)}, {}),
+    ("expr_jaw_open", {}, {"jawOpen": 1.0}),
+    ("expr_smile", {}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
+    ("expr_blink", {}, {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
+    ("expr_brows", {}, {"browInnerUp": 1.0}),
+)
+
+
+def _load(bpy, path):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.gltf(filepath=str(path))
+    meshes = [o for o in bpy.context.scene.objects if o.type == "MESH" and o.find_armature() is not None]
+    if not meshes:
+        raise SystemExit(f"{path}: no skinned mesh found")
+    mesh = max(meshes, key=lambda o: len(o.data.vertices))
+    arm = mesh.find_armature()
+    if arm is None:
+        raise SystemExit(f"{path}: the mesh has no armature")
+    return mesh, arm
+
+
+def _evaluated(bpy, obj) -> np.ndarray:
+    deps = bpy.context.evaluated_depsgraph_get()
+    ev = obj.evaluated_get(deps)
+    m = ev.to_mesh()
+    co = np.empty(len(m.vertices) * 3, np.float32)
+    m.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3).astype(np.float64)
+
+
+def _triangles(obj) -> np.ndarray:
+    mesh = obj.data
+    mesh.calc_loop_triangles()
+    tris = np.empty(len(mesh.loop_triangles) * 3, np.int32)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    return tris.reshape(-1, 3)
+
+
+def _measure(rest, posed, tris) -> dict:
+    def normals(v):
+        return np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+
+    flipped = int(((normals(rest) * normals(posed)).sum(1) < 0).sum())
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    lr = np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1)
+    lp = np.linalg.norm(posed[edges[:, 0]] - posed[edges[:, 1]], axis=1)
+    ok = lr > 1e-9
+    stretch = float(np.abs(lp[ok] / lr[ok] - 1).max())
+    return {"flipped_faces": flipped, "max_edge_stretch": stretch}
+
+
+def check(bpy, path) -> dict:
+    mesh, arm = _load(bpy, path)
+    tris = _triangles(mesh)
+    rest = _evaluated(bpy, mesh)
+    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    out = {}
+    for name, bones, shapes in POSES:
+        for pb in arm.pose.bones:
+            pb.rotation_mode = "XYZ"
+            pb.rotation_euler = (0, 0, 0)
+        for kb in keys:
+            kb.value = 0.0
+        missing = [b for b in bones if b not in arm.pose.bones]
+        matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
+        if missing or any(not m for m in matched.values()):
+            out[name] = {"skipped": f"missing bones {missing} or shape keys "
+                                    f"{[s for s, m in matched.items() if not m]}"}
+            continue
+        for b, deg in bones.items():
+            arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
+        for s, value in shapes.items():
+            for kb in matched[s]:
+                kb.value = value
+        bpy.context.view_layer.update()
+        out[name] = _measure(rest, _evaluated(bpy, mesh), tris)
+    return out
+
+
+def compare(result: dict, template: dict) -> dict:
+    poses = [p for p in result if "skipped" not in result[p] and "skipped" not in template.get(p, {"skipped": 1})]
+    return {
+        "poses": len(poses),
+        "flipped_faces_max": max((result[p]["flipped_faces"] for p in poses), default=0),
+        "template_flipped_faces_max": max((template[p]["flipped_faces"] for p in poses), default=0),
+        "max_edge_stretch": max((result[p]["max_edge_stretch"] for p in poses), default=0.0),
+        "template_max_edge_stretch": max((template[p]["max_edge_stretch"] for p in poses), default=0.0),
+        "result": result,
+        "template": template,
+    }
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else (argv if argv is not None else sys.argv[1:])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("result_glb")
+    p.add_argument("template_glb")
+    p.add_argument("--json", help="write the figures here")
+    args = p.parse_args(argv)
+    import bpy
+
+    summary = compare(check(bpy, args.result_glb), check(bpy, args.template_glb))
+    text = json.dumps(summary, indent=2)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("result", "template")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
