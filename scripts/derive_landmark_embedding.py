@@ -17,7 +17,8 @@ Recipe (docs/FACTS.md): photo-like Cycles renders of base.obj's skin (Principled
 skin with a little subsurface, darker lips from ``textures/mpfb_lips.jpg``,
 simple eyes on the eye-helper centres, two area lights, grey background, 85 mm
 lens at 0.75 m, 384² at 16 samples + denoising) from the front, yaw ±20° and
-pitch ±15°; MediaPipe FaceMesh (478 points with iris refinement) on each; then
+pitch ±15°; MediaPipe FaceMesh (478 points with iris refinement,
+``core.priors.detect_landmarks``) on each; then
 ``core.template.embedding.derive_embedding``: least-squares triangulation of
 every landmark's rays, nearest-point snap to the skin, a second triangulation
 without the views that see the point grazing or occluded, and a refinement over
@@ -262,20 +263,16 @@ def _eye_material(bpy):
 
 def detect(paths: list[pathlib.Path]) -> tuple[np.ndarray, np.ndarray]:
     """MediaPipe FaceMesh on each render: detections (N, 478, 2) float64 pixels, valid (N, 478) bool."""
-    import mediapipe as mp
-    from PIL import Image
+    from core.priors import NoFaceError, detect_landmarks, load_image
 
     detections = np.full((len(paths), N_LANDMARKS, 2), np.nan)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True, max_num_faces=1) as face_mesh:
-        for i, path in enumerate(paths):
-            rgb = np.asarray(Image.open(path).convert("RGB"))
-            found = face_mesh.process(rgb).multi_face_landmarks
-            if not found:
-                print(f"warning: no face detected in {path.name}", flush=True)
-                continue
-            h, w = rgb.shape[:2]
-            pts = np.array([(p.x, p.y) for p in found[0].landmark])
-            detections[i] = pts * np.array([w, h])
+    for i, path in enumerate(paths):
+        try:
+            found = detect_landmarks(load_image(path))
+        except NoFaceError as exc:
+            print(f"warning: {path.name}: {exc}", flush=True)
+            continue
+        detections[i] = found.points
     return detections, np.all(np.isfinite(detections), axis=2)
 
 

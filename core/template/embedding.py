@@ -9,7 +9,10 @@ then
 2. report how far the point is from its rays and how far it reprojects from the
    detections, so unreliable points can be flagged,
 3. snap it to the closest point on an allowed set of triangles (the skin; eyes,
-   teeth and lashes excluded) and express it as triangle id + barycentrics.
+   teeth and lashes excluded) and express it as triangle id + barycentrics,
+4. triangulate again without the views that see the snapped point at a grazing
+   angle or occluded, and refine the snap over the surface toward the best
+   multi-view reprojection (``derive_embedding`` runs all of it).
 
 Conventions (DESIGN.md, "Units and conventions"): world frame is Blender's (Z up,
 face toward -Y, the subject's left at +X), metres. Cameras are OpenCV pinholes
