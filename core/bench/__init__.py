@@ -8,6 +8,7 @@ ones in ``BENCHMARKS``.
 
 # name -> module path
 BENCHMARKS: dict[str, str] = {
+    "fit": "core.bench.fit",
     "losses": "core.losses.bench",
     "stream": "core.bench.stream",
     "template": "core.bench.template",
