@@ -23,7 +23,7 @@ R controllers, P part vertices, Cp/Fp part corners/polygons, L landmarks:
   part_verts (P,3) float32     part_poly_verts (Cp,) int64  part_poly_start (Fp+1,) int64
   part_vert_part (P,) int64    part_joint (P,) int64        part_ctrl_basis (R,2,P,3) float32
   mirror (N,) int64            lmk_tri (L,) int64           lmk_bary (L,3) float32   lmk_kind (L,) int8
-  source_vertex_id (N,) int64, optional: vertex id in the source mesh, -1 if none
+  source_vertex_id (N,) int64  vertex id in the source mesh, -1 if none
   region.<name> (n,) int64 vertex ids      lmk_subset.<name> (n,) int64 landmark ids
 
 meta: {"format_version", "joint_names" (J), "ctrl_names" (R), "part_names",
@@ -72,8 +72,6 @@ ARRAYS: dict[str, ArraySpec] = {
     "lmk_tri": ArraySpec(_I64, ("L",)),
     "lmk_bary": ArraySpec(_F32, ("L", 3)),
     "lmk_kind": ArraySpec(("int8",), ("L",)),
-}
-OPTIONAL_ARRAYS: dict[str, ArraySpec] = {
     "source_vertex_id": ArraySpec(_I64, ("N",)),
 }
 # Named index sets: array prefix -> (meta key listing the names, size symbol of the ids' range)
@@ -128,7 +126,7 @@ class TemplateMessage:
             _fail("meta must be a JSON object")
         if meta.get("format_version") != FORMAT_VERSION:
             _fail(f"format_version is {meta.get('format_version')!r:.20}; this bridge reads {FORMAT_VERSION}")
-        sizes = check_arrays("template", a, {**ARRAYS, **OPTIONAL_ARRAYS}, optional=OPTIONAL_ARRAYS)
+        sizes = check_arrays("template", a, ARRAYS)
         n, j, r, p, L = (sizes[k] for k in ("N", "J", "R", "P", "L"))
         if n == 0 or j == 0:
             _fail("needs at least one vertex and one joint")
@@ -150,7 +148,7 @@ class TemplateMessage:
         _in_range("part_vert_part", a["part_vert_part"], 0, len(part_names))
         _in_range("part_joint", a["part_joint"], 0, j)
         _in_range("mirror", a["mirror"], 0, n)
-        if "source_vertex_id" in a and a["source_vertex_id"].size and a["source_vertex_id"].min() < -1:
+        if a["source_vertex_id"].size and a["source_vertex_id"].min() < -1:
             _fail("source_vertex_id must be >= -1")
         _in_range("lmk_tri", a["lmk_tri"], 0, sizes["T"])
         _in_range("lmk_kind", a["lmk_kind"], 0, NUM_LMK_KINDS)

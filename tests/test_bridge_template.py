@@ -58,6 +58,7 @@ def _set(name, index, value):
         (_set("joint_parents", 1, -1), "one root"),
         (_set("ctrl_default", 0, 99.0), "default"),
         (_set("mirror", 0, -5), "mirror has index"),
+        (_set("source_vertex_id", 0, -2), "source_vertex_id"),
         (_set("poly_start", -1, 3), "poly_start"),
         (lambda a, m: a.pop("uvs"), "missing array 'uvs'"),
         (lambda a, m: a.__setitem__("verts", a["verts"].astype(np.float64)), "verts' must be float32"),
