@@ -280,3 +280,43 @@ def test_bad_input_is_reported(sphere):
     with pytest.raises(ValueError, match="too few pixels"):
         far = Cameras(cam.K, cam.R, cam.t + torch.tensor([[5.0, 0, 0]]), 64, 64)
         extract_textures(mesh, verts, far, [np.zeros((64, 64, 3), np.uint8)], size=64)
+
+
+def test_write_texture_files_from_fit_arrays(sphere, tmp_path):
+    from core.texture import write_texture_files
+
+    verts, mesh = sphere
+    cam = orbit_camera(10, 5, 0.5, 200, 160)
+    photo, _ = _render(mesh, verts, cam, skin_texture(SIZE, seed=6), studio_light(cam))
+    arrays = {"verts": verts, "K": cam.K.numpy(), "R": cam.R.numpy(), "t": cam.t.numpy()}
+    paths, maps = write_texture_files(tmp_path, mesh, arrays, [photo], size=128)
+    assert {p.name for p in paths.values()} == {"albedo.png", "normal.png", "preview.png"}
+    assert Image.open(paths["preview"]).size == (400, 160)
+    assert np.array_equal(np.asarray(Image.open(paths["albedo"])), maps.albedo)
+    with pytest.raises(ValueError, match="1 views but 2 photos"):
+        write_texture_files(tmp_path, mesh, arrays, [photo, photo], size=128)
+
+
+def test_coarse_to_fine_fill_matches_direct_solve(monkeypatch):
+    import core.texture.fill as fill
+
+    S = 128
+    yy, xx = np.mgrid[0:S, 0:S]
+    values = np.stack([np.sin(xx / 9.0), np.cos(yy / 13.0), xx / S], -1).astype(np.float32)
+    island = np.zeros((S, S), bool)
+    island[10:118, 6:122] = True
+    island[60:63] = False  # two islands
+    known = np.zeros((S, S), bool)
+    known[30:50, 30:90] = True
+    known[80:100, 40:60] = True
+    guide = np.full((S, S, 3), 0.3, np.float32)
+    direct = fill.poisson_fill(values, known, island, guide)
+    monkeypatch.setattr(fill, "DIRECT_MAX_UNKNOWNS", 1500)
+    layered = fill.poisson_fill(values, known, island, guide)
+    np.testing.assert_array_equal(layered[known], values[known])
+    assert np.abs(layered - direct).max() < 0.03
+    # No new steps: the largest jump between fill texels is the exact solution's.
+    free = island & ~known
+    step_l = np.abs(np.diff(layered, axis=1)).max(-1)[free[:, 1:] & free[:, :-1]].max()
+    step_d = np.abs(np.diff(direct, axis=1)).max(-1)[free[:, 1:] & free[:, :-1]].max()
+    assert step_l <= step_d * 1.2

@@ -11,14 +11,17 @@ upscale=1.0, device=None) -> TextureMaps``
 ``preview_image(mesh, verts, camera, photo, maps, view=0) -> (h, 2w, 3) uint8``
     The photo next to a software render of the textured head.
 ``render_textured(mesh, verts, camera, albedo, normal=None, light=None) -> (image, mask)``
+``write_texture_files(out_dir, template, arrays, images, size=1024) -> ({name: path}, TextureMaps)``
+    ``albedo.png``, ``normal.png``, ``preview.png`` of a fit result (``FitResult.arrays``).
 ``UVMesh.from_template(template)``, ``rasterize_uv(tri_uvs, size) -> UVTexels``.
 """
 
 from .extract import TextureMaps, as_uv_mesh, extract_textures
 from .preview import preview_image, render_textured, studio_light
+from .result import result_cameras, write_texture_files
 from .uv_layout import UVMesh, UVTexels, rasterize_uv, texel_surface
 
 __all__ = [
     "TextureMaps", "UVMesh", "UVTexels", "as_uv_mesh", "extract_textures", "preview_image",
-    "rasterize_uv", "render_textured", "studio_light", "texel_surface",
+    "rasterize_uv", "render_textured", "result_cameras", "studio_light", "texel_surface", "write_texture_files",
 ]

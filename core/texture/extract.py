@@ -170,14 +170,16 @@ def sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_view_lighting(verts: torch.Tensor, tris: torch.Tensor, camera: Cameras, image_linear: torch.Tensor) -> torch.Tensor:
+def fit_view_lighting(verts: torch.Tensor, tris: torch.Tensor, camera: Cameras, image_linear: torch.Tensor,
+                      fragments: Fragments | None = None) -> torch.Tensor:
     """SH light of one photo, fitted against the rendered normals of the fitted mesh.
 
     verts: (N, 3) float32; tris: (T, 3) int64; camera: batch-1 Cameras at
     the (possibly reduced) resolution of image_linear (H, W, 3) float32
-    linear light. Returns light (9, 3) for world-space normals.
+    linear light; fragments: a rasterisation of verts by camera, if at hand.
+    Returns light (9, 3) for world-space normals.
     """
-    frags = rasterize(verts[None], tris, camera)
+    frags = fragments if fragments is not None else rasterize(verts[None], tris, camera)
     n_world = safe_normalize(interpolate(vertex_normals(verts[None], tris), tris, frags))[0]  # (H, W, 3)
     n_cam = n_world @ camera.R[0].T
     use = frags.mask[0] & (-n_cam[..., 2] > MIN_FIT_COS)
@@ -294,7 +296,7 @@ def extract_textures(
         cos = (normals * safe_normalize(centre - points)).sum(1)
         if remove_shading:
             small_img = img if scale == 1.0 else _resize_linear(img, small.width, small.height)
-            light = fit_view_lighting(v, tris, small, small_img)
+            light = fit_view_lighting(v, tris, small, small_img, frags)
             lights[i] = light.cpu().numpy()
         if upscale > 1.0:
             img = torch.as_tensor(cv2.resize(img.cpu().numpy(), None, fx=upscale, fy=upscale,

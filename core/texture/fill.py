@@ -20,6 +20,12 @@ SCREENING_LENGTH = 0.05
 """Far from any observation the fill relaxes to the guide texture over about
 this fraction of the map size (screened Poisson: (Δ - λ) f = Δg - λ g)."""
 
+DIRECT_MAX_UNKNOWNS = 100_000
+"""Larger fills are solved coarse-to-fine (a sparse factorisation grows faster than the map)."""
+
+REFINE_BAND = 12
+"""Texels next to the data that are re-solved at full resolution after the coarse fill."""
+
 SOFT_FEATHER = 2.0
 """Gaussian sigma (texels at 1024², scaled with the map) of the soft mask's feathering."""
 
@@ -80,29 +86,67 @@ def poisson_fill(
     island: (S, S) bool hard seam mask (neighbours couple only inside it);
     guide: (S, S, C) float template texture (e.g. a neutral skin tone).
     Solves ``(L + λ) f = L g + λ g`` on unknown texels with ``f = values`` on
-    known ones (Dirichlet), L the island graph Laplacian. Returns (S, S, C)
-    float32: ``values`` on known texels, the fill on the rest of the islands,
+    known ones (Dirichlet), L the island graph Laplacian, λ per texel² (by
+    default from ``SCREENING_LENGTH``). Returns (S, S, C) float32:
+    ``values`` on known texels, the fill on the rest of the islands,
     ``guide`` elsewhere.
     """
     S = values.shape[0]
+    if values.shape[:2] != (S, S) or known.shape != (S, S) or island.shape != (S, S) or guide.shape != values.shape:
+        raise ValueError(f"expected square maps of one size; got values {values.shape}, known {known.shape}, "
+                         f"island {island.shape}, guide {guide.shape}")
     lam = (1.0 / (SCREENING_LENGTH * S)) ** 2 if screening is None else float(screening)
-    out = np.where(island[..., None], values, guide).astype(np.float32)
-    known = known & island
-    L, ids = _grid_laplacian(island)
-    unknown = ~known.reshape(-1)[ids]
+    return _solve(values.astype(np.float64), known & island, island, guide.astype(np.float64), lam).astype(np.float32)
+
+
+def _solve(values, known, island, guide, lam):
+    out = np.where(island[..., None], values, guide)
+    unknown = island & ~known
     if not unknown.any():
         return out
-    flat_v = values.reshape(-1, values.shape[-1])[ids].astype(np.float64)
-    flat_g = guide.reshape(-1, guide.shape[-1])[ids].astype(np.float64)
-    U = np.flatnonzero(unknown)
-    Kn = np.flatnonzero(~unknown)
+    S = island.shape[0]
+    if unknown.sum() <= DIRECT_MAX_UNKNOWNS or S % 2:
+        return _solve_direct(out, known, island, guide, unknown, lam)
+    # Coarse-to-fine: the half-resolution fill (screening 4x per coarse texel²) is smooth away
+    # from the data; only a band next to the data is solved again at this resolution, with the
+    # upsampled coarse fill as the band's outer boundary.
+    small = _downsample(values, known, island, guide)
+    coarse = _solve(*small, 4.0 * lam)
+    inside_c = small[2].astype(np.float32)
+    num = cv2.resize((coarse * inside_c[..., None]).astype(np.float32), (S, S), interpolation=cv2.INTER_LINEAR)
+    den = cv2.resize(inside_c, (S, S), interpolation=cv2.INTER_LINEAR)
+    up = np.where((den > 1e-6)[..., None], num / np.maximum(den, 1e-6)[..., None], guide)
+    near = ndi.distance_transform_edt(~known) <= REFINE_BAND
+    band = unknown & near
+    out[unknown & ~near] = up[unknown & ~near]
+    return _solve_direct(out, ~band & island, island, guide, band, lam)
+
+
+def _solve_direct(out, fixed, island, guide, unknown, lam):
+    """Sparse direct solve for the ``unknown`` texels, Dirichlet values from ``out`` on ``fixed`` ones."""
+    L, ids = _grid_laplacian(island)
+    flat_unknown = unknown.reshape(-1)[ids]
+    U = np.flatnonzero(flat_unknown)
+    Kn = np.flatnonzero(~flat_unknown)
+    flat_v = out.reshape(-1, out.shape[-1])[ids]
+    flat_g = guide.reshape(-1, guide.shape[-1])[ids]
     A = L[U][:, U] + lam * sp.identity(U.size, format="csr")
     rhs = (L @ flat_g)[U] + lam * flat_g[U] - L[U][:, Kn] @ flat_v[Kn]
     solve = spla.factorized(A.tocsc())
-    sol = np.stack([solve(rhs[:, c]) for c in range(rhs.shape[1])], 1)
     flat_out = out.reshape(-1, out.shape[-1])
-    flat_out[ids[U]] = sol
+    flat_out[ids[U]] = np.stack([solve(rhs[:, c]) for c in range(rhs.shape[1])], 1)
     return out
+
+
+def _downsample(values, known, island, guide):
+    """2 x 2 blocks: island where any texel is, known where any texel is (mean of the known ones)."""
+    S = values.shape[0] // 2
+    blocks = lambda a: a.reshape(S, 2, S, 2, *a.shape[2:])  # noqa: E731
+    k = blocks(known.astype(np.float64))
+    ksum = k.sum((1, 3))
+    v = (blocks(values) * k[..., None]).sum((1, 3)) / np.maximum(ksum, 1.0)[..., None]
+    g = blocks(guide).mean((1, 3))
+    return v, ksum > 0, blocks(island).any((1, 3)), g
 
 
 def pad_islands(image: np.ndarray, island: np.ndarray) -> np.ndarray:
