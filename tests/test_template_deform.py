@@ -130,7 +130,7 @@ def test_axis_angle_matches_reference_and_is_smooth_at_zero():
 
 
 def test_gradcheck_float64():
-    t = random_template(seed=4, joints=5, controllers=3)
+    t = random_template(seed=4, grid=2, joints=5, controllers=3)
     model = TemplateModel(t, dtype=torch.float64)
     r, theta, d = random_inputs(t, 1, torch.float64, "cpu", seed=1)
     r.requires_grad_(); theta.requires_grad_(); d.requires_grad_()
