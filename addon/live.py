@@ -59,6 +59,7 @@ class Live:
         self.frames = 0
         self.frame_times: collections.deque[float] = collections.deque(maxlen=120)
         self.last_verts: np.ndarray | None = None
+        self.frame_emitted = 0.0  # the core's time.monotonic() when it queued the newest applied frame
         self.held = False
         self.pins: dict[int, np.ndarray] = {}
         self.result = None  # bridge Message (kind result)
@@ -233,6 +234,7 @@ def apply_newest_frame(deadline: float) -> bool:
     LIVE.losses = dict(f.get("losses", {}))
     LIVE.frames += 1
     LIVE.frame_times.append(time.perf_counter())
+    LIVE.frame_emitted = float(f.get("t_emit", 0.0))
     return True
 
 
@@ -288,8 +290,14 @@ def _on_event(msg) -> None:
             report_problem(f"The core refused {msg.fields.get('about', 'a request')}: {text}")
 
 
+def _photos():
+    """The scene's photo list (empty when the add-on's properties are not registered, as in benchmarks)."""
+    settings = getattr(bpy.context.scene, "likeness", None)
+    return settings.photos if settings is not None else ()
+
+
 def _set_photo_status(status: str) -> None:
-    for photo in bpy.context.scene.likeness.photos:
+    for photo in _photos():
         if photo.use:
             photo.status = status
 
@@ -304,7 +312,7 @@ def _result_camera() -> None:
     if K.ndim == 3:
         K, R, t = K[0], R[0], t[0]
     path = ""
-    for photo in bpy.context.scene.likeness.photos:
+    for photo in _photos():
         if photo.name == views[0].get("name"):
             path = bpy.path.abspath(photo.filepath)
     try:

@@ -10,6 +10,7 @@ receiver thread decoded it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import subprocess
@@ -28,7 +29,8 @@ READY_TIMEOUT_S = 60.0
 def add_arguments(parser) -> None:
     parser.add_argument("--frames", type=int, default=3000, help="frames per case (default 3000)")
     parser.add_argument("--verts", type=int, nargs="+", default=list(DEFAULT_VERTS), help="vertex counts to stream")
-    parser.add_argument("--transports", nargs="+", default=["tcp", "unix"], choices=["tcp", "unix"])
+    parser.add_argument("--transports", nargs="+", default=["tcp", "unix"], choices=["tcp", "unix", "blender"],
+                        help="blender: frames applied into the add-on's preview mesh under the bpy module")
 
 
 @contextlib.contextmanager
@@ -88,12 +90,40 @@ def measure(ready: pathlib.Path, verts: int, frames: int, seed: int = 0) -> dict
     }
 
 
+# The add-on's path runs in its own process under the bpy module (core never imports bpy): it loads
+# the repository root as the extension package and lets addon.measure drive the real preview.
+_BLENDER_CASE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("likeness_extension", sys.argv[1] + "/__init__.py",
+                                              submodule_search_locations=[sys.argv[1]])
+sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sys.modules[spec.name])
+from likeness_extension.addon import measure
+info = json.load(open(sys.argv[2]))
+print(json.dumps(measure.measure_preview_stream(info["host"], info["port"], info["token"],
+                                                int(sys.argv[3]), int(sys.argv[4]))))
+"""
+
+
+def measure_blender(ready: pathlib.Path, verts: int, frames: int) -> dict:
+    """Frames/s applied into a ``verts``-vertex Blender preview mesh through the add-on's timer path."""
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _BLENDER_CASE, str(repo), str(ready), str(verts), str(frames)],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the blender stream case failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run(args) -> dict:
     results = []
     with tempfile.TemporaryDirectory(prefix="likeness-stream-") as tmp:
         for transport in args.transports:
-            with serve(transport, pathlib.Path(tmp)) as (_, ready):
+            with serve("tcp" if transport == "blender" else transport, pathlib.Path(tmp)) as (_, ready):
                 for n in args.verts:
-                    results.append({"transport": transport, **measure(ready, n, args.frames)})
+                    if transport == "blender":
+                        results.append(measure_blender(ready, n, args.frames))
+                    else:
+                        results.append({"transport": transport, **measure(ready, n, args.frames)})
     table = [{k: r[k] for k in ("transport", "verts", "fps", "latency_ms_p50", "latency_ms_p95", "mb_per_s")} for r in results]
     return {"results": results, "table": table}
