@@ -13,7 +13,6 @@ iteration. Every job ends with exactly one result, cancelled or error.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import traceback
@@ -24,7 +23,10 @@ from bridge import schema
 from bridge.protocol import Message, ProtocolError, wire_dtype
 from bridge.server import Connection, error_message
 from bridge.template import TemplateMessage
+from core.fit.api import FitJob, PhotoInput
 from core.fit.control import FitCancelled, FitControl, Pins
+from core.template import Template, TemplateError, load_default
+from core.template import load as load_template
 
 # Upper bound on replay length (frames), so a typo cannot keep a worker busy for days.
 MAX_REPLAY_FRAMES = 10_000_000
@@ -101,12 +103,10 @@ def _wire_arrays(arrays: dict) -> dict[str, np.ndarray]:
 class Session:
     """The handler ``bridge.server.Server`` creates per connection."""
 
-    _ids = itertools.count(1)
-
     def __init__(self, conn: Connection, registry: JobRegistry):
         self.conn = conn
         self.registry = registry
-        self.templates: dict[str, object] = {}
+        self.templates: dict[str, Template] = {}
         self.jobs: dict[str, _Job] = {}
         self.finished: set[str] = set()
         self._lock = threading.Lock()
@@ -167,16 +167,9 @@ class Session:
 
     # -- templates ---------------------------------------------------------------
     def _on_template(self, msg: Message) -> None:
-        if msg.job is None:
-            raise _Reply(error_message(schema.E_BAD_MESSAGE, "template: give it an id (the job field)", about=msg.kind))
-        from core.template import Template, TemplateError, load
-
         try:
             if "path" in msg.fields:
-                path = msg.fields["path"]
-                if not isinstance(path, str):
-                    raise TemplateError("template: path must be a string")
-                template = load(path)
+                template = load_template(msg.fields["path"])
             else:
                 wire = TemplateMessage.from_message(msg)
                 template = Template.from_arrays(wire.arrays, wire.meta)
@@ -195,7 +188,7 @@ class Session:
 
         def send() -> None:
             try:
-                chosen = template if template is not None else _default_template()
+                chosen = template if template is not None else load_default()
                 arrays, meta = chosen.to_arrays()
                 reply = TemplateMessage.from_arrays(arrays, meta).to_message(msg.job)
             except Exception as exc:
@@ -243,8 +236,6 @@ class Session:
         return work
 
     def _fit_work(self, msg: Message, job: _Job):
-        from core.fit.api import FitJob, PhotoInput
-
         photos = []
         for entry in msg.fields["photos"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -272,7 +263,7 @@ class Session:
                          device=msg.fields.get("device", "cpu"))
 
         def work() -> Message:
-            from core.fit.pipeline import run_fit
+            from core.fit.pipeline import run_fit  # seconds to import (detectors, renderer): only when a fit runs
 
             record = None
             for record in run_fit(fit_job, job.control):
@@ -308,8 +299,3 @@ class _Reply(Exception):
         super().__init__(reply.fields.get("message", ""))
         self.reply = reply
 
-
-def _default_template():
-    from core.template import load_default
-
-    return load_default()
