@@ -61,6 +61,7 @@ class Live:
         self.last_verts: np.ndarray | None = None
         self.frame_emitted = 0.0  # the core's time.monotonic() when it queued the newest applied frame
         self.held = False
+        self.cancel_requested = False
         self.pins: dict[int, np.ndarray] = {}
         self.result = None  # bridge Message (kind result)
         self.result_photo: str = ""
@@ -90,6 +91,7 @@ class Live:
         self.job, self.state, self.message = None, NONE, ""
         self.stage, self.step, self.total, self.iteration = "", 0, 0, 0
         self.losses, self.frames, self.held, self.pins, self.result = {}, 0, False, {}, None
+        self.cancel_requested = False
         self.frame_times.clear()
         self.last_verts = None
 

@@ -308,15 +308,12 @@ def read_rig(mesh_obj: bpy.types.Object, arm_obj: bpy.types.Object | None,
         "part_joint": np.zeros(0, np.int64),
         "mirror": _mirror_map(verts),
     }
-    two_sided = len(wire.ARRAYS["ctrl_basis"].shape) == 4
     # a shape key is linear: its delta at -1 is the negated delta at +1
-    arrays["ctrl_basis"] = np.stack([deltas, -deltas], axis=1) if two_sided else deltas
-    zeros_j = np.zeros((r, 2, j, 3) if two_sided else (r, j, 3), np.float32)
-    arrays["ctrl_joint_basis"] = zeros_j
-    arrays["ctrl_tail_basis"] = zeros_j.copy()
-    arrays["part_ctrl_basis"] = np.zeros((r, 2, 0, 3) if two_sided else (r, 0, 3), np.float32)
-    if "source_vertex_id" in wire.ARRAYS:
-        arrays["source_vertex_id"] = np.full(n, -1, np.int64)
+    arrays["ctrl_basis"] = np.stack([deltas, -deltas], axis=1)
+    arrays["ctrl_joint_basis"] = np.zeros((r, 2, j, 3), np.float32)
+    arrays["ctrl_tail_basis"] = np.zeros((r, 2, j, 3), np.float32)
+    arrays["part_ctrl_basis"] = np.zeros((r, 2, 0, 3), np.float32)
+    arrays["source_vertex_id"] = np.full(n, -1, np.int64)
 
     lmk_subsets: dict[str, np.ndarray] = {}
     same_topology = False
@@ -325,7 +322,7 @@ def read_rig(mesh_obj: bpy.types.Object, arm_obj: bpy.types.Object | None,
         same_topology = (len(ref["verts"]) == n and np.array_equal(ref["poly_start"], poly_start)
                          and np.array_equal(ref["poly_verts"], poly_verts))
     if same_topology:
-        for name in ("lmk_tri", "lmk_bary", "lmk_kind", "mirror"):
+        for name in ("lmk_tri", "lmk_bary", "lmk_kind", "mirror", "source_vertex_id"):
             arrays[name] = np.asarray(ref[name])
         ref_regions = {name: np.asarray(ref[REGION_PREFIX + name]) for name in ref_meta.get("regions", [])}
         regions = {**{k2: v.tolist() for k2, v in ref_regions.items()}, **regions}
@@ -341,7 +338,7 @@ def read_rig(mesh_obj: bpy.types.Object, arm_obj: bpy.types.Object | None,
         if name not in regions:
             report.missing.append(f"region '{name}' (a vertex group named '{REGION_PREFIX}{name}')")
     for name, ids in regions.items():
-        arrays[REGION_PREFIX + name] = np.asarray(sorted(set(ids)) if not same_topology else ids, np.int64)
+        arrays[REGION_PREFIX + name] = np.asarray(ids, np.int64)
     for name, ids in lmk_subsets.items():
         arrays["lmk_subset." + name] = ids
     meta = {

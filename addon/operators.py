@@ -263,6 +263,11 @@ class LIKENESS_OT_start_fit(bpy.types.Operator):
                 live.report_problem(f"The fit could not start: {text}", tb)
                 return
             LIVE.template = template
+            if LIVE.cancel_requested:
+                try:
+                    LIVE.client.cancel(job)
+                except (AttributeError, ConnectionLost):
+                    pass  # the link is gone: the tick reports it
             live.ensure_preview(template[0])
             LIVE.last_verts = template[0]["verts"].astype("float32")
             if LIVE.state == live.PREPARING:
@@ -328,10 +333,17 @@ class LIKENESS_OT_cancel_fit(_JobOperator):
     bl_label = "Cancel"
     states = (live.PREPARING, live.RUNNING, live.PAUSED)
 
+    @classmethod
+    def poll(cls, context):
+        return LIVE.job is not None and LIVE.state in cls.states
+
     def execute(self, context):
         if LIVE.state == live.PREPARING and LIVE.tasks:
+            # the core does not know the job yet: cancel it as soon as it is sent
+            LIVE.cancel_requested = True
             LIVE.message = "Cancelling as soon as the fit has started..."
-        if not self.send(LIVE.client.cancel):
+            return {"FINISHED"}
+        if LIVE.client is None or not self.send(LIVE.client.cancel):
             return {"CANCELLED"}
         LIVE.message = "Cancelling..."
         return {"FINISHED"}

@@ -228,8 +228,8 @@ def test_artist_rig_becomes_a_valid_template_and_stays_unchanged(bpy_module, ext
     mw = np.array(obj.matrix_world)
     local = before["co"].reshape(-1, 3)
     np.testing.assert_allclose(arrays["verts"], local @ mw[:3, :3].T + mw[:3, 3], atol=1e-6)
-    basis = arrays["ctrl_basis"][0, 0] if arrays["ctrl_basis"].ndim == 4 else arrays["ctrl_basis"][0]
-    np.testing.assert_allclose(basis[:, 2], 0.012, atol=1e-6)
+    np.testing.assert_allclose(arrays["ctrl_basis"][0, 0, :, 2], 0.012, atol=1e-6)
+    np.testing.assert_array_equal(arrays["ctrl_basis"][:, 1], -arrays["ctrl_basis"][:, 0])
     np.testing.assert_allclose(arrays["skin_w"].sum(1), 1.0, atol=1e-6)
     np.testing.assert_allclose(arrays["joint_rest"][1, :3, 3], [0.1, 0.2, 1.5], atol=1e-6)
     # the cube is mirror-symmetric about its centre, not about x = 0 in the world: no pairs

@@ -238,3 +238,90 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
             setattr(settings, f"override_{stage}", False)
         settings.photos.clear()
         live.LIVE.reset_job()
+
+
+def _noise_photo(path):
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def _fit_until_final(bpy, live, timeout=120):
+    assert bpy.ops.likeness.start_fit() == {"FINISHED"}
+    assert pump(live.tick, lambda: live.LIVE.state in (live.DONE, live.FAILED, live.CANCELLED, live.LOST), timeout)
+
+
+def test_custom_rig_is_sent_and_the_cores_refusal_reaches_the_artist(bpy_module, live, tmp_path):
+    """A rig without a landmark embedding is accepted as a template; the fit then fails with the core's reason."""
+    bpy = bpy_module
+    obj, arm = make_artist_rig(bpy, "CustomRig")
+    settings = bpy.context.scene.likeness
+    settings.photos.clear()
+    photo = settings.photos.add()
+    photo.name, photo.filepath = "grace.jpg", os.path.abspath(PHOTO)
+    settings.template_source, settings.template_mesh, settings.template_armature = "SELECTED", obj, arm
+    before = sorted(o.name for o in bpy.data.objects if o.name != live.PREVIEW_NAME)
+    try:
+        live.LIVE.reset_job()
+        _fit_until_final(bpy, live)
+        assert live.LIVE.state == live.FAILED
+        assert "landmark embedding" in live.LIVE.message
+        assert photo.status == "failed"
+        assert "Traceback" in bpy.data.texts[live.REPORT_TEXT].as_string()
+        assert live.LIVE.template_source == {"mesh": "CustomRig", "armature": "CustomRigRig"}
+        assert sorted(o.name for o in bpy.data.objects if o.name != live.PREVIEW_NAME) == before
+    finally:
+        settings.template_source, settings.template_mesh, settings.template_armature = "DEFAULT", None, None
+        settings.photos.clear()
+        live.LIVE.reset_job()
+
+
+def test_remote_core_gets_photos_inline(bpy_module, live, tmp_path):
+    """Connected by address + token (remote mode), photos travel as bytes: the core decodes them itself."""
+    bpy = bpy_module
+    info = live.LIVE.link.core.info
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    local_link = live.LIVE.link
+    settings = bpy.context.scene.likeness
+    settings.photos.clear()
+    photo = settings.photos.add()
+    photo.name, photo.filepath = "noise.png", _noise_photo(tmp_path / "noise.png")
+    prefs.core_mode, prefs.host, prefs.port, prefs.token = "REMOTE", info["host"], info["port"], info["token"]
+    try:
+        live.LIVE.link = None
+        live.LIVE.reset_job()
+        _fit_until_final(bpy, live)
+        assert live.LIVE.link.remote and live.LIVE.link.core is None
+        assert live.LIVE.state == live.FAILED and "no face found in 'noise.png'" in live.LIVE.message
+        prefs.token = "wrong"
+        assert bpy.ops.likeness.stop_core() == {"FINISHED"}
+        assert bpy.ops.likeness.start_core() == {"FINISHED"}
+        assert pump(live.tick, lambda: live.LIVE.link.state == "FAILED", 10)
+        assert "refused" in live.LIVE.link.error
+    finally:
+        if live.LIVE.link is not None:
+            live.LIVE.link.stop()
+        live.LIVE.link = local_link
+        prefs.core_mode, prefs.token = "LOCAL", ""
+        settings.photos.clear()
+        live.LIVE.reset_job()
+
+
+def test_cancel_while_preparing_cancels_once_the_job_is_sent(bpy_module, live):
+    bpy = bpy_module
+    settings = bpy.context.scene.likeness
+    settings.photos.clear()
+    photo = settings.photos.add()
+    photo.name, photo.filepath = "grace.jpg", os.path.abspath(PHOTO)
+    try:
+        live.LIVE.reset_job()
+        assert bpy.ops.likeness.start_fit() == {"FINISHED"}
+        assert live.LIVE.state == live.PREPARING
+        assert bpy.ops.likeness.cancel_fit() == {"FINISHED"} and live.LIVE.cancel_requested
+        assert pump(live.tick, lambda: live.LIVE.state in (live.DONE, live.FAILED, live.CANCELLED), 60)
+        assert live.LIVE.state == live.CANCELLED, live.LIVE.message
+        assert photo.status == "cancelled"
+    finally:
+        settings.photos.clear()
+        live.LIVE.reset_job()
