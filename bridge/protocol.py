@@ -14,6 +14,9 @@ received frame (no copy). ``"buffers"`` is a list of ``{"name", "dtype",
 "shape"}`` with dtypes from :data:`DTYPES` only; the header's byte count must
 match the declared shapes exactly. Unknown header keys are ignored. Nothing
 here ever evaluates or unpickles data.
+
+Versioning: ``"protocol"`` is MAJOR.MINOR. Peers of the same MAJOR talk;
+a MINOR bump may only add kinds, fields or arrays, which older peers ignore.
 """
 
 from __future__ import annotations

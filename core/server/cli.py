@@ -76,7 +76,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve",
         help="run the core process for the Blender add-on",
-        description="Run the core: listens on loopback TCP (or a Unix socket), one isolated session per client.",
+        description="Run the core: listens on loopback TCP (or a Unix socket), one isolated session per "
+        "client. On a remote GPU machine, reach it through an SSH tunnel (ssh -L PORT:127.0.0.1:PORT).",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port; default)")
