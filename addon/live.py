@@ -352,9 +352,18 @@ def _check_link() -> None:
     report_problem(what + ".", link.error)
 
 
+def _redraw_sidebar() -> None:
+    """Panels do not redraw on their own when state outside bpy data changes."""
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
 def tick() -> float | None:
     """Timer callback: finish tasks, read events, write the newest frame. Returns the next interval."""
     deadline = time.perf_counter() + BUDGET_S
+    before = (LIVE.state, LIVE.frames, LIVE.step, LIVE.message, LIVE.link.state if LIVE.link else None)
     LIVE._finish_tasks()
     client = LIVE.client
     if client is not None:
@@ -371,6 +380,8 @@ def tick() -> float | None:
                 break
             _on_event(msg)
     _check_link()
+    if before != (LIVE.state, LIVE.frames, LIVE.step, LIVE.message, LIVE.link.state if LIVE.link else None):
+        _redraw_sidebar()
     busy = LIVE.tasks or LIVE.state in ACTIVE_STATES or (LIVE.link and LIVE.link.state == core_process.STARTING)
     return TICK_S if busy else IDLE_TICK_S
 

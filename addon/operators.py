@@ -148,7 +148,9 @@ def selected_rig(context):
         mesh = context.active_object
     arm = settings.template_armature
     if arm is None and mesh is not None:
-        arm = mesh.find_armature()
+        arm = mesh.find_armature()  # the Armature modifier's object
+        if arm is None and mesh.parent is not None and mesh.parent.type == "ARMATURE":
+            arm = mesh.parent
     return mesh, arm
 
 

@@ -85,6 +85,7 @@ def test_frames_reach_the_preview_one_by_one_until_the_result(bpy_module, live, 
         assert min(np.abs(s - p).max() for p in poses) == 0.0
     np.testing.assert_array_equal(seen[-1], poses[(count - 1) % len(poses)])
     assert live.LIVE.frames >= len(seen) and live.LIVE.stage == "replay" and live.LIVE.total == count
+    assert live.LIVE.fps > 0 and live.LIVE.progress == 1.0
     assert live.LIVE.result is not None and live.LIVE.result.kind == "result"
     np.testing.assert_array_equal(live.LIVE.result.buffers["verts"], seen[-1])
 
@@ -325,3 +326,18 @@ def test_cancel_while_preparing_cancels_once_the_job_is_sent(bpy_module, live):
     finally:
         settings.photos.clear()
         live.LIVE.reset_job()
+
+
+def test_core_log_and_rig_check_reach_text_datablocks(bpy_module, live):
+    bpy = bpy_module
+    assert bpy.ops.likeness.show_core_log() == {"FINISHED"}
+    log = bpy.data.texts[live.LOG_TEXT].as_string()
+    assert "serve --port 0 --ready-file" in log and "likeness core listening on tcp://127.0.0.1:" in log
+    assert live.LIVE.link.core.info["token"] not in log  # the token travels in a file, never on the command line
+    obj, _ = make_artist_rig(bpy, "CheckRig")
+    bpy.context.view_layer.objects.active = obj
+    bpy.context.scene.likeness.template_mesh = None
+    assert bpy.ops.likeness.check_template() == {"FINISHED"}
+    report = bpy.data.texts[live.REPORT_TEXT].as_string()
+    assert report.startswith("Rig check: CheckRig") and "2 joints, 2 controllers (1 expressions)" in report
+    assert "Missing: landmark embedding" in report and "region 'eye_l_ring'" in report
