@@ -4,8 +4,10 @@ A background thread receives everything. The caller sees:
 - ``latest_frame(job)``: only the newest frame per job (older ones are dropped),
 - ``latest_progress(job)``: the newest progress,
 - ``events``: a queue of every other message (results, cancelled, errors,
-  templates, status replies) for polling from a UI timer,
-- ``wait(job, timeout)``: blocks for the reply / final message of a job or request.
+  templates, status replies) for polling from a UI timer; a long-lived
+  caller should drain it,
+- ``wait(job, timeout)``: blocks for the reply / final message of a job or
+  request (replies of the last MAX_KEPT_JOBS jobs are kept for it).
 If the connection drops, ``lost`` is set, waiting calls raise ConnectionLost
 at once, and ``on_lost`` is called; a dead core is noticed as soon as its
 socket closes (the kernel closes it when the process dies).
@@ -13,6 +15,7 @@ socket closes (the kernel closes it when the process dies).
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import queue
@@ -26,6 +29,16 @@ from . import schema
 from ._version import __version__
 from .protocol import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, Message, ProtocolError, encode, read_message
 from .template import TemplateMessage
+
+
+MAX_KEPT_JOBS = 64
+
+
+def _keep(table: collections.OrderedDict, job, msg: Message) -> None:
+    table.pop(job, None)
+    table[job] = msg
+    while len(table) > MAX_KEPT_JOBS:
+        table.popitem(last=False)
 
 
 class BridgeError(Exception):
@@ -71,9 +84,11 @@ class Client:
         self.lost: ConnectionLost | None = None
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
-        self._frames: dict[str | None, Message] = {}
-        self._progress: dict[str | None, Message] = {}
-        self._replies: dict[str, Message] = {}
+        self._frames: collections.OrderedDict[str | None, Message] = collections.OrderedDict()
+        self._progress: collections.OrderedDict[str | None, Message] = collections.OrderedDict()
+        # job id -> newest frame / progress / reply; each keeps the MAX_KEPT_JOBS most recent
+        # jobs, so a caller that ignores some of them does not pile up arrays.
+        self._replies: collections.OrderedDict[str, Message] = collections.OrderedDict()
         self._stream = sock.makefile("rb", buffering=256 * 1024)
         self.server_hello = self._handshake(token, timeout)
         self._thread = threading.Thread(target=self._receive, name="likeness-client-receiver", daemon=True)
@@ -166,15 +181,15 @@ class Client:
             if self.on_frame is not None:
                 self.on_frame(msg)
             with self._cond:
-                self._frames[msg.job] = msg
+                _keep(self._frames, msg.job, msg)
             return
         if msg.kind == schema.PROGRESS:
             with self._cond:
-                self._progress[msg.job] = msg
+                _keep(self._progress, msg.job, msg)
             return
         if msg.job is not None and (msg.kind != schema.ERROR or schema.ends_job(msg)):
             with self._cond:
-                self._replies[msg.job] = msg
+                _keep(self._replies, msg.job, msg)
                 self._cond.notify_all()
         self.events.put(msg)
 

@@ -224,6 +224,20 @@ def test_client_hands_out_only_the_newest_frame(core):
         assert frame.fields["iteration"] == 499 and c.latest_frame(job) is None
 
 
+def test_client_keeps_newest_frames_of_recent_jobs_only(core):
+    from bridge.client import MAX_KEPT_JOBS
+
+    with core.client() as c:
+        jobs = [c.start_replay(poses(1, 8), count=1) for _ in range(MAX_KEPT_JOBS + 6)]
+        for job in jobs:
+            c.events.get(timeout=10)  # results read from the queue, never waited for
+        assert c.latest_frame(jobs[-1]) is not None
+        assert c.latest_frame(jobs[0]) is None  # an untaken frame of an old job does not pile up
+        with pytest.raises(TimeoutError):
+            c.wait_final(jobs[0], 0.05)
+        assert c.wait_final(jobs[-1], 1).kind == "result"
+
+
 def test_server_conflates_frames_for_a_slow_client(tmp_path):
     """A producer far faster than its reader: the reader gets the newest frames, never a stale one after the result."""
     from bridge.server import Server
