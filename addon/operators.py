@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import bpy
@@ -475,5 +476,11 @@ classes = (
 )
 
 
+def register_extra():
+    # Blender may quit without disabling add-ons: never leave a local core running behind it
+    atexit.register(live.shutdown)
+
+
 def unregister_extra():
+    atexit.unregister(live.shutdown)
     live.shutdown()
