@@ -320,3 +320,21 @@ def test_coarse_to_fine_fill_matches_direct_solve(monkeypatch):
     step_l = np.abs(np.diff(layered, axis=1)).max(-1)[free[:, 1:] & free[:, :-1]].max()
     step_d = np.abs(np.diff(direct, axis=1)).max(-1)[free[:, 1:] & free[:, :-1]].max()
     assert step_l <= step_d * 1.2
+
+
+def test_lighting_fit_uses_only_the_skin_vertices(sphere):
+    """A dark 'hair' cap outside the skin vertices does not bend the fitted light."""
+    verts, mesh = sphere
+    tex = skin_texture(SIZE, seed=7, spots=0)
+    tex[: SIZE // 3] = (40, 30, 25)  # top third of the map: the cap (v > 2/3)
+    skin = verts[:, 2] < 0.1 * np.cos(np.pi / 3) - 0.01  # below the cap with a margin
+    skin_mesh = UVMesh(mesh.tris, mesh.tri_uvs, mesh.num_verts, light_verts=skin)
+    cam = orbit_camera(0, 20, 0.5, RENDER, RENDER)
+    photo, _ = _render(mesh, verts, cam, tex, studio_light(cam))
+    maps = extract_textures(skin_mesh, verts, cam, [photo], size=SIZE)
+    sure = maps.coverage >= 0.999
+    sure[: SIZE // 3 + 4] = False
+    assert sure.sum() > 2000
+    assert _levels(maps.albedo[sure], tex[sure]).mean() < 1.5
+    with pytest.raises(ValueError, match="light_verts"):
+        UVMesh(mesh.tris, mesh.tri_uvs, mesh.num_verts, light_verts=skin[:-1])

@@ -148,7 +148,7 @@ def split_views(cameras, images) -> list[Cameras]:
 def _image_tensor(image: np.ndarray, device) -> torch.Tensor:
     """(H, W, 3) uint8 or float [0, 1] -> (H, W, 3) float32 linear light."""
     arr = np.asarray(image)
-    x = torch.as_tensor(arr, device=device)
+    x = torch.as_tensor(np.array(arr, copy=True), device=device)
     x = x.float() / 255.0 if arr.dtype == np.uint8 else x.float()
     return srgb_to_linear(x)
 
@@ -171,18 +171,22 @@ def sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def fit_view_lighting(verts: torch.Tensor, tris: torch.Tensor, camera: Cameras, image_linear: torch.Tensor,
-                      fragments: Fragments | None = None) -> torch.Tensor:
+                      fragments: Fragments | None = None, light_verts: torch.Tensor | None = None) -> torch.Tensor:
     """SH light of one photo, fitted against the rendered normals of the fitted mesh.
 
     verts: (N, 3) float32; tris: (T, 3) int64; camera: batch-1 Cameras at
     the (possibly reduced) resolution of image_linear (H, W, 3) float32
-    linear light; fragments: a rasterisation of verts by camera, if at hand.
+    linear light; fragments: a rasterisation of verts by camera, if at hand;
+    light_verts: (N,) bool vertices whose skin the fit may use (None: all).
     Returns light (9, 3) for world-space normals.
     """
     frags = fragments if fragments is not None else rasterize(verts[None], tris, camera)
     n_world = safe_normalize(interpolate(vertex_normals(verts[None], tris), tris, frags))[0]  # (H, W, 3)
     n_cam = n_world @ camera.R[0].T
     use = frags.mask[0] & (-n_cam[..., 2] > MIN_FIT_COS)
+    if light_verts is not None:
+        inside = interpolate(light_verts.to(verts.dtype)[None, :, None], tris, frags)[0, ..., 0]
+        use &= inside > 0.999
     if int(use.sum()) < 64:
         raise ValueError("the fitted mesh covers too few pixels of the photo to estimate its lighting")
     return fit_sh_lighting(image_linear[use], n_world[use], (-n_cam[..., 2])[use])
@@ -276,6 +280,7 @@ def extract_textures(
     if not torch.isfinite(v).all():
         raise ValueError("verts contain NaN or infinity")
     tris = torch.as_tensor(mesh.tris, dtype=torch.int64, device=dev)
+    light_verts = None if mesh.light_verts is None else torch.as_tensor(mesh.light_verts, device=dev)
     seconds = {}
 
     texels = rasterize_uv(torch.as_tensor(mesh.tri_uvs, device=dev), size)
@@ -296,7 +301,7 @@ def extract_textures(
         cos = (normals * safe_normalize(centre - points)).sum(1)
         if remove_shading:
             small_img = img if scale == 1.0 else _resize_linear(img, small.width, small.height)
-            light = fit_view_lighting(v, tris, small, small_img, frags)
+            light = fit_view_lighting(v, tris, small, small_img, frags, light_verts)
             lights[i] = light.cpu().numpy()
         if upscale > 1.0:
             img = torch.as_tensor(cv2.resize(img.cpu().numpy(), None, fx=upscale, fy=upscale,

@@ -26,8 +26,10 @@ ROBUST_CLIP = 2.5
 """Robust refits drop pixels whose residual exceeds this many robust sigmas
 (hair, brows, eyes, lips: albedo that is not the skin's)."""
 
-HIGH_BAND_RIDGE = 1e-3
-"""Ridge on bands 1-2, relative to the data term: keeps the light of the unseen hemisphere tame."""
+BAND_RIDGE = (0.0, 0.02, 0.2)
+"""Ridge on bands 0, 1, 2, relative to the data term's mean diagonal. Seen from one side, a
+face's normals span less than a hemisphere and band 2 trades off against band 0 and the
+albedo; the ridge keeps the light smooth and its ambient level positive."""
 
 MIN_RELATIVE_SHADING = 0.2
 """Shading is clamped to this fraction of the ambient level before dividing (deep shadows stay finite)."""
@@ -75,8 +77,7 @@ def fit_sh_lighting(colors: torch.Tensor, normals: torch.Tensor, weights: torch.
     B = sh_basis(normals.to(dt))
     y = colors.to(dt)
     w = torch.ones(y.shape[0], dtype=dt, device=y.device) if weights is None else weights.to(dt).clamp(min=0)
-    ridge = torch.full((SH_COEFFS,), HIGH_BAND_RIDGE, dtype=dt, device=y.device)
-    ridge[0] = 0.0
+    ridge = torch.tensor([BAND_RIDGE[0]] + [BAND_RIDGE[1]] * 3 + [BAND_RIDGE[2]] * 5, dtype=dt, device=y.device)
     keep = w > 0
     light = torch.zeros(SH_COEFFS, 3, dtype=dt, device=y.device)
     for _ in range(ROBUST_ITERATIONS):

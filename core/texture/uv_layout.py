@@ -26,12 +26,14 @@ class UVMesh:
     """Triangles with per-corner UVs: what texture extraction needs of a template.
 
     tris: (T, 3) int64 vertex ids; tri_uvs: (T, 3, 2) float32 UV of each
-    triangle corner (v up, Blender convention); num_verts: N.
+    triangle corner (v up, Blender convention); num_verts: N; light_verts:
+    (N,) bool vertices whose skin the lighting fit may use (None: all).
     """
 
     tris: np.ndarray
     tri_uvs: np.ndarray
     num_verts: int
+    light_verts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         tris, uvs = np.asarray(self.tris), np.asarray(self.tri_uvs)
@@ -43,6 +45,8 @@ class UVMesh:
             raise ValueError(f"tris index vertices outside [0, {self.num_verts})")
         if not np.isfinite(uvs).all():
             raise ValueError("tri_uvs contain NaN or infinity")
+        if self.light_verts is not None and np.shape(self.light_verts) != (self.num_verts,):
+            raise ValueError(f"light_verts must be ({self.num_verts},) bool, got {np.shape(self.light_verts)}")
 
     @classmethod
     def from_template(cls, template) -> "UVMesh":
@@ -59,7 +63,22 @@ class UVMesh:
         if not match.any(2).all():
             raise ValueError("template triangles use vertices that are not corners of their polygon (tri_poly mismatch)")
         corner = t.poly_start[t.tri_poly][:, None] + match.argmax(2)
-        return cls(np.asarray(t.tris, dtype=np.int64), np.asarray(t.uvs, np.float32)[corner], int(t.num_verts))
+        return cls(np.asarray(t.tris, dtype=np.int64), np.asarray(t.uvs, np.float32)[corner], int(t.num_verts),
+                   light_verts=skin_light_vertices(t))
+
+
+def skin_light_vertices(template) -> np.ndarray | None:
+    """(N,) bool: the face's bare skin (``face_mask`` less lips and eye rings), where one
+    albedo and smooth light are a fair model; None when the template has no face mask."""
+    regions = template.regions
+    if "face_mask" not in regions:
+        return None
+    keep = np.zeros(template.num_verts, bool)
+    keep[regions["face_mask"]] = True
+    for name in ("lips", "eye_l_ring", "eye_r_ring", "mouth_ring"):
+        if name in regions:
+            keep[regions[name]] = False
+    return keep
 
 
 @dataclass(frozen=True)
