@@ -10,6 +10,7 @@ ones in ``BENCHMARKS``.
 BENCHMARKS: dict[str, str] = {
     "fit": "core.bench.fit",
     "losses": "core.losses.bench",
+    "render": "core.bench.render",
     "stream": "core.bench.stream",
     "template": "core.bench.template",
     "texture": "core.bench.texture",
