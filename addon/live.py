@@ -396,9 +396,14 @@ def stop_timer() -> None:
         bpy.app.timers.unregister(tick)
 
 
+def stop_core() -> None:
+    """Close the connection and stop a local core (no bpy calls: safe at interpreter exit)."""
+    if LIVE.link is not None:
+        LIVE.link.stop()
+
+
 def shutdown() -> None:
     """Add-on unregister: stop the timer and the core."""
     stop_timer()
-    if LIVE.link is not None:
-        LIVE.link.stop()
+    stop_core()
     LIVE.__init__()

@@ -478,9 +478,9 @@ classes = (
 
 def register_extra():
     # Blender may quit without disabling add-ons: never leave a local core running behind it
-    atexit.register(live.shutdown)
+    atexit.register(live.stop_core)
 
 
 def unregister_extra():
-    atexit.unregister(live.shutdown)
+    atexit.unregister(live.stop_core)
     live.shutdown()
