@@ -1,4 +1,4 @@
-"""Write a fit's files: result.obj/.glb/.npz, report.json, overlay.png."""
+"""Write a fit's files: result.obj/.glb/.npz, report.json, overlay.png, albedo/normal/preview.png."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from core.export import write_glb, write_obj
 from core.export.gltf import Armature, Skin
 from core.render import Cameras, render_normals
 from core.template import Template
+from core.texture import write_texture_files
 
 from .api import FitResult
 from .mesh_layout import corner_uvs, padded_polygons
@@ -35,6 +36,13 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
     paths["obj_posed"] = out / "result_posed.obj"
     write_obj(paths["obj_posed"], a["verts"], polys, uvs, name="likeness_head_posed")
 
+    material = meta.get("material")
+    if photos:
+        texture_paths, maps = write_texture_files(out, template, a, [p.rgb for p in photos],
+                                                  device=meta.get("device", "cpu"))
+        paths.update(texture_paths)
+        material = maps.to_material()
+
     names = meta.get("expression_names", [])
     keys = {n: a["expression_deltas"][i] for i, n in enumerate(names)}
     paths["glb"] = out / "result.glb"
@@ -43,7 +51,7 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
         armature=Armature(list(template.joint_names), template.joint_parents, a["joint_rest"].astype(np.float64)),
         skin=Skin(template.skin_idx, template.skin_w),
         shape_keys=keys,
-        material=meta.get("material"),
+        material=material,
     )
 
     paths["npz"] = out / "result.npz"
