@@ -203,7 +203,8 @@ def visible_texels(points: torch.Tensor, camera: Cameras, fragments: Fragments) 
     _, H, W = fragments.face_id.shape
     uv, depth = camera.project(points[None])
     uv, depth = uv[0], depth[0]
-    front = torch.where(fragments.mask[0], fragments.depth[0].detach(), torch.full_like(fragments.depth[0], float("inf")))
+    depth_map = fragments.depth[0].detach()
+    front = torch.where(fragments.mask[0], depth_map, torch.full_like(depth_map, float("inf")))
     nearest = -F.max_pool2d(-front[None, None], 3, stride=1, padding=1)[0, 0]
     col = torch.floor(uv[:, 0]).nan_to_num(-1).clamp(-1, W).long()
     row = torch.floor(uv[:, 1]).nan_to_num(-1).clamp(-1, H).long()
@@ -273,8 +274,10 @@ def extract_textures(
     if not upscale >= 1.0:
         raise ValueError(f"upscale must be >= 1, got {upscale}")
     views = split_views(cameras, images)
-    dev = torch.device(device) if device is not None else (verts.device if torch.is_tensor(verts) else torch.device("cpu"))
-    v = torch.as_tensor(np.asarray(verts.detach().cpu() if torch.is_tensor(verts) else verts), dtype=torch.float32, device=dev)
+    if device is None:
+        device = verts.device if torch.is_tensor(verts) else "cpu"
+    dev = torch.device(device)
+    v = torch.as_tensor(verts.detach() if torch.is_tensor(verts) else np.asarray(verts)).to(dev, torch.float32)
     if v.shape != (mesh.num_verts, 3):
         raise ValueError(f"verts must be ({mesh.num_verts}, 3) for this template, got {tuple(v.shape)}")
     if not torch.isfinite(v).all():

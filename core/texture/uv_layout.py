@@ -61,7 +61,8 @@ class UVMesh:
         cand = padded[t.tri_poly]  # (T, M)
         match = cand[:, None, :] == np.asarray(t.tris)[:, :, None]  # (T, 3, M)
         if not match.any(2).all():
-            raise ValueError("template triangles use vertices that are not corners of their polygon (tri_poly mismatch)")
+            raise ValueError("template triangles use vertices that are not corners of their polygon "
+                             "(tri_poly mismatch)")
         corner = t.poly_start[t.tri_poly][:, None] + match.argmax(2)
         return cls(np.asarray(t.tris, dtype=np.int64), np.asarray(t.uvs, np.float32)[corner], int(t.num_verts),
                    light_verts=skin_light_vertices(t))
@@ -147,7 +148,9 @@ def texel_surface(verts: torch.Tensor, tris: torch.Tensor, texels: UVTexels) -> 
     return points, normals
 
 
-def triangle_tangents(verts: torch.Tensor, tris: torch.Tensor, tri_uvs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def triangle_tangents(
+    verts: torch.Tensor, tris: torch.Tensor, tri_uvs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-triangle tangent dP/du and bitangent dP/dv (unnormalised).
 
     verts: (N, 3) float; tris: (T, 3) int64; tri_uvs: (T, 3, 2) float.
