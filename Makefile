@@ -9,6 +9,8 @@ PY := $(VENV)/bin/python
 TORCH_INDEX_URL ?=
 STAMP := $(VENV)/.likeness-installed
 DEMO_OUT ?= out/demo
+# The main job's photo: Grace Hopper's portrait, which ships with matplotlib.
+DEMO_PHOTO = $(shell $(PY) -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")
 
 .PHONY: setup demo test bench clean-venv
 
@@ -24,7 +26,7 @@ endif
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/likeness doctor
+	$(VENV)/bin/likeness fit $(DEMO_PHOTO) --out $(DEMO_OUT)
 
 test: setup
 	$(PY) -m pytest

@@ -53,16 +53,22 @@ def schedule_overrides(variant: str, preset: str) -> dict:
     return {"stages": {s.name: {"weights": {term: 0.0}} for s in full if term in s.weights}}
 
 
-def similarity_align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Umeyama: the similarity transform of ``src`` (n, 3) that best matches ``dst``; returns moved src."""
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama: (scale, R, t) minimising |scale R src + t - dst|^2 over points (n, 3)."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     a, b = src - mu_s, dst - mu_d
     u, s, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.sign(np.linalg.det(u @ vt))
-    D = np.diag([1, 1, d])
+    D = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
     R = u @ D @ vt
     scale = np.trace(np.diag(s) @ D) / (a ** 2).sum(1).mean()
-    return scale * a @ R.T + mu_d
+    return scale, R, mu_d - scale * R @ mu_s
+
+
+def similarity_align(src: np.ndarray, dst: np.ndarray, fit_ids: np.ndarray | None = None) -> np.ndarray:
+    """``src`` moved by the similarity that best maps ``src[fit_ids]`` onto ``dst[fit_ids]``."""
+    ids = slice(None) if fit_ids is None else fit_ids
+    scale, R, t = similarity_transform(src[ids], dst[ids])
+    return scale * src @ R.T + t
 
 
 def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -74,14 +80,20 @@ def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
 
 
 def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: np.ndarray) -> dict:
-    """RMSE (mm) on the face after similarity alignment, NC, flipped faces, smallest angle (deg)."""
-    aligned_face = similarity_align(pred[face_ids].astype(np.float64), gt[face_ids].astype(np.float64))
-    err = np.linalg.norm(aligned_face - gt[face_ids], axis=1)
-    nc = (vertex_normals(pred.astype(np.float64), tris)[face_ids] * vertex_normals(gt.astype(np.float64), tris)[face_ids]).sum(1)
-    fp = np.cross(pred[tris[:, 1]] - pred[tris[:, 0]], pred[tris[:, 2]] - pred[tris[:, 0]])
-    fg = np.cross(gt[tris[:, 1]] - gt[tris[:, 0]], gt[tris[:, 2]] - gt[tris[:, 0]])
+    """Face-mask metrics after a similarity alignment of ``pred`` to ``gt`` on the face:
+    RMSE (mm), mean normal consistency (cosine), flipped faces and smallest corner
+    angle (degrees) over the triangles with all corners in the face mask."""
+    pred = similarity_align(pred.astype(np.float64), gt.astype(np.float64), face_ids)
+    gt = gt.astype(np.float64)
+    err = np.linalg.norm(pred[face_ids] - gt[face_ids], axis=1)
+    nc = (vertex_normals(pred, tris)[face_ids] * vertex_normals(gt, tris)[face_ids]).sum(1)
+    in_face = np.zeros(len(gt), bool)
+    in_face[face_ids] = True
+    ftris = tris[in_face[tris].all(1)]
+    fp = np.cross(pred[ftris[:, 1]] - pred[ftris[:, 0]], pred[ftris[:, 2]] - pred[ftris[:, 0]])
+    fg = np.cross(gt[ftris[:, 1]] - gt[ftris[:, 0]], gt[ftris[:, 2]] - gt[ftris[:, 0]])
     flipped = int(((fp * fg).sum(1) < 0).sum())
-    e = [pred[tris[:, (k + 1) % 3]] - pred[tris[:, k]] for k in range(3)]
+    e = [pred[ftris[:, (k + 1) % 3]] - pred[ftris[:, k]] for k in range(3)]
     angles = []
     for k in range(3):
         a, b = e[k], -e[(k + 2) % 3]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .control import FitControl
+from .large_steps import LargeSteps
 from .objective import Objective
 from .schedule import StageSpec
 from .variables import FitVariables
@@ -48,24 +49,6 @@ class LoopRecord:
     verts: np.ndarray  # (N, 3) float32
 
 
-def _large_steps_solver(variables: FitVariables, lam: float):
-    """d = (I + lam L)^-1 u with a Cholesky-factored uniform Laplacian (largesteps + cholespy)."""
-    from largesteps.geometry import compute_matrix
-    from largesteps.parameterize import from_differential
-
-    model = variables.model
-    verts = model.verts.detach().float()
-    tris = model.tris
-    M = compute_matrix(verts, tris, lam)
-    if M.device != model.device:
-        M = M.to(model.device)
-
-    def solve(u: torch.Tensor) -> torch.Tensor:
-        return from_differential(M, u.float(), "Cholesky").to(u.dtype)
-
-    return solve
-
-
 def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
                control: FitControl | None = None, reports: list[StageReport] | None = None
                ) -> Iterator[LoopRecord]:
@@ -79,7 +62,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         reports.append(report)
         start = time.perf_counter()
         if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
-            variables.offset_solver = _large_steps_solver(variables, spec.large_steps_lambda)
+            variables.set_large_steps(LargeSteps(objective.topology, spec.large_steps_lambda, variables.model.device))
         objective.begin_stage(spec, variables)
         groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v} for v in spec.variables]
         opt = torch.optim.Adam(groups)

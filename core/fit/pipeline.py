@@ -69,6 +69,12 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
               cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
     """Fit ``template`` to observations; yields records, the last with the result."""
     options = dict(options or {})
+    if cameras is None and len(views) > 1 and options.get("multiview_ba", "topology_ba") != "off":
+        # Several photos: rig stage, bundle adjustment, then the rest on all views (core/multiview).
+        from core.multiview import fit_multiview
+
+        yield from fit_multiview(template, views, options, control, device)
+        return
     start = time.perf_counter()
     stages = make_schedule(options.get("preset", "default"), options.get("schedule"))
     dtype = torch.float64 if options.get("float64") else torch.float32

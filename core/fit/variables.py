@@ -95,6 +95,16 @@ class FitVariables:
             for x, s in zip(self.all_tensors(), snap):
                 x.copy_(s)
 
+    def set_large_steps(self, solver) -> None:
+        """Optimise offsets as u = (I + lam L) d from now on, keeping the current d."""
+        if self.offset_solver is not None:
+            with torch.no_grad():
+                current = self.offset_solver(self.offsets)
+                self.offsets.copy_(current)
+        self.offset_solver = solver
+        with torch.no_grad():
+            self.offsets.copy_(solver.to_differential(self.offsets))
+
     # -- evaluation ---------------------------------------------------------
     def controllers(self, expression_scale: float = 1.0) -> torch.Tensor:
         """(1, R) full controller vector."""
