@@ -26,7 +26,7 @@ ROBUST_CLIP = 2.5
 """Robust refits drop pixels whose residual exceeds this many robust sigmas
 (hair, brows, eyes, lips: albedo that is not the skin's)."""
 
-BAND_RIDGE = (0.0, 0.02, 0.2)
+BAND_RIDGE = (0.0, 0.005, 0.2)
 """Ridge on bands 0, 1, 2, relative to the data term's mean diagonal. Seen from one side, a
 face's normals span less than a hemisphere and band 2 trades off against band 0 and the
 albedo; the ridge keeps the light smooth and its ambient level positive."""
