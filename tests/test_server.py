@@ -642,8 +642,9 @@ def test_core_drops_a_client_that_stops_reading():
             self.conn = conn
 
         def on_message(self, msg):
-            for i in range(MAX_QUEUED_MESSAGES + 100):
-                self.conn.send(Message("status", job=f"r{i}", fields={"pad": "x" * 200}))
+            # 4 kB each: the socket buffers (a few MB) hold far fewer than the 4,000 extra
+            for i in range(MAX_QUEUED_MESSAGES + 4000):
+                self.conn.send(Message("status", job=f"r{i}", fields={"pad": "x" * 4000}))
 
         def on_close(self):
             pass
