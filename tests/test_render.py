@@ -373,3 +373,14 @@ def test_normal_images_encode_with_conventions():
     decoded = conventions.decode_normals(img)
     m = mask[0].bool().numpy()
     assert math.isclose(float(abs(decoded[m] - normals[0].detach().numpy()[m]).max()), 0.0, abs_tol=0.01)
+
+
+def test_bench_ellipsoid_is_a_closed_outward_mesh():
+    from core.bench.render import ellipsoid as bench_ellipsoid
+
+    verts, faces = bench_ellipsoid(12, 20, radii=[0.08, 0.1, 0.12], center=[0.0, 0.0, 0.7])
+    assert verts.shape == ((12 - 2) * 20 + 2, 3)
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    assert mesh.is_watertight and mesh.is_winding_consistent
+    assert mesh.volume > 0, "faces wind outward"
+    assert abs(mesh.volume - 4 / 3 * math.pi * 0.08 * 0.1 * 0.12) < 0.2 * mesh.volume

@@ -13,6 +13,7 @@ landmark projections.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -100,7 +101,8 @@ def _frame(verts, faces, cams, lmk_tri, lmk_bary, weights=None):
     return (normals * weights[0]).sum() + (depth * weights[1]).sum() + (uv * weights[2]).sum()
 
 
-def _time_ms(fn, device, repeats: int) -> float:
+def _time_ms(fn, device, repeats: int) -> tuple[float, float]:
+    """(median, min) wall-clock milliseconds over ``repeats`` runs after a warm-up."""
     for _ in range(3):
         fn()
     times = []
@@ -112,7 +114,7 @@ def _time_ms(fn, device, repeats: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def _face_id_mismatch(verts, faces, cams, face_id, pixels) -> tuple[int, int]:
@@ -189,8 +191,8 @@ def run(args) -> dict:
                     leaf.grad = None
                     _frame(leaf, faces, cams, lmk_tri, lmk_bary, weights).backward()
 
-                fwd_ms = _time_ms(fwd, device, args.repeats)
-                fwd_bwd_ms = _time_ms(fwd_bwd, device, args.repeats)
+                fwd_ms, fwd_min = _time_ms(fwd, device, args.repeats)
+                fwd_bwd_ms, fwd_bwd_min = _time_ms(fwd_bwd, device, args.repeats)
                 face_id = _frame(verts, faces, cams, lmk_tri, lmk_bary)[0].face_id
                 n_pixels = min(res * res, max(1, args.check_pairs // faces_np.shape[0]))
                 pixels = torch.randperm(res * res, generator=rng)[:n_pixels].sort().values
@@ -205,6 +207,8 @@ def run(args) -> dict:
                     "device": dev_name,
                     "fwd_ms": round(fwd_ms, 3),
                     "fwd_bwd_ms": round(fwd_bwd_ms, 3),
+                    "fwd_ms_min": round(fwd_min, 3),
+                    "fwd_bwd_ms_min": round(fwd_bwd_min, 3),
                     "coverage": round(float((face_id >= 0).float().mean()), 4),
                     "face_id_mismatch": mismatch,
                     "pixels_checked": checked,
@@ -220,5 +224,7 @@ def run(args) -> dict:
         "pixels_checked": checked_total,
         "max_grad_rel_err": grad_err,
         "threads": args.threads,
+        # Other processes on the machine inflate wall-clock medians; the minimum and this show how much.
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "table": table,
     }
