@@ -340,3 +340,29 @@ def test_lighting_fit_uses_only_the_skin_vertices(sphere):
     assert _levels(maps.albedo[sure], tex[sure]).mean() < 1.5
     with pytest.raises(ValueError, match="light_verts"):
         UVMesh(mesh.tris, mesh.tri_uvs, mesh.num_verts, light_verts=skin[:-1])
+
+
+@pytest.mark.parametrize("tangent, light_dir", [((0.6, 0.0, 0.8), (1.0, 0.0, 0.0)),
+                                                ((0.0, 0.6, 0.8), (0.0, 0.0, 1.0))])
+def test_preview_applies_normal_map_in_uv_tangent_space(sphere, tangent, light_dir):
+    """+x of the normal map leans toward +u, +y toward +v (at the sphere's front: +X and +Z)."""
+    from core.texture.lighting import linear_to_srgb, sh_basis, srgb_to_linear
+
+    verts, mesh = sphere
+    cam = orbit_camera(0, 0, 0.5, 129, 129)
+    albedo = np.full((64, 64, 3), 150, np.uint8)
+    normal = np.tile(np.round((np.array(tangent) * 0.5 + 0.5) * 255).astype(np.uint8), (64, 64, 1))
+    c0 = float(sh_basis(torch.zeros(1, 3))[0, 0])
+    c1 = float(sh_basis(torch.tensor([[0.0, 0.0, 1.0]]))[0, 2])
+    k, d = 0.5, light_dir
+    light = torch.zeros(9, 3)
+    light[0] = 1.0 / c0
+    light[1:4] = torch.tensor([d[1], d[2], d[0]])[:, None] * k / c1  # shading 1 + k n.d
+    image, _ = render_textured(mesh, torch.as_tensor(verts), cam, albedo, normal, light)
+    # At the front centre: tangent +X, bitangent +Z, normal -Y; the camera-facing normal is -Y (n.d = 0).
+    n = tangent[0] * np.array([1.0, 0, 0]) + tangent[1] * np.array([0, 0, 1.0]) + tangent[2] * np.array([0, -1.0, 0])
+    n /= np.linalg.norm(n)
+    expected = linear_to_srgb(srgb_to_linear(torch.tensor(150 / 255.0)) * (1 + k * float(n @ np.array(d))))
+    assert abs(int(image[64, 64, 0]) - float(expected) * 255) <= 2.0
+    flat, _ = render_textured(mesh, torch.as_tensor(verts), cam, albedo, None, light)
+    assert int(image[64, 64, 0]) > int(flat[64, 64, 0]) + 10
