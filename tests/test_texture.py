@@ -366,3 +366,18 @@ def test_preview_applies_normal_map_in_uv_tangent_space(sphere, tangent, light_d
     assert abs(int(image[64, 64, 0]) - float(expected) * 255) <= 2.0
     flat, _ = render_textured(mesh, torch.as_tensor(verts), cam, albedo, None, light)
     assert int(image[64, 64, 0]) > int(flat[64, 64, 0]) + 10
+
+
+def test_lanczos_upscaling_keeps_the_round_trip(sphere):
+    verts, mesh = sphere
+    tex = skin_texture(SIZE, seed=8)
+    cam = orbit_camera(0, 0, 0.5, 192, 192)
+    image, _ = _render(mesh, verts, cam, tex)
+    plain = extract_textures(mesh, verts, cam, [image], size=SIZE, remove_shading=False)
+    up = extract_textures(mesh, verts, cam, [image], size=SIZE, remove_shading=False, upscale=2.0)
+    sure = (plain.coverage >= 0.999) & (up.coverage >= 0.999)
+    err_plain = _levels(plain.albedo[sure], tex[sure]).mean()
+    err_up = _levels(up.albedo[sure], tex[sure]).mean()
+    assert err_up < 1.0 and err_up <= err_plain + 0.3, (err_plain, err_up)
+    with pytest.raises(ValueError, match="upscale"):
+        extract_textures(mesh, verts, cam, [image], size=SIZE, upscale=0.5)

@@ -27,8 +27,8 @@ def studio_light(camera: Cameras, key: float = 0.8) -> torch.Tensor:
     """
     R = camera.R[0].to(torch.float64)
     # Camera axes in world: x right, y down, z forward; the key comes from up-left, toward the camera.
-    direction = safe_normalize(R.T @ torch.tensor([-0.5, -0.7, -1.0], dtype=torch.float64))
-    light = torch.zeros(9, 3, dtype=torch.float64)
+    direction = safe_normalize(R.T @ torch.tensor([-0.5, -0.7, -1.0], dtype=torch.float64, device=R.device))
+    light = torch.zeros(9, 3, dtype=torch.float64, device=R.device)
     y00 = float(sh_basis(torch.zeros(1, 3, dtype=torch.float64))[0, 0])
     y1 = float(sh_basis(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))[0, 2])
     # Relative shading 1 + key (n . d): ambient 1, order-1 basis entries 1..3 are c1 (y, z, x).
