@@ -245,6 +245,11 @@ def test_two_views_with_different_exposure_agree(sphere):
     ratio = (maps.albedo[sure].astype(np.float64) + 0.5) / (tex[sure].astype(np.float64) + 0.5)
     spread = np.percentile(ratio, 95, axis=0) - np.percentile(ratio, 5, axis=0)
     assert (spread < 0.06).all(), spread
+    # One batched Cameras gives the same maps as a list of views.
+    batched = Cameras(torch.cat([c.K for c in cams]), torch.cat([c.R for c in cams]), torch.cat([c.t for c in cams]),
+                      RENDER, RENDER)
+    again = extract_textures(mesh, verts, batched, images, size=SIZE, remove_shading=False)
+    assert np.array_equal(again.albedo, maps.albedo)
 
 
 def test_material_preview_and_files(sphere, tmp_path):
