@@ -10,6 +10,7 @@ ones in ``BENCHMARKS``.
 BENCHMARKS: dict[str, str] = {
     "fit": "core.bench.fit",
     "losses": "core.losses.bench",
+    "multiview": "core.bench.multiview",
     "render": "core.bench.render",
     "stream": "core.bench.stream",
     "template": "core.bench.template",

@@ -1,0 +1,218 @@
+"""Multi-view fitting on photo-like renders: error and time against the number of views.
+
+Ground truth: the fitter benchmark's identities (core/bench/synthetic.py,
+shapes the controllers do not span) rendered with Cycles under the ``bpy``
+module (scripts/render_multiview.py, run in its own process) from 16 known
+cameras around the face; MediaPipe FaceMesh runs on every render, so the
+landmarks are real detections (with the detector's guesses on hidden points).
+Renders are cached under ``$LIKENESS_CACHE/multiview`` (default
+``~/.cache/likeness/multiview``), keyed by identity seed, a hash of the
+mesh, image size, samples and camera.
+
+For each number of views (the first k of a fixed camera order, so k views
+always contain the k-1 before them) and each bundle-adjustment variant, the
+photos go through ``core.multiview.fit_multiview``: rig stage on all views,
+bundle adjustment, then the full rig/joint/vertex refinement with the
+adjusted cameras. Reports per k the face RMSE (mm, after similarity
+alignment), the mean camera rotation error (degrees, after the same
+alignment), seconds in the bundle adjustment and for the whole fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+VARIANTS = ("topology_ba", "colmap_then_largesteps")
+# Camera order (yaw, pitch) in degrees: the first k spread out for every k.
+CAMERA_ORDER = (
+    (0, 0), (30, 5), (-30, -5), (0, 15), (15, -12), (-15, 10), (40, 0), (-40, 0),
+    (20, 15), (-20, -15), (35, -10), (-35, 12), (8, -15), (-8, 8), (25, 0), (-25, 0),
+)
+DISTANCE_M = 0.75
+LENS_MM = 85.0
+SENSOR_MM = 36.0
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--cases", type=int, default=2, help="number of synthetic identities")
+    p.add_argument("--seed", type=int, default=1, help="first identity seed")
+    p.add_argument("--views", default="1,2,4,8,16", help="comma-separated view counts (<= 16)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    p.add_argument("--res", type=int, default=256, help="render size (pixels)")
+    p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel")
+    p.add_argument("--preset", default="default", help="fit preset")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--cache", default=None, help="render cache folder (default $LIKENESS_CACHE/multiview)")
+
+
+def cache_root(arg: str | None) -> pathlib.Path:
+    if arg:
+        return pathlib.Path(arg)
+    root = os.environ.get("LIKENESS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "likeness")
+    return pathlib.Path(root) / "multiview"
+
+
+def eye_spheres(template, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(2, 3) eyeball centres moved with each eye ring, (2,) radii, for an identity's skin ``verts``."""
+    centres, radii = [], []
+    for part, ring in (("eyeball.L", "eye_l_ring"), ("eyeball.R", "eye_r_ring")):
+        pv = template.part_verts[template.part_vert_part == template.part_names.index(part)]
+        ids = template.regions[ring]
+        shift = verts[ids].mean(0) - template.verts[ids].mean(0)
+        centres.append(0.5 * (pv.min(0) + pv.max(0)) + shift)
+        radii.append(0.5 * float((pv.max(0) - pv.min(0)).max()))
+    return np.array(centres), np.array(radii)
+
+
+def render_identity(template, seed: int, res: int, samples: int, cache: pathlib.Path):
+    """Render (or read from the cache) the 16 views of identity ``seed``.
+
+    Returns (case, cameras [(K, R, t)] in CAMERA_ORDER, png paths).
+    """
+    from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case
+
+    case = make_case(template, seed=seed, res=res)
+    verts = case.verts
+    centre = verts[template.regions[FACE_REGION]].mean(0)
+    f = LENS_MM / SENSOR_MM * res
+    cams = [camera_looking_at(centre, yaw, pitch, DISTANCE_M, f, res) for yaw, pitch in CAMERA_ORDER]
+    digest = hashlib.sha1(verts.tobytes() + template.tris.tobytes()).hexdigest()[:10]
+    folder = cache / f"seed{seed}_{digest}_{res}px_{samples}spp"
+    names = [f"cam_yaw{yaw:+d}_pitch{pitch:+d}_d{DISTANCE_M:.2f}" for yaw, pitch in CAMERA_ORDER]
+    paths = [folder / f"{n}.png" for n in names]
+    if not all(p.exists() for p in paths):
+        folder.mkdir(parents=True, exist_ok=True)
+        centres, radii = eye_spheres(template, verts)
+        scene = folder / "scene.npz"
+        np.savez(scene, verts=verts, poly_verts=template.poly_verts, poly_start=template.poly_start,
+                 uvs=template.uvs, eye_centres=centres, eye_radius=radii,
+                 K=np.stack([c[0] for c in cams]), R=np.stack([c[1] for c in cams]), t=np.stack([c[2] for c in cams]),
+                 width=res, height=res, samples=samples, names=np.array(names))
+        script = REPO / "scripts" / "render_multiview.py"
+        proc = subprocess.run([sys.executable, str(script), str(scene), str(folder)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"rendering identity {seed} failed:\n{proc.stderr[-3000:]}")
+    return case, cams, paths
+
+
+def detect_views(paths: list[pathlib.Path]):
+    """MediaPipe on each render -> (list of ViewObservation or None where no face was found)."""
+    from core.fit.api import PhotoInput
+    from core.fit.pipeline import views_from_photos
+
+    out = []
+    for p in paths:
+        try:
+            views, _, _ = views_from_photos([PhotoInput(name=p.stem, path=str(p))])
+            out.append(views[0])
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _fit(template, views, options, device):
+    from core.fit.pipeline import fit_views
+
+    result = None
+    for rec in fit_views(template, views, options, device=device):
+        result = rec.result or result
+    return result
+
+
+def _errors(template, result, case_verts, gt_cams, face_ids) -> tuple[float, float, float | None]:
+    """(face RMSE mm, mean rotation error deg, BA mesh RMSE mm or None) after similarity alignment."""
+    from core.bench.fit import mesh_metrics
+    from core.multiview import rotation_errors_deg, similarity_transform
+
+    verts = result.arrays["verts"]
+    rmse = mesh_metrics(verts, case_verts, template.tris, face_ids)["rmse_mm"]
+    _, R_align, _ = similarity_transform(verts[face_ids].astype(np.float64), case_verts[face_ids].astype(np.float64))
+    rot = float(rotation_errors_deg(result.arrays["R"], np.stack([c[1] for c in gt_cams]), R_align).mean())
+    ba = None
+    if "verts_ba" in result.arrays:
+        ba = mesh_metrics(result.arrays["verts_ba"], case_verts, template.tris, face_ids)["rmse_mm"]
+    return rmse, rot, ba
+
+
+def run(args) -> dict:
+    import torch
+
+    from core.bench.synthetic import FACE_REGION
+    from core.template import load_default
+
+    torch.set_num_threads(args.threads)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    counts = sorted({int(k) for k in args.views.split(",") if k})
+    if not counts or counts[0] < 1 or counts[-1] > len(CAMERA_ORDER):
+        raise SystemExit(f"--views must be between 1 and {len(CAMERA_ORDER)}")
+    template = load_default()
+    face_ids = template.regions[FACE_REGION]
+    cache = cache_root(args.cache)
+    per = {v: {k: [] for k in counts} for v in variants}
+    cases = []
+    for i in range(args.cases):
+        seed = args.seed + i
+        t0 = time.perf_counter()
+        case, cams, paths = render_identity(template, seed, args.res, args.samples, cache)
+        render_s = time.perf_counter() - t0
+        views = detect_views(paths)
+        found = [j for j, v in enumerate(views) if v is not None]
+        entry = {"seed": seed, "render_seconds": round(render_s, 1), "detected": len(found), "runs": []}
+        print(f"identity {seed}: {len(found)}/{len(paths)} renders detected ({render_s:.0f} s render/cache)",
+              flush=True)
+        single = None
+        for k in counts:
+            use = found[:k]
+            if len(use) < k:
+                print(f"  only {len(use)} views detected; skipping {k} views", flush=True)
+                continue
+            for variant in variants:
+                if k == 1 and single is not None:
+                    row = dict(single, variant=variant)
+                else:
+                    options = {"preset": args.preset, "multiview_ba": variant}
+                    t1 = time.perf_counter()
+                    result = _fit(template, [views[j] for j in use], options, args.device)
+                    fit_s = time.perf_counter() - t1
+                    rmse, rot, ba_rmse = _errors(template, result, case.verts, [cams[j] for j in use], face_ids)
+                    mv = result.meta.get("multiview", {})
+                    row = {"variant": variant, "views": k, "rmse_mm": rmse, "rot_err_deg": rot,
+                           "ba_seconds": float(mv.get("ba_seconds", 0.0)), "fit_seconds": fit_s,
+                           "ba_rmse_mm": ba_rmse, "ba_rms_px": mv.get("ba_rms_px")}
+                    if k == 1:
+                        single = row
+                entry["runs"].append(row)
+                per[variant][k].append(row)
+                print(f"  {k:2d} views {variant:<24} rmse {row['rmse_mm']:.3f} mm  rot {row['rot_err_deg']:.2f} deg  "
+                      f"ba {row['ba_seconds']:.2f} s  fit {row['fit_seconds']:.1f} s", flush=True)
+        cases.append(entry)
+    out = {"variants": {}, "cases": cases, "res": args.res, "samples": args.samples, "preset": args.preset,
+           "threads": args.threads, "device": args.device, "table": []}
+    for variant in variants:
+        ks = [k for k in counts if per[variant][k]]
+        mean = lambda key, k: float(np.mean([r[key] for r in per[variant][k]]))  # noqa: E731
+        out["variants"][variant] = {
+            "views": ks,
+            "rmse_mm": [mean("rmse_mm", k) for k in ks],
+            "rot_err_deg": [mean("rot_err_deg", k) for k in ks],
+            "ba_seconds": [mean("ba_seconds", k) for k in ks],
+            "fit_seconds": [mean("fit_seconds", k) for k in ks],
+            "ba_rmse_mm": [float(np.mean([r["ba_rmse_mm"] for r in per[variant][k]])) if k > 1 else None for k in ks],
+        }
+        for j, k in enumerate(ks):
+            v = out["variants"][variant]
+            out["table"].append({"variant": variant, "views": k, "rmse_mm": round(v["rmse_mm"][j], 3),
+                                 "rot_err_deg": round(v["rot_err_deg"][j], 2), "ba_seconds": round(v["ba_seconds"][j], 2),
+                                 "fit_seconds": round(v["fit_seconds"][j], 1)})
+    return out

@@ -1,0 +1,134 @@
+"""Several photos → one identity: rig stage, bundle adjustment, joint refinement.
+
+``fit_multiview`` is what ``core.fit.pipeline.fit_views`` runs when it gets
+more than one view and no cameras:
+
+1. per-view PnP of the neutral template, then the schedule's rig stage on all
+   views together (one identity, one expression, per-view cameras);
+2. a bundle adjustment of the per-view cameras and the template's vertices
+   from the views' correspondences (landmark embeddings by default), started
+   from the rig-stage mesh and cameras: ``topology_ba`` (one objective with a
+   Laplacian energy, the default) or ``colmap_then_largesteps`` (COLMAP point
+   BA, then a separate large-steps template fit);
+3. the rest of the schedule (joint, vertex stages) on all views, from the
+   rig-stage variables with the adjusted cameras and the BA's vertex
+   corrections as initial per-vertex offsets.
+
+Options (in the fit's options dict): ``"multiview_ba"``: ``"topology_ba"``
+| ``"colmap_then_largesteps"`` | ``"off"`` (plain joint fit from PnP);
+``"multiview_ba_options"``: overrides of ``BAOptions`` fields;
+``"multiview_init_offsets"``: bool (default True).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from core.fit.api import FitRecord
+from core.fit.control import FitControl
+from core.fit.loop import StageReport, run_stages
+from core.fit.objective import Objective
+from core.fit.observations import ViewObservation
+from core.fit.result import assemble_result
+from core.fit.schedule import make_schedule, schedule_to_dict
+from core.fit.variables import FitVariables, ViewCamera
+from core.template import Template, TemplateModel
+
+from .colmap_ba import colmap_then_largesteps
+from .correspondences import from_landmarks
+from .topology_ba import BAOptions, BAResult, topology_ba
+
+BA_METHODS = ("topology_ba", "colmap_then_largesteps")
+RIG_STAGE = "rig"
+
+
+def ba_options(options: dict) -> BAOptions:
+    overrides = dict(options.get("multiview_ba_options") or {})
+    known = {f.name for f in dataclasses.fields(BAOptions)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"multiview_ba_options: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    return BAOptions(**overrides)
+
+
+def current_cameras(variables: FitVariables) -> list[ViewCamera]:
+    """The variables' cameras as numpy ``ViewCamera``s."""
+    K, R, t = (x.detach().cpu().double().numpy() for x in variables.cameras())
+    return [ViewCamera(K[i], R[i], t[i], w, h) for i, (w, h) in enumerate(variables.sizes)]
+
+
+def bundle_adjust(method: str, template: Template, verts: np.ndarray, views: list[ViewObservation],
+                  cameras: list[ViewCamera], options: BAOptions, device: str = "cpu", control=None) -> BAResult:
+    """Run one BA method on the views' landmark correspondences. verts: (N, 3) float32 start mesh."""
+    corrs = [from_landmarks(template, v) for v in views]
+    if method == "topology_ba":
+        return topology_ba(verts, template.tris, corrs, cameras, options, device=device, control=control)
+    if method == "colmap_then_largesteps":
+        return colmap_then_largesteps(verts, template.tris, corrs, cameras, options, device=device)
+    raise ValueError(f"unknown multiview_ba {method!r}; choose one of {BA_METHODS} or 'off'")
+
+
+def fit_multiview(template: Template, views: list[ViewObservation], options: dict | None = None,
+                  control: FitControl | None = None, device: str = "cpu") -> Iterator[FitRecord]:
+    """Fit one identity to several views; yields records, the last with the result (meta["multiview"])."""
+    from core.fit.pipeline import initial_cameras
+
+    options = dict(options or {})
+    method = options.get("multiview_ba", "topology_ba")
+    if len(views) < 2:
+        raise ValueError("multi-view fitting needs at least two views")
+    bo = ba_options(options)
+    if method not in BA_METHODS:
+        raise ValueError(f"unknown multiview_ba {method!r}; choose one of {BA_METHODS} or 'off'")
+    start = time.perf_counter()
+    stages = make_schedule(options.get("preset", "default"), options.get("schedule"))
+    dtype = torch.float64 if options.get("float64") else torch.float32
+    model = TemplateModel(template, device=device, dtype=dtype)
+    variables = FitVariables(model, initial_cameras(model, views))
+    objective = Objective(model, views)
+    reports: list[StageReport] = []
+    total = sum(s.iterations for s in stages) + 1
+    step, last = 0, None
+    rig = [s for s in stages if s.name == RIG_STAGE]
+    rest = [s for s in stages if s.name != RIG_STAGE]
+    for rec in run_stages(variables, objective, rig, control, reports):
+        step, last = rec.step, rec
+        yield FitRecord(rec.stage, rec.iteration, rec.step, total, rec.losses, rec.verts)
+    with torch.no_grad():
+        rig_verts = objective.current_verts(variables)
+    ba = bundle_adjust(method, template, rig_verts, views, current_cameras(variables), bo, device, control)
+    step += 1
+    ba_losses = {"reprojection_rms_px": float(np.nanmean(ba.rms_px)), "seconds": ba.seconds}
+    yield FitRecord("bundle_adjust", 1, step, total, ba_losses, ba.verts)
+
+    refined = FitVariables(model, ba.cameras)
+    with torch.no_grad():
+        for name in ("shape", "expression", "pose", "joints"):
+            getattr(refined, name).copy_(getattr(variables, name))
+        if options.get("multiview_init_offsets", True):
+            refined.offsets.copy_(torch.as_tensor(ba.verts - rig_verts, device=model.device, dtype=dtype))
+    for rec in run_stages(refined, objective, rest, control, reports):
+        last = rec
+        yield FitRecord(rec.stage, rec.iteration, step + rec.step, total, rec.losses, rec.verts)
+    result = assemble_result(refined, objective, views)
+    result.meta.update({
+        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
+                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
+                   for r in reports],
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": str(model.device),
+        "schedule": schedule_to_dict(stages),
+        "multiview": {
+            "ba": method,
+            "ba_seconds": round(ba.seconds, 3),
+            "ba_rms_px": ba.rms_px,
+            "ba_inlier_fraction": [float(m.mean()) if m.size else 0.0 for m in ba.inliers],
+        },
+    })
+    result.arrays["verts_ba"] = ba.verts
+    yield FitRecord("done", 0, total, total, last.losses if last else {}, result.arrays["verts"], result=result)
