@@ -48,6 +48,7 @@ class BAOptions:
     lr_translation: float = 3e-3     # metres
     lr_focal: float = 6e-3           # log focal
     refine_focal: bool = True
+    shared_focal: bool = False       # one focal scale for all views (photos from one camera)
     outlier_mad: float = 3.0         # k
     outlier_min: float = 0.015       # min_px as a fraction of the image's long side
 
@@ -174,7 +175,7 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     u = torch.zeros(n, 3, device=dev, dtype=dt, requires_grad=True)
     rot = torch.zeros(len(cameras), 3, device=dev, dtype=dt, requires_grad=True)
     trans = torch.as_tensor(np.stack([c.t for c in cameras]), device=dev, dtype=dt).clone().requires_grad_(True)
-    log_f = torch.zeros(len(cameras), device=dev, dtype=dt, requires_grad=True)
+    log_f = torch.zeros(1 if opts.shared_focal else len(cameras), device=dev, dtype=dt, requires_grad=True)
     groups = [{"params": [u], "lr": opts.lr_verts}, {"params": [rot], "lr": opts.lr_rotation},
               {"params": [trans], "lr": opts.lr_translation}]
     if opts.refine_focal:
@@ -184,7 +185,7 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     def state():
         X = X0 + smooth(u) / MM
         R = axis_angle_to_matrix(rot) @ R0
-        scale = torch.exp(log_f)
+        scale = torch.exp(log_f).expand(len(cameras))
         K = K0.clone()
         K[:, 0, 0] = K0[:, 0, 0] * scale
         K[:, 1, 1] = K0[:, 1, 1] * scale
