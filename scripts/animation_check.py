@@ -36,7 +36,8 @@ POSES = (
 
 def _load(bpy, path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.ops.import_scene.gltf(filepath=str(path))
+    # Keep the bones as written (Y along the bone), so a pose acts on the same axes in both files.
+    bpy.ops.import_scene.gltf(filepath=str(path), bone_heuristic="BLENDER")
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH" and o.find_armature() is not None]
     if not meshes:
         raise SystemExit(f"{path}: no skinned mesh found")
@@ -114,6 +115,11 @@ def compare(result: dict, template: dict) -> dict:
         "template_flipped_faces_max": max((template[p]["flipped_faces"] for p in poses), default=0),
         "max_edge_stretch": max((result[p]["max_edge_stretch"] for p in poses), default=0.0),
         "template_max_edge_stretch": max((template[p]["max_edge_stretch"] for p in poses), default=0.0),
+        # Per pose, how many more faces flip on the result than on the template.
+        "extra_flipped_faces_max": max((result[p]["flipped_faces"] - template[p]["flipped_faces"] for p in poses),
+                                       default=0),
+        "stretch_ratio_max": max((result[p]["max_edge_stretch"] / max(template[p]["max_edge_stretch"], 1e-9)
+                                  for p in poses), default=0.0),
         "result": result,
         "template": template,
     }

@@ -14,6 +14,8 @@ import time
 from core.cli import CommandError
 
 PROGRESS_EVERY_S = 0.5
+# Without a terminal (logs, CI) a full line every few seconds reads better than \r updates.
+PROGRESS_EVERY_S_LOG = 5.0
 
 
 def _run(args) -> int:
@@ -56,6 +58,8 @@ def _run(args) -> int:
     if args.normals:
         _attach_normal_maps(views, args.normals)
     control = FitControl()
+    tty = sys.stderr.isatty()
+    every = PROGRESS_EVERY_S if tty else PROGRESS_EVERY_S_LOG
     last_print = 0.0
     result = None
     try:
@@ -63,18 +67,19 @@ def _run(args) -> int:
             now = time.perf_counter()
             if rec.result is not None:
                 result = rec.result
-            elif not args.quiet and (now - last_print > PROGRESS_EVERY_S):
+            elif not args.quiet and (now - last_print > every):
                 last_print = now
                 pct = 100.0 * rec.step / max(rec.total_steps, 1)
                 terms = " ".join(f"{k}={v:.4g}" for k, v in rec.losses.items() if k in ("total", "landmark", "normal"))
-                print(f"\r[{pct:5.1f}%] {rec.stage:<6} it {rec.iteration:4d}  {terms}   ", end="", file=sys.stderr)
+                line = f"[{pct:5.1f}%] {rec.stage:<6} it {rec.iteration:4d}  {terms}"
+                print(f"\r{line}   " if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         control.cancel()
         print("\nfit cancelled; nothing was written", file=sys.stderr)
         return 130
     except (ValueError, FloatingPointError) as exc:
         raise CommandError(str(exc)) from exc
-    if not args.quiet:
+    if not args.quiet and tty:
         print(file=sys.stderr)
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
     paths = write_result_files(args.out, template, result, loaded, faces)

@@ -26,7 +26,7 @@ from .variables import FitVariables
 
 # A loss this many times the best seen in the stage counts as divergence.
 DIVERGENCE_FACTOR = 50.0
-MAX_ROLLBACKS = 8
+MAX_ROLLBACKS = 20
 
 
 @dataclass
@@ -77,7 +77,9 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             if version != pins_version:
                 objective.set_pins(pins)
                 pins_version = version
-                history.clear()  # new pins: the plateau test starts over
+                # New pins change the objective: divergence and plateau tests start over.
+                history.clear()
+                best = math.inf
             opt.zero_grad(set_to_none=True)
             terms = objective.terms(variables)
             loss = sum(spec.weights.get(k, 0.0) * v for k, v in terms.items() if spec.weights.get(k, 0.0))

@@ -4,9 +4,10 @@
 - ``verts_neutral``: the identity with expression controllers at 0 and no
   head pose; vertex offsets are carried back through the inverse of each
   vertex's blended skinning rotation, so they stay where they were fitted.
-- ``joint_rest``: the re-fitted rest skeleton (controller joint offsets plus
-  the joint stage's translations), orthonormal frames, so the template's skin
-  weights bind ``verts_neutral`` directly.
+- ``joint_rest``: the re-fitted rest skeleton: joint heads moved by the
+  controllers and the joint stage, bone orientations kept from the template
+  (the joint stage's rotations and scales are baked into ``verts_neutral``),
+  so the template's skin weights bind ``verts_neutral`` directly.
 - ``expression_deltas``: per expression controller, the vertex deltas at its
   upper bound on the neutral identity (the 52 shape keys of the GLB).
 """
@@ -22,15 +23,6 @@ from core.template.deform import controller_sides
 from .api import FitResult
 from .observations import ViewObservation
 from .variables import FitVariables
-
-
-def _orthonormal(frames: torch.Tensor) -> torch.Tensor:
-    """(J, 4, 4) -> same with the rotation part made orthonormal (scale removed)."""
-    u, _, vh = torch.linalg.svd(frames[:, :3, :3])
-    rot = u @ vh
-    out = frames.clone()
-    out[:, :3, :3] = rot
-    return out
 
 
 def landmark_error_iod(projected: np.ndarray, detected: np.ndarray, kind: np.ndarray, use: np.ndarray) -> float:
@@ -57,7 +49,10 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     offsets_rest = torch.linalg.solve(blend, offsets[..., None])[..., 0]
     verts_neutral = neutral.verts[0] + offsets_rest
 
-    rest = _orthonormal(neutral.joints[0])
+    # New rest skeleton: joint heads where the fitted identity puts them, bone
+    # orientations as in the template, so poses act on the same axes.
+    rest = neutral.rest_joints[0].clone()
+    rest[:, :3, 3] = neutral.joints[0][:, :3, 3]
     tails = torch.as_tensor(t.joint_tails, device=model.device, dtype=model.dtype)
     tail_basis = torch.as_tensor(t.ctrl_tail_basis.reshape(-1, 3 * t.num_joints), device=model.device,
                                  dtype=model.dtype)

@@ -69,7 +69,7 @@ def _rig(iterations: int) -> StageSpec:
         variables=("shape", "expression", "pose", "camera", "focal"),
         iterations=iterations,
         lr={"shape": 0.05, "expression": 0.03, "pose": 0.005, "camera": 0.002, "focal": 0.005},
-        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "controller_prior": 1e-3},
+        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "controller_prior": 0.3},
         normal_res=128,
     )
 
