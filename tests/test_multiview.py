@@ -218,3 +218,28 @@ def test_fit_views_three_views_beat_one(template):
     assert err_three < 0.85 * err_one, (err_one, err_three)
     rot = rot_error(template, three.arrays["verts"], case.verts, list(three.arrays["R"]), cams)
     assert rot.max() < 3.0, rot  # a short schedule: cameras in the right basin, not converged
+
+
+def test_hide_backfacing_zeroes_far_side_landmarks(template):
+    from core.multiview.pipeline import hide_backfacing
+
+    centre = template.verts[template.regions[FACE_REGION]].mean(0)
+    front = camera_looking_at(centre, 0, 0, 0.7, 2.4 * RES, RES)
+    side = camera_looking_at(centre, 60, 0, 0.7, 2.4 * RES, RES)
+    views = [landmark_view(template, template.verts, c, n) for c, n in ((front, "front"), (side, "side"))]
+    for v in views:
+        v.landmark_weight[:] = 1.0  # a detector reports every point, hidden or not
+    cams = [ViewCamera(K, R, t, RES, RES) for K, R, t in (front, side)]
+    out = hide_backfacing(template, template.verts, cams, views)
+    surface = np.asarray(template.lmk_kind) == 1
+    hidden_front = surface & (out[0].landmark_weight == 0)
+    hidden_side = surface & (out[1].landmark_weight == 0)
+    assert hidden_front.sum() < 0.05 * surface.sum()
+    assert hidden_side.sum() > 0.1 * surface.sum()
+    # The hidden points lie on the half of the face away from the side camera.
+    tri = template.tris[template.lmk_tri]
+    pts = (template.verts[tri] * template.lmk_bary[..., None]).sum(1)
+    cam_x = (-side[1].T @ side[2])[0]
+    assert np.sign(pts[hidden_side, 0].mean() - centre[0]) == -np.sign(cam_x - centre[0])
+    assert (out[1].landmark_weight[~surface] == 1).all()  # silhouette points are never dropped
+    assert views[1].landmark_weight.min() == 1.0  # inputs untouched

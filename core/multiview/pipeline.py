@@ -17,13 +17,14 @@ more than one view and no cameras:
 Options (in the fit's options dict): ``"multiview_ba"``: ``"topology_ba"``
 | ``"colmap_then_largesteps"`` | ``"off"`` (plain joint fit from PnP);
 ``"multiview_ba_options"``: overrides of ``BAOptions`` fields;
-``"multiview_init_offsets"``: bool (default True); ``"multiview_shared_focal"``:
-bool (default False): the views share one focal length (photos from one
-camera): PnP's per-view focals are replaced by their median, the rig stage
-keeps it fixed and the BA refines one scale for all views. Per-view focals
-drift (measured on renders: 0.55-1.1× the true focal over four views), but
-PnP's median is no better a start, and fixing it made the fit worse
-(4 views: 5.4 mm vs 4.3 mm), so it is off by default.
+``"multiview_init_offsets"``: bool (default True);
+``"multiview_hide_backfacing"``: bool (default True): after the rig stage,
+surface landmarks facing away from their view's camera get weight 0 for the
+BA and the later stages (see ``hide_backfacing``); ``"multiview_shared_focal"``:
+bool: the views share one focal length (photos from one camera): the BA
+starts every view from the median of the rig stage's per-view focals and
+refines one scale for all views. Per-view focals drift (measured on renders:
+0.55-1.1× the true focal over four views).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from core.fit.observations import ViewObservation
 from core.fit.result import assemble_result
 from core.fit.schedule import make_schedule, schedule_to_dict
 from core.fit.variables import FitVariables, ViewCamera
-from core.template import Template, TemplateModel
+from core.template import LMK_SURFACE, Template, TemplateModel
 
 from .colmap_ba import colmap_then_largesteps
 from .correspondences import from_landmarks
@@ -66,6 +67,35 @@ def current_cameras(variables: FitVariables) -> list[ViewCamera]:
     """The variables' cameras as numpy ``ViewCamera``s."""
     K, R, t = (x.detach().cpu().double().numpy() for x in variables.cameras())
     return [ViewCamera(K[i], R[i], t[i], w, h) for i, (w, h) in enumerate(variables.sizes)]
+
+
+def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[ViewCamera],
+                    views: list[ViewObservation], min_cos: float = 0.1) -> list[ViewObservation]:
+    """Copies of ``views`` with zero weight on surface landmarks that face away from their camera.
+
+    A detector still reports points on the far side of a turned head (guesses);
+    across several views they contradict the views that see them. verts: (N, 3)
+    float32 current mesh; a landmark counts as seen when the cosine between its
+    surface normal and the direction to the camera exceeds ``min_cos``.
+    """
+    v = verts.astype(np.float64)
+    tris = template.tris
+    fn = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+    vn = np.zeros_like(v)
+    np.add.at(vn, tris.ravel(), np.repeat(fn, 3, axis=0))
+    lt = tris[template.lmk_tri]  # (L, 3)
+    bary = template.lmk_bary[..., None].astype(np.float64)
+    n = (vn[lt] * bary).sum(1)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    p = (v[lt] * bary).sum(1)
+    surface = np.asarray(template.lmk_kind) == LMK_SURFACE
+    out = []
+    for view, cam in zip(views, cameras):
+        to_cam = -cam.R.T @ cam.t - p
+        cos = (n * to_cam).sum(1) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
+        weight = np.where(surface & (cos < min_cos), 0.0, view.landmark_weight).astype(np.float32)
+        out.append(dataclasses.replace(view, landmark_weight=weight))
+    return out
 
 
 def shared_focal_cameras(cameras: list[ViewCamera]) -> list[ViewCamera]:
@@ -108,12 +138,8 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
     dtype = torch.float64 if options.get("float64") else torch.float32
     model = TemplateModel(template, device=device, dtype=dtype)
     shared_focal = bool(options.get("multiview_shared_focal", False))
-    cams = initial_cameras(model, views)
-    if shared_focal:
-        cams = shared_focal_cameras(cams)
-        stages = [dataclasses.replace(s, variables=tuple(v for v in s.variables if v != "focal")) for s in stages]
     bo = dataclasses.replace(bo, shared_focal=shared_focal)
-    variables = FitVariables(model, cams)
+    variables = FitVariables(model, initial_cameras(model, views))
     objective = Objective(model, views)
     reports: list[StageReport] = []
     total = sum(s.iterations for s in stages) + 1
@@ -125,7 +151,13 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
         yield FitRecord(rec.stage, rec.iteration, rec.step, total, rec.losses, rec.verts)
     with torch.no_grad():
         rig_verts = objective.current_verts(variables)
-    ba = bundle_adjust(method, template, rig_verts, views, current_cameras(variables), bo, device, control)
+    rig_cams = current_cameras(variables)
+    if shared_focal:
+        rig_cams = shared_focal_cameras(rig_cams)
+    if options.get("multiview_hide_backfacing", True):
+        views = hide_backfacing(template, rig_verts, rig_cams, views)
+        objective = Objective(model, views)
+    ba = bundle_adjust(method, template, rig_verts, views, rig_cams, bo, device, control)
     step += 1
     ba_losses = {"reprojection_rms_px": float(np.nanmean(ba.rms_px)), "seconds": ba.seconds}
     yield FitRecord("bundle_adjust", 1, step, total, ba_losses, ba.verts)
