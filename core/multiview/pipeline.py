@@ -20,7 +20,8 @@ Options (in the fit's options dict): ``"multiview_ba"``: ``"topology_ba"``
 ``"multiview_init_offsets"``: bool (default True);
 ``"multiview_hide_backfacing"``: bool (default True): after the rig stage,
 surface landmarks facing away from their view's camera get weight 0 for the
-BA and the later stages (see ``hide_backfacing``); ``"multiview_shared_focal"``:
+BA and the later stages (see ``hide_backfacing``; ``"multiview_min_cos"``,
+default 0.1, is the smallest cosine between normal and view direction kept); ``"multiview_shared_focal"``:
 bool: the views share one focal length (photos from one camera): the BA
 starts every view from the median of the rig stage's per-view focals and
 refines one scale for all views. Per-view focals drift (measured on renders:
@@ -155,7 +156,7 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
     if shared_focal:
         rig_cams = shared_focal_cameras(rig_cams)
     if options.get("multiview_hide_backfacing", True):
-        views = hide_backfacing(template, rig_verts, rig_cams, views)
+        views = hide_backfacing(template, rig_verts, rig_cams, views, float(options.get("multiview_min_cos", 0.1)))
         objective = Objective(model, views)
     ba = bundle_adjust(method, template, rig_verts, views, rig_cams, bo, device, control)
     step += 1
