@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from core.bench.fit import mesh_metrics
+from core.bench.multiview import dense_correspondences, perturb_cameras
 from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case, smooth_field
-from core.fit.camera_init import _rodrigues
 from core.fit.observations import ViewObservation
 from core.fit.variables import ViewCamera
 from core.multiview import (BAOptions, ViewCorrespondences, from_landmarks, from_vertex_targets,
@@ -54,38 +54,12 @@ def scene(template):
     return gt, cams
 
 
-def _vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    fn = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-    vn = np.zeros_like(v)
-    np.add.at(vn, tris.ravel(), np.repeat(fn, 3, axis=0))
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
-
-
 def dense_views(template, gt, cams, rng, noise_px=0.3, outlier_frac=0.1, outlier_px=25.0):
-    """Per-vertex correspondences of the vertices facing each camera; returns (corrs, outlier masks)."""
-    normals = _vertex_normals(gt.astype(np.float64), template.tris)
-    corrs, outliers = [], []
-    for K, R, t in cams:
-        xc = gt @ R.T + t
-        uv = xc[:, :2] / xc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
-        facing = ((normals @ R.T) * xc).sum(1) < -0.2 * np.linalg.norm(xc, axis=1)
-        uv = uv + rng.normal(0, noise_px, uv.shape)
-        bad = facing & (rng.random(len(uv)) < outlier_frac)
-        uv[bad] += rng.choice([-1, 1], (bad.sum(), 2)) * rng.uniform(outlier_px, 2 * outlier_px, (bad.sum(), 2))
-        corrs.append(from_vertex_targets(RES, RES, uv, facing))
-        outliers.append(np.where(facing, bad.astype(np.int8), -1))  # -1: not seen, 1: planted outlier
-    return corrs, outliers
+    return dense_correspondences(template, gt, cams, rng, noise_px, outlier_frac, outlier_px)
 
 
-def perturbed(cams, rng, rot_deg=2.0, trans_m=0.005, focal=0.03):
-    out = []
-    for K, R, t in cams:
-        dR = _rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
-        K2 = K.copy()
-        K2[0, 0] *= 1 + focal
-        K2[1, 1] *= 1 + focal
-        out.append(ViewCamera(K2, dR @ R, t + rng.normal(0, trans_m, 3), RES, RES))
-    return out
+def perturbed(cams, rng):
+    return perturb_cameras(cams, rng)
 
 
 def rot_error(template, verts, gt, est_R, cams):
