@@ -18,7 +18,7 @@ def report() -> dict:
         "devices": ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())],
         "threads": torch.get_num_threads(),
     }
-    for mod in ("mediapipe", "bpy", "pytorch3d", "timm", "pycolmap", "largesteps"):
+    for mod in ("mediapipe", "bpy", "pytorch3d", "pycolmap", "cholespy"):
         info[mod] = importlib.util.find_spec(mod) is not None
     return info
 

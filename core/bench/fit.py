@@ -3,7 +3,8 @@
 Each case (core/bench/synthetic.py) is fitted from the neutral template by
 every variant: the full rig → joint → vertex schedule, the paper's ablations
 (rig only, rig + joint, vertex only in one stage, full without EV-GCC, full
-without the conformal term) and trimesh's non-rigid ICP (Amberg) given the
+without the conformal term), the vertex stage on plain offsets instead of the
+large-steps parameterisation, and trimesh's non-rigid ICP (Amberg) given the
 ground-truth mesh itself. Metrics on the face mask after a similarity
 alignment to the ground truth: RMSE in mm, mean normal consistency, flipped
 faces, smallest corner angle; seconds per stage. Writes a PNG with error
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-VARIANTS = ("full", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "nricp")
+VARIANTS = ("full", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "plain_offsets", "nricp")
 
 
 def add_arguments(p) -> None:
@@ -49,6 +50,9 @@ def schedule_overrides(variant: str, preset: str) -> dict:
             "lr": {**vertex.lr, "camera": 0.01, "focal": 0.01},
             "plateau_patience": 60,
         }}}
+    if variant == "plain_offsets":
+        # The vertex stage without the large-steps parameterisation (its step tuned for plain offsets).
+        return {"stages": {"vertex": {"large_steps_lambda": 0.0, "lr": {"offsets": 2e-4}}}}
     term = {"no_evgcc": "evgcc", "no_conformal": "conformal"}[variant]
     return {"stages": {s.name: {"weights": {term: 0.0}} for s in full if term in s.weights}}
 
@@ -133,7 +137,7 @@ def run(args) -> dict:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     template = load_default()
     face_ids = template.regions[FACE_REGION]
-    cases, table, heat = [], [], []
+    cases, table, heat, full_results = [], [], [], []
     for i in range(args.cases):
         case = make_case(template, seed=args.seed + i, res=args.res, pixel_noise=args.noise)
         entry = {"name": case.name, "yaw_deg": case.yaw_deg, "pitch_deg": case.pitch_deg, "variants": {}}
@@ -148,6 +152,8 @@ def run(args) -> dict:
                 for rec in fit_views(template, [case.view], options, device=args.device):
                     result = rec.result or result
                 verts = result.arrays["verts"]
+                if variant == "full":
+                    full_results.append(result)
                 stages = [{"name": s["name"], "iterations": s["iterations"], "seconds": s["seconds"]}
                           for s in result.meta["stages"]]
             seconds = time.perf_counter() - t0
@@ -172,11 +178,35 @@ def run(args) -> dict:
             "flipped_faces_max": int(np.max([r["flipped_faces"] for r in rows])),
             "seconds_median": float(np.median([r["seconds"] for r in rows])),
         }
+    animation = _animation_check(template, full_results[0]) if full_results else None
     png = args.png or (str(pathlib.Path(args.json).with_suffix(".png")) if args.json else None)
     if png:
         _figure(png, template, heat, summary)
     return {"cases": cases, "summary": summary, "res": args.res, "device": args.device, "preset": args.preset,
-            "figure": png, "table": [{"variant": k, **v} for k, v in summary.items()]}
+            "figure": png, "animation_check": animation, "table": [{"variant": k, **v} for k, v in summary.items()]}
+
+
+def _animation_check(template, result) -> dict:
+    """Pose the first case's full result and the template at extremes under Blender
+    (scripts/animation_check.py in a subprocess: core never imports bpy)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from core.fit.outputs import write_result_files, write_template_glb
+
+    script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "animation_check.py"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        write_result_files(tmp, template, result)
+        write_template_glb(tmp / "template.glb", template)
+        res = subprocess.run([sys.executable, str(script), str(tmp / "result.glb"), str(tmp / "template.glb"),
+                              "--json", str(tmp / "anim.json")], capture_output=True, text=True)
+        if res.returncode != 0:
+            return {"error": res.stderr[-2000:]}
+        check = json.loads((tmp / "anim.json").read_text())
+    return {k: v for k, v in check.items() if k not in ("result", "template")} | {"poses_detail": check["result"]}
 
 
 def _figure(path, template, heat, summary) -> None:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.fit.large_steps import LargeSteps
 from core.fit.variables import ViewCamera
+from core.geometry.topology import MeshTopology
 from core.template.deform import axis_angle_to_matrix
 
 from .correspondences import ViewCorrespondences
@@ -92,23 +94,8 @@ def uniform_laplacian(tris: torch.Tensor, num_verts: int):
 
 
 def _smoothing_solver(tris: torch.Tensor, num_verts: int, lam: float):
-    """u (N, 3) -> (I + lam (D − A))⁻¹ u, Cholesky-factored once (cholespy through largesteps).
-
-    The matrix is built here because largesteps' own builder allocates on CUDA.
-    """
-    from largesteps.parameterize import from_differential
-
-    rows, cols = _edges(tris.cpu(), num_verts)
-    deg = torch.bincount(rows, minlength=num_verts).float()
-    diag = torch.arange(num_verts)
-    idx = torch.cat([torch.stack([rows, cols]), torch.stack([diag, diag])], 1)
-    val = torch.cat([torch.full((len(rows),), -lam), 1.0 + lam * deg])
-    M = torch.sparse_coo_tensor(idx, val, (num_verts, num_verts), check_invariants=False).coalesce().to(tris.device)
-
-    def solve(u: torch.Tensor) -> torch.Tensor:
-        return from_differential(M, u.float(), "Cholesky").to(u.dtype)
-
-    return solve
+    """u (N, 3) -> (I + lam (D − A))⁻¹ u, Cholesky-factored once (the fitter's large-steps solve)."""
+    return LargeSteps(MeshTopology.from_faces(tris, num_verts), lam, tris.device)
 
 
 def _padded(corrs: list[ViewCorrespondences], device, dtype) -> dict[str, torch.Tensor]:
