@@ -46,13 +46,11 @@ def schedule_overrides(variant: str, preset: str) -> dict:
         vertex = next(s for s in full if s.name == "vertex")
         return {"only": ["vertex"], "stages": {"vertex": {
             "iterations": total,
-            "variables": ["offsets", "camera", "focal"],
-            "lr": {**vertex.lr, "camera": 0.01, "focal": 0.01},
-            "plateau_patience": 60,
+            "lr": {**vertex.lr, "camera": 0.002, "focal": 0.005},
         }}}
     if variant == "plain_offsets":
         # The vertex stage without the large-steps parameterisation (its step tuned for plain offsets).
-        return {"stages": {"vertex": {"large_steps_lambda": 0.0, "lr": {"offsets": 2e-4}}}}
+        return {"stages": {"vertex": {"large_steps_lambda": 0.0, "lr": {"offsets": 1e-4}}}}
     term = {"no_evgcc": "evgcc", "no_conformal": "conformal"}[variant]
     return {"stages": {s.name: {"weights": {term: 0.0}} for s in full if term in s.weights}}
 

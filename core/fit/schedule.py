@@ -83,18 +83,25 @@ def _joint(iterations: int) -> StageSpec:
         weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "joint_prior": 1e-2, "evgcc": 0.05,
                  "conformal": 0.05, "flip": 0.05},
         normal_res=192,
+        plateau_patience=40,
+        plateau_rel=1e-4,
     )
 
 
 def _vertex(iterations: int) -> StageSpec:
     return StageSpec(
         name="vertex",
-        variables=("offsets",),
+        # The cameras stay free (small steps): with a camera held slightly wrong,
+        # the normal term would bend the surface to explain the camera's error.
+        variables=("offsets", "camera", "focal"),
         iterations=iterations,
-        lr={"offsets": 2e-4},
+        # Offsets move through (I + 20 L)^-1 (large steps): smooth updates.
+        lr={"offsets": 1e-3, "camera": 5e-4, "focal": 2e-3},
         weights={"landmark": 50.0, "normal": 1.0, "pins": 1.0, "evgcc": 0.1, "conformal": 0.1, "flip": 0.1,
-                 "curve": 0.01, "disp": 1e-3, "laplacian": 5.0},
-        large_steps_lambda=0.0,
+                 "curve": 0.01, "disp": 1e-3, "laplacian": 0.5},
+        large_steps_lambda=20.0,
+        plateau_patience=60,
+        plateau_rel=1e-4,
     )
 
 
