@@ -34,6 +34,8 @@ PIN_EPSILON = 1e-6  # metres: smaller moves in Edit Mode are not pins
 LIVE_COLLECTION = "Likeness Live"
 PREVIEW_NAME = "Likeness Preview"
 CAMERA_NAME = "Likeness Camera"
+# The photo camera follows the fit's camera at most this often (seconds).
+CAMERA_UPDATE_S = 0.25
 REPORT_TEXT = "Likeness Report"
 LOG_TEXT = "Likeness Core Log"
 
@@ -60,6 +62,7 @@ class Live:
         self.frame_times: collections.deque[float] = collections.deque(maxlen=120)
         self.last_verts: np.ndarray | None = None
         self.frame_emitted = 0.0  # the core's time.monotonic() when it queued the newest applied frame
+        self.camera_updated = 0.0  # perf_counter() when the photo camera last followed a frame
         self.held = False
         self.cancel_requested = False
         self.pins: dict[int, np.ndarray] = {}
@@ -94,6 +97,7 @@ class Live:
         self.cancel_requested = False
         self.frame_times.clear()
         self.last_verts = None
+        self.camera_updated = 0.0
 
     # -- background work ------------------------------------------------------------
     def run_async(self, work, on_done) -> None:
@@ -237,7 +241,24 @@ def apply_newest_frame(deadline: float) -> bool:
     LIVE.frames += 1
     LIVE.frame_times.append(time.perf_counter())
     LIVE.frame_emitted = float(f.get("t_emit", 0.0))
+    if "K" in msg.buffers:
+        _frame_camera(msg)
     return True
+
+
+def _frame_camera(msg) -> None:
+    """Follow the fit's current camera with the photo camera, a few times a second
+    (moving an object is cheap, but the photo only needs to line up as it converges)."""
+    now = time.perf_counter()
+    if now - LIVE.camera_updated < CAMERA_UPDATE_S:
+        return
+    LIVE.camera_updated = now
+    f = msg.fields
+    try:
+        ensure_photo_camera(msg.buffers["K"], msg.buffers["R"], msg.buffers["t"], f["width"], f["height"],
+                            _first_photo_path())
+    except (KeyError, ValueError, RuntimeError) as exc:
+        report_problem(f"could not follow the fit's camera: {exc}")
 
 
 def pins_from_edit(obj: bpy.types.Object) -> int:
@@ -296,6 +317,13 @@ def _photos():
     """The scene's photo list (empty when the add-on's properties are not registered, as in benchmarks)."""
     settings = getattr(bpy.context.scene, "likeness", None)
     return settings.photos if settings is not None else ()
+
+
+def _first_photo_path() -> str:
+    for photo in _photos():
+        if photo.use:
+            return bpy.path.abspath(photo.filepath)
+    return ""
 
 
 def _set_photo_status(status: str) -> None:

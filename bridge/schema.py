@@ -19,7 +19,9 @@ cancelled, error, status, bye.
                 replay: buffer ``verts`` (T, N, 3) float32, {count?}: streams
                 ``count`` frames cycling through the T poses, each sent as soon as
                 the previous one left the core.
-- ``frame``     {stage, iteration, step, total, losses, t_emit}, buffer
+- ``frame``     {stage, iteration, step, total, losses, t_emit, width?, height?},
+                optional buffers K (3,3), R (3,3), t (3,) (the first view's
+                current camera, OpenCV convention); buffer
                 ``verts`` (N, 3) float32. Conflated: only the newest unsent
                 frame per job is kept.
 - ``progress``  {stage, step, total, message?}; conflated like frames.
@@ -103,7 +105,8 @@ class KindSpec:
     needs_job: bool = False
     required: dict = field(default_factory=dict)  # name -> type or tuple of types
     optional: dict = field(default_factory=dict)
-    arrays: dict = field(default_factory=dict)  # name -> ArraySpec (all required)
+    arrays: dict = field(default_factory=dict)  # name -> ArraySpec
+    optional_arrays: tuple = ()  # names in ``arrays`` that may be absent
 
 
 SPECS: dict[str, KindSpec] = {
@@ -114,8 +117,12 @@ SPECS: dict[str, KindSpec] = {
     FRAME: KindSpec(
         needs_job=True,
         required={"stage": str, "iteration": int, "step": int, "total": int},
-        optional={"losses": dict, "t_emit": _NUMBER},
-        arrays={"verts": ArraySpec(("float32",), (None, 3))},
+        optional={"losses": dict, "t_emit": _NUMBER, "width": int, "height": int},
+        arrays={"verts": ArraySpec(("float32",), (None, 3)),
+                "K": ArraySpec(("float32", "float64"), (3, 3)),
+                "R": ArraySpec(("float32", "float64"), (3, 3)),
+                "t": ArraySpec(("float32", "float64"), (3,))},
+        optional_arrays=("K", "R", "t"),
     ),
     PROGRESS: KindSpec(
         needs_job=True, required={"stage": str, "step": int, "total": int}, optional={"message": str}
@@ -204,7 +211,7 @@ def validate(msg: Message) -> bool:
     if spec.needs_job and msg.job is None:
         raise SchemaError(f"{msg.kind}: a job id is required")
     _check_fields(msg.kind, msg.fields, spec)
-    check_arrays(msg.kind, msg.buffers, spec.arrays)
+    check_arrays(msg.kind, msg.buffers, spec.arrays, spec.optional_arrays)
     if msg.kind == JOB:
         jspec = JOB_SPECS.get(msg.fields["type"])
         if jspec is None:

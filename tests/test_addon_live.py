@@ -212,8 +212,11 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
         setattr(settings, f"override_{stage}", True)
         setattr(settings, f"{stage}_iterations", n)
     live.LIVE.reset_job()
+    old_camera = bpy.data.objects.get(live.CAMERA_NAME)
+    if old_camera is not None:
+        bpy.data.objects.remove(old_camera)
     assert bpy.ops.likeness.start_fit() == {"FINISHED"}
-    seen = []
+    seen, camera_while_fitting = [], []
 
     def record():
         obj = live.preview_object()
@@ -221,12 +224,17 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
             pos = _positions(live)
             if not seen or not np.array_equal(pos, seen[-1]):
                 seen.append(pos)
+        cam = bpy.data.objects.get(live.CAMERA_NAME)
+        if live.LIVE.state not in (live.DONE, live.FAILED, live.LOST) and cam is not None:
+            camera_while_fitting.append(np.array(cam.matrix_world))
         return live.LIVE.state in (live.DONE, live.FAILED, live.LOST)
 
     try:
         assert pump(live.tick, record, 300)
         assert live.LIVE.state == live.DONE, live.LIVE.message
         assert len(seen) >= 3  # the template, then at least two different frames
+        # The photo camera follows the fit's camera while it runs, not only at the end.
+        assert camera_while_fitting, "no photo camera while the fit ran"
         assert photo.status == "fitted"
         assert bpy.data.objects.get(live.CAMERA_NAME) is not None
         assert bpy.ops.likeness.create_result() == {"FINISHED"}

@@ -57,6 +57,7 @@ class FitRecord:
 
     verts: (N, 3) float32 current posed vertices (world, metres).
     step / total_steps count over all stages (for a progress bar).
+    camera: the first view's current camera (see the field), when known.
     """
 
     stage: str
@@ -66,3 +67,6 @@ class FitRecord:
     losses: dict[str, float]
     verts: np.ndarray
     result: FitResult | None = None
+    # The first view's current camera: {"K": (3, 3), "R": (3, 3), "t": (3,)} float32,
+    # "width", "height" (so a viewer can look through it while the fit runs).
+    camera: dict | None = None

@@ -47,6 +47,7 @@ class LoopRecord:
     total_steps: int
     losses: dict
     verts: np.ndarray  # (N, 3) float32
+    camera: dict  # the first view's camera, see FitRecord.camera
 
 
 def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
@@ -118,7 +119,8 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             report.losses = losses
             with torch.no_grad():
                 verts = objective.current_verts(variables)
-            yield LoopRecord(spec.name, it, step, total, losses, verts)
+                camera = variables.camera_record(0)
+            yield LoopRecord(spec.name, it, step, total, losses, verts, camera)
             history.append(value)
             if len(history) > spec.plateau_patience:
                 old = history[-spec.plateau_patience - 1]

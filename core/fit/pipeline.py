@@ -86,7 +86,7 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
     last = None
     for rec in run_stages(variables, objective, stages, control, reports):
         last = rec
-        yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts)
+        yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts, camera=rec.camera)
     result = assemble_result(variables, objective, views)
     result.meta.update({
         "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),

@@ -131,6 +131,12 @@ class FitVariables:
             return self.offset_solver(self.offsets)[None]
         return self.offsets[None]
 
+    def camera_record(self, view: int) -> dict:
+        """One view's current camera as float32 numpy (K, R, t) plus its image size."""
+        K, R, t = (x[view].detach().cpu().numpy().astype(np.float32) for x in self.cameras())
+        width, height = self.sizes[view]
+        return {"K": K, "R": R, "t": t, "width": int(width), "height": int(height)}
+
     def cameras(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(K (V,3,3), R (V,3,3), t (V,3)) current cameras."""
         R = axis_angle_to_matrix(self.cam_rot) @ self.R0

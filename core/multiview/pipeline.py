@@ -149,7 +149,7 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
     rest = [s for s in stages if s.name != RIG_STAGE]
     for rec in run_stages(variables, objective, rig, control, reports):
         step, last = rec.step, rec
-        yield FitRecord(rec.stage, rec.iteration, rec.step, total, rec.losses, rec.verts)
+        yield FitRecord(rec.stage, rec.iteration, rec.step, total, rec.losses, rec.verts, camera=rec.camera)
     with torch.no_grad():
         rig_verts = objective.current_verts(variables)
     rig_cams = current_cameras(variables)
@@ -171,7 +171,7 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
             refined.offsets.copy_(torch.as_tensor(ba.verts - rig_verts, device=model.device, dtype=dtype))
     for rec in run_stages(refined, objective, rest, control, reports):
         last = rec
-        yield FitRecord(rec.stage, rec.iteration, step + rec.step, total, rec.losses, rec.verts)
+        yield FitRecord(rec.stage, rec.iteration, step + rec.step, total, rec.losses, rec.verts, camera=rec.camera)
     result = assemble_result(refined, objective, views)
     result.meta.update({
         "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),

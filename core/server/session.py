@@ -76,15 +76,16 @@ class _Job:
 
 
 def frame_message(job: str, stage: str, iteration: int, step: int, total: int, losses: dict,
-                  verts: np.ndarray) -> Message:
-    """A frame; verts: (N, 3) float32 (converted if needed)."""
-    return Message(
-        schema.FRAME,
-        job=job,
-        fields={"stage": stage, "iteration": int(iteration), "step": int(step), "total": int(total),
-                "losses": {k: float(v) for k, v in losses.items()}, "t_emit": time.monotonic()},
-        buffers={"verts": np.asarray(verts, dtype=np.float32)},
-    )
+                  verts: np.ndarray, camera: dict | None = None) -> Message:
+    """A frame; verts: (N, 3) float32 (converted if needed); camera: the first
+    view's current camera (FitRecord.camera) or None."""
+    fields = {"stage": stage, "iteration": int(iteration), "step": int(step), "total": int(total),
+              "losses": {k: float(v) for k, v in losses.items()}, "t_emit": time.monotonic()}
+    buffers = {"verts": np.asarray(verts, dtype=np.float32)}
+    if camera is not None:
+        fields.update(width=int(camera["width"]), height=int(camera["height"]))
+        buffers.update({k: np.asarray(camera[k], dtype=np.float32) for k in ("K", "R", "t")})
+    return Message(schema.FRAME, job=job, fields=fields, buffers=buffers)
 
 
 def _wire_arrays(arrays: dict) -> dict[str, np.ndarray]:
@@ -268,7 +269,7 @@ class Session:
             record = None
             for record in run_fit(fit_job, job.control):
                 self.conn.send(frame_message(job.id, record.stage, record.iteration, record.step,
-                                             record.total_steps, record.losses, record.verts))
+                                             record.total_steps, record.losses, record.verts, record.camera))
                 self.conn.send(Message(schema.PROGRESS, job=job.id, fields={
                     "stage": record.stage, "step": int(record.step), "total": int(record.total_steps)}))
             if record is None or record.result is None:
