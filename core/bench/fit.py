@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from core.geometry.similarity import similarity_align
+
 VARIANTS = ("full", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "plain_offsets", "nricp")
 
 
@@ -53,24 +55,6 @@ def schedule_overrides(variant: str, preset: str) -> dict:
         return {"stages": {"vertex": {"large_steps_lambda": 0.0, "lr": {"offsets": 1e-4}}}}
     term = {"no_evgcc": "evgcc", "no_conformal": "conformal"}[variant]
     return {"stages": {s.name: {"weights": {term: 0.0}} for s in full if term in s.weights}}
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: (scale, R, t) minimising |scale R src + t - dst|^2 over points (n, 3)."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, s, vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1, 1, np.sign(np.linalg.det(u @ vt))])
-    R = u @ D @ vt
-    scale = np.trace(np.diag(s) @ D) / (a ** 2).sum(1).mean()
-    return scale, R, mu_d - scale * R @ mu_s
-
-
-def similarity_align(src: np.ndarray, dst: np.ndarray, fit_ids: np.ndarray | None = None) -> np.ndarray:
-    """``src`` moved by the similarity that best maps ``src[fit_ids]`` onto ``dst[fit_ids]``."""
-    ids = slice(None) if fit_ids is None else fit_ids
-    scale, R, t = similarity_transform(src[ids], dst[ids])
-    return scale * src @ R.T + t
 
 
 def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -118,7 +102,10 @@ def run_nricp(template, gt: np.ndarray) -> np.ndarray:
 
     src = trimesh.Trimesh(template.verts.astype(np.float64), template.tris, process=False)
     dst = trimesh.Trimesh(gt.astype(np.float64), template.tris, process=False)
-    return np.asarray(nricp_amberg(src, dst))
+    # Landmarks as NR-ICP is used in practice: the embedded landmarks' nearest vertices,
+    # with their ground-truth positions (closest points alone let vertices slide).
+    ids = np.unique(template.tris[template.lmk_tri[template.lmk_kind > 0], np.argmax(template.lmk_bary[template.lmk_kind > 0], 1)])
+    return np.asarray(nricp_amberg(src, dst, source_landmarks=ids, target_positions=gt[ids].astype(np.float64)))
 
 
 def run(args) -> dict:

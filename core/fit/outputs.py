@@ -58,7 +58,7 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
     np.savez_compressed(paths["npz"], **a, meta=np.frombuffer(json.dumps(_jsonable(meta)).encode(), dtype=np.uint8))
 
     report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
-                                                    "landmark_error_iod_per_view", "views", "animation_check")}
+                                                    "landmark_error_iod_per_view", "views", "animation_check", "multiview")}
     paths["report"] = out / "report.json"
     paths["report"].write_text(json.dumps(_jsonable(report), indent=2) + "\n")
 

@@ -64,6 +64,18 @@ def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[
     return cams
 
 
+def run_meta(reports: list[StageReport], stages, start: float, device) -> dict:
+    """The report keys every fit shares: stages, seconds, device, schedule."""
+    return {
+        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
+                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
+                   for r in reports],
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": str(device),
+        "schedule": schedule_to_dict(stages),
+    }
+
+
 def fit_views(template: Template, views: list[ViewObservation], options: dict | None = None,
               control: FitControl | None = None, device: str = "cpu",
               cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
@@ -88,14 +100,7 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
         last = rec
         yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts, camera=rec.camera)
     result = assemble_result(variables, objective, views)
-    result.meta.update({
-        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
-                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
-                   for r in reports],
-        "seconds": round(time.perf_counter() - start, 3),
-        "device": str(model.device),
-        "schedule": schedule_to_dict(stages),
-    })
+    result.meta.update(run_meta(reports, stages, start, model.device))
     step = last.step if last else 0
     total = last.total_steps if last else 0
     yield FitRecord("done", 0, step, total, last.losses if last else {}, result.arrays["verts"], result=result)

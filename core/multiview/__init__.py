@@ -18,7 +18,9 @@ Public API
 ``rotation_errors_deg(R_est (V,3,3), R_gt (V,3,3), align_R (3,3)) -> (V,)`` (metrics.py)
 """
 
-from .colmap_ba import colmap_then_largesteps, similarity_transform
+from core.geometry.similarity import similarity_transform
+
+from .colmap_ba import colmap_then_largesteps
 from .correspondences import ViewCorrespondences, from_landmarks, from_vertex_targets
 from .metrics import rotation_errors_deg
 from .pipeline import BA_METHODS, fit_multiview

@@ -20,22 +20,12 @@ import numpy as np
 import torch
 
 from core.fit.variables import ViewCamera
+from core.geometry.similarity import similarity_transform
 
 from .correspondences import ViewCorrespondences
 from .topology_ba import MM, BAOptions, BAResult, _smoothing_solver
 
 LARGE_STEPS_ITERATIONS = 400
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Umeyama: (s, R (3,3), t (3,)) minimising |s R src + t − dst|². src, dst: (n, 3) float64."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sv, vt = np.linalg.svd(b.T @ a / len(src))
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    R = u @ D @ vt
-    s = float(np.trace(np.diag(sv) @ D) / max((a ** 2).sum(1).mean(), 1e-20))
-    return s, R, mu_d - s * R @ mu_s
 
 
 def _reconstruction(corrs, cams, points: dict[int, np.ndarray], keep: list[np.ndarray]):

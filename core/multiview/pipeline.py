@@ -43,7 +43,8 @@ from core.fit.loop import StageReport, run_stages
 from core.fit.objective import Objective
 from core.fit.observations import ViewObservation
 from core.fit.result import assemble_result
-from core.fit.schedule import make_schedule, schedule_to_dict
+from core.fit.pipeline import run_meta
+from core.fit.schedule import make_schedule
 from core.fit.variables import FitVariables, ViewCamera
 from core.template import LMK_SURFACE, Template, TemplateModel
 
@@ -173,13 +174,8 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
         last = rec
         yield FitRecord(rec.stage, rec.iteration, step + rec.step, total, rec.losses, rec.verts, camera=rec.camera)
     result = assemble_result(refined, objective, views)
+    result.meta.update(run_meta(reports, stages, start, model.device))
     result.meta.update({
-        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
-                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
-                   for r in reports],
-        "seconds": round(time.perf_counter() - start, 3),
-        "device": str(model.device),
-        "schedule": schedule_to_dict(stages),
         "multiview": {
             "ba": method,
             "ba_seconds": round(ba.seconds, 3),
