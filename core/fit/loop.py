@@ -82,7 +82,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 history.clear()
                 best = math.inf
             opt.zero_grad(set_to_none=True)
-            terms = objective.terms(variables)
+            terms = objective.terms(variables, spec.weights)
             loss = sum(spec.weights.get(k, 0.0) * v for k, v in terms.items() if spec.weights.get(k, 0.0))
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(best, 1e-12):

@@ -137,39 +137,52 @@ class Objective:
         w, h = variables.sizes[0 if view is None else view]
         return Cameras(K, R[sel], t[sel], int(round(w * scale)), int(round(h * scale)))
 
-    def terms(self, variables: FitVariables) -> dict[str, torch.Tensor]:
+    def terms(self, variables: FitVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms by name. With ``weights``, only the terms the stage weights
+        (plus the cheap landmark term, for progress readouts) are evaluated."""
+        def wanted(name: str) -> bool:
+            return weights is None or weights.get(name, 0.0) != 0.0
+
         res = self.posed(variables)
         verts = res.verts  # (1, N, 3)
         out: dict[str, torch.Tensor] = {}
         pts = self.landmark_points(verts)
         uv, _ = self.cameras(variables).project(pts[None].expand(len(self.views), -1, -1))  # (Vw, L, 2)
         out["landmark"] = landmark_loss(uv, self.target_lmk, self.layout, self.iod, self.lmk_weight)
-        normal_terms = []
-        for i, target in enumerate(self.normal_targets):
-            if target is None:
-                continue
-            n_t, m_t, s = self._stage_normals[i]
-            cams = self.cameras(variables, scale=s, view=i)
-            h, w = n_t.shape[:2]
-            cams = Cameras(cams.K, cams.R, cams.t, w, h)
-            rendered, mask = render_normals(verts, self.model.tris, cams)
-            normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
-        out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
-        if self.pins is not None:
-            ids, targets, weight = self.pins
-            out["pins"] = weight * ((verts[0, ids] - targets) * CM).pow(2).sum(-1).mean()
-        else:
-            out["pins"] = verts.new_zeros(())
+        if wanted("normal"):
+            normal_terms = []
+            for i, target in enumerate(self.normal_targets):
+                if target is None:
+                    continue
+                n_t, m_t, s = self._stage_normals[i]
+                cams = self.cameras(variables, scale=s, view=i)
+                h, w = n_t.shape[:2]
+                cams = Cameras(cams.K, cams.R, cams.t, w, h)
+                rendered, mask = render_normals(verts, self.model.tris, cams)
+                normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
+            out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
+        if wanted("pins"):
+            if self.pins is not None:
+                ids, targets, weight = self.pins
+                out["pins"] = weight * ((verts[0, ids] - targets) * CM).pow(2).sum(-1).mean()
+            else:
+                out["pins"] = verts.new_zeros(())
         ref = self.reference
-        out["evgcc"] = evgcc_loss(verts, ref, self.topology)
-        out["conformal"] = conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k)
-        out["flip"] = face_flip_loss(verts, ref, self.model.tris, self.top_k)
-        out["curve"] = curve_flow_loss(verts, ref, self.curves) if self.curves is not None else verts.new_zeros(())
-        out["disp"] = displacement_loss(variables.vertex_offsets())
-        out["laplacian"] = laplacian_energy(verts * MM, ref * MM, self.laplacian)
-        out["symmetry"] = symmetry_loss(verts * MM, self.mirror)
-        out["controller_prior"] = (variables.shape ** 2).mean() + (variables.expression ** 2).mean()
-        out["joint_prior"] = (variables.joints ** 2).mean()
+        regularisers = {
+            "evgcc": lambda: evgcc_loss(verts, ref, self.topology),
+            "conformal": lambda: conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k),
+            "flip": lambda: face_flip_loss(verts, ref, self.model.tris, self.top_k),
+            "curve": lambda: curve_flow_loss(verts, ref, self.curves) if self.curves is not None
+            else verts.new_zeros(()),
+            "disp": lambda: displacement_loss(variables.vertex_offsets()),
+            "laplacian": lambda: laplacian_energy(verts * MM, ref * MM, self.laplacian),
+            "symmetry": lambda: symmetry_loss(verts * MM, self.mirror),
+            "controller_prior": lambda: (variables.shape ** 2).mean() + (variables.expression ** 2).mean(),
+            "joint_prior": lambda: (variables.joints ** 2).mean(),
+        }
+        for name, term in regularisers.items():
+            if wanted(name):
+                out[name] = term()
         return out
 
 
