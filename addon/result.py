@@ -82,6 +82,12 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
         mesh_build.bind(head, arm_obj)
     if deltas is not None and len(deltas):
         mesh_build.add_shape_keys(head, neutral, names, np.asarray(deltas, np.float32))
+    materials, images = [], []
+    if "albedo" in buffers and "normal_map" in buffers:
+        mat, imgs = skin_material(name, buffers["albedo"], buffers["normal_map"])
+        head.data.materials.append(mat)
+        materials.append(mat.name)
+        images.extend(img.name for img in imgs)
     parts = buffers.get("parts_neutral")
     if parts is not None and len(parts) and len(parts) == len(arrays["part_verts"]):
         pmesh = mesh_build.new_mesh(f"{name} Eyes and Mouth", parts, arrays["part_poly_verts"],
@@ -92,8 +98,47 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
             joints = np.asarray(arrays["part_joint"], np.int64)[:, None]
             mesh_build.add_vertex_groups(pobj, joint_names, joints, np.ones_like(joints, np.float32))
             mesh_build.bind(pobj, arm_obj)
-    coll[CREATED_KEY] = {"objects": created}
+    coll[CREATED_KEY] = {"objects": created, "materials": materials, "images": images}
     return coll
+
+
+def _image(name: str, pixels: np.ndarray, non_color: bool) -> bpy.types.Image:
+    """A packed image from (S, S, 3) uint8 whose row 0 is the top (v = 1) of UV space."""
+    pixels = np.asarray(pixels, np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ResultError(f"texture {name!r} has shape {pixels.shape}, expected (S, S, 3)")
+    h, w = pixels.shape[:2]
+    img = bpy.data.images.new(name, w, h, alpha=False)
+    if non_color:
+        img.colorspace_settings.name = "Non-Color"
+    rgba = np.concatenate([pixels, np.full((h, w, 1), 255, np.uint8)], -1)[::-1]  # Blender rows start at the bottom
+    img.pixels.foreach_set((rgba.astype(np.float32) / 255.0).ravel())
+    img.pack()
+    return img
+
+
+def skin_material(name: str, albedo: np.ndarray, normal: np.ndarray):
+    """A Principled material with the fitted albedo and tangent-space detail normal map.
+
+    Returns (material, [albedo image, normal image])."""
+    img_a = _image(f"{name} Albedo", albedo, non_color=False)
+    img_n = _image(f"{name} Normal", normal, non_color=True)
+    mat = bpy.data.materials.new(f"{name} Skin")
+    if mat.node_tree is None:  # Blender 4.x; from 5.0 every material has its node tree
+        mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    tex_a = nodes.new("ShaderNodeTexImage")
+    tex_a.image, tex_a.location = img_a, (-500, 250)
+    links.new(tex_a.outputs["Color"], bsdf.inputs["Base Color"])
+    tex_n = nodes.new("ShaderNodeTexImage")
+    tex_n.image, tex_n.location = img_n, (-700, -200)
+    normal_map = nodes.new("ShaderNodeNormalMap")
+    normal_map.location = (-300, -200)
+    links.new(tex_n.outputs["Color"], normal_map.inputs["Color"])
+    links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+    bsdf.inputs["Roughness"].default_value = 0.6
+    return mat, [img_a, img_n]
 
 
 def result_collections() -> list[bpy.types.Collection]:
@@ -118,6 +163,14 @@ def remove_result(coll: bpy.types.Collection) -> None:
         obj = bpy.data.objects.get(name)
         if obj is not None:
             remove_object(obj)
+    for name in record.get("materials", []):
+        mat = bpy.data.materials.get(name)
+        if mat is not None and mat.users == 0:
+            bpy.data.materials.remove(mat)
+    for name in record.get("images", []):
+        img = bpy.data.images.get(name)
+        if img is not None and img.users == 0:
+            bpy.data.images.remove(img)
     bpy.data.collections.remove(coll)
 
 

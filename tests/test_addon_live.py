@@ -241,6 +241,11 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
         coll = sys.modules[MODULE + ".addon.result"].result_collections()[-1]
         head = next(o for o in coll.objects if o.type == "MESH" and o.data.shape_keys is not None)
         assert len(head.data.shape_keys.key_blocks) == 1 + len(live.LIVE.result.fields["meta"]["expression_names"])
+        # The head wears the fitted albedo and detail normal map.
+        mat = head.data.materials[0]
+        images = {n.image.name for n in mat.node_tree.nodes if n.type == "TEX_IMAGE"}
+        assert len(images) == 2 and all(bpy.data.images[i].size[0] == 1024 for i in images)
+        assert any(n.type == "NORMAL_MAP" for n in mat.node_tree.nodes)
         assert any(o.type == "ARMATURE" for o in coll.objects)
     finally:
         for stage in ("rig", "joint", "vertex"):

@@ -26,6 +26,9 @@ from .result import assemble_result
 from .schedule import make_schedule, schedule_to_dict
 from .variables import FitVariables, ViewCamera
 
+# UV texture maps a fit job returns (pixels per side).
+DEFAULT_TEXTURE_SIZE = 1024
+
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
 
@@ -107,11 +110,32 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
 
 
 def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecord]:
-    """Run a job: photos → landmarks → fit. Errors name the photo at fault."""
+    """Run a job: photos → landmarks → fit → texture maps. Errors name the photo at fault.
+
+    The result carries ``albedo`` and ``normal_map`` ((S, S, 3) uint8 UV maps,
+    S = options["texture_size"], default 1024; 0 skips them), so a client
+    without the photos' pixels (a remote core) still gets a textured head.
+    """
     from core.template import load_default
 
     if not job.photos:
         raise ValueError("a fit needs at least one photo")
     template = job.template if job.template is not None else load_default()
-    views, _, _ = views_from_photos(job.photos)
-    yield from fit_views(template, views, job.options, control, job.device)
+    views, photos, _ = views_from_photos(job.photos)
+    size = int(job.options.get("texture_size", DEFAULT_TEXTURE_SIZE))
+    for record in fit_views(template, views, job.options, control, job.device):
+        if record.result is not None and size > 0:
+            add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
+        yield record
+
+
+def add_texture_maps(result: FitResult, template: Template, images: list[np.ndarray], size: int,
+                     device: str = "cpu") -> None:
+    """Put UV albedo and detail-normal maps into ``result.arrays`` (core/texture)."""
+    from core.texture import extract_textures
+    from core.texture.result import result_cameras
+
+    maps = extract_textures(template, np.asarray(result.arrays["verts"], np.float32),
+                            result_cameras(result.arrays, images), images, size=size, device=device)
+    result.arrays["albedo"] = maps.albedo
+    result.arrays["normal_map"] = maps.normal
