@@ -113,6 +113,20 @@ def make_cameras(target: np.ndarray) -> list[emb.PinholeCamera]:
     return [emb.orbit_camera(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
 
 
+def grey_world_cycles(bpy, scene, samples: int) -> None:
+    """The grey world and CPU Cycles settings (seeded, denoised) shared by every render script."""
+    world = bpy.data.worlds.new("grey")
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
+    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
+    scene.world = world
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = int(samples)
+    scene.cycles.seed = 0
+    scene.cycles.use_denoising = True
+    scene.cycles.denoiser = "OPENIMAGEDENOISE"
+
+
 def render_views(
     mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[emb.PinholeCamera], out_dir: pathlib.Path
 ) -> list[pathlib.Path]:
@@ -167,17 +181,7 @@ def render_views(
         light.rotation_euler = _track_rotation(bpy, direction)
         scene.collection.objects.link(light)
 
-    world = bpy.data.worlds.new("grey")
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
-    scene.world = world
-
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = SAMPLES
-    scene.cycles.seed = 0
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    grey_world_cycles(bpy, scene, SAMPLES)
     scene.render.resolution_x = IMAGE_SIZE
     scene.render.resolution_y = IMAGE_SIZE
     scene.render.resolution_percentage = 100

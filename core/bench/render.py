@@ -14,9 +14,7 @@ landmark projections.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
@@ -24,6 +22,8 @@ import torch
 from bridge import conventions
 from core.render import Cameras, project_surface_points, rasterize, render_depth, render_normals
 from core.render.reference import rasterize_naive
+
+from .timing import time_ms
 
 # World -> OpenCV camera axes for a camera in front of the face (on -Y), Z up.
 _FRONT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
@@ -101,22 +101,6 @@ def _frame(verts, faces, cams, lmk_tri, lmk_bary, weights=None):
     return (normals * weights[0]).sum() + (depth * weights[1]).sum() + (uv * weights[2]).sum()
 
 
-def _time_ms(fn, device, repeats: int) -> tuple[float, float]:
-    """(median, min) wall-clock milliseconds over ``repeats`` runs after a warm-up."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times), min(times)
-
-
 def _face_id_mismatch(verts, faces, cams, face_id, pixels) -> tuple[int, int]:
     """(mismatching unambiguous pixels, pixels checked) against the brute-force reference."""
     ref, ambiguous = rasterize_naive(verts.cpu(), faces.cpu(), cams.to("cpu"), pixels=pixels)
@@ -191,8 +175,8 @@ def run(args) -> dict:
                     leaf.grad = None
                     _frame(leaf, faces, cams, lmk_tri, lmk_bary, weights).backward()
 
-                fwd_ms, fwd_min = _time_ms(fwd, device, args.repeats)
-                fwd_bwd_ms, fwd_bwd_min = _time_ms(fwd_bwd, device, args.repeats)
+                fwd_ms, fwd_min = time_ms(fwd, args.repeats, device)
+                fwd_bwd_ms, fwd_bwd_min = time_ms(fwd_bwd, args.repeats, device)
                 face_id = _frame(verts, faces, cams, lmk_tri, lmk_bary)[0].face_id
                 n_pixels = min(res * res, max(1, args.check_pairs // faces_np.shape[0]))
                 pixels = torch.randperm(res * res, generator=rng)[:n_pixels].sort().values

@@ -6,9 +6,9 @@ shared CPU the minimum is the better estimate of the cost itself.
 
 from __future__ import annotations
 
-import time
-
 import torch
+
+from .timing import time_ms
 
 
 def add_arguments(parser) -> None:
@@ -17,28 +17,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=2)
 
 
-def _time_ms(fn, repeats: int, sync) -> tuple[float, float]:
-    """(median, min) milliseconds over ``repeats`` calls after a warm-up."""
-    for _ in range(5):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return times[len(times) // 2], times[0]
-
-
 def run(args) -> dict:
     from core.template import JOINT_PARAM_DIM, TemplateModel, load_default
 
     torch.set_num_threads(args.threads)
     template = load_default()
     device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model = TemplateModel(template, device=device)
     b = args.batch
     g = torch.Generator().manual_seed(0)
@@ -54,8 +38,8 @@ def run(args) -> dict:
         out = model.deform(r, theta, d)
         (out.verts.square().sum() + out.parts.square().sum()).backward()
 
-    fwd_ms, fwd_min = _time_ms(fwd, args.repeats, sync)
-    fb_ms, fb_min = _time_ms(fwd_bwd, args.repeats, sync)
+    fwd_ms, fwd_min = time_ms(fwd, args.repeats, device)
+    fb_ms, fb_min = time_ms(fwd_bwd, args.repeats, device)
     row = {"device": str(device), "batch": b, "verts": model.num_verts, "joints": model.num_joints,
            "controllers": model.num_controllers, "deform_fwd_ms": fwd_ms, "deform_fwd_bwd_ms": fb_ms,
            "deform_fwd_bwd_ms_min": fb_min}

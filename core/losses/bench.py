@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 
 import torch
 
+from ..bench.timing import time_ms
 from ..geometry import CurveSet, Laplacian, MeshTopology
 from ..geometry.primitives import torus, triangulate
 from . import (
@@ -75,20 +74,6 @@ def _cases(device: torch.device, dtype: torch.dtype, n_major: int, n_minor: int)
     }
 
 
-def _time_ms(fn, repeats: int, device: torch.device) -> list[float]:
-    """Sorted wall times in milliseconds of ``repeats`` calls after a short warm-up."""
-    times = []
-    for _ in range(repeats + 3):  # the first runs warm up allocators and kernels
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times[3:])
-
-
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -106,16 +91,9 @@ def run(args) -> dict:
             verts.grad = None
             loss_fn(verts).backward()
 
-        fwd = _time_ms(forward, args.repeats, device)
-        fwd_bwd = _time_ms(forward_backward, args.repeats, device)
-        rows.append(
-            {
-                "name": name,
-                "fwd_ms": statistics.median(fwd),
-                "fwd_bwd_ms": statistics.median(fwd_bwd),
-                "fwd_bwd_ms_min": fwd_bwd[0],
-            }
-        )
+        fwd_ms, _ = time_ms(forward, args.repeats, device)
+        fwd_bwd_ms, fwd_bwd_min = time_ms(forward_backward, args.repeats, device)
+        rows.append({"name": name, "fwd_ms": fwd_ms, "fwd_bwd_ms": fwd_bwd_ms, "fwd_bwd_ms_min": fwd_bwd_min})
     return {
         "verts": args.major * args.minor,
         "faces": int(2 * args.major * args.minor),
