@@ -113,6 +113,30 @@ def make_cameras(target: np.ndarray) -> list[emb.PinholeCamera]:
     return [emb.orbit_camera(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
 
 
+def add_eyes(bpy, centres, radii) -> None:
+    """Simple eyeballs: smooth spheres with the eye material at the given centres (metres)."""
+    material = _eye_material(bpy)
+    for centre, radius in zip(centres, radii):
+        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0, location=tuple(centre))
+        eye = bpy.context.active_object
+        eye.scale = (float(radius),) * 3
+        eye.data.materials.append(material)
+        bpy.ops.object.shade_smooth()
+
+
+def add_lights(bpy, scene, head_centre) -> None:
+    """The key and fill area lights, aimed at ``head_centre`` (3,) metres."""
+    head_centre = np.asarray(head_centre, dtype=np.float64)
+    for name, offset, energy in (("key", (-0.6, -0.8, 0.5), 10.0), ("fill", (0.7, -0.6, 0.2), 4.0)):
+        light_data = bpy.data.lights.new(name, type="AREA")
+        light_data.energy = energy
+        light_data.size = 0.6
+        light = bpy.data.objects.new(name, light_data)
+        light.location = tuple(head_centre + np.array(offset))
+        light.rotation_euler = _track_rotation(bpy, head_centre - np.array(light.location))
+        scene.collection.objects.link(light)
+
+
 def grey_world_cycles(bpy, scene, samples: int) -> None:
     """The grey world and CPU Cycles settings (seeded, denoised) shared by every render script."""
     world = bpy.data.worlds.new("grey")
@@ -158,28 +182,14 @@ def render_views(
     scene.collection.objects.link(skin)
     skin.data.materials.append(_skin_material(bpy, textures / "mpfb_lips.jpg"))
 
-    eye_material = _eye_material(bpy)
+    centres, radii = [], []
     for group in ("helper-l-eye", "helper-r-eye"):
         ids = np.unique(mesh.polygons[mesh.group_mask(group)])
         eye_verts = verts[ids[ids >= 0]]
-        centre = 0.5 * (eye_verts.min(axis=0) + eye_verts.max(axis=0))
-        radius = 0.5 * float(np.max(eye_verts.max(axis=0) - eye_verts.min(axis=0)))
-        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0, location=tuple(centre))
-        eye = bpy.context.active_object
-        eye.scale = (radius, radius, radius)
-        eye.data.materials.append(eye_material)
-        bpy.ops.object.shade_smooth()
-
-    head_centre = verts[np.unique(mesh.polygons[body])].mean(axis=0)
-    for name, offset, energy in (("key", (-0.6, -0.8, 0.5), 10.0), ("fill", (0.7, -0.6, 0.2), 4.0)):
-        light_data = bpy.data.lights.new(name, type="AREA")
-        light_data.energy = energy
-        light_data.size = 0.6
-        light = bpy.data.objects.new(name, light_data)
-        light.location = tuple(head_centre + np.array(offset))
-        direction = head_centre - np.array(light.location)
-        light.rotation_euler = _track_rotation(bpy, direction)
-        scene.collection.objects.link(light)
+        centres.append(0.5 * (eye_verts.min(axis=0) + eye_verts.max(axis=0)))
+        radii.append(0.5 * float(np.max(eye_verts.max(axis=0) - eye_verts.min(axis=0))))
+    add_eyes(bpy, centres, radii)
+    add_lights(bpy, scene, verts[np.unique(mesh.polygons[body])].mean(axis=0))
 
     grey_world_cycles(bpy, scene, SAMPLES)
     scene.render.resolution_x = IMAGE_SIZE
@@ -497,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
           f" max {nearest_px[used].max():.2f}; refined on the skin median {np.median(reproj_px[used]):.2f}"
           f" max {reproj_px[used].max():.2f}")
     print(f"front reprojection px (used points): median {np.median(front_err[used]):.2f}, max {front_err[used].max():.2f}")
-    print(f"kinds: " + ", ".join(f"{k} {kinds.count(k)}" for k in ("surface", "contour", "unused")))
+    print("kinds: " + ", ".join(f"{k} {kinds.count(k)}" for k in ("surface", "contour", "unused")))
     print(f"wrote {args.out} and {args.picture} in {time.perf_counter() - start:.1f} s")
     return 0
 

