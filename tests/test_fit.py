@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -109,3 +110,59 @@ def test_schedule_validation():
     assert [s.name for s in make_schedule("draft", schedule_overrides("rig_joint", "draft"))] == ["rig", "joint"]
     vo = make_schedule("draft", schedule_overrides("vertex_only", "draft"))
     assert len(vo) == 1 and "camera" in vo[0].variables
+
+
+def test_plateau_ends_a_stage_and_coarse_levels_move_on(template, case):
+    flat = {"iterations": 60, "plateau_patience": 3, "plateau_rel": 0.5}
+    opts = {"preset": "draft", "schedule": {"only": ["vertex"], "stages": {"vertex": flat}}}
+    _, result = run(template, [case.view], opts)
+    stage = result.meta["stages"][0]
+    assert stage["stopped_early"] and stage["iterations"] < 20
+    # With three normal-map levels a plateau at a coarse level skips to the next
+    # level instead of ending the stage; the finest level still stops early.
+    opts["schedule"]["stages"]["vertex"] = {**flat, "normal_levels": 3}
+    records, result = run(template, [case.view], opts)
+    stage = result.meta["stages"][0]
+    assert stage["stopped_early"] and stage["iterations"] >= 40
+    assert len(records) < 30
+
+
+def test_several_views_with_normal_maps_get_the_multiview_schedule(template, case):
+    from core.fit.schedule import MULTIVIEW_NORMALS_OVERRIDES, merge_overrides, schedule_for
+
+    one = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view])}
+    two = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view, case.view])}
+    assert two["vertex"].iterations == 2 * one["vertex"].iterations
+    assert two["vertex"].weights["landmark"] < one["vertex"].weights["landmark"]
+    assert two["vertex"].weights["normal"] == one["vertex"].weights["normal"]  # merged, not replaced
+    bare = dataclasses.replace(case.view, normals=None, normal_mask=None)
+    assert {s.name: s for s in schedule_for({"preset": "draft"}, [bare, bare])}["vertex"] == one["vertex"]
+    # The caller's overrides win over the multi-view settings, field by field.
+    mine = schedule_for({"preset": "draft", "schedule": {"stages": {"vertex": {"iterations": 7,
+                        "weights": {"landmark": 3.0}}}}}, [case.view, case.view])
+    vertex = next(s for s in mine if s.name == "vertex")
+    assert vertex.iterations == 7 and vertex.weights["landmark"] == 3.0 and vertex.weights["laplacian"] == 0.0
+    merged = merge_overrides(MULTIVIEW_NORMALS_OVERRIDES, {"only": ["vertex"]})
+    assert merged["only"] == ["vertex"] and "rig" in merged["stages"]
+    with pytest.raises(ValueError, match="iterations_scale"):
+        make_schedule("draft", {"stages": {"rig": {"iterations_scale": 0}}})
+
+
+def test_shared_focal_keeps_the_head_in_place():
+    from core.fit.variables import ViewCamera, with_shared_focal
+
+    centre = np.array([0.0, 0.02, 1.6])
+    cams = []
+    for f, size in ((500.0, 256), (1400.0, 512), (700.0, 256)):
+        K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
+        cams.append(ViewCamera(K, np.eye(3), np.array([0.01, -0.02, 0.7]), size, size))
+    shared = with_shared_focal(cams, centre)
+    rel = [c.K[0, 0] / c.width for c in shared]
+    assert np.allclose(rel, 700.0 / 256)
+    for a, b in zip(cams, shared):
+        pa, pb = a.R @ centre + a.t, b.R @ centre + b.t
+        assert np.allclose(a.K[:2, :2] @ pa[:2] / pa[2], b.K[:2, :2] @ pb[:2] / pb[2])
+        # A 1 cm offset around the centre keeps its image size (to first order).
+        qa, qb = pa + [0.01, 0, 0], pb + [0.01, 0, 0]
+        assert np.isclose(a.K[0, 0] * (qa[0] / qa[2] - pa[0] / pa[2]), b.K[0, 0] * (qb[0] / qb[2] - pb[0] / pb[2]),
+                          rtol=1e-3)

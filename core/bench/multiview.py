@@ -35,6 +35,10 @@ import numpy as np
 
 # Bundle-adjustment variants (``multiview_ba`` fit option); "no_ba" is the joint fit from per-view PnP alone.
 VARIANTS = ("topology_ba", "colmap_then_largesteps", "no_ba")
+# What each view gives the fitter: MediaPipe's landmarks on the render alone, or
+# with a camera-space normal map of the ground truth (standing in for a
+# normal-map provider, as in ``bench fit``).
+CUES = ("landmarks", "normals")
 # Camera order (yaw, pitch) in degrees: the first k spread out for every k.
 CAMERA_ORDER = (
     (0, 0), (30, 5), (-30, -5), (0, 15), (15, -12), (-15, 10), (40, 0), (-40, 0),
@@ -56,6 +60,8 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default="default", help="fit preset")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--cache", default=None, help="render cache folder (default $LIKENESS_CACHE/multiview)")
+    p.add_argument("--cues", default=",".join(CUES),
+                   help="comma-separated subset of " + ",".join(CUES) + " (what each view gives the fitter)")
 
 
 def cache_root(arg: str | None) -> pathlib.Path:
@@ -120,6 +126,31 @@ def detect_views(paths: list[pathlib.Path]):
             out.append(views[0])
         except ValueError:
             out.append(None)
+    return out
+
+
+def with_normal_maps(template, verts: np.ndarray, cams, views):
+    """Copies of ``views`` carrying camera-space normal maps of the ground truth ``verts``
+    rendered from each view's true camera (at the view's size): what a normal-map
+    provider (core/priors, Pixel3DMM-style) would give at its best. The fitter still
+    never sees the cameras; the maps are in each photo's own camera frame."""
+    import dataclasses
+
+    import torch
+
+    from core.render import Cameras, render_normals
+
+    vt = torch.as_tensor(verts, dtype=torch.float64)[None]
+    tris = torch.as_tensor(template.tris)
+    out = []
+    for view, (K, R, t) in zip(views, cams):
+        if view is None:
+            out.append(None)
+            continue
+        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
+        normals, mask = render_normals(vt, tris, c)
+        out.append(dataclasses.replace(view, normals=normals[0].numpy().astype(np.float32),
+                                       normal_mask=mask[0].numpy() > 0.5))
     return out
 
 
@@ -241,7 +272,11 @@ def run(args) -> dict:
     template = load_default()
     face_ids = template.regions[FACE_REGION]
     cache = cache_root(args.cache)
-    per = {v: {k: [] for k in counts} for v in variants}
+    cues = [c for c in args.cues.split(",") if c]
+    if set(cues) - set(CUES) or not cues:
+        raise SystemExit(f"--cues must name some of {CUES}")
+    names = [f"{v}/{c}" for c in cues for v in variants]
+    per = {n: {k: [] for k in counts} for n in names}
     print("bundle adjustment alone on exact dense correspondences:", flush=True)
     dense = dense_section(template, counts, variants, args.res)
     cases = []
@@ -250,20 +285,23 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         case, cams, paths = render_identity(template, seed, args.res, args.samples, cache)
         render_s = time.perf_counter() - t0
-        views = detect_views(paths)
-        found = [j for j, v in enumerate(views) if v is not None]
+        detected = detect_views(paths)
+        cue_views = {"landmarks": detected, "normals": with_normal_maps(template, case.verts, cams, detected)}
+        found = [j for j, v in enumerate(detected) if v is not None]
         entry = {"seed": seed, "render_seconds": round(render_s, 1), "detected": len(found), "runs": []}
         print(f"identity {seed}: {len(found)}/{len(paths)} renders detected ({render_s:.0f} s render/cache)",
               flush=True)
-        single = None
+        single = {}
         for k in counts:
             use = found[:k]
             if len(use) < k:
                 print(f"  only {len(use)} views detected; skipping {k} views", flush=True)
                 continue
-            for variant in variants:
-                if k == 1 and single is not None:
-                    row = dict(single, variant=variant)
+            for cue, variant in [(c, v) for c in cues for v in variants]:
+                views = cue_views[cue]
+                name = f"{variant}/{cue}"
+                if k == 1 and cue in single:
+                    row = dict(single[cue], variant=name)
                 else:
                     options = {"preset": args.preset, "multiview_ba": "off" if variant == "no_ba" else variant}
                     t1 = time.perf_counter()
@@ -271,19 +309,19 @@ def run(args) -> dict:
                     fit_s = time.perf_counter() - t1
                     rmse, rot, ba_rmse = _errors(template, result, case.verts, [cams[j] for j in use], face_ids)
                     mv = result.meta.get("multiview", {})
-                    row = {"variant": variant, "views": k, "rmse_mm": rmse, "rot_err_deg": rot,
+                    row = {"variant": name, "views": k, "rmse_mm": rmse, "rot_err_deg": rot,
                            "ba_seconds": float(mv.get("ba_seconds", 0.0)), "fit_seconds": fit_s,
                            "ba_rmse_mm": ba_rmse, "ba_rms_px": mv.get("ba_rms_px")}
                     if k == 1:
-                        single = row
+                        single[cue] = row
                 entry["runs"].append(row)
-                per[variant][k].append(row)
-                print(f"  {k:2d} views {variant:<24} rmse {row['rmse_mm']:.3f} mm  rot {row['rot_err_deg']:.2f} deg  "
+                per[name][k].append(row)
+                print(f"  {k:2d} views {name:<34} rmse {row['rmse_mm']:.3f} mm  rot {row['rot_err_deg']:.2f} deg  "
                       f"ba {row['ba_seconds']:.2f} s  fit {row['fit_seconds']:.1f} s", flush=True)
         cases.append(entry)
     out = {"variants": {}, "dense": dense, "cases": cases, "res": args.res, "samples": args.samples, "preset": args.preset,
-           "threads": args.threads, "device": args.device, "table": []}
-    for variant in variants:
+           "threads": args.threads, "device": args.device, "cues": cues, "table": []}
+    for variant in names:
         ks = [k for k in counts if per[variant][k]]
         mean = lambda key, k: float(np.mean([r[key] for r in per[variant][k]]))  # noqa: E731
         out["variants"][variant] = {

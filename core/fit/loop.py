@@ -20,6 +20,7 @@ import torch
 
 from .control import FitControl
 from .large_steps import LargeSteps
+from .optim import Adam
 from .objective import Objective
 from .schedule import StageSpec
 from .variables import FitVariables
@@ -65,14 +66,24 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
             variables.set_large_steps(LargeSteps(objective.topology, spec.large_steps_lambda, variables.model.device))
         objective.begin_stage(spec, variables)
-        groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v} for v in spec.variables]
-        opt = torch.optim.Adam(groups)
+        uniform = spec.large_steps_lambda > 0 and spec.uniform_offsets
+        groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v,
+                   "uniform": uniform and v == "offsets"} for v in spec.variables]
+        opt = Adam(groups)
         best = math.inf
         history: list[float] = []
         good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
         pins_version = -1
         it = 0
+        levels = max(1, spec.normal_levels)
+        level = 0
         while it < spec.iterations:
+            if levels > 1 and it >= (level * spec.iterations) // levels:
+                objective.set_normal_res(max(8, spec.normal_res >> (levels - 1 - level)))
+                level += 1
+                # A finer level changes the objective: divergence and plateau tests start over.
+                history.clear()
+                best = math.inf
             control.checkpoint()
             version, pins = control.pins()
             if version != pins_version:
@@ -103,7 +114,13 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             )
             if not grads_ok:
                 report.rollbacks += 1
+                if report.rollbacks > MAX_ROLLBACKS:
+                    raise FloatingPointError(
+                        f"stage {spec.name!r}: gradients stayed non-finite after {MAX_ROLLBACKS} rollbacks; "
+                        "check the inputs (landmarks, normal maps) or lower the learning rates"
+                    )
                 variables.restore(good[0])
+                opt.load_state_dict(good[1])
                 for g in opt.param_groups:
                     g["lr"] *= 0.5
                 continue
@@ -125,6 +142,12 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             if len(history) > spec.plateau_patience:
                 old = history[-spec.plateau_patience - 1]
                 if old - value < spec.plateau_rel * abs(old):
+                    if 1 < levels and level < levels:
+                        # Plateau at a coarse level: go on at the next one.
+                        skip = (level * spec.iterations) // levels - it
+                        it += skip
+                        step += skip
+                        continue
                     report.stopped_early = True
                     break
         report.iterations = it

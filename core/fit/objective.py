@@ -102,7 +102,11 @@ class Objective:
             ref = self.posed(variables).verts.detach()
         self.reference = ref
         self.top_k = spec.top_k
-        res = min(spec.normal_res, MAX_NORMAL_RES)
+        self.set_normal_res(spec.normal_res)
+
+    def set_normal_res(self, res: int) -> None:
+        """Compare normal maps at most ``res`` pixels on their long side from now on."""
+        res = min(res, MAX_NORMAL_RES)
         self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
 
     def set_pins(self, pins: Pins | None) -> None:

@@ -23,7 +23,7 @@ from .loop import StageReport, run_stages
 from .objective import Objective
 from .observations import ViewObservation
 from .result import assemble_result
-from .schedule import make_schedule, schedule_to_dict
+from .schedule import schedule_for, schedule_to_dict
 from .variables import FitVariables, ViewCamera
 
 # UV texture maps a fit job returns (pixels per side).
@@ -91,11 +91,12 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
         yield from fit_multiview(template, views, options, control, device)
         return
     start = time.perf_counter()
-    stages = make_schedule(options.get("preset", "default"), options.get("schedule"))
+    stages = schedule_for(options, views)
     dtype = torch.float64 if options.get("float64") else torch.float32
     model = TemplateModel(template, device=device, dtype=dtype)
     cams = cameras or initial_cameras(model, views)
-    variables = FitVariables(model, cams)
+    # Several photos share one focal length unless told they come from different cameras.
+    variables = FitVariables(model, cams, shared_focal=bool(options.get("multiview_shared_focal", True)))
     objective = Objective(model, views)
     reports: list[StageReport] = []
     last = None

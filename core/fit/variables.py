@@ -4,7 +4,10 @@ Controllers are split into identity shape and expression (bounded, projected
 back into their bounds after every step). The head pose is a rotation of the
 head joint relative to the neck, so in one view it is not the same thing as
 the camera rotation. Each view has its own camera: a rotation update on top of
-the PnP initialisation, a translation and a log focal length.
+the PnP initialisation, a translation and a log focal length (relative to the
+image's long side). With ``shared_focal`` the views share one focal length
+(photos from one camera): per-view focals are poorly determined by landmarks
+and normals (focal trades against distance), and left free they drift apart.
 """
 
 from __future__ import annotations
@@ -33,12 +36,38 @@ class ViewCamera:
     height: int
 
 
+def focal_scale(cameras: list[ViewCamera]) -> np.ndarray:
+    """(V,) each view's long side in pixels: focal lengths are shared relative to it."""
+    return np.array([float(max(c.width, c.height)) for c in cameras])
+
+
+def with_shared_focal(cameras: list[ViewCamera], centre: np.ndarray) -> list[ViewCamera]:
+    """The cameras with one focal length relative to image size (the views' median),
+    each moved along its line of sight so that ``centre`` (world, (3,)) keeps its
+    image position and size."""
+    rel = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras]) / focal_scale(cameras)
+    med = float(np.median(rel))
+    out = []
+    for c, r in zip(cameras, rel):
+        k = med / r
+        K = c.K.copy()
+        K[:2, :2] *= k
+        p = c.R @ centre
+        moved = p + c.t
+        moved[2] *= k  # further away by the focal's factor: same pixel position and size
+        out.append(ViewCamera(K, c.R.copy(), moved - p, c.width, c.height))
+    return out
+
+
 class FitVariables:
     """All optimisable tensors (leaf tensors on one device) for V views."""
 
-    def __init__(self, model: TemplateModel, cameras: list[ViewCamera]):
+    def __init__(self, model: TemplateModel, cameras: list[ViewCamera], shared_focal: bool = False):
         t = model.template
         dev, dt = model.device, model.dtype
+        self.shared_focal = bool(shared_focal) and len(cameras) > 1
+        if self.shared_focal:
+            cameras = with_shared_focal(cameras, t.verts.astype(np.float64).mean(0))
         self.model = model
         self.shape_ids = torch.as_tensor(np.flatnonzero(~t.ctrl_is_expression), device=dev)
         self.expr_ids = torch.as_tensor(np.flatnonzero(t.ctrl_is_expression), device=dev)
@@ -52,8 +81,12 @@ class FitVariables:
         nv = len(cameras)
         self.cam_rot = torch.zeros(nv, 3, device=dev, dtype=dt, requires_grad=True)
         self.cam_trans = torch.as_tensor(np.stack([c.t for c in cameras]), device=dev, dtype=dt).requires_grad_(True)
-        focal = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras])
-        self.cam_log_focal = torch.as_tensor(np.log(focal), device=dev, dtype=dt).requires_grad_(True)
+        scale = focal_scale(cameras)
+        rel = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras]) / scale
+        if self.shared_focal:
+            rel = rel[:1]  # equal after with_shared_focal
+        self.focal_scale = torch.as_tensor(scale, device=dev, dtype=dt)
+        self.cam_log_focal = torch.as_tensor(np.log(rel), device=dev, dtype=dt).requires_grad_(True)
         self.R0 = torch.as_tensor(np.stack([c.R for c in cameras]), device=dev, dtype=dt)
         self.principal = torch.as_tensor(np.stack([c.K[:2, 2] for c in cameras]), device=dev, dtype=dt)
         self.aspect = torch.as_tensor([c.K[1, 1] / c.K[0, 0] for c in cameras], device=dev, dtype=dt)
@@ -140,7 +173,7 @@ class FitVariables:
     def cameras(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(K (V,3,3), R (V,3,3), t (V,3)) current cameras."""
         R = axis_angle_to_matrix(self.cam_rot) @ self.R0
-        f = torch.exp(self.cam_log_focal)
+        f = torch.exp(self.cam_log_focal) * self.focal_scale
         K = torch.zeros(len(f), 3, 3, device=f.device, dtype=f.dtype)
         K[:, 0, 0] = f / torch.sqrt(self.aspect)
         K[:, 1, 1] = f * torch.sqrt(self.aspect)
