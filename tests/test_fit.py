@@ -131,15 +131,16 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
     from core.fit.schedule import MULTIVIEW_NORMALS_OVERRIDES, merge_overrides, schedule_for
 
     one = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view])}
-    two = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view, case.view])}
+    assert {s.name: s for s in schedule_for({"preset": "draft"}, [case.view] * 3)} == one
+    two = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view] * 4)}
     assert two["vertex"].iterations == 2 * one["vertex"].iterations
     assert two["vertex"].weights["landmark"] < one["vertex"].weights["landmark"]
     assert two["vertex"].weights["normal"] == one["vertex"].weights["normal"]  # merged, not replaced
     bare = dataclasses.replace(case.view, normals=None, normal_mask=None)
-    assert {s.name: s for s in schedule_for({"preset": "draft"}, [bare, bare])}["vertex"] == one["vertex"]
+    assert {s.name: s for s in schedule_for({"preset": "draft"}, [bare] * 4)}["vertex"] == one["vertex"]
     # The caller's overrides win over the multi-view settings, field by field.
     mine = schedule_for({"preset": "draft", "schedule": {"stages": {"vertex": {"iterations": 7,
-                        "weights": {"landmark": 3.0}}}}}, [case.view, case.view])
+                        "weights": {"landmark": 3.0}}}}}, [case.view] * 4)
     vertex = next(s for s in mine if s.name == "vertex")
     assert vertex.iterations == 7 and vertex.weights["landmark"] == 3.0 and vertex.weights["laplacian"] == 0.0
     merged = merge_overrides(MULTIVIEW_NORMALS_OVERRIDES, {"only": ["vertex"]})

@@ -130,8 +130,10 @@ PRESETS: dict[str, list[StageSpec]] = {
 # ground-truth normal maps): with the single-view settings, 1/4/16 views give
 # 1.99/3.07/2.66 mm; with these 4/8/16 views give 2.00/1.55/0.96 mm. With one view the weak
 # regularisers let unseen parts drift (4.8 mm on one of five synthetic
-# cases), and without normal maps there is nothing to follow, so they apply
-# to several views with normal maps only.
+# cases; two views with normal maps: 3.9 mm against 2.1 from one), and
+# without normal maps there is nothing to follow, so they apply from four
+# views with normal maps on.
+MULTIVIEW_MIN_VIEWS = 4
 MULTIVIEW_NORMALS_OVERRIDES = {"stages": {
     "rig": {"weights": {"landmark": 10.0}},
     "joint": {"weights": {"landmark": 10.0}},
@@ -164,9 +166,9 @@ def merge_overrides(base: dict, extra: dict | None) -> dict:
 
 def schedule_for(options: dict, views) -> list[StageSpec]:
     """The schedule a fit of ``views`` (ViewObservations) runs: the preset, the
-    multi-view settings when several views carry normal maps, then the caller's
-    overrides (``options["schedule"]``)."""
-    several = len(views) > 1 and sum(v.normals is not None for v in views) > 1
+    multi-view settings when at least ``MULTIVIEW_MIN_VIEWS`` views carry normal
+    maps, then the caller's overrides (``options["schedule"]``)."""
+    several = sum(v.normals is not None for v in views) >= MULTIVIEW_MIN_VIEWS
     base = MULTIVIEW_NORMALS_OVERRIDES if several else {}
     return make_schedule(options.get("preset", "default"), merge_overrides(base, options.get("schedule")))
 
