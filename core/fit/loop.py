@@ -51,6 +51,21 @@ class LoopRecord:
     camera: dict  # the first view's camera, see FitRecord.camera
 
 
+def _roll_back(spec: StageSpec, report: StageReport, variables: FitVariables, opt, good, what: str) -> None:
+    """Restore the last good variables and optimiser state and halve the steps;
+    give up after ``MAX_ROLLBACKS`` in one stage."""
+    report.rollbacks += 1
+    if report.rollbacks > MAX_ROLLBACKS:
+        raise FloatingPointError(
+            f"stage {spec.name!r}: {what} after {MAX_ROLLBACKS} rollbacks; "
+            "check the inputs (landmarks, normal maps) or lower the learning rates"
+        )
+    variables.restore(good[0])
+    opt.load_state_dict(good[1])
+    for g in opt.param_groups:
+        g["lr"] *= 0.5
+
+
 def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
                control: FitControl | None = None, reports: list[StageReport] | None = None
                ) -> Iterator[LoopRecord]:
@@ -97,32 +112,14 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             loss = sum(spec.weights.get(k, 0.0) * v for k, v in terms.items() if spec.weights.get(k, 0.0))
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
             if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(best, 1e-12):
-                report.rollbacks += 1
-                if report.rollbacks > MAX_ROLLBACKS:
-                    raise FloatingPointError(
-                        f"stage {spec.name!r}: loss stayed non-finite or diverging after {MAX_ROLLBACKS} "
-                        "rollbacks; check the inputs (landmarks, normal maps) or lower the learning rates"
-                    )
-                variables.restore(good[0])
-                opt.load_state_dict(good[1])
-                for g in opt.param_groups:
-                    g["lr"] *= 0.5
+                _roll_back(spec, report, variables, opt, good, "loss stayed non-finite or diverging")
                 continue
             loss.backward()
             grads_ok = all(
                 p.grad is None or torch.isfinite(p.grad).all() for g in opt.param_groups for p in g["params"]
             )
             if not grads_ok:
-                report.rollbacks += 1
-                if report.rollbacks > MAX_ROLLBACKS:
-                    raise FloatingPointError(
-                        f"stage {spec.name!r}: gradients stayed non-finite after {MAX_ROLLBACKS} rollbacks; "
-                        "check the inputs (landmarks, normal maps) or lower the learning rates"
-                    )
-                variables.restore(good[0])
-                opt.load_state_dict(good[1])
-                for g in opt.param_groups:
-                    g["lr"] *= 0.5
+                _roll_back(spec, report, variables, opt, good, "gradients stayed non-finite")
                 continue
             if value <= best:
                 best = value
