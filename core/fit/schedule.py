@@ -9,7 +9,7 @@ the common cases; any field can be overridden from JSON/dict options
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 # Variables a stage may optimise.
 VARIABLES = (
