@@ -85,6 +85,9 @@ class VIEW3D_PT_likeness_fit(_LikenessPanel, bpy.types.Panel):
         settings = context.scene.likeness
         layout.prop(settings, "preset")
         layout.prop(settings, "device")
+        layout.prop(settings, "focal_mode")
+        if settings.focal_mode == "GIVEN":
+            layout.prop(settings, "focal_35mm")
         col = layout.column(align=True)
         col.label(text="Stage iterations (override the preset):")
         for stage in ("rig", "joint", "vertex"):

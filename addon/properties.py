@@ -46,6 +46,17 @@ class LikenessSettings(bpy.types.PropertyGroup):
         items=(("cpu", "CPU", "Fit on the core's CPU"), ("cuda", "GPU (CUDA)", "Fit on the core's NVIDIA GPU")),
         default="cpu",
     )
+    focal_mode: bpy.props.EnumProperty(
+        name="Focal Length",
+        items=(
+            ("AUTO", "From Photo", "The photo's EXIF 35 mm-equivalent focal length when it has one, else estimated"),
+            ("ESTIMATE", "Estimate", "Estimate the focal length from the photos (use it for cropped photos)"),
+            ("GIVEN", "Given", "The 35 mm-equivalent focal length below, for every photo"),
+        ),
+        default="AUTO",
+    )
+    focal_35mm: bpy.props.FloatProperty(name="Focal (35 mm)", min=4.0, max=2000.0, default=50.0, unit="CAMERA",
+                                        description="35 mm-equivalent focal length of the lens that took the photos")
     override_rig: bpy.props.BoolProperty(name="Rig", description="Override the preset's rig-stage iterations")
     rig_iterations: bpy.props.IntProperty(name="Iterations", min=0, max=100000, default=150,
                                           description="Rig stage: controllers, head pose and camera")
@@ -75,10 +86,11 @@ class LikenessSettings(bpy.types.PropertyGroup):
     )
 
     def job_options(self) -> dict:
-        """Options for the core: {"preset", "schedule": {"stages": {name: {"iterations"}}}}."""
+        """Options for the core: {"preset", "focal", "schedule": {"stages": {name: {"iterations"}}}}."""
         stages = {name: {"iterations": getattr(self, f"{name}_iterations")}
                   for name in STAGES if getattr(self, f"override_{name}")}
-        options = {"preset": self.preset}
+        options = {"preset": self.preset,
+                   "focal": {"AUTO": "auto", "ESTIMATE": "estimate"}.get(self.focal_mode, float(self.focal_35mm))}
         if stages:
             options["schedule"] = {"stages": stages}
         return options

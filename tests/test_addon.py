@@ -187,15 +187,20 @@ def test_photos_add_and_remove(bpy_module, ext, tmp_path):
     settings.photos.clear()
 
 
-def test_job_options_carry_preset_and_stage_overrides(bpy_module, ext):
+def test_job_options_carry_preset_focal_and_stage_overrides(bpy_module, ext):
     settings = bpy_module.context.scene.likeness
     settings.preset = "draft"
-    assert settings.job_options() == {"preset": "draft"}
+    assert settings.job_options() == {"preset": "draft", "focal": "auto"}
     settings.override_rig, settings.rig_iterations = True, 7
     settings.override_vertex, settings.vertex_iterations = True, 0
-    assert settings.job_options() == {"preset": "draft", "schedule": {"stages": {"rig": {"iterations": 7},
-                                                                                 "vertex": {"iterations": 0}}}}
+    assert settings.job_options() == {"preset": "draft", "focal": "auto",
+                                      "schedule": {"stages": {"rig": {"iterations": 7}, "vertex": {"iterations": 0}}}}
     settings.override_rig = settings.override_vertex = False
+    settings.focal_mode, settings.focal_35mm = "GIVEN", 85.0
+    assert settings.job_options() == {"preset": "draft", "focal": 85.0}
+    settings.focal_mode = "ESTIMATE"
+    assert settings.job_options()["focal"] == "estimate"
+    settings.focal_mode = "AUTO"
     settings.preset = "default"
 
 

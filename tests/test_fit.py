@@ -167,3 +167,38 @@ def test_shared_focal_keeps_the_head_in_place():
         qa, qb = pa + [0.01, 0, 0], pb + [0.01, 0, 0]
         assert np.isclose(a.K[0, 0] * (qa[0] / qa[2] - pa[0] / pa[2]), b.K[0, 0] * (qb[0] / qb[2] - pb[0] / pb[2]),
                           rtol=1e-3)
+
+
+def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
+    from core.fit.pipeline import focal_option, initial_cameras, photo_focal
+    from core.fit.schedule import schedule_for
+    from core.priors.image import Photo
+    from core.template import TemplateModel
+
+    assert focal_option(None) == "auto" and focal_option("estimate") == "estimate"
+    assert focal_option("85") == 85.0 and focal_option(26) == 26.0
+    for bad in ("wide", 0, -5, float("nan"), 1e6):
+        with pytest.raises(ValueError, match="35 mm-equivalent"):
+            focal_option(bad)
+    # Where a photo's focal length comes from.
+    exif = Photo(np.zeros((200, 300, 3), np.uint8), "p", focal_35mm=50.0)
+    bare = Photo(np.zeros((200, 300, 3), np.uint8), "q")
+    assert photo_focal(exif, "auto") == (pytest.approx(exif.focal_pixels), "exif")
+    assert photo_focal(exif, "estimate") == (None, "estimated")
+    assert photo_focal(bare, "auto") == (None, "estimated")
+    assert photo_focal(bare, 50) == (pytest.approx(exif.focal_pixels), "given")
+    with pytest.raises(ValueError, match="focal length"):
+        dataclasses.replace(case.view, focal_px=-1.0)
+    # Known focal lengths: PnP uses them and no stage optimises them.
+    f = float(case.K[0, 0])
+    known = dataclasses.replace(case.view, focal_px=f)
+    assert all("focal" not in s.variables for s in schedule_for({"preset": "draft"}, [known]))
+    assert "focal" in schedule_for({"preset": "draft"}, [known, case.view])[0].variables
+    cam = initial_cameras(TemplateModel(template), [known])[0]
+    assert cam.K[0, 0] == pytest.approx(f)
+    _, result = run(template, [known], {"preset": "draft", "schedule": {"stages": {
+        "rig": {"iterations": 10}, "joint": {"iterations": 3}, "vertex": {"iterations": 3}}}})
+    assert result.arrays["K"][0][0, 0] == pytest.approx(f, rel=1e-5)
+    view = result.meta["views"][0]
+    assert view["focal_known"] and view["focal_px"] == pytest.approx(f, rel=1e-5)
+    assert view["focal_35mm"] == pytest.approx(f * np.hypot(36, 24) / np.hypot(128, 128), rel=1e-3)

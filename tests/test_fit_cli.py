@@ -36,6 +36,10 @@ def test_writes_everything(fitted):
     # Issue target on this photo: 0.03 of the eye distance.
     assert report["landmark_error_iod"] < 0.03
     assert "landmark error" in res.stdout
+    # The photo has no EXIF focal length: estimated, and said so.
+    view = report["views"][0]
+    assert view["focal_source"] == "estimated" and not view["focal_known"] and view["focal_35mm"] > 0
+    assert "focal estimated" in res.stderr
 
 
 def test_animation_check(fitted, tmp_path):
@@ -58,6 +62,9 @@ def test_animation_check(fitted, tmp_path):
 
 
 def test_errors_are_clear(tmp_path):
+    lens = subprocess.run([str(BIN / "likeness"), "fit", PHOTO, "--out", str(tmp_path), "--focal", "wide"],
+                          capture_output=True, text=True)
+    assert lens.returncode == 2 and "--focal" in lens.stderr and "35 mm-equivalent" in lens.stderr
     missing = subprocess.run([str(BIN / "likeness"), "fit", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such photo" in missing.stderr

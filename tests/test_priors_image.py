@@ -203,3 +203,32 @@ def test_crop_square_round_trip_and_pixels(astronaut):
     # Outside the photo is filled.
     edge = crop_square(astronaut, (0.0, 0.0), side=64, size=64, fill=7)
     assert (edge.rgb[:32, :32] == 7).all()
+
+
+def _jpeg_with_focal(tmp_path, size, focal_35mm, orientation=None):
+    exif = Image.Exif()
+    if focal_35mm is not None:
+        exif.get_ifd(0x8769)[0xA405] = focal_35mm  # FocalLengthIn35mmFilm
+    if orientation is not None:
+        exif[0x0112] = orientation
+    path = tmp_path / f"focal_{focal_35mm}_{orientation}.jpg"
+    Image.fromarray(np.full((size[1], size[0], 3), 128, np.uint8)).save(path, exif=exif)
+    return path
+
+
+def test_exif_35mm_focal_length_in_pixels(tmp_path):
+    from core.priors.image import focal_35mm_to_pixels
+
+    photo = load_image(_jpeg_with_focal(tmp_path, (300, 200), 50))
+    assert photo.focal_35mm == 50.0
+    # The 35 mm frame's diagonal (43.27 mm) maps onto the image's (360.6 px).
+    assert photo.focal_pixels == pytest.approx(50 * np.hypot(300, 200) / np.hypot(36, 24))
+    assert focal_35mm_to_pixels(np.hypot(36, 24), 3000, 4000) == pytest.approx(5000.0)
+    # A rotated photo keeps its focal length in pixels (the diagonal does not change).
+    turned = load_image(_jpeg_with_focal(tmp_path, (300, 200), 50, orientation=6))
+    assert turned.size == (200, 300) and turned.focal_pixels == pytest.approx(photo.focal_pixels)
+    # Absent, zero ("unknown" in EXIF) or absurd values are no focal length.
+    for value in (None, 0, 5000):
+        assert load_image(_jpeg_with_focal(tmp_path, (64, 48), value)).focal_35mm is None
+    with pytest.raises(ValueError, match="positive"):
+        focal_35mm_to_pixels(0.0, 10, 10)

@@ -27,7 +27,7 @@ def _run(args) -> int:
     from .api import PhotoInput
     from .control import FitControl
     from .outputs import write_result_files
-    from .pipeline import fit_views, views_from_photos
+    from .pipeline import fit_views, focal_option, photo_focal, views_from_photos
 
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     for p in args.photos:
@@ -38,6 +38,10 @@ def _run(args) -> int:
     except (OSError, ValueError) as exc:
         raise CommandError(f"cannot load the template: {exc}") from exc
     options = {"preset": args.preset}
+    try:
+        focal = focal_option(args.focal)
+    except ValueError as exc:
+        raise CommandError(f"--focal: {exc}") from exc
     if args.schedule:
         try:
             options["schedule"] = json.loads(pathlib.Path(args.schedule).read_text()) \
@@ -48,13 +52,16 @@ def _run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            views, loaded, faces = views_from_photos(photos)
+            views, loaded, faces = views_from_photos(photos, focal)
         except PriorError as exc:
             raise CommandError(str(exc)) from exc
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    for photo, face in zip(loaded, faces):
-        print(f"{photo.name}: {face.describe()}", file=sys.stderr)
+    sources = [photo_focal(photo, focal)[1] for photo in loaded]
+    for photo, face, source, view in zip(loaded, faces, sources, views):
+        lens = "focal estimated" if view.focal_px is None else \
+            f"focal {view.focal_px:.0f} px ({source}{', EXIF %g mm' % photo.focal_35mm if source == 'exif' else ''})"
+        print(f"{photo.name}: {face.describe()}; {lens}", file=sys.stderr)
     if args.normals:
         _attach_normal_maps(views, args.normals)
     control = FitControl()
@@ -82,6 +89,8 @@ def _run(args) -> int:
     if not args.quiet and tty:
         print(file=sys.stderr)
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
+    for entry, source in zip(result.meta["views"], sources):
+        entry["focal_source"] = source
     paths = write_result_files(args.out, template, result, loaded, faces)
     print(f"landmark error: {result.meta['landmark_error_iod']:.4f} of the eye distance; "
           f"{result.meta['seconds']:.1f} s on {result.meta['device']}")
@@ -111,5 +120,9 @@ def add_parser(sub) -> None:
     p.add_argument("--normals", nargs="+", metavar="PNG", help="a camera-space normal map per photo")
     p.add_argument("--face-index", type=int, default=None, help="which face when a photo shows several")
     p.add_argument("--schedule", metavar="JSON", help="schedule overrides (file or JSON text)")
+    p.add_argument("--focal", default="auto", metavar="auto|estimate|MM",
+                   help="focal length: 'auto' uses the photo's EXIF 35 mm-equivalent focal length when it has "
+                        "one and estimates it otherwise; 'estimate' ignores EXIF (use it for cropped photos); "
+                        "a number is the 35 mm-equivalent focal length in mm for every photo")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_run)

@@ -27,6 +27,8 @@ class ViewObservation:
         n_z < 0) or None; may be smaller than the image (same aspect).
     normal_mask: (h, w) bool where ``normals`` are valid, or None.
     name: for messages and reports.
+    focal_px: the camera's focal length in image pixels when known (EXIF, or
+        given by the user), else None (the fit estimates it).
     """
 
     width: int
@@ -36,8 +38,14 @@ class ViewObservation:
     normals: np.ndarray | None = None
     normal_mask: np.ndarray | None = None
     name: str = "view"
+    focal_px: float | None = None
 
     def __post_init__(self):
+        if self.focal_px is not None:
+            f = float(self.focal_px)
+            if not (np.isfinite(f) and f > 0):
+                raise ValueError(f"{self.name}: focal length must be a positive number of pixels, got {self.focal_px}")
+            self.focal_px = f
         self.landmarks = np.asarray(self.landmarks, dtype=np.float32)
         self.landmark_weight = np.asarray(self.landmark_weight, dtype=np.float32)
         if self.landmarks.ndim != 2 or self.landmarks.shape[1] != 2:

@@ -29,15 +29,55 @@ from .variables import FitVariables, ViewCamera
 # UV texture maps a fit job returns (pixels per side).
 DEFAULT_TEXTURE_SIZE = 1024
 
+# The ``focal`` fit option's words (else a 35 mm-equivalent focal length in mm).
+FOCAL_AUTO = "auto"
+FOCAL_ESTIMATE = "estimate"
+
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
 
 
-def views_from_photos(photos):
-    """Load photos and detect landmarks. Returns (views, photos, faces)."""
+def focal_option(value) -> str | float:
+    """Validate the ``focal`` fit option: "auto" (default; the photo's EXIF
+    35 mm-equivalent focal length when it has one, else estimated), "estimate"
+    (always estimated; for cropped photos, whose EXIF no longer matches), or a
+    35 mm-equivalent focal length in mm for every photo."""
+    if value is None or value == FOCAL_AUTO:
+        return FOCAL_AUTO
+    if value == FOCAL_ESTIMATE:
+        return FOCAL_ESTIMATE
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        mm = float("nan")
+    if not (np.isfinite(mm) and 4.0 <= mm <= 2000.0):
+        raise ValueError(f"focal must be {FOCAL_AUTO!r}, {FOCAL_ESTIMATE!r} or a 35 mm-equivalent focal length "
+                         f"in mm between 4 and 2000 (50 for a standard lens, 26 for a phone's main camera); "
+                         f"got {value!r}")
+    return mm
+
+
+def photo_focal(photo, option) -> tuple[float | None, str]:
+    """(focal length in pixels or None, where it came from: "given", "exif" or "estimated")."""
+    from core.priors.image import focal_35mm_to_pixels
+
+    option = focal_option(option)
+    if isinstance(option, float):
+        return focal_35mm_to_pixels(option, *photo.size), "given"
+    if option == FOCAL_AUTO and photo.focal_35mm is not None:
+        return photo.focal_pixels, "exif"
+    return None, "estimated"
+
+
+def views_from_photos(photos, focal="auto"):
+    """Load photos and detect landmarks. Returns (views, photos, faces).
+
+    focal: the ``focal`` fit option (see ``focal_option``).
+    """
     from core.priors.image import load_image
     from core.priors.landmarks import detect_landmarks
 
+    focal_option(focal)  # a bad option fails before any photo is read
     views, loaded, faces = [], [], []
     for p in photos:
         photo = load_image(p.data if p.data is not None else p.path, name=p.name)
@@ -45,7 +85,8 @@ def views_from_photos(photos):
         weight = np.full(len(face.points), 1.0, np.float32)
         weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
         w, h = photo.size
-        views.append(ViewObservation(w, h, face.points, weight, name=p.name))
+        focal_px, _ = photo_focal(photo, focal)
+        views.append(ViewObservation(w, h, face.points, weight, name=p.name, focal_px=focal_px))
         loaded.append(photo)
         faces.append(face)
     return views, loaded, faces
@@ -62,7 +103,9 @@ def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[
     cams = []
     for v in views:
         use = use_kind & (v.landmark_weight > 0)
-        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height))
+        # A known focal length (EXIF or given) is the only one PnP tries.
+        scan = {} if v.focal_px is None else {"focal_scan": (v.focal_px / max(v.width, v.height),)}
+        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height), **scan)
         cams.append(ViewCamera(guess.K, guess.R, guess.t, v.width, v.height))
     return cams
 
@@ -122,11 +165,15 @@ def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecor
     if not job.photos:
         raise ValueError("a fit needs at least one photo")
     template = job.template if job.template is not None else load_default()
-    views, photos, _ = views_from_photos(job.photos)
+    focal = job.options.get("focal", FOCAL_AUTO)
+    views, photos, _ = views_from_photos(job.photos, focal)
     size = int(job.options.get("texture_size", DEFAULT_TEXTURE_SIZE))
     for record in fit_views(template, views, job.options, control, job.device):
-        if record.result is not None and size > 0:
-            add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
+        if record.result is not None:
+            for entry, photo in zip(record.result.meta["views"], photos):
+                entry["focal_source"] = photo_focal(photo, focal)[1]
+            if size > 0:
+                add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
         yield record
 
 

@@ -99,10 +99,19 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     meta = {
         "landmark_error_iod": float(np.mean(errors)),
         "landmark_error_iod_per_view": errors,
-        "views": [{"name": v.name, "width": v.width, "height": v.height} for v in views],
+        "views": [{"name": v.name, "width": v.width, "height": v.height,
+                   "focal_px": float(K[i][0, 0]), "focal_35mm": _focal_35mm(float(K[i][0, 0]), v.width, v.height),
+                   "focal_known": v.focal_px is not None} for i, v in enumerate(views)],
         "ctrl_names": list(t.ctrl_names),
         "expression_names": [t.ctrl_names[i] for i in expr_ids.tolist()],
         "joint_names": list(t.joint_names),
         "pose_joint": t.joint_names[variables.pose_joint],
     }
     return FitResult(arrays, meta)
+
+
+def _focal_35mm(focal_px: float, width: int, height: int) -> float:
+    """A focal length in pixels as the 35 mm-equivalent in mm (diagonals matched)."""
+    from core.priors.image import FILM_35MM_DIAGONAL_MM
+
+    return round(focal_px * FILM_35MM_DIAGONAL_MM / float(np.hypot(width, height)), 2)

@@ -83,6 +83,7 @@ def colmap_point_ba(corrs: list[ViewCorrespondences], cameras: list[ViewCamera],
         opts.print_summary = False
         opts.refine_principal_point = False
         opts.refine_extra_params = False
+        opts.refine_focal_length = options.refine_focal
         opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
         opts.ceres.loss_function_scale = options.robust_scale * max(corrs[0].width, corrs[0].height)
         opts.ceres.solver_options.num_threads = torch.get_num_threads()

@@ -131,6 +131,8 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
     model = TemplateModel(template, device=device, dtype=dtype)
     shared_focal = bool(options.get("multiview_shared_focal", True))
     bo = dataclasses.replace(bo, shared_focal=shared_focal)
+    if all(v.focal_px is not None for v in views):
+        bo = dataclasses.replace(bo, refine_focal=False)  # known focal lengths are held, as in the stages
     variables = FitVariables(model, initial_cameras(model, views), shared_focal=shared_focal)
     objective = Objective(model, views)
     reports: list[StageReport] = []

@@ -23,6 +23,11 @@ from .errors import ImageError
 MAX_PIXELS = 64_000_000
 
 _EXIF_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_EXIF_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm (SHORT, mm; 0 = unknown)
+# The 35 mm film frame's diagonal: a 35 mm-equivalent focal length scales by the
+# image diagonal (a crop factor is a ratio of diagonals).
+FILM_35MM_DIAGONAL_MM = float(np.hypot(36.0, 24.0))
 _SUPPORTED = "JPEG, PNG, TIFF or WebP"
 
 
@@ -33,6 +38,8 @@ class Photo:
     rgb: (H, W, 3) uint8, C-contiguous, EXIF orientation already applied.
     name: file stem, or the name given for in-memory bytes.
     orientation: the EXIF orientation tag that was applied (1 = none).
+    focal_35mm: the EXIF 35 mm-equivalent focal length in mm, or None when the
+        file does not say (``focal_pixels`` converts it).
     source_mode: Pillow mode of the file ("RGB", "I;16", "CMYK", ...).
     source_format: Pillow format name ("JPEG", "PNG", ...).
     """
@@ -42,11 +49,17 @@ class Photo:
     orientation: int = 1
     source_mode: str = "RGB"
     source_format: str = ""
+    focal_35mm: float | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    @property
+    def focal_pixels(self) -> float | None:
+        """The EXIF focal length in pixels of this image, or None."""
+        return None if self.focal_35mm is None else focal_35mm_to_pixels(self.focal_35mm, *self.size)
 
     def describe(self) -> str:
         w, h = self.size
@@ -94,7 +107,9 @@ def load_image(
                 _check_pixels(im, label, max_pixels)
                 fmt = im.format or ""
                 mode = im.mode
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                exif = im.getexif()
+                orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+                focal_35mm = _exif_focal_35mm(exif)
                 im.load()
                 upright = ImageOps.exif_transpose(im)
                 rgb = _to_rgb8(upright, label)
@@ -116,7 +131,29 @@ def load_image(
         orientation=orientation if 1 <= orientation <= 8 else 1,
         source_mode=mode,
         source_format=fmt,
+        focal_35mm=focal_35mm,
     )
+
+
+def focal_35mm_to_pixels(focal_35mm: float, width: int, height: int) -> float:
+    """A 35 mm-equivalent focal length (mm) in pixels of a ``width`` x ``height``
+    image: the film frame's diagonal maps onto the image's. Holds for a resized
+    photo, not for a cropped one (a crop keeps the pixel focal length but
+    shortens the diagonal)."""
+    if not (np.isfinite(focal_35mm) and focal_35mm > 0):
+        raise ValueError(f"a 35 mm-equivalent focal length must be positive, got {focal_35mm}")
+    return float(focal_35mm) * float(np.hypot(width, height)) / FILM_35MM_DIAGONAL_MM
+
+
+def _exif_focal_35mm(exif) -> float | None:
+    """FocalLengthIn35mmFilm from the Exif IFD, or None when absent, zero or absurd."""
+    try:
+        value = exif.get_ifd(_EXIF_IFD).get(_EXIF_FOCAL_35MM)
+        focal = float(value) if value is not None else None
+    except (TypeError, ValueError, KeyError, OSError, SyntaxError):
+        return None
+    # 0 means unknown; beyond 8-2000 mm the tag is not a camera's.
+    return focal if focal is not None and 8.0 <= focal <= 2000.0 else None
 
 
 def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
