@@ -232,3 +232,16 @@ def test_exif_35mm_focal_length_in_pixels(tmp_path):
         assert load_image(_jpeg_with_focal(tmp_path, (64, 48), value)).focal_35mm is None
     with pytest.raises(ValueError, match="positive"):
         focal_35mm_to_pixels(0.0, 10, 10)
+
+
+def test_exif_focal_of_a_cropped_photo_is_not_used(tmp_path):
+    exif = Image.Exif()
+    ifd = exif.get_ifd(0x8769)
+    ifd[0xA405], ifd[0xA002], ifd[0xA003] = 26, 4032, 3024  # a phone's 4:3 capture
+    im = Image.fromarray(np.full((300, 300, 3), 128, np.uint8))  # cropped square
+    im.save(tmp_path / "crop.jpg", exif=exif)
+    with pytest.warns(UserWarning, match="cropped"):
+        assert load_image(tmp_path / "crop.jpg").focal_35mm is None
+    # The same capture only resized keeps its focal length.
+    Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(tmp_path / "small.jpg", exif=exif)
+    assert load_image(tmp_path / "small.jpg").focal_35mm == 26.0

@@ -25,6 +25,9 @@ MAX_PIXELS = 64_000_000
 _EXIF_ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
 _EXIF_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm (SHORT, mm; 0 = unknown)
+_EXIF_PIXEL_X, _EXIF_PIXEL_Y = 0xA002, 0xA003  # PixelXDimension / PixelYDimension at capture
+# Aspect ratios further apart than this mean the photo was cropped after capture.
+CROP_ASPECT_TOL = 0.01
 # The 35 mm film frame's diagonal: a 35 mm-equivalent focal length scales by the
 # image diagonal (a crop factor is a ratio of diagonals).
 FILM_35MM_DIAGONAL_MM = float(np.hypot(36.0, 24.0))
@@ -109,7 +112,7 @@ def load_image(
                 mode = im.mode
                 exif = im.getexif()
                 orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-                focal_35mm = _exif_focal_35mm(exif)
+                focal_35mm, cropped = _exif_focal_35mm(exif, im.size)
                 im.load()
                 upright = ImageOps.exif_transpose(im)
                 rgb = _to_rgb8(upright, label)
@@ -125,6 +128,10 @@ def load_image(
         raise ImageError(
             f"{label!r} is corrupt or truncated ({exc}); re-export or re-download the photo"
         ) from exc
+    if cropped:
+        warnings.warn(f"{label}: cropped after it was taken (EXIF says {cropped}); its EXIF focal length "
+                      "no longer fits the picture and is not used (the fit estimates it; pass the lens's "
+                      "35 mm-equivalent focal length to override)", stacklevel=2)
     return Photo(
         rgb=np.ascontiguousarray(rgb),
         name=default_name,
@@ -145,15 +152,26 @@ def focal_35mm_to_pixels(focal_35mm: float, width: int, height: int) -> float:
     return float(focal_35mm) * float(np.hypot(width, height)) / FILM_35MM_DIAGONAL_MM
 
 
-def _exif_focal_35mm(exif) -> float | None:
-    """FocalLengthIn35mmFilm from the Exif IFD, or None when absent, zero or absurd."""
+def _exif_focal_35mm(exif, size: tuple[int, int]) -> tuple[float | None, str]:
+    """(FocalLengthIn35mmFilm or None, why it was dropped). None when absent, zero or
+    absurd, or when the capture size in EXIF has another aspect ratio than the
+    pixels (a crop: the 35 mm equivalent no longer maps onto this picture)."""
     try:
-        value = exif.get_ifd(_EXIF_IFD).get(_EXIF_FOCAL_35MM)
+        ifd = exif.get_ifd(_EXIF_IFD)
+        value = ifd.get(_EXIF_FOCAL_35MM)
         focal = float(value) if value is not None else None
+        captured = (int(ifd.get(_EXIF_PIXEL_X, 0) or 0), int(ifd.get(_EXIF_PIXEL_Y, 0) or 0))
     except (TypeError, ValueError, KeyError, OSError, SyntaxError):
-        return None
+        return None, ""
     # 0 means unknown; beyond 8-2000 mm the tag is not a camera's.
-    return focal if focal is not None and 8.0 <= focal <= 2000.0 else None
+    if focal is None or not 8.0 <= focal <= 2000.0:
+        return None, ""
+    if min(captured) > 0:
+        a = max(captured) / min(captured)
+        b = max(size) / max(min(size), 1)
+        if abs(a / b - 1.0) > CROP_ASPECT_TOL:
+            return None, f"{captured[0]}x{captured[1]} at capture, {size[0]}x{size[1]} now"
+    return focal, ""
 
 
 def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
