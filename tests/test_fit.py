@@ -202,3 +202,28 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
     view = result.meta["views"][0]
     assert view["focal_known"] and view["focal_px"] == pytest.approx(f, rel=1e-5)
     assert view["focal_35mm"] == pytest.approx(f * np.hypot(36, 24) / np.hypot(128, 128), rel=1e-3)
+
+
+def test_mesh_metrics_split_the_error(template, case):
+    from core.bench.fit import facing_camera, vertex_normals
+
+    face = template.regions[FACE_REGION]
+    gt = case.verts.astype(np.float64)
+    n = vertex_normals(gt, template.tris)
+    tangent = np.cross(n, [0.3, 0.5, 0.8])
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    sign = np.where(np.arange(len(gt)) % 2 == 0, 1.0, -1.0)[:, None]  # no similarity absorbs it
+    along = mesh_metrics(gt + 1e-4 * sign * n, gt, template.tris, face)
+    assert along["rmse_normal_mm"] == pytest.approx(0.1, rel=0.05) and along["rmse_tangent_mm"] < 0.02
+    across = mesh_metrics(gt + 1e-4 * sign * tangent, gt, template.tris, face)
+    assert across["rmse_tangent_mm"] == pytest.approx(0.1, rel=0.05) and across["rmse_normal_mm"] < 0.02
+    # Facing split: the seen part of a turned head, and its complement.
+    facing = facing_camera(case, template.tris)
+    m = mesh_metrics(gt + 1e-4 * sign * n, gt, template.tris, face, facing, template.verts)
+    assert 0.5 < m["facing_fraction"] < 1.0
+    assert m["rmse_mm"] ** 2 == pytest.approx(m["facing_fraction"] * m["rmse_facing_mm"] ** 2
+                                              + (1 - m["facing_fraction"]) * m["rmse_not_facing_mm"] ** 2, rel=1e-6)
+    # Folds: the template mirrored is flipped everywhere, the ground truth against itself nowhere.
+    mirrored = template.verts * [-1.0, 1.0, 1.0]
+    folds = mesh_metrics(gt, gt, template.tris, face, rest=mirrored)
+    assert folds["flipped_faces"] == 0 and folds["flipped_vs_template"] == folds["gt_folded_vs_template"] > 1000

@@ -76,12 +76,15 @@ def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
 
 
 def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: np.ndarray,
-                 facing: np.ndarray | None = None) -> dict:
+                 facing: np.ndarray | None = None, rest: np.ndarray | None = None) -> dict:
     """Face-mask metrics after a similarity alignment of ``pred`` to ``gt`` on the face:
     RMSE (mm), its parts along the ground truth's normals and along the surface,
     mean normal consistency (cosine), flipped faces and smallest corner angle
     (degrees) over the triangles with all corners in the face mask. ``facing``
-    (N,) bool adds the RMSE over the face-mask vertices it marks and over the rest."""
+    (N,) bool adds the RMSE over the face-mask vertices it marks and over the rest.
+    ``rest`` (N, 3), the template, adds the triangles flipped against it (folds the
+    fit made) and the ground truth's own folds against it (which "flipped faces",
+    counted against the ground truth, include when the fit does not copy them)."""
     pred = similarity_align(pred.astype(np.float64), gt.astype(np.float64), face_ids)
     gt = gt.astype(np.float64)
     diff = pred[face_ids] - gt[face_ids]
@@ -96,6 +99,13 @@ def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: n
     fp = np.cross(pred[ftris[:, 1]] - pred[ftris[:, 0]], pred[ftris[:, 2]] - pred[ftris[:, 0]])
     fg = np.cross(gt[ftris[:, 1]] - gt[ftris[:, 0]], gt[ftris[:, 2]] - gt[ftris[:, 0]])
     flipped = int(((fp * fg).sum(1) < 0).sum())
+    folds = {}
+    if rest is not None:
+        r = np.asarray(rest, np.float64)
+        fr = np.cross(r[ftris[:, 1]] - r[ftris[:, 0]], r[ftris[:, 2]] - r[ftris[:, 0]])
+        # Orientation does not change under the similarity alignment (positive scale).
+        folds = {"flipped_vs_template": int(((fp * fr).sum(1) < 0).sum()),
+                 "gt_folded_vs_template": int(((fg * fr).sum(1) < 0).sum())}
     e = [pred[ftris[:, (k + 1) % 3]] - pred[ftris[:, k]] for k in range(3)]
     angles = []
     for k in range(3):
@@ -117,7 +127,7 @@ def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: n
         f = np.asarray(facing, bool)[face_ids]
         out.update({"rmse_facing_mm": rms_mm(err[f]), "rmse_not_facing_mm": rms_mm(err[~f]),
                     "facing_fraction": float(f.mean())})
-    return out | {
+    return out | folds | {
         "nc": float(nc.mean()),
         "flipped_faces": flipped,
         "min_angle_deg": float(np.min(angles)),
@@ -183,7 +193,7 @@ def run(args) -> dict:
                 stages = [{"name": s["name"], "iterations": s["iterations"], "seconds": s["seconds"]}
                           for s in result.meta["stages"]]
             seconds = time.perf_counter() - t0
-            m = mesh_metrics(verts, case.verts, template.tris, face_ids, facing)
+            m = mesh_metrics(verts, case.verts, template.tris, face_ids, facing, template.verts)
             if variant == "full" and len(heat) < 3:
                 heat.append((case.name, verts, m["_err_mm"]))
             m.pop("_err_mm")
@@ -194,7 +204,7 @@ def run(args) -> dict:
             print(f"{case.name} {variant:<13} rmse {m['rmse_mm']:.3f} mm (normal {m['rmse_normal_mm']:.2f}, "
                   f"tangent {m['rmse_tangent_mm']:.2f}; facing {m['rmse_facing_mm']:.2f}, "
                   f"not facing {m['rmse_not_facing_mm']:.2f})  nc {m['nc']:.4f}  "
-                  f"flipped {m['flipped_faces']}  {seconds:.1f} s", flush=True)
+                  f"flipped {m['flipped_faces']} ({m['flipped_vs_template']} vs template)  {seconds:.1f} s", flush=True)
         cases.append(entry)
     summary = {}
     for variant in variants:
@@ -206,6 +216,8 @@ def run(args) -> dict:
                for key in ("rmse_normal_mm", "rmse_tangent_mm", "rmse_facing_mm", "rmse_not_facing_mm")},
             "nc_median": float(np.median([r["nc"] for r in rows])),
             "flipped_faces_max": int(np.max([r["flipped_faces"] for r in rows])),
+            "flipped_vs_template_max": int(np.max([r["flipped_vs_template"] for r in rows])),
+            "gt_folded_vs_template_max": int(np.max([r["gt_folded_vs_template"] for r in rows])),
             "seconds_median": float(np.median([r["seconds"] for r in rows])),
         }
     animation = _animation_check(template, full_results[0]) if full_results else None
