@@ -223,7 +223,10 @@ def test_mesh_metrics_split_the_error(template, case):
     assert 0.5 < m["facing_fraction"] < 1.0
     assert m["rmse_mm"] ** 2 == pytest.approx(m["facing_fraction"] * m["rmse_facing_mm"] ** 2
                                               + (1 - m["facing_fraction"]) * m["rmse_not_facing_mm"] ** 2, rel=1e-6)
-    # Folds: the template mirrored is flipped everywhere, the ground truth against itself nowhere.
+    # Folds: against a mirrored template every ground-truth triangle is folded, yet a
+    # fit equal to the ground truth made no fold; a mirrored fit folds everything.
     mirrored = template.verts * [-1.0, 1.0, 1.0]
     folds = mesh_metrics(gt, gt, template.tris, face, rest=mirrored)
-    assert folds["flipped_faces"] == 0 and folds["flipped_vs_template"] == folds["gt_folded_vs_template"] > 1000
+    assert folds["flipped_faces"] == folds["folds_made"] == 0 and folds["gt_folded_vs_template"] > 1000
+    folds = mesh_metrics(gt * [-1.0, 1.0, 1.0], gt, template.tris, face, rest=template.verts)
+    assert 1000 < folds["folds_made"] <= folds["flipped_faces"]
