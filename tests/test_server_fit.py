@@ -28,9 +28,11 @@ def core(tmp_path_factory):
 def test_short_fit_with_inline_photo_streams_frames_and_returns_the_result_inline(core):
     frames = []
     with core.client(on_frame=lambda m: frames.append(m)) as c:
-        job = c.start_fit([("grace.jpg", PHOTO.read_bytes())], options=SHORT, device="cpu")
+        job = c.start_fit([("grace.jpg", PHOTO.read_bytes())], options={**SHORT, "focal": 85}, device="cpu")
         final = c.wait_final(job, 300)
         assert final.kind == "result", final.fields
+        view = final.fields["meta"]["views"][0]
+        assert view["focal_source"] == "given" and view["focal_35mm"] == pytest.approx(85.0, rel=1e-3)
         verts = final.buffers["verts"]
         assert verts.dtype == np.float32 and verts.ndim == 2 and verts.shape[1] == 3
         assert np.isfinite(verts).all()
@@ -75,6 +77,10 @@ def test_fit_errors_cross_with_their_traceback(core):
         assert "Traceback" in final.fields["traceback"]
         c.send(Message("job", "nophotos", fields={"type": "fit", "photos": []}))
         assert "at least one photo" in c.wait_final("nophotos", 60).fields["message"]
+        job = c.start_fit([str(PHOTO)], options={**SHORT, "focal": "wide"})
+        final = c.wait_final(job, 60)
+        assert final.kind == "error" and final.fields["code"] == "bad_message"
+        assert "35 mm-equivalent" in final.fields["message"]
 
 
 def test_default_template_travels_to_the_client(core):

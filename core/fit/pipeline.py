@@ -14,6 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.priors.image import FOCAL_AUTO, focal_option, photo_focal
 from core.template import LMK_SURFACE, Template, TemplateModel
 
 from .api import FitJob, FitRecord, FitResult
@@ -29,44 +30,8 @@ from .variables import FitVariables, ViewCamera
 # UV texture maps a fit job returns (pixels per side).
 DEFAULT_TEXTURE_SIZE = 1024
 
-# The ``focal`` fit option's words (else a 35 mm-equivalent focal length in mm).
-FOCAL_AUTO = "auto"
-FOCAL_ESTIMATE = "estimate"
-
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
-
-
-def focal_option(value) -> str | float:
-    """Validate the ``focal`` fit option: "auto" (default; the photo's EXIF
-    35 mm-equivalent focal length when it has one, else estimated), "estimate"
-    (always estimated; for cropped photos, whose EXIF no longer matches), or a
-    35 mm-equivalent focal length in mm for every photo."""
-    if value is None or value == FOCAL_AUTO:
-        return FOCAL_AUTO
-    if value == FOCAL_ESTIMATE:
-        return FOCAL_ESTIMATE
-    try:
-        mm = float(value)
-    except (TypeError, ValueError):
-        mm = float("nan")
-    if not (np.isfinite(mm) and 4.0 <= mm <= 2000.0):
-        raise ValueError(f"focal must be {FOCAL_AUTO!r}, {FOCAL_ESTIMATE!r} or a 35 mm-equivalent focal length "
-                         f"in mm between 4 and 2000 (50 for a standard lens, 26 for a phone's main camera); "
-                         f"got {value!r}")
-    return mm
-
-
-def photo_focal(photo, option) -> tuple[float | None, str]:
-    """(focal length in pixels or None, where it came from: "given", "exif" or "estimated")."""
-    from core.priors.image import focal_35mm_to_pixels
-
-    option = focal_option(option)
-    if isinstance(option, float):
-        return focal_35mm_to_pixels(option, *photo.size), "given"
-    if option == FOCAL_AUTO and photo.focal_35mm is not None:
-        return photo.focal_pixels, "exif"
-    return None, "estimated"
 
 
 def views_from_photos(photos, focal="auto"):

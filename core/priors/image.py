@@ -28,6 +28,9 @@ _EXIF_FOCAL_35MM = 0xA405  # FocalLengthIn35mmFilm (SHORT, mm; 0 = unknown)
 _EXIF_PIXEL_X, _EXIF_PIXEL_Y = 0xA002, 0xA003  # PixelXDimension / PixelYDimension at capture
 # Aspect ratios further apart than this mean the photo was cropped after capture.
 CROP_ASPECT_TOL = 0.01
+# The ``focal`` fit option's words (else a 35 mm-equivalent focal length in mm).
+FOCAL_AUTO = "auto"
+FOCAL_ESTIMATE = "estimate"
 # The 35 mm film frame's diagonal: a 35 mm-equivalent focal length scales by the
 # image diagonal (a crop factor is a ratio of diagonals).
 FILM_35MM_DIAGONAL_MM = float(np.hypot(36.0, 24.0))
@@ -150,6 +153,36 @@ def focal_35mm_to_pixels(focal_35mm: float, width: int, height: int) -> float:
     if not (np.isfinite(focal_35mm) and focal_35mm > 0):
         raise ValueError(f"a 35 mm-equivalent focal length must be positive, got {focal_35mm}")
     return float(focal_35mm) * float(np.hypot(width, height)) / FILM_35MM_DIAGONAL_MM
+
+
+def focal_option(value) -> str | float:
+    """Validate the ``focal`` fit option: "auto" (default; the photo's EXIF
+    35 mm-equivalent focal length when it has one, else estimated), "estimate"
+    (always estimated; for cropped photos, whose EXIF no longer matches), or a
+    35 mm-equivalent focal length in mm for every photo."""
+    if value is None or value == FOCAL_AUTO:
+        return FOCAL_AUTO
+    if value == FOCAL_ESTIMATE:
+        return FOCAL_ESTIMATE
+    try:
+        mm = float(value)
+    except (TypeError, ValueError):
+        mm = float("nan")
+    if not (np.isfinite(mm) and 4.0 <= mm <= 2000.0):
+        raise ValueError(f"focal must be {FOCAL_AUTO!r}, {FOCAL_ESTIMATE!r} or a 35 mm-equivalent focal length "
+                         f"in mm between 4 and 2000 (50 for a standard lens, 26 for a phone's main camera); "
+                         f"got {value!r}")
+    return mm
+
+
+def photo_focal(photo: Photo, option) -> tuple[float | None, str]:
+    """(focal length in pixels or None, where it came from: "given", "exif" or "estimated")."""
+    option = focal_option(option)
+    if isinstance(option, float):
+        return focal_35mm_to_pixels(option, *photo.size), "given"
+    if option == FOCAL_AUTO and photo.focal_35mm is not None:
+        return photo.focal_pixels, "exif"
+    return None, "estimated"
 
 
 def _exif_focal_35mm(exif, size: tuple[int, int]) -> tuple[float | None, str]:

@@ -25,6 +25,7 @@ from bridge.server import Connection, error_message
 from bridge.template import TemplateMessage
 from core.fit.api import FitJob, PhotoInput
 from core.fit.control import FitCancelled, FitControl, Pins
+from core.priors.image import focal_option
 from core.template import Template, TemplateError, load_default
 from core.template import load as load_template
 
@@ -260,8 +261,12 @@ class Session:
         if template is None and template_id != DEFAULT_TEMPLATE:
             raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template {template_id!r} in this session; send it first",
                                        msg.job, about=msg.kind))
-        fit_job = FitJob(photos=photos, template=template, options=msg.fields.get("options", {}),
-                         device=msg.fields.get("device", "cpu"))
+        options = msg.fields.get("options", {})
+        try:
+            focal_option(options.get("focal"))
+        except ValueError as exc:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
+        fit_job = FitJob(photos=photos, template=template, options=options, device=msg.fields.get("device", "cpu"))
 
         def work() -> Message:
             from core.fit.pipeline import run_fit  # seconds to import (detectors, renderer): only when a fit runs
