@@ -178,13 +178,13 @@ def test_fit_views_three_views_beat_one(template):
     views = [landmark_view(template, case.verts, c, f"v{i}") for i, c in enumerate(cams)]
     face = template.regions[FACE_REGION]
 
-    def fit(vs):
-        records = list(fit_views(template, vs, FAST_FIT))
+    def fit(vs, **options):
+        records = list(fit_views(template, vs, {**FAST_FIT, **options}))
         assert [r.step for r in records] == sorted(r.step for r in records)
         return records[-1].result
 
     one = fit(views[:1])
-    three = fit(views)
+    three = fit(views, multiview_ba="topology_ba")
     err_one = mesh_metrics(one.arrays["verts"], case.verts, template.tris, face)["rmse_mm"]
     err_three = mesh_metrics(three.arrays["verts"], case.verts, template.tris, face)["rmse_mm"]
     assert three.meta["multiview"]["ba"] == "topology_ba"
@@ -192,6 +192,11 @@ def test_fit_views_three_views_beat_one(template):
     assert err_three < 0.85 * err_one, (err_one, err_three)
     rot = rot_error(template, three.arrays["verts"], case.verts, list(three.arrays["R"]), cams)
     assert rot.max() < 3.0, rot  # a short schedule: cameras in the right basin, not converged
+    # The default for several photos: the stages on all views, no adjustment.
+    plain = fit(views)
+    assert plain.meta["multiview"] == {"ba": "off"} and plain.arrays["R"].shape == (3, 3, 3)
+    err_plain = mesh_metrics(plain.arrays["verts"], case.verts, template.tris, face)["rmse_mm"]
+    assert err_plain < 0.85 * err_one, (err_one, err_plain)
 
 
 def test_hide_backfacing_zeroes_far_side_landmarks(template):

@@ -30,6 +30,14 @@ from .variables import FitVariables, ViewCamera
 # UV texture maps a fit job returns (pixels per side).
 DEFAULT_TEXTURE_SIZE = 1024
 
+# Several photos: no bundle adjustment by default, the stages run on all views
+# from the per-view PnP cameras. On MediaPipe landmarks (+ normal maps) of
+# Cycles renders this beat the topology-aware adjustment in 7 of 8 cases
+# (2 identities x 2/4/8/16 views; README, *Several photos*): the adjustment
+# triangulates the detector's view-dependent bias into the mesh. It pays with
+# dense correspondences; ``"multiview_ba": "topology_ba"`` selects it.
+DEFAULT_MULTIVIEW_BA = "off"
+
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
 
@@ -92,7 +100,8 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
               cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
     """Fit ``template`` to observations; yields records, the last with the result."""
     options = dict(options or {})
-    if cameras is None and len(views) > 1 and options.get("multiview_ba", "topology_ba") != "off":
+    method = options.get("multiview_ba", DEFAULT_MULTIVIEW_BA)
+    if cameras is None and len(views) > 1 and method != "off":
         # Several photos: rig stage, bundle adjustment, then the rest on all views (core/multiview).
         from core.multiview import fit_multiview
 
@@ -113,6 +122,8 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
         yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts, camera=rec.camera)
     result = assemble_result(variables, objective, views)
     result.meta.update(run_meta(reports, stages, start, model.device))
+    if len(views) > 1:
+        result.meta["multiview"] = {"ba": "off"}
     step = last.step if last else 0
     total = last.total_steps if last else 0
     yield FitRecord("done", 0, step, total, last.losses if last else {}, result.arrays["verts"], result=result)
