@@ -10,7 +10,9 @@ Units, so that weights of 1 are balanced:
 - regularisers compare with the mesh at the start of the stage (so the
   vertex stage keeps the rig/joint result's local shape): EV-GCC, conformal,
   face flip, eyelid curve flow, displacement (metres), Laplacian (mm²),
-  mirror symmetry (mm²), controller and joint priors (squared values).
+  mirror symmetry (mm²), anchor (mm², each vertex's move weighted by how
+  unseen it is: 1 when it faces away from every camera, 0 from cos 0.5 on),
+  controller and joint priors (squared values).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ EYELID_SUFFIX = "_lid"
 CORNER_SUBSET = "corners"
 MM = 1000.0
 CM = 100.0
+# Anchor term: a vertex counts as fully seen from this cosine between its
+# normal and the direction to the nearest-facing camera.
+ANCHOR_COS = 0.5
 
 
 class Objective:
@@ -94,6 +99,7 @@ class Objective:
                                         torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.reference = None
+        self.anchor = None
         self.top_k = 512
 
     # -- stage setup ----------------------------------------------------------
@@ -102,7 +108,24 @@ class Objective:
             ref = self.posed(variables).verts.detach()
         self.reference = ref
         self.top_k = spec.top_k
+        self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
+
+    def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
+        """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
+        A vertex's coverage is its best cosine between normal and direction to a camera
+        (views with a normal map or landmarks), ramped from 0 at cos 0 to 1 at ANCHOR_COS."""
+        from core.render import vertex_normals
+
+        with torch.no_grad():
+            v = verts[0]
+            n = vertex_normals(verts, self.model.tris)[0]
+            _, R, t = variables.cameras()
+            centres = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
+            to_cam = centres[:, None, :] - v[None]  # (V, N, 3)
+            cos = (to_cam * n[None]).sum(-1) / to_cam.norm(dim=-1).clamp_min(1e-9)
+            cover = (cos.max(0).values / ANCHOR_COS).clamp(0.0, 1.0)
+        return 1.0 - cover
 
     def set_normal_res(self, res: int) -> None:
         """Compare normal maps at most ``res`` pixels on their long side from now on."""
@@ -180,6 +203,8 @@ class Objective:
             else verts.new_zeros(()),
             "disp": lambda: displacement_loss(variables.vertex_offsets()),
             "laplacian": lambda: laplacian_energy(verts * MM, ref * MM, self.laplacian),
+            "anchor": lambda: (self.anchor * ((verts[0] - ref[0]) * MM).pow(2).sum(-1)).mean()
+            if self.anchor is not None else verts.new_zeros(()),
             "symmetry": lambda: symmetry_loss(verts * MM, self.mirror),
             "controller_prior": lambda: (variables.shape ** 2).mean() + (variables.expression ** 2).mean(),
             "joint_prior": lambda: (variables.joints ** 2).mean(),

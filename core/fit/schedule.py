@@ -25,7 +25,7 @@ VARIABLES = (
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
     "landmark", "normal", "pins",
-    "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry",
+    "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry", "anchor",
     "controller_prior", "joint_prior",
 )
 
@@ -121,19 +121,20 @@ PRESETS: dict[str, list[StageSpec]] = {
 }
 
 
-# Several views with normal maps see (nearly) every face-mask vertex, so the
-# vertex stage can follow the normals further: weaker shape regularisers,
-# twice the iterations, uniform Adam steps at a larger rate. Detected landmarks then only place the head: their
-# view-dependent bias (MediaPipe on renders: 1.4-2.1 px median, eye-corner
-# distance up to 7 % off on turned heads) contradicts the normals of other
-# views. Measured on Cycles renders of one identity (MediaPipe landmarks +
-# ground-truth normal maps): with the single-view settings, 1/4/16 views give
-# 1.99/3.07/2.66 mm; with these 4/8/16 views give 2.00/1.55/0.96 mm. With one view the weak
-# regularisers let unseen parts drift (4.8 mm on one of five synthetic
-# cases; two views with normal maps: 3.9 mm against 2.1 from one), and
-# without normal maps there is nothing to follow, so they apply from four
-# views with normal maps on.
-MULTIVIEW_MIN_VIEWS = 4
+# Several views with normal maps see most face-mask vertices, so the vertex
+# stage can follow the normals further: weaker shape regularisers, twice the
+# iterations, uniform Adam steps at a larger rate. Detected landmarks then only
+# place the head: their view-dependent bias (MediaPipe on renders: 1.4-2.1 px
+# median, eye-corner distance up to 7 % off on turned heads) contradicts the
+# normals of other views. What no view sees is held by the anchor term (weight
+# by how unseen a vertex is, core/fit/objective.py): without it the weak
+# regularisers let unseen parts drift (two views: 3.9 mm against 2.1 from one).
+# Measured on Cycles renders (MediaPipe landmarks + ground-truth normal maps,
+# plain fit, face RMSE mm): with the single-view settings 2 / 4 views give
+# 2.55 / 2.41 (identity 1) and 3.48 / 1.79 (identity 2); with these 2.16 / 2.13
+# and 2.46 / 1.86 (one view: 2.07 and 3.23). Without normal maps there is
+# nothing to follow, so they apply from two views with normal maps on.
+MULTIVIEW_MIN_VIEWS = 2
 MULTIVIEW_NORMALS_OVERRIDES = {"stages": {
     "rig": {"weights": {"landmark": 10.0}},
     "joint": {"weights": {"landmark": 10.0}},
@@ -141,7 +142,8 @@ MULTIVIEW_NORMALS_OVERRIDES = {"stages": {
         "iterations_scale": 2.0,
         "uniform_offsets": True,
         "lr": {"offsets": 3e-3},
-        "weights": {"landmark": 0.5, "laplacian": 0.0, "evgcc": 0.01, "conformal": 0.01, "flip": 0.01},
+        "weights": {"landmark": 0.5, "laplacian": 0.0, "evgcc": 0.01, "conformal": 0.01, "flip": 0.01,
+                    "anchor": 0.1},
     },
 }}
 
