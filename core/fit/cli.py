@@ -27,7 +27,7 @@ def _run(args) -> int:
     from .api import PhotoInput
     from .control import FitControl
     from .outputs import write_result_files
-    from .pipeline import fit_views, focal_option, photo_focal, views_from_photos
+    from .pipeline import fit_views, focal_option, views_from_photos
 
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     for p in args.photos:
@@ -57,10 +57,9 @@ def _run(args) -> int:
             raise CommandError(str(exc)) from exc
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    sources = [photo_focal(photo, focal)[1] for photo in loaded]
-    for photo, face, source, view in zip(loaded, faces, sources, views):
-        lens = "focal estimated" if view.focal_px is None else \
-            f"focal {view.focal_px:.0f} px ({source}{', EXIF %g mm' % photo.focal_35mm if source == 'exif' else ''})"
+    for photo, face, view in zip(loaded, faces, views):
+        exif = f", EXIF {photo.focal_35mm:g} mm" if view.focal_source == "exif" else ""
+        lens = "focal estimated" if view.focal_px is None else f"focal {view.focal_px:.0f} px ({view.focal_source}{exif})"
         print(f"{photo.name}: {face.describe()}; {lens}", file=sys.stderr)
     if args.normals:
         _attach_normal_maps(views, args.normals)
@@ -89,8 +88,6 @@ def _run(args) -> int:
     if not args.quiet and tty:
         print(file=sys.stderr)
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
-    for entry, source in zip(result.meta["views"], sources):
-        entry["focal_source"] = source
     paths = write_result_files(args.out, template, result, loaded, faces)
     print(f"landmark error: {result.meta['landmark_error_iod']:.4f} of the eye distance; "
           f"{result.meta['seconds']:.1f} s on {result.meta['device']}")

@@ -113,8 +113,8 @@ class Objective:
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
-        A vertex's coverage is its best cosine between normal and direction to a camera
-        (views with a normal map or landmarks), ramped from 0 at cos 0 to 1 at ANCHOR_COS."""
+        A vertex's coverage is its best cosine, over the views' cameras, between its
+        normal and the direction to the camera, ramped from 0 at cos 0 to 1 at ANCHOR_COS."""
         from core.render import vertex_normals
 
         with torch.no_grad():

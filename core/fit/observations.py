@@ -29,6 +29,8 @@ class ViewObservation:
     name: for messages and reports.
     focal_px: the camera's focal length in image pixels when known (EXIF, or
         given by the user), else None (the fit estimates it).
+    focal_source: where ``focal_px`` came from ("exif", "given"); empty means
+        "given" when ``focal_px`` is set and "estimated" when not.
     """
 
     width: int
@@ -39,6 +41,7 @@ class ViewObservation:
     normal_mask: np.ndarray | None = None
     name: str = "view"
     focal_px: float | None = None
+    focal_source: str = ""
 
     def __post_init__(self):
         if self.focal_px is not None:

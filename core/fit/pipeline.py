@@ -58,8 +58,9 @@ def views_from_photos(photos, focal="auto"):
         weight = np.full(len(face.points), 1.0, np.float32)
         weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
         w, h = photo.size
-        focal_px, _ = photo_focal(photo, focal)
-        views.append(ViewObservation(w, h, face.points, weight, name=p.name, focal_px=focal_px))
+        focal_px, source = photo_focal(photo, focal)
+        views.append(ViewObservation(w, h, face.points, weight, name=p.name, focal_px=focal_px,
+                                     focal_source=source))
         loaded.append(photo)
         faces.append(face)
     return views, loaded, faces
@@ -141,15 +142,11 @@ def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecor
     if not job.photos:
         raise ValueError("a fit needs at least one photo")
     template = job.template if job.template is not None else load_default()
-    focal = job.options.get("focal", FOCAL_AUTO)
-    views, photos, _ = views_from_photos(job.photos, focal)
+    views, photos, _ = views_from_photos(job.photos, job.options.get("focal", FOCAL_AUTO))
     size = int(job.options.get("texture_size", DEFAULT_TEXTURE_SIZE))
     for record in fit_views(template, views, job.options, control, job.device):
-        if record.result is not None:
-            for entry, photo in zip(record.result.meta["views"], photos):
-                entry["focal_source"] = photo_focal(photo, focal)[1]
-            if size > 0:
-                add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
+        if record.result is not None and size > 0:
+            add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
         yield record
 
 
