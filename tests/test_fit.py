@@ -260,3 +260,31 @@ def test_anchor_holds_what_no_view_sees(template, case):
     with torch.no_grad():
         variables.offsets += torch.tensor([0.001, 0.0, 0.0])
     assert float(objective.terms(variables, spec.weights)["anchor"].detach()) == pytest.approx(unseen.mean(), rel=1e-3)
+
+
+def test_error_bounds_from_what_the_camera_sees(template, case):
+    from core.bench.bounds import bounds, graph_laplacian, harmonic_extension, rig_oracle
+    from core.bench.fit import facing_camera
+
+    face = template.regions[FACE_REGION]
+    # The harmonic extension keeps known values, fills a path linearly and leaves
+    # pieces with no known vertex at 0.
+    path = np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4], [5, 6, 7]])
+    lap = graph_laplacian(path, 8)
+    vals = np.zeros((8, 1))
+    vals[0], vals[4] = 1.0, 5.0
+    known = np.zeros(8, bool)
+    known[[0, 4]] = True
+    ext = harmonic_extension(lap, vals, known)
+    assert ext[0, 0] == 1.0 and ext[4, 0] == 5.0 and 1.0 < ext[2, 0] < 5.0
+    assert np.allclose(ext[5:], 0.0)
+    # The rig's best 3-D fit is closer to the ground truth than the neutral template.
+    oracle = rig_oracle(template, case.verts, face, iterations=60)
+    assert (mesh_metrics(oracle, case.verts, template.tris, face)["rmse_mm"]
+            < mesh_metrics(template.verts, case.verts, template.tris, face)["rmse_mm"])
+    # Seeing everything is exact; seeing part of the face is not, and knowing the
+    # sliding only at the landmarks is worse again.
+    everything = bounds(template, case, np.ones(template.num_verts, bool), face)
+    assert everything["visible"]["rmse_mm"] < 1e-6 and everything["visible"]["nc"] > 0.99999
+    seen = bounds(template, case, facing_camera(case, template.tris), face)
+    assert 0.05 < seen["visible"]["rmse_mm"] < seen["landmarks"]["rmse_mm"]

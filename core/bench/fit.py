@@ -12,7 +12,10 @@ consistency, flipped faces, smallest corner angle; seconds per stage. The
 RMSE is split two ways: along the ground truth's normals (surface shape)
 against along the surface (vertices sliding: correspondence, which normal maps
 do not observe), and over the vertices that face the hidden camera against
-those that do not (unobserved in one view). Writes a PNG with error
+those that do not (unobserved in one view). Per case it also gives two error
+bounds built from the ground truth (core/bench/bounds.py): what a result
+exact wherever the camera sees would score, and one whose sliding along the
+surface is known only at the landmarks. Writes a PNG with error
 heat maps and a bar chart next to the JSON.
 """
 
@@ -24,6 +27,7 @@ import time
 
 import numpy as np
 
+from core.bench.bounds import bounds as case_bounds
 from core.geometry.similarity import similarity_align
 
 VARIANTS = ("full", "known_focal", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "plain_offsets",
@@ -41,6 +45,8 @@ def add_arguments(p) -> None:
     p.add_argument("--noise", type=float, default=0.0, help="landmark pixel noise (std)")
     p.add_argument("--seed", type=int, default=1, help="first case seed")
     p.add_argument("--png", default=None, help="figure path (default: next to --json)")
+    p.add_argument("--no-bounds", dest="bounds", action="store_false",
+                   help="skip the per-case error bounds (core/bench/bounds.py)")
 
 
 def schedule_overrides(variant: str, preset: str) -> dict:
@@ -175,6 +181,11 @@ def run(args) -> dict:
         case = make_case(template, seed=args.seed + i, res=args.res, pixel_noise=args.noise)
         entry = {"name": case.name, "yaw_deg": case.yaw_deg, "pitch_deg": case.pitch_deg, "variants": {}}
         facing = facing_camera(case, template.tris)
+        if getattr(args, "bounds", True):
+            entry["bounds"] = case_bounds(template, case, facing, face_ids)
+            print(f"{case.name} bounds: " + "; ".join(
+                f"{k} rmse {m['rmse_mm']:.3f} mm nc {m['nc']:.4f} flipped {m['flipped_faces']}"
+                for k, m in entry["bounds"].items()), flush=True)
         for variant in variants:
             t0 = time.perf_counter()
             stages = []
@@ -222,12 +233,21 @@ def run(args) -> dict:
             "gt_folded_vs_template_max": int(np.max([r["gt_folded_vs_template"] for r in rows])),
             "seconds_median": float(np.median([r["seconds"] for r in rows])),
         }
+    bound_summary = {}
+    for name in (cases[0].get("bounds") or {}) if cases else ():
+        rows = [c["bounds"][name] for c in cases]
+        bound_summary[name] = {"rmse_mm_median": float(np.median([r["rmse_mm"] for r in rows])),
+                               "rmse_mm_max": float(np.max([r["rmse_mm"] for r in rows])),
+                               "nc_median": float(np.median([r["nc"] for r in rows]))}
+        print(f"bound {name:<10} (core/bench/bounds.py): median rmse {bound_summary[name]['rmse_mm_median']:.3f} mm, "
+              f"worst {bound_summary[name]['rmse_mm_max']:.3f}, median nc {bound_summary[name]['nc_median']:.4f}",
+              flush=True)
     animation = _animation_check(template, full_results[0]) if full_results else None
     png = args.png or (str(pathlib.Path(args.json).with_suffix(".png")) if args.json else None)
     if png:
         _figure(png, template, heat, summary)
     return {"cases": cases, "summary": summary, "res": args.res, "device": args.device, "preset": args.preset,
-            "figure": png, "animation_check": animation, "table": [{"variant": k, **v} for k, v in summary.items()]}
+            "figure": png, "animation_check": animation, "bounds": bound_summary, "table": [{"variant": k, **v} for k, v in summary.items()]}
 
 
 def _animation_check(template, result) -> dict:
