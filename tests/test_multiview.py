@@ -222,3 +222,25 @@ def test_hide_backfacing_zeroes_far_side_landmarks(template):
     assert np.sign(pts[hidden_side, 0].mean() - centre[0]) == -np.sign(cam_x - centre[0])
     assert (out[1].landmark_weight[~surface] == 1).all()  # silhouette points are never dropped
     assert views[1].landmark_weight.min() == 1.0  # inputs untouched
+
+
+def test_detector_bias_and_exact_landmarks(template, scene):
+    """Triangulating exact projections from the true cameras gives back the embedded
+    points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
+    from core.bench.multiview import detector_bias, triangulate, with_exact_landmarks
+
+    gt, cams = scene
+    blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")
+             for j in range(len(cams))]
+    exact = with_exact_landmarks(template, gt, cams, blank + [None])[:-1]
+    assert all(v.landmarks.shape == (478, 2) and np.isfinite(v.landmarks).all() for v in exact)
+    assert detector_bias(template, gt, cams, exact)["rms_mm"] < 1e-3
+    assert detector_bias(template, gt, cams[:1], exact[:1]) == {}  # one view triangulates nothing
+    # A 3-D shift of 2 mm (as if the detector named other points), then projected.
+    shifted = with_exact_landmarks(template, gt + np.float32([0.0, 0.0, 0.002]), cams, blank)
+    bias = detector_bias(template, gt, cams, shifted)
+    assert bias["rms_mm"] == pytest.approx(2.0, abs=0.05) and bias["views"] == len(cams)
+    # Triangulation of points in general position.
+    pts = np.random.default_rng(0).normal(0, 0.03, (20, 3)) + gt[template.regions[FACE_REGION]].mean(0)
+    uv = np.stack([((pts @ R.T + t) @ K.T)[:, :2] / ((pts @ R.T + t) @ K.T)[:, 2:] for K, R, t in cams])
+    assert np.abs(triangulate(uv, cams) - pts).max() < 1e-6

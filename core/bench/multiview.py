@@ -17,6 +17,13 @@ adjusted cameras. Reports per k the face RMSE (mm, after similarity
 alignment), the mean camera rotation error (degrees, after the same
 alignment), seconds in the bundle adjustment and for the whole fit.
 
+Per identity it also measures the detector's bias: MediaPipe's surface
+landmarks triangulated from all detected views with the true cameras, against
+the points of the template's embedding on the ground truth. That part of the
+landmark error is the same in every view, so adding views does not remove it.
+``--cues exact`` fits on the ground truth's own landmark points (and normal
+maps) instead, to show what the pipeline gives without it.
+
 ``"dense"`` in the JSON: the bundle adjustments alone on exact per-vertex
 correspondences (what a perfect UV provider gives: 0.3 px noise, 10 %
 gross outliers) of a known identity, from PnP-quality cameras.
@@ -37,8 +44,11 @@ import numpy as np
 VARIANTS = ("topology_ba", "colmap_then_largesteps", "no_ba")
 # What each view gives the fitter: MediaPipe's landmarks on the render alone, or
 # with a camera-space normal map of the ground truth (standing in for a
-# normal-map provider, as in ``bench fit``).
-CUES = ("landmarks", "normals")
+# normal-map provider, as in ``bench fit``); "exact" swaps MediaPipe's points
+# for the ground truth's own (the embedded landmarks projected through the true
+# camera, same weights) and keeps the normal maps: a detector with no bias.
+CUES = ("landmarks", "normals", "exact")
+DEFAULT_CUES = ("landmarks", "normals")
 # Camera order (yaw, pitch) in degrees: the first k spread out for every k.
 CAMERA_ORDER = (
     (0, 0), (30, 5), (-30, -5), (0, 15), (15, -12), (-15, 10), (40, 0), (-40, 0),
@@ -60,7 +70,7 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default="default", help="fit preset")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--cache", default=None, help="render cache folder (default $LIKENESS_CACHE/multiview)")
-    p.add_argument("--cues", default=",".join(CUES),
+    p.add_argument("--cues", default=",".join(DEFAULT_CUES),
                    help="comma-separated subset of " + ",".join(CUES) + " (what each view gives the fitter)")
 
 
@@ -152,6 +162,64 @@ def with_normal_maps(template, verts: np.ndarray, cams, views):
         out.append(dataclasses.replace(view, normals=normals[0].numpy().astype(np.float32),
                                        normal_mask=mask[0].numpy() > 0.5))
     return out
+
+
+def with_exact_landmarks(template, verts: np.ndarray, cams, views):
+    """Copies of ``views`` whose landmarks are the ground truth's embedded landmark points
+    projected through the true cameras (weights, normal maps and sizes unchanged)."""
+    import dataclasses
+
+    import torch
+
+    from core.render import Cameras, project_surface_points
+
+    vt = torch.as_tensor(verts, dtype=torch.float64)[None]
+    tris = torch.as_tensor(template.tris)
+    lmk_tri = torch.as_tensor(template.lmk_tri)
+    lmk_bary = torch.as_tensor(template.lmk_bary, dtype=torch.float64)
+    out = []
+    for view, (K, R, t) in zip(views, cams):
+        if view is None:
+            out.append(None)
+            continue
+        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
+        uv, _ = project_surface_points(vt, tris, lmk_tri, lmk_bary, c)
+        out.append(dataclasses.replace(view, landmarks=uv[0].numpy().astype(np.float32)))
+    return out
+
+
+def triangulate(points_2d: np.ndarray, cams) -> np.ndarray:
+    """(L, 3) linear (DLT) triangulation of L points seen in V views.
+    points_2d: (V, L, 2) pixels; cams: V (K, R, t)."""
+    rows = []
+    for uv, (K, R, t) in zip(points_2d, cams):
+        P = K @ np.hstack([R, np.asarray(t, np.float64).reshape(3, 1)])
+        uv = uv.astype(np.float64)
+        rows.append(uv[:, 0:1] * P[2] - P[0])
+        rows.append(uv[:, 1:2] * P[2] - P[1])
+    A = np.stack(rows, 1)  # (L, 2V, 4)
+    A /= np.maximum(np.linalg.norm(A, axis=2, keepdims=True), 1e-12)
+    x = np.linalg.svd(A)[2][:, -1]  # (L, 4)
+    return x[:, :3] / x[:, 3:4]
+
+
+def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
+    """How far the detector's landmarks sit from the points they name, in 3-D: each surface
+    landmark triangulated from every detected view with the true cameras, against the
+    ground truth's embedded point (mm). More views do not remove this part of the error."""
+    from core.template import LMK_SURFACE
+
+    use = [j for j, v in enumerate(views) if v is not None]
+    if len(use) < 2:
+        return {}
+    kind = np.asarray(template.lmk_kind) == LMK_SURFACE
+    pts = np.stack([views[j].landmarks for j in use])[:, kind]
+    X = triangulate(pts, [cams[j] for j in use])
+    tri = template.tris[template.lmk_tri[kind]]
+    gt = (verts[tri].astype(np.float64) * template.lmk_bary[kind][..., None]).sum(1)
+    d = np.linalg.norm(X - gt, axis=1) * 1000.0
+    return {"views": len(use), "rms_mm": float(np.sqrt((d ** 2).mean())), "median_mm": float(np.median(d)),
+            "over_5mm": int((d > 5.0).sum()), "landmarks": int(kind.sum())}
 
 
 def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: float = 0.3, outlier_frac: float = 0.1,
@@ -287,10 +355,18 @@ def run(args) -> dict:
         render_s = time.perf_counter() - t0
         detected = detect_views(paths)
         cue_views = {"landmarks": detected, "normals": with_normal_maps(template, case.verts, cams, detected)}
+        if "exact" in cues:
+            cue_views["exact"] = with_exact_landmarks(template, case.verts, cams, cue_views["normals"])
         found = [j for j, v in enumerate(detected) if v is not None]
-        entry = {"seed": seed, "render_seconds": round(render_s, 1), "detected": len(found), "runs": []}
+        bias = detector_bias(template, case.verts, cams, detected)
+        entry = {"seed": seed, "render_seconds": round(render_s, 1), "detected": len(found), "runs": [],
+                 "detector_bias": bias}
         print(f"identity {seed}: {len(found)}/{len(paths)} renders detected ({render_s:.0f} s render/cache)",
               flush=True)
+        if bias:
+            print(f"  detector bias: MediaPipe's surface landmarks triangulated from {bias['views']} views with the "
+                  f"true cameras sit {bias['rms_mm']:.2f} mm RMS ({bias['median_mm']:.2f} median) from the points "
+                  f"they name", flush=True)
         single = {}
         for k in counts:
             use = found[:k]
