@@ -227,13 +227,16 @@ def test_hide_backfacing_zeroes_far_side_landmarks(template):
 def test_detector_bias_and_exact_landmarks(template, scene):
     """Triangulating exact projections from the true cameras gives back the embedded
     points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
-    from core.bench.multiview import detector_bias, triangulate, with_exact_landmarks
+    from core.bench.multiview import detector_bias, triangulate, with_exact_landmarks, with_normal_maps
 
     gt, cams = scene
     blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")
              for j in range(len(cams))]
     exact = with_exact_landmarks(template, gt, cams, blank + [None])[:-1]
     assert all(v.landmarks.shape == (478, 2) and np.isfinite(v.landmarks).all() for v in exact)
+    mapped = with_normal_maps(template, gt, cams[:2], [exact[0], None])
+    assert mapped[1] is None and mapped[0].normals.shape == (RES, RES, 3) and mapped[0].normal_mask.mean() > 0.05
+    assert np.array_equal(mapped[0].landmarks, exact[0].landmarks)
     assert detector_bias(template, gt, cams, exact)["rms_mm"] < 1e-3
     assert detector_bias(template, gt, cams[:1], exact[:1]) == {}  # one view triangulates nothing
     # A 3-D shift of 2 mm (as if the detector named other points), then projected.

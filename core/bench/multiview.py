@@ -139,53 +139,61 @@ def detect_views(paths: list[pathlib.Path]):
     return out
 
 
+def _replace_per_view(views, cams, fields):
+    """Copies of ``views`` (None stays None) with ``fields(view, cameras)`` replaced, where
+    ``cameras`` is the view's true camera as a one-view ``core.render.Cameras``."""
+    import dataclasses
+
+    import torch
+
+    from core.render import Cameras
+
+    out = []
+    for view, (K, R, t) in zip(views, cams):
+        if view is None:
+            out.append(None)
+            continue
+        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
+        out.append(dataclasses.replace(view, **fields(view, c)))
+    return out
+
+
 def with_normal_maps(template, verts: np.ndarray, cams, views):
     """Copies of ``views`` carrying camera-space normal maps of the ground truth ``verts``
     rendered from each view's true camera (at the view's size): what a normal-map
     provider (core/priors, Pixel3DMM-style) would give at its best. The fitter still
     never sees the cameras; the maps are in each photo's own camera frame."""
-    import dataclasses
-
     import torch
 
-    from core.render import Cameras, render_normals
+    from core.render import render_normals
 
     vt = torch.as_tensor(verts, dtype=torch.float64)[None]
     tris = torch.as_tensor(template.tris)
-    out = []
-    for view, (K, R, t) in zip(views, cams):
-        if view is None:
-            out.append(None)
-            continue
-        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
-        normals, mask = render_normals(vt, tris, c)
-        out.append(dataclasses.replace(view, normals=normals[0].numpy().astype(np.float32),
-                                       normal_mask=mask[0].numpy() > 0.5))
-    return out
+
+    def fields(view, cameras):
+        normals, mask = render_normals(vt, tris, cameras)
+        return {"normals": normals[0].numpy().astype(np.float32), "normal_mask": mask[0].numpy() > 0.5}
+
+    return _replace_per_view(views, cams, fields)
 
 
 def with_exact_landmarks(template, verts: np.ndarray, cams, views):
     """Copies of ``views`` whose landmarks are the ground truth's embedded landmark points
     projected through the true cameras (weights, normal maps and sizes unchanged)."""
-    import dataclasses
-
     import torch
 
-    from core.render import Cameras, project_surface_points
+    from core.render import project_surface_points
 
     vt = torch.as_tensor(verts, dtype=torch.float64)[None]
     tris = torch.as_tensor(template.tris)
     lmk_tri = torch.as_tensor(template.lmk_tri)
     lmk_bary = torch.as_tensor(template.lmk_bary, dtype=torch.float64)
-    out = []
-    for view, (K, R, t) in zip(views, cams):
-        if view is None:
-            out.append(None)
-            continue
-        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
-        uv, _ = project_surface_points(vt, tris, lmk_tri, lmk_bary, c)
-        out.append(dataclasses.replace(view, landmarks=uv[0].numpy().astype(np.float32)))
-    return out
+
+    def fields(view, cameras):
+        uv, _ = project_surface_points(vt, tris, lmk_tri, lmk_bary, cameras)
+        return {"landmarks": uv[0].numpy().astype(np.float32)}
+
+    return _replace_per_view(views, cams, fields)
 
 
 def triangulate(points_2d: np.ndarray, cams) -> np.ndarray:
