@@ -227,7 +227,8 @@ def test_hide_backfacing_zeroes_far_side_landmarks(template):
 def test_detector_bias_and_exact_landmarks(template, scene):
     """Triangulating exact projections from the true cameras gives back the embedded
     points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
-    from core.bench.multiview import detector_bias, triangulate, with_exact_landmarks, with_normal_maps
+    from core.bench.multiview import detector_bias, with_exact_landmarks, with_normal_maps
+    from core.template.embedding import PinholeCamera, triangulate
 
     gt, cams = scene
     blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")
@@ -246,4 +247,4 @@ def test_detector_bias_and_exact_landmarks(template, scene):
     # Triangulation of points in general position.
     pts = np.random.default_rng(0).normal(0, 0.03, (20, 3)) + gt[template.regions[FACE_REGION]].mean(0)
     uv = np.stack([((pts @ R.T + t) @ K.T)[:, :2] / ((pts @ R.T + t) @ K.T)[:, 2:] for K, R, t in cams])
-    assert np.abs(triangulate(uv, cams) - pts).max() < 1e-6
+    assert np.abs(triangulate([PinholeCamera(*c, RES, RES) for c in cams], uv).points - pts).max() < 1e-6

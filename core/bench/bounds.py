@@ -63,10 +63,15 @@ def rig_oracle(template, gt: np.ndarray, face_ids: np.ndarray, iterations: int =
 
 
 def graph_laplacian(tris: np.ndarray, n: int) -> sp.csr_matrix:
-    """(n, n) uniform graph Laplacian (degree - adjacency) of a triangle mesh."""
-    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    """(n, n) uniform graph Laplacian (degree - adjacency) of a triangle mesh, on the
+    undirected edges ``core.geometry.MeshTopology`` finds."""
+    import torch
+
+    from core.geometry.topology import MeshTopology
+
+    e = MeshTopology.from_faces(torch.as_tensor(tris), n).edges.numpy()
     adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    adj = ((adj + adj.T) > 0).astype(np.float64)
+    adj = (adj + adj.T).astype(np.float64)
     return (sp.diags(np.asarray(adj.sum(1)).ravel()) - adj).tocsr()
 
 
@@ -103,7 +108,7 @@ def bounds(template, case, facing: np.ndarray, face_ids: np.ndarray) -> dict:
 
     gt = case.verts.astype(np.float64)
     n = len(gt)
-    base = rig_oracle(template, gt, face_ids).astype(np.float64)
+    base = rig_oracle(template, gt, face_ids)
     lap = graph_laplacian(template.tris, n)
     corr = gt - base
     seen = np.asarray(facing, bool)

@@ -196,33 +196,19 @@ def with_exact_landmarks(template, verts: np.ndarray, cams, views):
     return _replace_per_view(views, cams, fields)
 
 
-def triangulate(points_2d: np.ndarray, cams) -> np.ndarray:
-    """(L, 3) linear (DLT) triangulation of L points seen in V views.
-    points_2d: (V, L, 2) pixels; cams: V (K, R, t)."""
-    rows = []
-    for uv, (K, R, t) in zip(points_2d, cams):
-        P = K @ np.hstack([R, np.asarray(t, np.float64).reshape(3, 1)])
-        uv = uv.astype(np.float64)
-        rows.append(uv[:, 0:1] * P[2] - P[0])
-        rows.append(uv[:, 1:2] * P[2] - P[1])
-    A = np.stack(rows, 1)  # (L, 2V, 4)
-    A /= np.maximum(np.linalg.norm(A, axis=2, keepdims=True), 1e-12)
-    x = np.linalg.svd(A)[2][:, -1]  # (L, 4)
-    return x[:, :3] / x[:, 3:4]
-
-
 def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     """How far the detector's landmarks sit from the points they name, in 3-D: each surface
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
     from core.template import LMK_SURFACE
+    from core.template.embedding import PinholeCamera, triangulate
 
     use = [j for j, v in enumerate(views) if v is not None]
     if len(use) < 2:
         return {}
     kind = np.asarray(template.lmk_kind) == LMK_SURFACE
     pts = np.stack([views[j].landmarks for j in use])[:, kind]
-    X = triangulate(pts, [cams[j] for j in use])
+    X = triangulate([PinholeCamera(*cams[j], views[j].width, views[j].height) for j in use], pts).points
     tri = template.tris[template.lmk_tri[kind]]
     gt = (verts[tri].astype(np.float64) * template.lmk_bary[kind][..., None]).sum(1)
     d = np.linalg.norm(X - gt, axis=1) * 1000.0
