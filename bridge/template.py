@@ -44,6 +44,23 @@ from .schema import TEMPLATE, ArraySpec, SchemaError, check_arrays
 
 _I64, _F32 = ("int64",), ("float32",)
 
+# The 52 ARKit blendshape names (Live Link Face, ARKit, retargeting tools): the
+# default head's expression controllers carry exactly these, and so do the
+# shape keys of every result; an artist's shape keys with these names are expressions.
+ARKIT_EXPRESSIONS = tuple(
+    [f"eye{k}{s}" for k in ("Blink", "LookDown", "LookIn", "LookOut", "LookUp", "Squint", "Wide")
+     for s in ("Left", "Right")]
+    + ["jawForward", "jawLeft", "jawRight", "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker",
+       "mouthLeft", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+       "browInnerUp", "cheekPuff", "tongueOut"]
+    + [f"{k}{s}" for k in ("mouthSmile", "mouthFrown", "mouthDimple", "mouthStretch", "mouthPress",
+                           "mouthLowerDown", "mouthUpperUp", "browDown", "browOuterUp", "cheekSquint",
+                           "noseSneer") for s in ("Left", "Right")]
+)
+# A shape key goes on a mesh only where it moves some vertex by more than this (metres):
+# the tongue's key lives on the eyes-and-mouth mesh, not on the head it leaves still.
+SHAPE_KEY_MIN_MOVE = 1e-6
+
 ARRAYS: dict[str, ArraySpec] = {
     "verts": ArraySpec(_F32, ("N", 3)),
     "poly_verts": ArraySpec(_I64, ("C",)),

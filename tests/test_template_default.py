@@ -57,14 +57,14 @@ def test_controllers(template):
     t = template
     shape = ~t.ctrl_is_expression
     assert shape.sum() == 149 and t.ctrl_is_expression.sum() == 52
-    assert "expr-jawOpen" in t.ctrl_names and "nose-scale-horiz-decr-incr" in t.ctrl_names
+    assert "jawOpen" in t.ctrl_names and "nose-scale-horiz-decr-incr" in t.ctrl_names
     lo = t.ctrl_bounds[:, 0]
     assert set(np.unique(lo).tolist()) == {-1.0, 0.0} and (t.ctrl_bounds[:, 1] == 1).all()
     assert (lo[t.ctrl_is_expression] == 0).all()
     skin = np.abs(t.ctrl_basis).reshape(t.num_controllers, -1).max(1)
     parts = np.abs(t.part_ctrl_basis).reshape(t.num_controllers, -1).max(1)
     assert np.maximum(skin, parts).min() > 1e-4  # every controller moves something (tongueOut: only the tongue)
-    assert parts[t.ctrl_index("expr-tongueOut")] > 0.01
+    assert parts[t.ctrl_index("tongueOut")] > 0.01
     # a nose controller moves the nose, not the ears; its joints' offsets follow the strategy vertices
     k = t.ctrl_index("nose-scale-horiz-decr-incr")
     moved = np.abs(t.ctrl_basis[k, 0]).max(1) > 1e-5
@@ -114,7 +114,7 @@ def test_symmetric_setting_gives_a_symmetric_head(template):
     partner, flip = controller_mirror(t)
     assert (partner >= 0).sum() >= t.num_controllers - 2
     assert partner[t.ctrl_index("l-eye-height1-decr-incr")] == t.ctrl_index("r-eye-height1-decr-incr")
-    assert partner[t.ctrl_index("expr-eyeBlinkLeft")] == t.ctrl_index("expr-eyeBlinkRight")
+    assert partner[t.ctrl_index("eyeBlinkLeft")] == t.ctrl_index("eyeBlinkRight")
     assert flip[t.ctrl_index("nose-trans-in-out")]
     rng = np.random.default_rng(0)
     r = rng.uniform(t.ctrl_bounds[:, 0], t.ctrl_bounds[:, 1]) * 0.7

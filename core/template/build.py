@@ -305,7 +305,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         lower.append(lo)
     for c, path in enumerate(expr, start=len(shape)):
         deltas[c, 0] = mpfb.read_target(path, len(base.verts))
-        ctrl_names.append("expr-" + path.name.removesuffix(".target"))
+        ctrl_names.append(path.name.removesuffix(".target"))  # ARKit names, as shape keys carry them
         lower.append(0.0)
     used = np.unique(np.concatenate([base_ids, part_ids, np.flatnonzero((s_head != 0).any(0) | (s_tail != 0).any(0))]))
     partner, unmatched = _symmetrise_deltas(deltas, mirror_full, used)

@@ -10,7 +10,7 @@ import torch
 from .model import LMK_CONTOUR, LMK_SURFACE, Template
 
 SWEEPS = (  # (title, controller, value, view)
-    ("expr-jawOpen = 1", "expr-jawOpen", 1.0, "side"),
+    ("jawOpen = 1", "jawOpen", 1.0, "side"),
     ("nose width −1", "nose-scale-horiz-decr-incr", -1.0, "front"),
     ("nose width +1", "nose-scale-horiz-decr-incr", 1.0, "front"),
 )
