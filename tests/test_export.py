@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from core.export import write_glb, write_obj
-from core.export.gltf import Armature, Skin
+from core.export import Armature, MeshData, Skin, write_glb, write_obj
 
 
 def grid_mesh(n=4):
@@ -54,9 +53,13 @@ def test_glb_document(tmp_path):
     verts, polys, uvs = grid_mesh()
     arm, skin = _rig(verts)
     keys = {"lift": np.tile([0.0, 0.0, 0.01], (len(verts), 1))}
-    doc = write_glb(tmp_path / "m.glb", verts, polys, uvs, arm, skin, keys)
+    other = MeshData("rigid", verts + [0.3, 0, 0], polys, skin=Skin(np.zeros((len(verts), 1), int), np.ones((len(verts), 1))))
+    doc = write_glb(tmp_path / "m.glb", [MeshData("likeness_head", verts, polys, uvs, skin, keys), other], arm)
     prim = doc["meshes"][0]["primitives"][0]
     assert doc["meshes"][0]["extras"]["targetNames"] == ["lift"]
+    assert doc["meshes"][0]["weights"] == [0.0]  # every key at rest
+    assert [n.get("skin") for n in doc["nodes"] if "mesh" in n] == [0, 0]
+    assert "TEXCOORD_0" not in doc["meshes"][1]["primitives"][0]["attributes"]
     assert {"JOINTS_0", "WEIGHTS_0", "TEXCOORD_0"} <= set(prim["attributes"])
     n_tris = sum(1 if p[3] < 0 else 2 for p in polys)
     assert doc["accessors"][prim["indices"]]["count"] == 3 * n_tris
@@ -71,7 +74,7 @@ def test_glb_imports_into_blender(bpy_module, tmp_path):
     arm, skin = _rig(verts)
     keys = {"lift": np.tile([0.0, 0.0, 0.01], (len(verts), 1))}
     path = tmp_path / "m.glb"
-    write_glb(path, verts, polys, uvs, arm, skin, keys)
+    write_glb(path, [MeshData("likeness_head", verts, polys, uvs, skin, keys)], arm)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     assert bpy.ops.import_scene.gltf(filepath=str(path)) == {"FINISHED"}
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH" and o.name.startswith("likeness_head")]

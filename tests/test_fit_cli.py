@@ -76,3 +76,27 @@ def test_errors_are_clear(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert noface.returncode == 2 and "no face" in noface.stderr
     assert not (tmp_path / "o" / "result.obj").exists()
+
+
+def test_result_glb_opens_at_rest_with_every_part(fitted, tmp_path):
+    from conftest import obj_vertices_z_up, point_set_distance, probe_in_blender
+
+    from bridge.template import ARKIT_EXPRESSIONS
+
+    out, _ = fitted
+    info = probe_in_blender(out / "result.glb", tmp_path / "glb.json")
+    meshes = {m["name"]: m for m in info["meshes"]}
+    assert set(meshes) == {"likeness_head", "likeness_eyes_mouth"}, set(meshes)
+    head, parts = meshes["likeness_head"], meshes["likeness_eyes_mouth"]
+    # Opened as-is, the file is the neutral head of result.obj and the parts of result_eyes_mouth.obj.
+    assert point_set_distance(head["verts"], obj_vertices_z_up(out / "result.obj")) < 1e-5
+    assert point_set_distance(parts["verts"], obj_vertices_z_up(out / "result_eyes_mouth.obj")) < 1e-5
+    for m in (head, parts):
+        assert m["keys"] and all(v == 0.0 for v in m["keys"].values())
+        assert min(m["key_moves"].values()) > 1e-6  # every key moves the mesh it is on
+        assert m["armature"] == head["armature"] != ""
+    assert set(head["keys"]) | set(parts["keys"]) == set(ARKIT_EXPRESSIONS)
+    assert "tongueOut" in parts["keys"] and "tongueOut" not in head["keys"]
+    assert head["max_influences"] > 4  # all influences, not glTF's first four
+    assert head["uv_layers"] == 1 and head["materials"]
+    assert len(info["images"]) == 2 and all(i["has_data"] for i in info["images"])

@@ -1,7 +1,7 @@
 """Writers for fitted results: OBJ (quads + UVs) and binary glTF (mesh +
 armature + skin weights + shape keys + material). numpy only."""
 
-from .gltf import write_glb
+from .gltf import Armature, Material, MeshData, Skin, write_glb
 from .obj import write_obj
 
-__all__ = ["write_glb", "write_obj"]
+__all__ = ["Armature", "Material", "MeshData", "Skin", "write_glb", "write_obj"]

@@ -1,5 +1,6 @@
-"""Binary glTF 2.0 (.glb) writer for a rigged head: mesh, armature, skin
-weights, shape keys (morph targets) and an optional textured material.
+"""Binary glTF 2.0 (.glb) writer for a rigged head: meshes (the head; eyes,
+teeth and tongue), one armature, skin weights, shape keys (morph targets, all
+at weight 0) and optional textured materials.
 
 glTF is Y up; our world is Blender's (Z up, face toward -Y), so positions are
 written as (x, z, -y) and Blender's importer turns them back. glTF has only
@@ -129,30 +130,91 @@ def _trs(matrix: np.ndarray) -> tuple[list, list, list]:
     return t.tolist(), q.tolist(), s.tolist()
 
 
-def write_glb(
-    path,
-    verts: np.ndarray,
-    polys: np.ndarray,
-    corner_uvs: np.ndarray | None = None,
-    armature: Armature | None = None,
-    skin: Skin | None = None,
-    shape_keys: dict[str, np.ndarray] | None = None,
-    material: Material | None = None,
-    name: str = "likeness_head",
-) -> dict:
-    """Write a .glb and return its JSON document (for tests and logs).
+@dataclass
+class MeshData:
+    """One mesh of a GLB.
 
-    verts: (N, 3) rest/neutral positions (our world frame, metres).
-    polys: (P, 4) int, -1 padding for triangles. corner_uvs: (P, 4, 2).
-    shape_keys: name -> (N, 3) deltas from ``verts`` (e.g. the 52 expressions).
-    The armature's rest pose must match ``verts`` (bind pose).
+    verts: (N, 3) rest/neutral positions (our world frame, metres);
+    polys: (P, 4) int, -1 padding for triangles; corner_uvs: (P, 4, 2) or None;
+    skin: weights on the file's armature (None: not skinned);
+    shape_keys: name -> (N, 3) deltas from ``verts`` (written at weight 0);
+    material: None for an untextured mesh.
     """
-    verts = np.asarray(verts, dtype=np.float64)
+
+    name: str
+    verts: np.ndarray
+    polys: np.ndarray
+    corner_uvs: np.ndarray | None = None
+    skin: Skin | None = None
+    shape_keys: dict[str, np.ndarray] | None = None
+    material: Material | None = None
+
+
+def _joint_nodes(b: _Builder, armature: Armature) -> tuple[list[dict], dict]:
+    """Joint nodes (one per joint, parents first) and the skin that binds to them."""
+    parents = np.asarray(armature.parents, dtype=np.int64)
+    conv = np.eye(4)
+    conv[:3, :3] = _Y_UP
+    rest_y = conv @ np.asarray(armature.rest_world, dtype=np.float64)  # joint frames expressed in glTF world
+    nodes = []
+    for j, jname in enumerate(armature.names):
+        local = rest_y[j] if parents[j] < 0 else np.linalg.inv(rest_y[parents[j]]) @ rest_y[j]
+        t, q, s = _trs(local)
+        nodes.append({"name": jname, "translation": t, "rotation": q, "scale": s})
+    for j, p in enumerate(parents):
+        if p >= 0:
+            nodes[p].setdefault("children", []).append(j)
+    ibm = np.linalg.inv(rest_y).transpose(0, 2, 1).reshape(-1, 16).astype(np.float32)
+    skin = {"name": "likeness_rig", "joints": list(range(len(nodes))),
+            "inverseBindMatrices": b.accessor(ibm, "MAT4"), "skeleton": int(np.nonzero(parents < 0)[0][0])}
+    return nodes, skin
+
+
+def _skin_attributes(b: _Builder, skin: Skin, vmap: np.ndarray) -> dict:
+    """JOINTS_k / WEIGHTS_k in sets of four: every influence is kept, rows renormalised."""
+    idx = np.asarray(skin.index, dtype=np.int64)[vmap]
+    wts = np.asarray(skin.weight, dtype=np.float64)[vmap]
+    wts = np.where(idx >= 0, wts, 0.0)
+    idx = np.where(idx >= 0, idx, 0)
+    pad = (-idx.shape[1]) % 4
+    idx = np.pad(idx, ((0, 0), (0, pad)))
+    wts = np.pad(wts, ((0, 0), (0, pad)))
+    wts /= np.maximum(wts.sum(1, keepdims=True), 1e-12)
+    out = {}
+    for set_i in range(idx.shape[1] // 4):
+        cols = slice(4 * set_i, 4 * set_i + 4)
+        out[f"JOINTS_{set_i}"] = b.accessor(idx[:, cols].astype(np.uint16), "VEC4", _ARRAY_BUFFER)
+        out[f"WEIGHTS_{set_i}"] = b.accessor(wts[:, cols].astype(np.float32), "VEC4", _ARRAY_BUFFER)
+    return out
+
+
+def _material(b: _Builder, doc: dict, material: Material) -> int:
+    """Append a material (and its PNG images) to the document; returns its index."""
+    mat: dict = {"name": material.name,
+                 "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": material.roughness}}
+    images, textures = doc.setdefault("images", []), doc.setdefault("textures", [])
+    for slot, data in (("base", material.base_color_png), ("normal", material.normal_png)):
+        if data is None:
+            continue
+        images.append({"bufferView": b.view(data), "mimeType": "image/png", "name": f"{material.name}_{slot}"})
+        textures.append({"source": len(images) - 1})
+        if slot == "base":
+            mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": len(textures) - 1}
+        else:
+            mat["normalTexture"] = {"index": len(textures) - 1}
+    if not images:
+        del doc["images"], doc["textures"]
+    doc.setdefault("materials", []).append(mat)
+    return len(doc["materials"]) - 1
+
+
+def _mesh(b: _Builder, doc: dict, m: MeshData) -> dict:
+    """The glTF mesh of one MeshData (appended to the document's materials as needed)."""
+    verts = np.asarray(m.verts, dtype=np.float64)
     if not np.isfinite(verts).all():
-        raise ValueError("verts contain NaN or infinity")
-    tris, vmap, uv = _split_by_uv(polys, corner_uvs)
+        raise ValueError(f"{m.name}: verts contain NaN or infinity")
+    tris, vmap, uv = _split_by_uv(m.polys, m.corner_uvs)
     pos = verts[vmap] @ _Y_UP.T
-    b = _Builder()
     attributes = {
         "POSITION": b.accessor(pos.astype(np.float32), "VEC3", _ARRAY_BUFFER, minmax=True),
         "NORMAL": b.accessor(_vertex_normals(pos, tris).astype(np.float32), "VEC3", _ARRAY_BUFFER),
@@ -161,87 +223,59 @@ def write_glb(
         attributes["TEXCOORD_0"] = b.accessor(
             np.stack([uv[:, 0], 1.0 - uv[:, 1]], 1).astype(np.float32), "VEC2", _ARRAY_BUFFER
         )
-    nodes: list[dict] = []
-    doc: dict = {"asset": {"version": "2.0", "generator": "Likeness"}, "scene": 0}
-    skin_index = None
-    if armature is not None:
-        if skin is None:
-            raise ValueError("an armature needs skin weights")
-        parents = np.asarray(armature.parents, dtype=np.int64)
-        rest = np.asarray(armature.rest_world, dtype=np.float64)
-        conv = np.eye(4)
-        conv[:3, :3] = _Y_UP
-        rest_y = conv @ rest  # joint frames expressed in glTF world
-        for j, jname in enumerate(armature.names):
-            local = rest_y[j] if parents[j] < 0 else np.linalg.inv(rest_y[parents[j]]) @ rest_y[j]
-            t, q, s = _trs(local)
-            nodes.append({"name": jname, "translation": t, "rotation": q, "scale": s})
-        for j, p in enumerate(parents):
-            if p >= 0:
-                nodes[p].setdefault("children", []).append(j)
-        ibm = np.linalg.inv(rest_y).transpose(0, 2, 1).reshape(-1, 16).astype(np.float32)
-        doc["skins"] = [{
-            "name": "likeness_rig",
-            "joints": list(range(len(nodes))),
-            "inverseBindMatrices": b.accessor(ibm, "MAT4"),
-            "skeleton": int(np.nonzero(parents < 0)[0][0]),
-        }]
-        skin_index = 0
-        idx = np.asarray(skin.index, dtype=np.int64)[vmap]
-        wts = np.asarray(skin.weight, dtype=np.float64)[vmap]
-        wts = np.where(idx >= 0, wts, 0.0)
-        idx = np.where(idx >= 0, idx, 0)
-        pad = (-idx.shape[1]) % 4
-        idx = np.pad(idx, ((0, 0), (0, pad)))
-        wts = np.pad(wts, ((0, 0), (0, pad)))
-        wts /= np.maximum(wts.sum(1, keepdims=True), 1e-12)
-        for set_i in range(idx.shape[1] // 4):
-            cols = slice(4 * set_i, 4 * set_i + 4)
-            attributes[f"JOINTS_{set_i}"] = b.accessor(idx[:, cols].astype(np.uint16), "VEC4", _ARRAY_BUFFER)
-            attributes[f"WEIGHTS_{set_i}"] = b.accessor(wts[:, cols].astype(np.float32), "VEC4", _ARRAY_BUFFER)
+    if m.skin is not None:
+        attributes.update(_skin_attributes(b, m.skin, vmap))
     primitive = {
         "attributes": attributes,
         "indices": b.accessor(tris.reshape(-1).astype(np.uint32), "SCALAR", _ELEMENT_ARRAY_BUFFER),
         "mode": 4,
     }
-    mesh = {"name": name, "primitives": [primitive], "extras": {"vertex_map": vmap.tolist()}}
-    if shape_keys:
-        names = list(shape_keys)
+    mesh = {"name": m.name, "primitives": [primitive], "extras": {"vertex_map": vmap.tolist()}}
+    if m.shape_keys:
+        names = list(m.shape_keys)
         targets = []
         for key in names:
-            delta = np.asarray(shape_keys[key], dtype=np.float64)
+            delta = np.asarray(m.shape_keys[key], dtype=np.float64)
             if delta.shape != verts.shape:
-                raise ValueError(f"shape key {key!r} has shape {delta.shape}, expected {verts.shape}")
+                raise ValueError(f"{m.name}: shape key {key!r} has shape {delta.shape}, expected {verts.shape}")
             d = (delta[vmap] @ _Y_UP.T).astype(np.float32)
             targets.append({"POSITION": b.accessor(d, "VEC3", _ARRAY_BUFFER, minmax=True)})
         primitive["targets"] = targets
-        mesh["weights"] = [0.0] * len(names)
+        mesh["weights"] = [0.0] * len(names)  # every key at rest: the file opens as the neutral head
         mesh["extras"]["targetNames"] = names
-    if material is not None:
-        mat: dict = {"name": material.name, "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": material.roughness}}
-        images, textures = [], []
-        for slot, data in (("base", material.base_color_png), ("normal", material.normal_png)):
-            if data is None:
-                continue
-            images.append({"bufferView": b.view(data), "mimeType": "image/png", "name": f"{name}_{slot}"})
-            textures.append({"source": len(images) - 1})
-            if slot == "base":
-                mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": len(textures) - 1}
-            else:
-                mat["normalTexture"] = {"index": len(textures) - 1}
-        if images:
-            doc["images"], doc["textures"] = images, textures
-        doc["materials"] = [mat]
-        primitive["material"] = 0
-    mesh_node = {"name": name, "mesh": 0}
-    if skin_index is not None:
-        mesh_node["skin"] = skin_index
-    nodes.append(mesh_node)
-    roots = [i for i, n in enumerate(nodes[:-1]) if armature is not None and armature.parents[i] < 0]
+    if m.material is not None:
+        primitive["material"] = _material(b, doc, m.material)
+    return mesh
+
+
+def write_glb(path, meshes: list[MeshData], armature: Armature | None = None) -> dict:
+    """Write a .glb of one or more meshes on one optional armature; returns its JSON document.
+
+    Meshes with a ``skin`` bind to the armature, whose rest pose must match
+    their ``verts`` (bind pose); every shape key is written at weight 0.
+    """
+    b = _Builder()
+    doc: dict = {"asset": {"version": "2.0", "generator": "Likeness"}, "scene": 0}
+    nodes: list[dict] = []
+    roots: list[int] = []
+    if armature is not None:
+        nodes, skin = _joint_nodes(b, armature)
+        doc["skins"] = [skin]
+        roots = [int(j) for j in np.flatnonzero(np.asarray(armature.parents) < 0)]
+    gl_meshes = []
+    for m in meshes:
+        if m.skin is not None and armature is None:
+            raise ValueError(f"{m.name}: skin weights need an armature")
+        gl_meshes.append(_mesh(b, doc, m))
+        node = {"name": m.name, "mesh": len(gl_meshes) - 1}
+        if m.skin is not None:
+            node["skin"] = 0
+        nodes.append(node)
+        roots.append(len(nodes) - 1)
     doc.update({
-        "scenes": [{"nodes": roots + [len(nodes) - 1]}],
+        "scenes": [{"nodes": roots}],
         "nodes": nodes,
-        "meshes": [mesh],
+        "meshes": gl_meshes,
         "accessors": b.accessors,
         "bufferViews": b.views,
         "buffers": [{"byteLength": len(b.blob)}],

@@ -7,15 +7,25 @@ import numpy as np
 from core.template import Template
 
 
+def pad_polygons(poly_verts: np.ndarray, poly_start: np.ndarray) -> np.ndarray:
+    """(P, 4) polygon vertex ids with -1 padding from flat corners (C,) int and offsets (P+1,) int."""
+    counts = np.diff(poly_start)
+    width = int(counts.max()) if len(counts) else 4
+    out = np.full((len(counts), max(width, 4)), -1, dtype=np.int64)
+    col = np.arange(len(poly_verts)) - np.repeat(poly_start[:-1], counts)
+    rows = np.repeat(np.arange(len(counts)), counts)
+    out[rows, col] = poly_verts
+    return out
+
+
 def padded_polygons(t: Template) -> np.ndarray:
     """(P, 4) polygon vertex ids with -1 padding (the template's polygons are tris and quads)."""
-    counts = np.diff(t.poly_start)
-    width = int(counts.max())
-    out = np.full((len(counts), max(width, 4)), -1, dtype=np.int64)
-    col = np.arange(len(t.poly_verts)) - np.repeat(t.poly_start[:-1], counts)
-    rows = np.repeat(np.arange(len(counts)), counts)
-    out[rows, col] = t.poly_verts
-    return out
+    return pad_polygons(t.poly_verts, t.poly_start)
+
+
+def padded_part_polygons(t: Template) -> np.ndarray:
+    """(Pp, 4) the eyes', teeth's and tongue's polygons (part vertex ids), padded like ``padded_polygons``."""
+    return pad_polygons(t.part_poly_verts, t.part_poly_start)
 
 
 def corner_uvs(t: Template, polys: np.ndarray) -> np.ndarray:

@@ -9,14 +9,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from core.export import write_glb, write_obj
-from core.export.gltf import Armature, Skin
+from bridge.template import SHAPE_KEY_MIN_MOVE
+
+from core.export import Armature, MeshData, Skin, write_glb, write_obj
 from core.render import Cameras, render_normals
 from core.template import Template
 from core.texture import write_texture_files
 
 from .api import FitResult
-from .mesh_layout import corner_uvs, padded_polygons
+from .mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
+
 
 # The overlay is drawn at most this many pixels on its long side.
 OVERLAY_MAX = 1024
@@ -35,6 +37,8 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
     write_obj(paths["obj"], a["verts_neutral"], polys, uvs, name="likeness_head")
     paths["obj_posed"] = out / "result_posed.obj"
     write_obj(paths["obj_posed"], a["verts"], polys, uvs, name="likeness_head_posed")
+    paths["obj_parts"] = out / "result_eyes_mouth.obj"
+    write_obj(paths["obj_parts"], a["parts_neutral"], padded_part_polygons(template), name="likeness_eyes_mouth")
 
     material = meta.get("material")
     if photos:
@@ -44,15 +48,10 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
         material = maps.to_material()
 
     names = meta.get("expression_names", [])
-    keys = {n: a["expression_deltas"][i] for i, n in enumerate(names)}
     paths["glb"] = out / "result.glb"
-    write_glb(
-        paths["glb"], a["verts_neutral"], polys, uvs,
-        armature=Armature(list(template.joint_names), template.joint_parents, a["joint_rest"].astype(np.float64)),
-        skin=Skin(template.skin_idx, template.skin_w),
-        shape_keys=keys,
-        material=material,
-    )
+    write_glb(paths["glb"], result_meshes(template, a["verts_neutral"], a["parts_neutral"], names,
+                                          a["expression_deltas"], a.get("part_expression_deltas"), material),
+              armature=Armature(list(template.joint_names), template.joint_parents, a["joint_rest"].astype(np.float64)))
 
     paths["npz"] = out / "result.npz"
     np.savez_compressed(paths["npz"], **a, meta=np.frombuffer(json.dumps(_jsonable(meta)).encode(), dtype=np.uint8))
@@ -68,8 +67,37 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
     return paths
 
 
-def template_expression_deltas(template: Template) -> dict[str, np.ndarray]:
-    """name -> (N, 3) vertex deltas of each expression controller at its upper bound, on the neutral template."""
+def _moving_keys(names: list[str], deltas: np.ndarray | None) -> dict[str, np.ndarray]:
+    """name -> (N, 3) deltas, only for the keys that move this mesh."""
+    if deltas is None or not len(deltas):
+        return {}
+    moves = np.abs(deltas).max(axis=(1, 2)) > SHAPE_KEY_MIN_MOVE
+    return {n: deltas[i] for i, n in enumerate(names) if moves[i]}
+
+
+def result_meshes(template: Template, verts: np.ndarray, parts: np.ndarray, expression_names: list[str],
+                  expression_deltas: np.ndarray, part_expression_deltas: np.ndarray | None,
+                  material=None) -> list[MeshData]:
+    """The GLB's meshes: the head (skin weights, UVs, material) and the eyes, teeth and tongue
+    (each vertex rigid on its joint), each with the expression keys that move it.
+
+    verts: (N, 3) neutral head; parts: (P, 3) neutral parts; *_deltas: (E, N|P, 3) at each key's value 1.
+    """
+    polys = padded_polygons(template)
+    head = MeshData("likeness_head", verts, polys, corner_uvs(template, polys),
+                    skin=Skin(template.skin_idx, template.skin_w),
+                    shape_keys=_moving_keys(expression_names, expression_deltas), material=material)
+    part_joint = np.asarray(template.part_joint, np.int64)[:, None]
+    eyes_mouth = MeshData("likeness_eyes_mouth", parts, padded_part_polygons(template),
+                          skin=Skin(part_joint, np.ones(part_joint.shape, np.float32)),
+                          shape_keys=_moving_keys(expression_names, part_expression_deltas))
+    return [head, eyes_mouth]
+
+
+def template_expression_deltas(template: Template) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The expression controllers of the neutral template at their upper bound.
+
+    Returns (names (E,), head deltas (E, N, 3), part deltas (E, P, 3))."""
     from core.template import TemplateModel
 
     model = TemplateModel(template)
@@ -78,16 +106,17 @@ def template_expression_deltas(template: Template) -> dict[str, np.ndarray]:
         base = model.default_controllers()
         c = base.expand(len(ids), -1).clone()
         c[torch.arange(len(ids)), torch.as_tensor(ids)] = model.ctrl_bounds[torch.as_tensor(ids), 1]
-        deltas = (model.deform(c).verts - model.deform(base).verts).numpy()
-    return {template.ctrl_names[i]: deltas[k] for k, i in enumerate(ids)}
+        moved, rest = model.deform(c), model.deform(base)
+    return ([template.ctrl_names[i] for i in ids], (moved.verts - rest.verts).numpy(),
+            (moved.parts - rest.parts).numpy())
 
 
 def write_template_glb(path, template: Template) -> None:
     """The neutral template as a rigged GLB (the yardstick of the animation check)."""
-    polys = padded_polygons(template)
-    write_glb(path, template.verts, polys, corner_uvs(template, polys),
-              armature=Armature(list(template.joint_names), template.joint_parents, template.joint_rest.astype(np.float64)),
-              skin=Skin(template.skin_idx, template.skin_w), shape_keys=template_expression_deltas(template))
+    names, deltas, part_deltas = template_expression_deltas(template)
+    write_glb(path, result_meshes(template, template.verts, template.part_verts, names, deltas, part_deltas),
+              armature=Armature(list(template.joint_names), template.joint_parents,
+                                template.joint_rest.astype(np.float64)))
 
 
 def draw_overlay(path, template: Template, result: FitResult, rgb: np.ndarray, detected=None) -> None:

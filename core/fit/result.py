@@ -10,6 +10,8 @@
   so the template's skin weights bind ``verts_neutral`` directly.
 - ``expression_deltas``: per expression controller, the vertex deltas at its
   upper bound on the neutral identity (the 52 shape keys of the GLB).
+- ``part_expression_deltas``: the same for the eyes, teeth and tongue
+  (``parts_neutral``); eye, jaw and tongue shapes move them.
 """
 
 from __future__ import annotations
@@ -67,8 +69,10 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         c[torch.arange(n_expr), expr_ids] = model.ctrl_bounds[expr_ids, 1]
         expr = model.deform(c, joints_neutral.expand(n_expr, -1, -1))
         expression_deltas = (expr.verts - neutral.verts).cpu().numpy().astype(np.float32)
+        part_expression_deltas = (expr.parts - neutral.parts).cpu().numpy().astype(np.float32)
     else:
         expression_deltas = np.zeros((0, t.num_verts, 3), np.float32)
+        part_expression_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
 
     K, R, tr = variables.cameras()
     pts = objective.landmark_points(posed.verts)
@@ -91,6 +95,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         "pose": f32(variables.pose),
         "offsets": f32(offsets),
         "expression_deltas": expression_deltas,
+        "part_expression_deltas": part_expression_deltas,
         "K": f32(K),
         "R": f32(R),
         "t": f32(tr),
