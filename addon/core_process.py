@@ -38,11 +38,36 @@ class CoreError(Exception):
     """Something the artist can act on (wrong interpreter, core crashed, bad address)."""
 
 
+# Where a local core's Python is looked for when the preference is empty.
+CORE_PYTHON_ENV = "LIKENESS_CORE_PYTHON"
+EXTENSION_ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+NO_CORE_PYTHON = ("No core Python found: in Edit > Preferences > Add-ons > Likeness set 'Core Python' to the "
+                  "Likeness venv's interpreter (<checkout>/.venv/bin/python, made by 'make demo'), "
+                  f"or set the environment variable {CORE_PYTHON_ENV}.")
+
+
+def venv_python(root: str) -> str:
+    """The interpreter of ``root/.venv`` (POSIX or Windows layout), or "" when there is none."""
+    for rel in (("bin", "python"), ("Scripts", "python.exe")):
+        path = os.path.join(root, ".venv", *rel)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return ""
+
+
+def find_core_python(setting: str = "", *, environ=os.environ, extension_root: str = EXTENSION_ROOT) -> str:
+    """The Python a local core runs with: the preference when set, else ``$LIKENESS_CORE_PYTHON``, else
+    the ``.venv`` of the checkout the extension was installed from (a linked repository); CoreError otherwise."""
+    for candidate in (setting, environ.get(CORE_PYTHON_ENV, ""), venv_python(extension_root)):
+        if candidate:
+            return candidate
+    raise CoreError(NO_CORE_PYTHON)
+
+
 def check_interpreter(python: str, timeout: float = CHECK_TIMEOUT_S) -> None:
     """Raise CoreError unless ``python`` exists and can import what the core needs."""
     if not python:
-        raise CoreError("No core Python is set: in the add-on preferences, choose the Python "
-                        "interpreter of the Likeness venv (e.g. <repo>/.venv/bin/python).")
+        raise CoreError(NO_CORE_PYTHON)
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise CoreError(f"The core Python {python!r} does not exist or is not executable.")
     code = "import " + ", ".join(REQUIRED_MODULES)
@@ -153,9 +178,10 @@ class CoreLink:
     """
 
     def __init__(self, *, python: str = "", host: str = "", port: int = 0, token: str = "",
-                 max_restarts: int = 2, on_lost=None):
+                 max_restarts: int = 2, on_lost=None, local: bool | None = None):
         self.python, self.host, self.port, self.token = python, host, port, token
-        self.local = bool(python)
+        # local: start a core (python "" = look for one, see find_core_python); else connect to host:port
+        self.local = bool(python) if local is None else local
         self.max_restarts = max_restarts
         self.restarts = 0
         self.on_lost = on_lost
@@ -188,10 +214,11 @@ class CoreLink:
     def _connect(self) -> None:
         try:
             if self.local:
-                check_interpreter(self.python)
+                python = find_core_python(self.python)
+                check_interpreter(python)
                 if self.core is not None:
                     self.core.stop()
-                self.core = LocalCore(self.python)
+                self.core = LocalCore(python)
                 info = self.core.start()
                 client = Client.connect(info["host"], int(info["port"]), info["token"], on_lost=self._lost)
             else:

@@ -139,6 +139,14 @@ def report_problem(message: str, details: str = "") -> None:
     write_text(REPORT_TEXT, message + ("\n\n" + details if details else "") + "\n")
 
 
+def clear_report() -> None:
+    """A success replaces an earlier problem's text: the report never shows a stale error."""
+    text = bpy.data.texts.get(REPORT_TEXT)
+    if text is not None:
+        text.clear()
+        text.write("No problems: the last fit finished.\n")
+
+
 # -- the preview object -------------------------------------------------------------
 def live_collection() -> bpy.types.Collection:
     coll = bpy.data.collections.get(LIVE_COLLECTION)
@@ -297,6 +305,7 @@ def _on_event(msg) -> None:
         LIVE.result = msg
         LIVE.state = DONE
         LIVE.message = "Fit finished: create the result in the Result panel."
+        clear_report()
         _set_photo_status("fitted")
         _result_camera()
     elif msg.kind == schema.CANCELLED:

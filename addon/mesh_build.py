@@ -14,17 +14,7 @@ import bpy
 
 from ..bridge import template as wire
 
-# The 52 ARKit blendshape names: shape keys with these names are expressions.
-ARKIT_EXPRESSIONS = frozenset(
-    [f"eye{k}{s}" for k in ("Blink", "LookDown", "LookIn", "LookOut", "LookUp", "Squint", "Wide")
-     for s in ("Left", "Right")]
-    + ["jawForward", "jawLeft", "jawRight", "jawOpen", "mouthClose", "mouthFunnel", "mouthPucker",
-       "mouthLeft", "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
-       "browInnerUp", "cheekPuff", "tongueOut"]
-    + [f"{k}{s}" for k in ("mouthSmile", "mouthFrown", "mouthDimple", "mouthStretch", "mouthPress",
-                           "mouthLowerDown", "mouthUpperUp", "browDown", "browOuterUp", "cheekSquint",
-                           "noseSneer") for s in ("Left", "Right")]
-)
+ARKIT_EXPRESSIONS = frozenset(wire.ARKIT_EXPRESSIONS)
 # Regions the fitting losses use; a custom rig provides them as vertex groups named "region.<name>".
 REGION_PREFIX = "region."
 NEEDED_REGIONS = ("face_mask", "eye_l_ring", "eye_r_ring", "mouth_ring")
@@ -101,14 +91,24 @@ def add_vertex_groups(obj: bpy.types.Object, joint_names: list[str], skin_idx: n
             groups[int(joints[start])].add(rows[start:stop].tolist(), float(weights[start]), "REPLACE")
 
 
-def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], deltas: np.ndarray) -> None:
-    """Basis + one key per name. basis: (N, 3) float32; deltas: (E, N, 3) float32."""
+def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], deltas: np.ndarray) -> list[str]:
+    """Basis + one key per name that moves this mesh, every key at value 0 (the mesh opens at rest).
+
+    basis: (N, 3) float32; deltas: (E, N, 3) float32. Returns the names of the keys added."""
+    moves = np.abs(deltas).reshape(len(deltas), -1).max(1, initial=0.0) > wire.SHAPE_KEY_MIN_MOVE
+    added = [name for name, m in zip(names, moves) if m]
+    if not added:
+        return added
     if obj.data.shape_keys is None:
         obj.shape_key_add(name="Basis", from_mix=False)
-    for name, delta in zip(names, deltas):
+    for name, delta, m in zip(names, deltas, moves):
+        if not m:
+            continue
         key = obj.shape_key_add(name=name, from_mix=False)
         key.data.foreach_set("co", (basis + delta).astype(np.float32).ravel())
         key.slider_min, key.slider_max = 0.0, 1.0
+        key.value = 0.0  # Blender 5 gives a new key the value 1.0
+    return added
 
 
 def new_armature(name: str, joint_names: list[str], parents: np.ndarray, rest: np.ndarray, tails: np.ndarray,

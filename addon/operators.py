@@ -80,7 +80,8 @@ class LIKENESS_OT_remove_photo(bpy.types.Operator):
 def make_link(context) -> core_process.CoreLink:
     prefs = get_preferences(context)
     if prefs.core_mode == "LOCAL":
-        return core_process.CoreLink(python=bpy.path.abspath(prefs.python_path), max_restarts=prefs.max_restarts)
+        python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
+        return core_process.CoreLink(python=python, local=True, max_restarts=prefs.max_restarts)
     return core_process.CoreLink(host=prefs.host, port=prefs.port, token=prefs.token)
 
 
@@ -422,16 +423,17 @@ class LIKENESS_OT_export_result(bpy.types.Operator):
         return bool(result.result_collections())
 
     def invoke(self, context, event):
-        ext = _settings(context).export_format.lower()
-        self.filepath = bpy.path.ensure_ext(bpy.path.abspath("//likeness_head"), f".{ext}")
+        coll = result.result_collections()[-1]
+        self.filepath = result.export_path(bpy.path.abspath(f"//{bpy.path.clean_name(coll.name)}"),
+                                           _settings(context).export_format)
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
         fmt = _settings(context).export_format
-        path = bpy.path.ensure_ext(bpy.path.abspath(self.filepath), f".{fmt.lower()}")
         try:
-            result.export_result(result.result_collections()[-1], path, fmt)
+            path = result.export_path(bpy.path.abspath(self.filepath), fmt)
+            path = result.export_result(result.result_collections()[-1], path, fmt)
         except (result.ResultError, RuntimeError) as exc:
             self.report({"ERROR"}, f"export failed: {exc}")
             return {"CANCELLED"}

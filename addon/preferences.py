@@ -22,7 +22,8 @@ class LikenessPreferences(bpy.types.AddonPreferences):
     )
     python_path: bpy.props.StringProperty(
         name="Core Python",
-        description="Python interpreter of the Likeness venv (the repository's .venv/bin/python)",
+        description="Python interpreter of the Likeness venv (the repository's .venv/bin/python). "
+                    "Empty: $LIKENESS_CORE_PYTHON, else the .venv of the checkout this extension is linked from",
         subtype="FILE_PATH",
         default="",
     )
@@ -41,6 +42,13 @@ class LikenessPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "core_mode", expand=True)
         if self.core_mode == "LOCAL":
             layout.prop(self, "python_path")
+            if not self.python_path:
+                from .core_process import CoreError, find_core_python
+
+                try:
+                    layout.label(text=f"Found: {find_core_python()}", icon="CHECKMARK")
+                except CoreError:
+                    layout.label(text="No core Python found: set it above (or $LIKENESS_CORE_PYTHON)", icon="ERROR")
             layout.prop(self, "max_restarts")
             layout.label(text="A fresh token and a free loopback port are chosen at each start.", icon="INFO")
         else:

@@ -2,13 +2,17 @@
 
 A result (``bridge`` message of kind ``result``) carries ``verts_neutral``
 (N, 3), ``joint_rest`` (J, 4, 4), ``joint_tails`` (J, 3),
-``expression_deltas`` (E, N, 3), ``parts_neutral`` (P, 3) and meta
-``expression_names``; the template (arrays, meta) gives topology, UVs and
-skin weights. Everything created goes into one new collection, so deleting
-that collection and its contents restores the scene.
+``expression_deltas`` (E, N, 3), ``parts_neutral`` (P, 3),
+``part_expression_deltas`` (E, P, 3) and meta ``expression_names`` (ARKit
+names); the template (arrays, meta) gives topology, UVs and skin weights.
+Everything created goes into one new collection named after the photo, so
+deleting that collection and its contents restores the scene. Every shape key
+is created at value 0: the result opens at rest.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -16,7 +20,6 @@ import bpy
 
 from . import mesh_build
 
-RESULT_COLLECTION = "Likeness Result"
 SHAPE_KEY_NAME = "Likeness Fit"
 CREATED_KEY = "likeness_created"  # custom property on the collection: what it holds
 
@@ -31,10 +34,31 @@ def _need(buffers: dict, name: str) -> np.ndarray:
     return np.asarray(buffers[name])
 
 
+# What a result creates, by suffix after its name (the collection takes the bare name).
+OBJECT_SUFFIXES = (" Head", " Rig", " Eyes and Mouth", " Skin", " Albedo", " Normal")
+EXPORT_EXTENSIONS = {"GLB": ".glb", "FBX": ".fbx", "OBJ": ".obj"}
+
+
+def result_name(base: str) -> str:
+    """A free name for a new result: ``base`` (e.g. the first photo's file stem), numbered when taken."""
+    base = base.strip() or "Likeness"
+    taken = (set(bpy.data.collections.keys()) | set(bpy.data.objects.keys()) | set(bpy.data.meshes.keys())
+             | set(bpy.data.armatures.keys()) | set(bpy.data.materials.keys()) | set(bpy.data.images.keys()))
+    n = 1
+    while True:
+        name = base if n == 1 else f"{base} {n}"
+        if name not in taken and not any(name + s in taken for s in OBJECT_SUFFIXES):
+            return name
+        n += 1
+
+
 def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJECT", with_armature: bool = True,
                   with_expressions: bool = True, source_mesh: bpy.types.Object | None = None,
-                  name: str = "Likeness") -> bpy.types.Collection:
-    """Create all result data; returns the new collection. Raises ResultError before creating anything."""
+                  name: str = "") -> bpy.types.Collection:
+    """Create all result data; returns the new collection. Raises ResultError before creating anything.
+
+    name: the result's name (objects are "<name> Head", "<name> Rig", ...; numbered when taken, never
+    Blender's ".001"); empty: the file stem of the result's first photo."""
     arrays, meta = template
     buffers, rmeta = result.buffers, result.fields.get("meta", {})
     neutral = _need(buffers, "verts_neutral").astype(np.float32)
@@ -50,13 +74,19 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
     deltas = buffers.get("expression_deltas") if with_expressions else None
     if deltas is not None and (len(deltas) != len(names) or (len(deltas) and deltas.shape[1] != n)):
         raise ResultError("the result's expression shape keys do not match its names or vertex count")
+    part_deltas = buffers.get("part_expression_deltas") if with_expressions else None
+    if part_deltas is not None and (len(part_deltas) != len(names)
+                                    or (len(part_deltas) and part_deltas.shape[1] != len(arrays["part_verts"]))):
+        raise ResultError("the result's eye, teeth and tongue shape keys do not match its names or parts")
     if mode == "SHAPE_KEY":
         if source_mesh is None or source_mesh.type != "MESH":
             raise ResultError("Apply as Shape Key needs the fit's template mesh (fit with Template: Selected Rig)")
         if len(source_mesh.data.vertices) != n:
             raise ResultError(f"{source_mesh.name} has {len(source_mesh.data.vertices)} vertices, the result {n}")
 
-    coll = bpy.data.collections.new(f"{RESULT_COLLECTION} {name}".strip())
+    views = rmeta.get("views") or [{}]
+    name = result_name(name or os.path.splitext(os.path.basename(str(views[0].get("name", ""))))[0])
+    coll = bpy.data.collections.new(name)
     bpy.context.scene.collection.children.link(coll)
     created: list[str] = []
     arm_obj = None
@@ -98,6 +128,8 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
             joints = np.asarray(arrays["part_joint"], np.int64)[:, None]
             mesh_build.add_vertex_groups(pobj, joint_names, joints, np.ones_like(joints, np.float32))
             mesh_build.bind(pobj, arm_obj)
+        if part_deltas is not None and len(part_deltas):
+            mesh_build.add_shape_keys(pobj, np.asarray(parts, np.float32), names, np.asarray(part_deltas, np.float32))
     coll[CREATED_KEY] = {"objects": created, "materials": materials, "images": images}
     return coll
 
@@ -174,24 +206,73 @@ def remove_result(coll: bpy.types.Collection) -> None:
     bpy.data.collections.remove(coll)
 
 
-def export_result(coll: bpy.types.Collection, filepath: str, fmt: str) -> None:
-    """Export a result collection's objects. fmt: GLB, FBX or OBJ."""
-    objs = [o for o in coll.objects]
+def export_path(filepath: str, fmt: str) -> str:
+    """The file an export writes: ``filepath`` with the format's extension (``x.fbx`` as GLB is ``x.glb``)."""
+    if fmt not in EXPORT_EXTENSIONS:
+        raise ResultError(f"unknown export format {fmt!r}; choose GLB, FBX or OBJ")
+    root, ext = os.path.splitext(filepath)
+    return (root if ext.lower() in (*EXPORT_EXTENSIONS.values(), ".gltf") else filepath) + EXPORT_EXTENSIONS[fmt]
+
+
+def _images_of(objs) -> list[bpy.types.Image]:
+    images = []
+    for obj in objs:
+        for slot in getattr(obj, "material_slots", ()):
+            if slot.material is not None and slot.material.node_tree is not None:
+                images += [n.image for n in slot.material.node_tree.nodes
+                           if n.type == "TEX_IMAGE" and n.image is not None and n.image not in images]
+    return images
+
+
+def _save_textures_beside(images, folder) -> dict:
+    """Write each image as PNG into ``folder`` and point it there; returns {image: old filepath} to restore."""
+    os.makedirs(folder, exist_ok=True)
+    old = {}
+    for img in images:
+        path = os.path.join(folder, bpy.path.clean_name(img.name) + ".png")
+        img.save(filepath=path)
+        old[img] = img.filepath_raw
+        img.filepath_raw = path
+    return old
+
+
+def export_result(coll: bpy.types.Collection, filepath: str, fmt: str) -> str:
+    """Export a result collection's objects; returns the file written (see ``export_path``).
+
+    GLB: every mesh, the armature, all skin influences, shape keys at 0, textures packed.
+    FBX: the same, textures written as PNG to ``<name>_textures/`` beside it with relative paths.
+    OBJ: the meshes only (rest shape, UVs)."""
+    path = export_path(filepath, fmt)
+    objs = list(coll.objects)
     if not objs:
         raise ResultError(f"{coll.name} holds no objects to export")
     view_layer = bpy.context.view_layer
-    for o in view_layer.objects:
+    selected = [o for o in view_layer.objects if o.select_get()]
+    active = view_layer.objects.active
+    for o in selected:
         o.select_set(False)
     for o in objs:
         o.select_set(True)
     view_layer.objects.active = objs[0]
-    if fmt == "GLB":
-        bpy.ops.export_scene.gltf(filepath=filepath, export_format="GLB", use_selection=True,
-                                  export_morph=True, export_skins=True)
-    elif fmt == "FBX":
-        bpy.ops.export_scene.fbx(filepath=filepath, use_selection=True, add_leaf_bones=False)
-    elif fmt == "OBJ":
-        bpy.ops.wm.obj_export(filepath=filepath, export_selected_objects=True, export_uv=True,
-                              apply_modifiers=False)
-    else:
-        raise ResultError(f"unknown export format {fmt!r}; choose GLB, FBX or OBJ")
+    restore: dict = {}
+    try:
+        if fmt == "GLB":
+            bpy.ops.export_scene.gltf(filepath=path, export_format="GLB", use_selection=True, export_morph=True,
+                                      export_skins=True, export_all_influences=True)
+        elif fmt == "FBX":
+            stem = os.path.splitext(os.path.basename(path))[0]
+            restore = _save_textures_beside(_images_of(objs), os.path.join(os.path.dirname(path), f"{stem}_textures"))
+            bpy.ops.export_scene.fbx(filepath=path, use_selection=True, add_leaf_bones=False,
+                                     path_mode="RELATIVE", embed_textures=False)
+        else:
+            bpy.ops.wm.obj_export(filepath=path, export_selected_objects=True, export_uv=True,
+                                  apply_modifiers=False)
+    finally:
+        for img, old in restore.items():
+            img.filepath_raw = old  # the packed pixels stay in the .blend
+        for o in objs:
+            o.select_set(False)
+        for o in selected:
+            o.select_set(True)
+        view_layer.objects.active = active
+    return path

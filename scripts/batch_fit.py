@@ -2,11 +2,13 @@
 
 For each photo ``<stem>.<ext>`` in ``--photos``, writes to ``--out``:
 ``<stem>.blend`` (head mesh with UVs, its armature with the re-fitted joints,
-skin weights and the expression shape keys, eyes/teeth/tongue) and
-``<stem>.glb``; then ``summary.json``
-(``{"photos": [{"photo", "status", "error", "seconds", "blend", "glb",
-"landmark_error_iod"}], "ok", "failed"}``). Progress goes to stdout. Exits 1
-with a summary when any photo failed, 2 on bad arguments.
+skin weights and the 52 ARKit expression shape keys at 0, eyes/teeth/tongue)
+and an export per ``--formats`` (default GLB: ``<stem>.glb``; FBX adds
+``<stem>.fbx`` + ``<stem>_textures/``; OBJ ``<stem>.obj``); then
+``summary.json`` (``{"photos": [{"photo", "status", "error", "seconds",
+"blend", "glb", "exports", "landmark_error_iod"}], "ok", "failed"}``).
+Relative paths are taken from the current folder. Progress goes to stdout.
+Exits 1 with a summary when any photo failed, 2 on bad arguments.
 
 Where the core runs:
 - in-process (default): ``core.fit`` in this interpreter. The repository's
@@ -60,6 +62,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--iterations", default="", metavar="STAGE=N,...",
                    help="per-stage iteration overrides, e.g. rig=50,joint=20,vertex=0")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--formats", default="GLB", metavar="GLB,FBX,OBJ",
+                   help="exports written beside each .blend (comma-separated; default GLB)")
     p.add_argument("--core-python", default="", metavar="PYTHON",
                    help="run the fits in a core process started with this interpreter instead of in-process")
     return p.parse_args(argv)
@@ -138,23 +142,34 @@ class ProcessCore:
         self.link.stop()
 
 
-def write_outputs(result_mod, protocol, template, arrays: dict, meta: dict, blend: pathlib.Path,
-                  glb: pathlib.Path, name: str) -> None:
+EXPORT_FORMATS = ("GLB", "FBX", "OBJ")
+
+
+def write_outputs(result_mod, protocol, template, arrays: dict, meta: dict, out: pathlib.Path, name: str,
+                  formats: list[str]) -> dict[str, str]:
+    """``<name>.blend`` and one export per format in ``out``; returns {format: file name}."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     msg = protocol.Message("result", job=name, fields={"meta": meta}, buffers=arrays)
     coll = result_mod.create_result(msg, template, name=name)
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), check_existing=False)
-    result_mod.export_result(coll, str(glb), "GLB")
+    bpy.ops.wm.save_as_mainfile(filepath=str(out / f"{name}.blend"), check_existing=False)
+    return {fmt: pathlib.Path(result_mod.export_result(coll, str(out / name), fmt)).name for fmt in formats}
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # A core process runs in another working directory: it must get absolute paths.
+    args.photos, args.out = args.photos.resolve(), args.out.resolve()
     if not args.photos.is_dir():
         print(f"batch_fit.py: error: --photos {args.photos} is not a folder", file=sys.stderr)
         return 2
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in PHOTO_EXTENSIONS)
     if not photos:
         print(f"batch_fit.py: error: no photos ({', '.join(PHOTO_EXTENSIONS)}) in {args.photos}", file=sys.stderr)
+        return 2
+    formats = [f.strip().upper() for f in args.formats.split(",") if f.strip()]
+    if not formats or set(formats) - set(EXPORT_FORMATS):
+        print(f"batch_fit.py: error: --formats takes a comma-separated list of {', '.join(EXPORT_FORMATS)}, "
+              f"got {args.formats!r}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     options = job_options(args)
@@ -172,12 +187,12 @@ def main(argv: list[str]) -> int:
                     last[0] = time.perf_counter()
                     print(f"[{i}/{len(photos)}] {photo.name}: {stage} {step}/{total}", flush=True)
 
-            row = {"photo": photo.name, "status": "failed", "error": "", "blend": "", "glb": ""}
+            row = {"photo": photo.name, "status": "failed", "error": "", "blend": "", "glb": "", "exports": {}}
             try:
                 arrays, meta = core.fit(photo, options, progress)
-                blend, glb = args.out / f"{photo.stem}.blend", args.out / f"{photo.stem}.glb"
-                write_outputs(result_mod, protocol, core.template, arrays, meta, blend, glb, photo.stem)
-                row.update(status="ok", blend=blend.name, glb=glb.name,
+                exports = write_outputs(result_mod, protocol, core.template, arrays, meta, args.out, photo.stem,
+                                        formats)
+                row.update(status="ok", blend=f"{photo.stem}.blend", glb=exports.get("GLB", ""), exports=exports,
                            landmark_error_iod=meta.get("landmark_error_iod"))
             except Exception as exc:  # one bad photo must not stop the batch; it is reported below
                 row["error"] = f"{type(exc).__name__}: {exc}"

@@ -159,7 +159,7 @@ def test_every_panel_draws_and_references_existing_props_and_operators(bpy_modul
         for mode in ("LOCAL", "REMOTE"):
             prefs.core_mode = mode
             log = RecordingLayout()
-            holder = type("P", (), {"layout": log, "core_mode": mode})()
+            holder = type("P", (), {"layout": log, "core_mode": mode, "python_path": ""})()
             type(prefs).draw(holder, bpy.context)
             for _, name in log.log["props"]:
                 assert name in prefs.bl_rna.properties, name

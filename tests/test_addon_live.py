@@ -215,6 +215,7 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
     old_camera = bpy.data.objects.get(live.CAMERA_NAME)
     if old_camera is not None:
         bpy.data.objects.remove(old_camera)
+    live.report_problem("an earlier problem")  # a success must not leave it in the report
     assert bpy.ops.likeness.start_fit() == {"FINISHED"}
     seen, camera_while_fitting = [], []
 
@@ -237,10 +238,35 @@ def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):
         assert camera_while_fitting, "no photo camera while the fit ran"
         assert photo.status == "fitted"
         assert bpy.data.objects.get(live.CAMERA_NAME) is not None
+        assert "earlier problem" not in bpy.data.texts[live.REPORT_TEXT].as_string()
         assert bpy.ops.likeness.create_result() == {"FINISHED"}
-        coll = sys.modules[MODULE + ".addon.result"].result_collections()[-1]
-        head = next(o for o in coll.objects if o.type == "MESH" and o.data.shape_keys is not None)
-        assert len(head.data.shape_keys.key_blocks) == 1 + len(live.LIVE.result.fields["meta"]["expression_names"])
+        result = sys.modules[MODULE + ".addon.result"]
+        coll = result.result_collections()[-1]
+        assert coll.name == "grace_hopper"  # named after the photo
+        head = coll.objects["grace_hopper Head"]
+        parts = coll.objects["grace_hopper Eyes and Mouth"]
+        arkit = set(sys.modules[MODULE + ".bridge.template"].ARKIT_EXPRESSIONS)
+        keys = {o.name: {k.name: k.value for k in o.data.shape_keys.key_blocks[1:]} for o in (head, parts)}
+        # Every expression at rest, ARKit names, on each object it moves: the tongue on the parts only.
+        assert all(v == 0.0 for k in keys.values() for v in k.values())
+        assert set(keys[head.name]) | set(keys[parts.name]) == arkit
+        assert sorted(live.LIVE.result.fields["meta"]["expression_names"]) == sorted(arkit)
+        assert "tongueOut" in keys[parts.name] and "tongueOut" not in keys[head.name]
+        assert {"jawOpen", "eyeLookUpLeft"} <= set(keys[parts.name]) and "jawOpen" in keys[head.name]
+        # Check Rig passes on Likeness's own result.
+        for o in bpy.context.view_layer.objects:
+            o.select_set(False)
+        head.select_set(True)
+        bpy.context.view_layer.objects.active = head
+        assert bpy.ops.likeness.check_template() == {"FINISHED"}
+        check = bpy.data.texts[live.REPORT_TEXT].as_string()
+        assert "Missing" not in check and "Error" not in check and "(51 expressions)" in check, check
+        # A second result gets its own numbered name, never Blender's ".001".
+        assert bpy.ops.likeness.create_result() == {"FINISHED"}
+        second = result.result_collections()[-1]
+        assert second.name == "grace_hopper 2" and "grace_hopper 2 Head" in second.objects
+        assert not [o.name for c in (coll, second) for o in c.objects if ".00" in o.name]
+        result.remove_result(second)
         # The head wears the fitted albedo and detail normal map.
         mat = head.data.materials[0]
         images = {n.image.name for n in mat.node_tree.nodes if n.type == "TEX_IMAGE"}
