@@ -1,0 +1,76 @@
+"""A picture of a result as an artist opens it: Workbench renders, front and three-quarter, side by side.
+
+    .venv/bin/python scripts/render_result.py OUT/grace_hopper.blend docs/result_as_opened.png
+
+Opens the file as saved (shape keys and pose as stored, nothing reset), frames
+the largest mesh, renders with Workbench (needs EGL: Debian's libegl1,
+libegl-mesa0, libgl1-mesa-dri) and writes one PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+import bpy
+
+VIEWS = (("front", 0.0), ("three_quarter", 35.0))
+SIZE = 512
+
+
+def frame_camera(target: np.ndarray, radius: float, yaw_deg: float) -> bpy.types.Object:
+    """A camera looking at ``target`` from the face side (-Y), turned ``yaw_deg`` about Z."""
+    cam = bpy.data.objects.new("Probe Camera", bpy.data.cameras.new("Probe Camera"))
+    bpy.context.scene.collection.objects.link(cam)
+    cam.data.lens = 85.0
+    distance = radius / math.tan(cam.data.angle / 2) * 1.1
+    yaw = math.radians(yaw_deg)
+    cam.location = target + distance * np.array([math.sin(yaw), -math.cos(yaw), 0.0])
+    cam.rotation_euler = (math.pi / 2, 0.0, yaw)
+    return cam
+
+
+def main(argv: list[str]) -> None:
+    src, out = pathlib.Path(argv[0]), pathlib.Path(argv[1])
+    bpy.ops.wm.open_mainfile(filepath=str(src))
+    meshes = [o for o in bpy.data.objects if o.type == "MESH"]
+    head = max(meshes, key=lambda o: len(o.data.vertices))
+    deps = bpy.context.evaluated_depsgraph_get()
+    ev = head.evaluated_get(deps)
+    m = ev.to_mesh()
+    co = np.empty(len(m.vertices) * 3, np.float32)
+    m.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    world = np.array(head.matrix_world)
+    co = co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
+    lo, hi = co.min(0), co.max(0)
+    target, radius = (lo + hi) / 2, float(np.linalg.norm(hi - lo)) / 2
+    scene = bpy.context.scene
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.display.shading.light = "STUDIO"
+    scene.display.shading.color_type = "TEXTURE"
+    scene.render.resolution_x = scene.render.resolution_y = SIZE
+    scene.render.film_transparent = False
+    tiles = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, yaw in VIEWS:
+            cam = frame_camera(target, radius, yaw)
+            scene.camera = cam
+            scene.render.filepath = str(pathlib.Path(tmp) / f"{name}.png")
+            bpy.ops.render.render(write_still=True)
+            img = bpy.data.images.load(scene.render.filepath)
+            px = np.array(img.pixels[:], np.float32).reshape(SIZE, SIZE, 4)[::-1]
+            tiles.append((np.clip(px[..., :3], 0, 1) * 255).astype(np.uint8))
+    from PIL import Image
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.concatenate(tiles, axis=1)).save(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:])
