@@ -55,10 +55,11 @@ def venv_python(root: str) -> str:
     return ""
 
 
-def find_core_python(setting: str = "", *, environ=os.environ, extension_root: str = EXTENSION_ROOT) -> str:
+def find_core_python(setting: str = "", *, environ=os.environ, extension_root: str | None = None) -> str:
     """The Python a local core runs with: the preference when set, else ``$LIKENESS_CORE_PYTHON``, else
     the ``.venv`` of the checkout the extension was installed from (a linked repository); CoreError otherwise."""
-    for candidate in (setting, environ.get(CORE_PYTHON_ENV, ""), venv_python(extension_root)):
+    root = EXTENSION_ROOT if extension_root is None else extension_root
+    for candidate in (setting, environ.get(CORE_PYTHON_ENV, ""), venv_python(root)):
         if candidate:
             return candidate
     raise CoreError(NO_CORE_PYTHON)

@@ -380,3 +380,22 @@ def test_core_log_and_rig_check_reach_text_datablocks(bpy_module, live):
     report = bpy.data.texts[live.REPORT_TEXT].as_string()
     assert report.startswith("Rig check: CheckRig") and "2 joints, 2 controllers (1 expressions)" in report
     assert "Missing: landmark embedding" in report and "region 'eye_l_ring'" in report
+
+
+def test_a_local_core_finds_its_python_or_names_the_setting(live, tmp_path, monkeypatch):
+    core_process = sys.modules[MODULE + ".addon.core_process"]
+    checkout = tmp_path / "checkout"
+    assert core_process.find_core_python("/given/python", environ={}) == "/given/python"
+    assert core_process.find_core_python("", environ={"LIKENESS_CORE_PYTHON": "/env/python"}) == "/env/python"
+    # an extension linked from a checkout uses that checkout's .venv
+    (checkout / ".venv" / "bin").mkdir(parents=True)
+    (checkout / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    assert core_process.find_core_python("", environ={}, extension_root=str(checkout)) == str(
+        checkout / ".venv" / "bin" / "python")
+    # nothing to find: the message names the one setting, not the remote core's host and port
+    monkeypatch.delenv("LIKENESS_CORE_PYTHON", raising=False)
+    monkeypatch.setattr(core_process, "EXTENSION_ROOT", str(tmp_path / "nowhere"))
+    link = core_process.CoreLink(python="", local=True)
+    link.start()
+    assert link.wait(10) == core_process.FAILED
+    assert "Core Python" in link.error and "host" not in link.error
