@@ -90,9 +90,14 @@ def check_interpreter(python: str, timeout: float = CHECK_TIMEOUT_S) -> None:
 
 
 def serve_command(python: str, ready_file: str, token_file: str) -> list[str]:
-    """The command line that starts a core listening on a free loopback port."""
+    """The command line that starts a core listening on a free loopback port.
+
+    It is the artist's own core on the artist's machine: it may open the paths
+    the add-on sends (--allow-paths) and keeps the add-on's idle connection.
+    """
     script = os.path.join(os.path.dirname(python), "likeness")
-    args = ["serve", "--port", "0", "--ready-file", ready_file, "--token-file", token_file]
+    args = ["serve", "--port", "0", "--ready-file", ready_file, "--token-file", token_file,
+            "--allow-paths", "--idle-timeout", "0"]
     if os.path.isfile(script) and os.access(script, os.X_OK):
         return [script, *args]
     return [python, "-m", "core.cli", *args]

@@ -38,6 +38,8 @@ MAX_HEADER_BYTES = 1024 * 1024
 # Before the handshake a peer may only send a small hello.
 MAX_HELLO_BYTES = 64 * 1024
 MAX_NAME_CHARS = 128
+# A message is received this many bytes at a time.
+READ_CHUNK_BYTES = 1024 * 1024
 MAX_NDIM = 8
 ALIGN = 8
 
@@ -262,8 +264,13 @@ def read_message(stream, max_bytes: int = MAX_MESSAGE_BYTES) -> Message | None:
     (total,) = _U32.unpack(prefix)
     if total > max_bytes:
         raise FramingError(f"peer announced {total} bytes, more than the limit of {max_bytes}")
-    frame = bytearray(4 + total)  # prefix kept so buffers are 8-aligned in memory
-    payload = memoryview(frame)[4:]
-    if _read_into(stream, payload) < total:
-        raise FramingError(f"connection closed inside a {total}-byte message")
-    return decode(payload, max_bytes)
+    # The frame grows as bytes arrive (a chunk at a time), so a length prefix
+    # alone never makes the receiver allocate; the prefix is kept in front so
+    # buffers are 8-aligned in memory.
+    frame = bytearray(prefix)
+    while len(frame) - 4 < total:
+        chunk = stream.read(min(total - (len(frame) - 4), READ_CHUNK_BYTES))
+        if not chunk:
+            raise FramingError(f"connection closed inside a {total}-byte message")
+        frame += chunk
+    return decode(memoryview(frame)[4:], max_bytes)

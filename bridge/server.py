@@ -20,7 +20,9 @@ import hmac
 import os
 import socket
 import stat
+import struct
 import threading
+import time
 import traceback
 
 from . import schema
@@ -38,9 +40,15 @@ from .protocol import (
 )
 
 LOOPBACK = "127.0.0.1"
+# From connect to authenticated, however the bytes trickle in.
 HELLO_TIMEOUT_S = 5.0
-# Unconflated messages waiting for a client; only a client that stopped reading gets here.
-MAX_QUEUED_MESSAGES = 10_000
+# Bytes of unconflated messages waiting for a client (one message always fits);
+# only a client that stopped reading gets here, and it is dropped.
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+# Clients connected at once (authenticated or not); more are told "unavailable".
+MAX_CONNECTIONS = 16
+# An authenticated client that sends nothing this long, with no job running, is dropped (0: never).
+IDLE_TIMEOUT_S = 900.0
 # The accept loop wakes this often to notice shutdown().
 _ACCEPT_POLL_S = 0.2
 
@@ -67,7 +75,12 @@ class Connection:
         self._cond = threading.Condition()
         self._queue: collections.deque[Message] = collections.deque()
         self._conflated: dict[tuple[str, str | None], Message] = {}
+        self._queued_bytes = 0
         self._handler = None
+        self.opened = time.monotonic()
+        self.last_active = self.opened
+        self.authenticated = False
+        self.may_open_paths = server.allow_paths or _same_user(sock)
 
     # -- sending (any thread) ----------------------------------------------
     def send(self, msg: Message) -> None:
@@ -85,9 +98,10 @@ class Connection:
                         pending = self._conflated.pop((kind, msg.job), None)
                         if pending is not None:
                             self._queue.append(pending)
+                size = _approx_bytes(msg)
+                overflow = bool(self._queue) and self._queued_bytes + size > self.server.max_queued_bytes
                 self._queue.append(msg)
-                if len(self._queue) > MAX_QUEUED_MESSAGES:
-                    overflow = True
+                self._queued_bytes += size
             self._cond.notify_all()
         if overflow:
             self.close()  # the client stopped reading: drop it rather than grow without bound
@@ -100,12 +114,18 @@ class Connection:
             )
             return ok and not self.closed.is_set()
 
+    def wait_sent(self, timeout: float | None = None) -> None:
+        """Block until every queued message has been handed to the socket (or the connection closed)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue or self.closed.is_set(), timeout)
+
     def close(self) -> None:
         with self._cond:
             if self.closed.is_set():
                 return
             self.closed.set()
             self._queue.clear()
+            self._queued_bytes = 0
             self._conflated.clear()
             self._cond.notify_all()
         try:
@@ -122,6 +142,7 @@ class Connection:
                     return
                 if self._queue:
                     msg = self._queue.popleft()
+                    self._queued_bytes -= _approx_bytes(msg)
                 else:
                     msg = self._conflated.pop(next(iter(self._conflated)))
                 self._cond.notify_all()  # wakes wait_frame_slot and _finish
@@ -143,7 +164,7 @@ class Connection:
             pass
 
     def _handshake(self, stream) -> bool:
-        self.sock.settimeout(self.server.hello_timeout)
+        # the server's sweep closes the socket when the whole handshake overruns hello_timeout
         try:
             msg = read_message(stream, MAX_HELLO_BYTES)
         except (ProtocolError, OSError) as exc:
@@ -175,7 +196,7 @@ class Connection:
                 )
             )
             return False
-        self.sock.settimeout(None)
+        self.authenticated = True
         self._send_now(
             Message(
                 schema.HELLO,
@@ -207,6 +228,7 @@ class Connection:
                     continue
                 if msg is None or msg.kind == schema.BYE:
                     return
+                self.last_active = time.monotonic()
                 try:
                     if not schema.validate(msg):
                         continue  # unknown kind: ignored
@@ -222,6 +244,20 @@ class Connection:
             pass
         finally:
             self._finish(stream)
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since the client last sent a message; 0 while one of its jobs runs."""
+        busy = getattr(self._handler, "busy", None)
+        return 0.0 if busy is not None and busy() else now - self.last_active
+
+    def stop(self, reason: str) -> None:
+        """End the session from the server's side: its jobs stop and answer, the client is told why."""
+        if self._handler is not None:
+            self._handler.on_close()
+        self.send(error_message(schema.E_UNAVAILABLE, reason))
+        with self._cond:
+            self._cond.wait_for(lambda: not self._queue or self.closed.is_set(), 1.0)
+        self.close()
 
     def _finish(self, stream) -> None:
         if self._handler is not None:
@@ -254,6 +290,10 @@ class Server:
         unix_path: str | None = None,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         hello_timeout: float = HELLO_TIMEOUT_S,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        allow_paths: bool = False,
     ):
         if not token:
             raise ValueError("the server needs a non-empty token")
@@ -261,6 +301,10 @@ class Server:
         self.handler_factory = handler_factory
         self.max_message_bytes = max_message_bytes
         self.hello_timeout = hello_timeout
+        self.max_queued_bytes = max_queued_bytes
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.allow_paths = allow_paths
         self.unix_path = unix_path
         self._ids = iter(range(1, 1 << 62))
         self._lock = threading.Lock()
@@ -291,6 +335,7 @@ class Server:
         """Accept clients until :meth:`shutdown`; each runs on its own threads."""
         try:
             while not self._stop.is_set():
+                self._sweep()
                 try:
                     sock, _ = self.listener.accept()
                 except TimeoutError:
@@ -302,6 +347,11 @@ class Server:
                 sock.settimeout(None)
                 if sock.family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with self._lock:
+                    full = len(self._connections) >= self.max_connections
+                if full:
+                    _refuse(sock, f"the core already serves {self.max_connections} connections; try again later")
+                    continue
                 conn = Connection(sock, self)
                 with self._lock:
                     self._connections.add(conn)
@@ -316,17 +366,59 @@ class Server:
         with self._lock:
             self._connections.discard(conn)
 
-    def _close_all(self) -> None:
+    def _sweep(self) -> None:
+        """Drop connections past the handshake deadline or idle past ``idle_timeout``."""
+        now = time.monotonic()
         with self._lock:
             conns = list(self._connections)
         for conn in conns:
-            conn.close()
+            if not conn.authenticated and now - conn.opened > self.hello_timeout:
+                conn.sock.settimeout(0.1)  # a peer that reads nothing must not hold the accept loop
+                conn._send_now(error_message(schema.E_PROTOCOL, f"expected a hello message within "
+                                             f"{self.hello_timeout:g} s of connecting"))
+                conn.close()
+            elif conn.authenticated and self.idle_timeout and conn.idle_for(now) > self.idle_timeout:
+                threading.Thread(target=conn.stop, args=(f"idle for {self.idle_timeout:g} s; closing",),
+                                 daemon=True).start()
+
+    def _close_all(self) -> None:
         self.listener.close()
+        with self._lock:
+            conns = list(self._connections)
+        stoppers = [threading.Thread(target=conn.stop, args=("the core is shutting down",)) for conn in conns]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         if self.unix_path is not None:
             try:
                 os.unlink(self.unix_path)
             except FileNotFoundError:
                 pass
+
+
+def _approx_bytes(msg: Message) -> int:
+    """What ``msg`` will take on the wire, near enough for a queue budget (arrays dominate)."""
+    return 1024 + sum(getattr(b, "nbytes", 0) for b in msg.buffers.values())
+
+
+def _same_user(sock: socket.socket) -> bool:
+    """Whether the peer of a Unix socket runs as this process's user (SO_PEERCRED)."""
+    if sock.family != getattr(socket, "AF_UNIX", None) or not hasattr(socket, "SO_PEERCRED"):
+        return False
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid == os.getuid()
+
+
+def _refuse(sock: socket.socket, reason: str) -> None:
+    try:
+        sock.settimeout(1.0)
+        sock.sendall(encode(error_message(schema.E_UNAVAILABLE, reason)))
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _bind_unix(path: str) -> socket.socket:

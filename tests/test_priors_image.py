@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import cv2
 import numpy as np
@@ -245,3 +246,27 @@ def test_exif_focal_of_a_cropped_photo_is_not_used(tmp_path):
     # The same capture only resized keeps its focal length.
     Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(tmp_path / "small.jpg", exif=exif)
     assert load_image(tmp_path / "small.jpg").focal_35mm == 26.0
+
+
+def test_decompression_bomb_under_the_pixel_limit_is_refused_before_decoding(tmp_path):
+    import tracemalloc
+
+    from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
+
+    # an all-zero RGBA PNG under 64 MP compresses to well under a megabyte
+    path = tmp_path / "bomb.png"
+    Image.new("RGBA", (7900, 7900)).save(path, optimize=False, compress_level=9)
+    assert path.stat().st_size < 1 << 20 and decoded_bytes((7900, 7900), "RGBA") > MAX_DECODED_BYTES
+    tracemalloc.start()
+    with pytest.raises(ImageError, match=r"needs \d+ MiB decoded, above the limit"):
+        load_image(path)
+    assert tracemalloc.get_traced_memory()[1] < 16 << 20
+    tracemalloc.stop()
+
+
+def test_devices_and_fifos_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        with pytest.raises(ImageError, match="not a regular file"):
+            load_image(path)

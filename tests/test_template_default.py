@@ -195,5 +195,22 @@ def test_build_is_deterministic_and_cached(template, tmp_path, monkeypatch):
     assert "landmarks    0 (no embedding file)" in template.summary()
     path = build_mod.default_cache_path()
     assert path.parent == tmp_path and "embnone" in path.name
-    template.save(path)
+    monkeypatch.setattr(build_mod, "build_default", lambda *a, **k: template)
     assert load_default().to_bytes() == template.to_bytes()
+    digest = path.with_name(path.name + ".sha256")
+    assert path.read_bytes() == template.to_bytes() and digest.exists()
+
+
+def test_corrupt_cache_is_detected_and_rebuilt(template, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LIKENESS_CACHE", str(tmp_path))
+    builds = []
+    monkeypatch.setattr(build_mod, "build_default", lambda *a, **k: builds.append(1) or template)
+    load_default()
+    path = build_mod.default_cache_path()
+    for corrupt in (lambda b: b[: len(b) // 2], lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:]):
+        path.write_bytes(corrupt(path.read_bytes()))
+        assert load_default().to_bytes() == template.to_bytes()
+        assert "is corrupt; rebuilding it" in capsys.readouterr().err
+    assert len(builds) == 3 and path.read_bytes() == template.to_bytes()
+    load_default()
+    assert len(builds) == 3  # an intact cache is read, not rebuilt

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.template import FORMAT_VERSION, Template, TemplateError, load, random_template
+from core.template.model import MAX_TEMPLATE_BYTES
 
 
 def arrays_equal(a: Template, b: Template) -> None:
@@ -120,3 +121,33 @@ def test_not_a_zip_or_no_meta(tmp_path):
         zf.writestr("verts.npy", b"")
     with pytest.raises(TemplateError, match="has no meta.json"):
         load(p)
+
+
+def test_devices_folders_and_zip_bombs_are_refused_unread(tmp_path):
+    with pytest.raises(TemplateError, match="'/dev/zero' is not a regular file"):
+        load("/dev/zero")
+    with pytest.raises(TemplateError, match="is a folder"):
+        load(tmp_path)
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("verts.npy", bytes(MAX_TEMPLATE_BYTES + 1))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(TemplateError, match="unpack to .* above the template limit"):
+        load(bomb)
+
+
+def test_crc_broken_member_is_one_line_error(tmp_path):
+    data = bytearray(random_template(seed=2).to_bytes())
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:  # stored: the flipped byte reaches the CRC check
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as src:
+            for info in src.infolist():
+                zf.writestr(info.filename, src.read(info))
+    raw = bytearray(buf.getvalue())
+    at = raw.index(b"\x93NUMPY") + 200  # inside the first array
+    raw[at] ^= 0xFF
+    path = tmp_path / "crc.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(TemplateError) as err:
+        load(path)
+    assert "crc.npz: not a template file (Bad CRC-32" in str(err.value) and "\n" not in str(err.value)

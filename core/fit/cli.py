@@ -1,7 +1,9 @@
 """``likeness fit PHOTO... --out DIR``: fit the template to photos headless.
 
 Shows one progress line per stage step on stderr (stage, iteration, losses,
-iterations per second); Ctrl-C cancels the fit and writes nothing.
+iterations per second); Ctrl-C cancels the fit and writes nothing. Every
+argument is checked before the photos are read, so a mistake costs no fit;
+results appear in ``--out`` together or not at all (``core/fit/outputs.py``).
 """
 
 from __future__ import annotations
@@ -27,27 +29,28 @@ def _run(args) -> int:
     from .api import PhotoInput
     from .control import FitControl
     from .outputs import write_result_files
+    from .result_set import ResultSetError
     from .pipeline import fit_views, focal_option, views_from_photos
 
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     for p in args.photos:
         if not pathlib.Path(p).is_file():
             raise CommandError(f"no such photo: {p}")
-    try:
-        template = load(args.template) if args.template else load_default()
-    except (OSError, ValueError) as exc:
-        raise CommandError(f"cannot load the template: {exc}") from exc
+    check_out_dir(args.out)
+    device = check_device(args.device)
     options = {"preset": args.preset}
     try:
         focal = focal_option(args.focal)
     except ValueError as exc:
         raise CommandError(f"--focal: {exc}") from exc
     if args.schedule:
-        try:
-            options["schedule"] = json.loads(pathlib.Path(args.schedule).read_text()) \
-                if pathlib.Path(args.schedule).is_file() else json.loads(args.schedule)
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"--schedule is neither a JSON file nor JSON text: {exc}") from exc
+        options["schedule"] = read_schedule(args.schedule)
+    if args.normals and len(args.normals) != len(args.photos):
+        raise CommandError(f"--normals needs one file per photo ({len(args.photos)}), got {len(args.normals)}")
+    try:
+        template = load(args.template) if args.template else load_default()
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"cannot load the template: {exc}") from None
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -62,14 +65,17 @@ def _run(args) -> int:
         lens = "focal estimated" if view.focal_px is None else f"focal {view.focal_px:.0f} px ({view.focal_source}{exif})"
         print(f"{photo.name}: {face.describe()}; {lens}", file=sys.stderr)
     if args.normals:
-        _attach_normal_maps(views, args.normals)
+        try:
+            _attach_normal_maps(views, loaded, args.normals)
+        except PriorError as exc:
+            raise CommandError(f"--normals: {exc}") from None
     control = FitControl()
     tty = sys.stderr.isatty()
     every = PROGRESS_EVERY_S if tty else PROGRESS_EVERY_S_LOG
     last_print = 0.0
     result = None
     try:
-        for rec in fit_views(template, views, options, control, args.device):
+        for rec in fit_views(template, views, options, control, device):
             now = time.perf_counter()
             if rec.result is not None:
                 result = rec.result
@@ -88,7 +94,10 @@ def _run(args) -> int:
     if not args.quiet and tty:
         print(file=sys.stderr)
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
-    paths = write_result_files(args.out, template, result, loaded, faces)
+    try:
+        paths = write_result_files(args.out, template, result, loaded, faces)  # all or nothing
+    except ResultSetError as exc:
+        raise CommandError(str(exc)) from None
     print(f"landmark error: {result.meta['landmark_error_iod']:.4f} of the eye distance; "
           f"{result.meta['seconds']:.1f} s on {result.meta['device']}")
     for name, path in paths.items():
@@ -96,15 +105,61 @@ def _run(args) -> int:
     return 0
 
 
-def _attach_normal_maps(views, paths) -> None:
-    from core.priors.providers import load_normal_map
+def _attach_normal_maps(views, photos, paths) -> None:
+    """Each view gets its user normal map, resampled to the photo (FileCues refuses another aspect)."""
+    from core.priors.dense import FileCues
 
-    if len(paths) != len(views):
-        raise CommandError(f"--normals needs one file per photo ({len(views)}), got {len(paths)}")
-    for view, path in zip(views, paths):
-        normals, mask = load_normal_map(path)
-        view.normals, view.normal_mask = normals, mask
+    for view, photo, path in zip(views, photos, paths):
+        cue = FileCues(normal_map=path).predict(photo)["normals"]
+        view.normals, view.normal_mask = cue.values, cue.confidence > 0
         view.__post_init__()
+
+
+def check_out_dir(out: str) -> None:
+    """``--out`` must be a folder (or creatable as one) before any fitting starts."""
+    path = pathlib.Path(out)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+
+
+def check_device(device: str) -> str:
+    """A torch device this build can use, else CommandError."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {device}: this torch build has no usable CUDA; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise CommandError(f"--device {device}: only cpu and cuda are supported")
+    return device
+
+
+def read_schedule(text: str) -> dict:
+    """``--schedule``: a JSON file's name or JSON text, checked against the schedule's shape."""
+    from .schedule import check_overrides
+
+    try:
+        is_file = pathlib.Path(text).is_file()
+    except (OSError, ValueError):  # too long or NUL: not a file name
+        is_file = False
+    try:
+        raw = pathlib.Path(text).read_text() if is_file else text
+        value = json.loads(raw)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"--schedule: cannot read {text}: {exc}") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise CommandError(f"--schedule is neither a JSON file nor JSON text: {str(exc)[:200]}") from None
+    try:
+        return check_overrides(value)
+    except ValueError as exc:
+        raise CommandError(f"--schedule: {exc}") from None
 
 
 def add_parser(sub) -> None:

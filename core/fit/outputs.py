@@ -1,9 +1,15 @@
-"""Write a fit's files: result.obj/.glb/.npz, report.json, overlay.png, albedo/normal/preview.png."""
+"""Write a fit's files: result.obj/.glb/.npz, report.json, overlay.png, albedo/normal/preview.png.
+
+They are written into a private folder, then published all or nothing
+(``core/fit/result_set.py``).
+"""
 
 from __future__ import annotations
 
 import json
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import torch
@@ -18,16 +24,25 @@ from core.texture import write_texture_files
 
 from .api import FitResult
 from .mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
-
+from .result_set import publish_result_set
 
 # The overlay is drawn at most this many pixels on its long side.
 OVERLAY_MAX = 1024
 
 
 def write_result_files(out_dir, template: Template, result: FitResult, photos=None, landmarks=None) -> dict:
-    """Write everything for one fit; returns {name: path}."""
+    """Write everything for one fit, all or nothing; returns {file name: path in ``out_dir``}."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".likeness-", dir=out))
+    try:
+        _, report = _write_into(staging, template, result, photos, landmarks)
+        return publish_result_set(out, staging, report)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos, landmarks):
     a, meta = result.arrays, result.meta
     polys = padded_polygons(template)
     uvs = corner_uvs(template, polys)
@@ -58,13 +73,11 @@ def write_result_files(out_dir, template: Template, result: FitResult, photos=No
 
     report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
                                                     "landmark_error_iod_per_view", "views", "animation_check", "multiview")}
-    paths["report"] = out / "report.json"
-    paths["report"].write_text(json.dumps(_jsonable(report), indent=2) + "\n")
 
     if photos:
         paths["overlay"] = out / "overlay.png"
         draw_overlay(paths["overlay"], template, result, photos[0].rgb, None if landmarks is None else landmarks[0])
-    return paths
+    return paths, _jsonable(report)
 
 
 def _moving_keys(names: list[str], deltas: np.ndarray | None) -> dict[str, np.ndarray]:

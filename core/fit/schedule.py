@@ -9,9 +9,14 @@ the common cases; any field can be overridden from JSON/dict options
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from dataclasses import asdict, dataclass
 
 # Variables a stage may optimise.
+# Largest whole number a schedule override may set (iterations, patience, ...).
+MAX_OVERRIDE_INT = 1_000_000
+
 VARIABLES = (
     "shape",        # bounded identity controllers, [-1, 1]
     "expression",   # bounded expression controllers, [0, 1]
@@ -148,10 +153,55 @@ MULTIVIEW_NORMALS_OVERRIDES = {"stages": {
 }}
 
 
+def check_overrides(overrides) -> dict:
+    """``overrides`` if it is shaped like schedule overrides (see make_schedule), else ValueError naming the part."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"schedule overrides must be a JSON object, got {type(overrides).__name__}")
+    unknown = set(overrides) - {"stages", "only"}
+    if unknown:
+        raise ValueError(f"schedule overrides: unknown keys {sorted(unknown)}; use 'stages' and 'only'")
+    only = overrides.get("only", [])
+    if not isinstance(only, list) or not all(isinstance(n, str) for n in only):
+        raise ValueError("schedule 'only' must be a list of stage names")
+    stages = overrides.get("stages", {})
+    if not isinstance(stages, dict):
+        raise ValueError("schedule 'stages' must map stage names to settings")
+    defaults = {f.name: f.default for f in dataclasses.fields(StageSpec)}
+    for name, settings in stages.items():
+        if not isinstance(settings, dict):
+            raise ValueError(f"stage {name!r}: settings must be a JSON object")
+        for key, value in settings.items():
+            default = defaults.get(key, dataclasses.MISSING) if key != "iterations_scale" else 1.0
+            where = f"stage {name!r}: {key!r}"
+            if key in ("name",):
+                raise ValueError(f"{where} cannot be overridden")
+            if key in ("iterations", "plateau_patience", "top_k", "normal_res", "normal_levels"):
+                if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OVERRIDE_INT):
+                    raise ValueError(f"{where} must be a whole number in 0..{MAX_OVERRIDE_INT}, got {value!r:.40}")
+            elif key in ("lr", "weights"):
+                if not (isinstance(value, dict) and all(isinstance(k, str) and number(v) for k, v in value.items())):
+                    raise ValueError(f"{where} must map names to finite numbers")
+            elif key == "variables":
+                if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    raise ValueError(f"{where} must be a list of variable names")
+            elif isinstance(default, bool) or key == "uniform_offsets":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where} must be true or false")
+            elif key in defaults or key == "iterations_scale":
+                if not number(value):
+                    raise ValueError(f"{where} must be a finite number, got {value!r:.40}")
+    return overrides
+
+
 def merge_overrides(base: dict, extra: dict | None) -> dict:
     """Schedule overrides ``extra`` on top of ``base`` (per stage, per field; dicts merge)."""
     out = copy.deepcopy(base)
-    extra = extra or {}
+    extra = check_overrides(extra)
     for key, value in extra.items():
         if key != "stages":
             out[key] = copy.deepcopy(value)
@@ -193,7 +243,7 @@ def make_schedule(preset: str = "default", overrides: dict | None = None) -> lis
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     stages = copy.deepcopy(PRESETS[preset])
-    overrides = overrides or {}
+    overrides = check_overrides(overrides)
     per_stage = overrides.get("stages", {})
     unknown = set(per_stage) - {s.name for s in stages}
     if unknown:

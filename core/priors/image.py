@@ -15,12 +15,20 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.files import UnsafeFileError, open_regular
+
 from .errors import ImageError
 
 # 64 megapixels is far more than any face fit needs, and keeps a hostile file
 # from expanding into gigabytes before we can refuse it. It is below Pillow's
 # own bomb threshold, so our readable error fires first.
 MAX_PIXELS = 64_000_000
+# Memory the decoded file plus its RGB copy may take (pixels x channels x bytes),
+# checked on the header's size and mode before decoding: a small PNG that
+# inflates to gigabytes is refused unread. A 24 MP RGB photo needs 144 MB.
+MAX_DECODED_BYTES = 256 * 1024 * 1024
+# Bytes per channel of Pillow modes wider than 8 bits.
+_WIDE_MODES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
 _EXIF_ORIENTATION = 0x0112
 _EXIF_IFD = 0x8769
@@ -95,11 +103,10 @@ def load_image(
     elif isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         label = path
-        if not os.path.exists(path):
-            raise ImageError(f"photo not found: {path!r}; check the path")
-        if os.path.isdir(path):
-            raise ImageError(f"{path!r} is a folder; pass a photo file inside it")
-        opener = path
+        try:
+            opener = open_regular(path, "photo")  # a FIFO or device is refused before it is read
+        except UnsafeFileError as exc:
+            raise ImageError(str(exc)) from None
         default_name = name or os.path.splitext(os.path.basename(path))[0]
     else:
         raise ImageError(
@@ -109,7 +116,7 @@ def load_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(opener) as im:
+            with opener, Image.open(opener) as im:
                 _check_pixels(im, label, max_pixels)
                 fmt = im.format or ""
                 mode = im.mode
@@ -207,12 +214,22 @@ def _exif_focal_35mm(exif, size: tuple[int, int]) -> tuple[float | None, str]:
     return focal, ""
 
 
+def decoded_bytes(size: tuple[int, int], mode: str) -> int:
+    """Bytes a (width, height) image of Pillow ``mode`` takes decoded plus its 8-bit RGB copy."""
+    bands = Image.getmodebands(mode) if mode not in _WIDE_MODES else 1
+    return size[0] * size[1] * (bands * _WIDE_MODES.get(mode, 1) + 3)
+
+
 def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
     w, h = im.size
     if w <= 0 or h <= 0:
         raise ImageError(f"{label!r} has no pixels ({w}x{h}); re-export the photo")
     if w * h > max_pixels:
         raise ImageError(_too_big_message(label, (w, h), max_pixels))
+    need = decoded_bytes((w, h), im.mode)
+    if need > MAX_DECODED_BYTES:
+        raise ImageError(f"{label!r} ({w}x{h} {im.mode}) needs {need / 2**20:.0f} MiB decoded, above the limit of "
+                         f"{MAX_DECODED_BYTES / 2**20:.0f} MiB; save it smaller or as 8-bit RGB")
 
 
 def _too_big_message(label: str, size: tuple[int, int] | None, max_pixels: int) -> str:
@@ -242,11 +259,15 @@ def _to_rgb8(im: Image.Image, label: str) -> np.ndarray:
         mode == "P" and "transparency" in im.info
     )
     if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[..., 3:4] / 255.0
+        rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3].astype(np.uint16)
         # White behind transparent pixels: cut-out portraits usually sit on white.
-        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
-        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+        # Integer maths a channel at a time: no float copy of the whole image.
+        rgb = np.empty(rgba.shape[:2] + (3,), np.uint8)
+        white = 255 * (255 - alpha) + 127
+        for c in range(3):
+            rgb[..., c] = (rgba[..., c] * alpha + white) // 255
+        return rgb
     try:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (ValueError, OSError) as exc:

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from bridge.protocol import PROTOCOL_VERSION
-from bridge.server import Server
+from bridge.server import IDLE_TIMEOUT_S, Server
 
 from .session import JobRegistry, Session
 
@@ -33,36 +33,60 @@ def resolve_token(token_file: str | None) -> str:
 
 
 def write_ready_file(path: str, info: dict) -> None:
-    """Write ``info`` as JSON, owner-only (0600), atomically: readers never see half a file."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(info, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    """Write ``info`` as JSON, owner-only (0600), atomically: readers never see half a file.
+
+    The temporary name is created with O_EXCL | O_NOFOLLOW, so a link planted
+    there never receives the token.
+    """
+    from core.files import create_new
+
+    tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with create_new(tmp, 0o600) as fh:
+            fh.write(json.dumps(info).encode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _serve(args) -> int:
     from core.cli import CommandError
 
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port {args.port} is not a TCP port; use 0..65535 (0: any free port)")
+    if args.ready_file and not os.path.isdir(os.path.dirname(os.path.abspath(args.ready_file))):
+        raise CommandError(f"--ready-file {args.ready_file}: its folder does not exist")
+    if args.idle_timeout < 0:
+        raise CommandError("--idle-timeout must be >= 0 seconds (0: never)")
     token = resolve_token(args.token_file)
     registry = JobRegistry()
     try:
-        server = Server(token, lambda conn: Session(conn, registry), port=args.port, unix_path=args.unix)
+        server = Server(token, lambda conn: Session(conn, registry), port=args.port, unix_path=args.unix,
+                        idle_timeout=args.idle_timeout, allow_paths=args.allow_paths)
     except OSError as exc:
         raise CommandError(f"cannot listen: {exc}") from None
-    # SIGTERM (what a parent sends to stop the core) ends the accept loop cleanly
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    # SIGTERM (what a parent sends) and SIGINT (Ctrl-C) end the accept loop; serve_forever then
+    # cancels every job and joins its thread, so no torch thread outlives the interpreter.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.shutdown())
     info = {**server.address, "token": token, "protocol": PROTOCOL_VERSION, "pid": os.getpid()}
     if "host" not in info:
         info["host"] = None
-    if args.ready_file:
-        write_ready_file(args.ready_file, info)
-    where = f"unix:{info['unix']}" if args.unix else f"tcp://{info['host']}:{info['port']}"
-    print(f"likeness core listening on {where} (protocol {PROTOCOL_VERSION}, pid {os.getpid()})", flush=True)
     try:
+        if args.ready_file:
+            try:
+                write_ready_file(args.ready_file, info)
+            except OSError as exc:
+                raise CommandError(f"cannot write --ready-file {args.ready_file}: {exc.strerror}") from None
+        where = f"unix:{info['unix']}" if args.unix else f"tcp://{info['host']}:{info['port']}"
+        print(f"likeness core listening on {where} (protocol {PROTOCOL_VERSION}, pid {os.getpid()})", flush=True)
         server.serve_forever()
     finally:
+        server.shutdown()
         if args.ready_file:
             try:
                 os.unlink(args.ready_file)
@@ -84,4 +108,10 @@ def add_parser(sub) -> None:
     where.add_argument("--unix", metavar="PATH", help="listen on a Unix socket (owner-only) instead of TCP")
     p.add_argument("--token-file", metavar="F", help=f"read the session token from F (else ${TOKEN_ENV}, else a new one)")
     p.add_argument("--ready-file", metavar="F", help='when listening, write {"host", "port"|"unix", "token", "protocol", "pid"} to F (mode 0600)')
+    p.add_argument("--allow-paths", action="store_true",
+                   help="open photo and template paths that clients send (the add-on's own local core); "
+                        "otherwise only a same-user Unix-socket client may send paths, others send files inline")
+    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, metavar="S",
+                   help=f"drop a client that sends nothing for S seconds while none of its jobs runs "
+                        f"(default {IDLE_TIMEOUT_S:g}; 0: never)")
     p.set_defaults(func=_serve)

@@ -4,7 +4,13 @@ Each connection is an isolated session (``bridge.server`` gives every client
 its own): its templates and jobs are invisible to other clients, a second
 client never gets "busy", and when a connection ends, its running jobs are
 cancelled and their threads freed at the next iteration. ``JobRegistry``
-lists every session's jobs for ``status`` replies.
+counts every session's jobs (for the caps) and tells each session its own.
+
+What one connection may make the core spend is bounded: MAX_JOBS_PER_SESSION
+running jobs (MAX_JOBS across sessions), MAX_PINS pins per message, one
+template reply being built at a time; paths in messages are opened only when
+the connection may open paths (``--allow-paths`` or a same-user Unix socket),
+and only regular files.
 
 Each job runs on its own worker thread with a ``FitControl``; pin, pause,
 resume and cancel messages go to that control, which the loop polls once per
@@ -13,6 +19,7 @@ iteration. Every job ends with exactly one result, cancelled or error.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import traceback
@@ -25,12 +32,20 @@ from bridge.server import Connection, error_message
 from bridge.template import TemplateMessage
 from core.fit.api import FitJob, PhotoInput
 from core.fit.control import FitCancelled, FitControl, Pins
+from core.priors.errors import PriorError
 from core.priors.image import focal_option
 from core.template import Template, TemplateError, load_default
 from core.template import load as load_template
 
 # Upper bound on replay length (frames), so a typo cannot keep a worker busy for days.
 MAX_REPLAY_FRAMES = 10_000_000
+# Running jobs: per connection, and across all connections.
+MAX_JOBS_PER_SESSION = 2
+MAX_JOBS = 4
+# Pins in one message, the largest pin weight, and how far (metres) a pin target may lie from the origin.
+MAX_PINS = 100_000
+MAX_PIN_WEIGHT = 1e4
+MAX_PIN_TARGET_M = 100.0
 # How long on_close waits for a session's workers to stop.
 JOIN_TIMEOUT_S = 2.0
 DEFAULT_TEMPLATE = "default"
@@ -44,9 +59,16 @@ class JobRegistry:
         self._jobs: dict[tuple[str, str], str] = {}
         self.sessions = 0
 
-    def add(self, session: str, job: str, kind: str) -> None:
+    def add(self, session: str, job: str, kind: str) -> str | None:
+        """Register a job; returns why it cannot run (a cap is reached) or None."""
         with self._lock:
+            own = sum(1 for s, _ in self._jobs if s == session)
+            if own >= MAX_JOBS_PER_SESSION:
+                return f"this connection already runs {MAX_JOBS_PER_SESSION} jobs; wait for one to end"
+            if len(self._jobs) >= MAX_JOBS:
+                return f"the core already runs {MAX_JOBS} jobs; try again when one ends"
             self._jobs[(session, job)] = kind
+            return None
 
     def remove(self, session: str, job: str) -> None:
         with self._lock:
@@ -60,11 +82,13 @@ class JobRegistry:
         with self._lock:
             self.sessions -= 1
 
-    def snapshot(self) -> dict:
+    def snapshot(self, session: str) -> dict:
+        """The number of sessions and ``session``'s own running jobs."""
         with self._lock:
             return {
                 "sessions": self.sessions,
-                "jobs": [{"session": s, "id": j, "type": t} for (s, j), t in sorted(self._jobs.items())],
+                "jobs": [{"session": s, "id": j, "type": t} for (s, j), t in sorted(self._jobs.items())
+                         if s == session],
             }
 
 
@@ -74,6 +98,12 @@ class _Job:
         self.kind = kind
         self.control = FitControl()
         self.thread: threading.Thread | None = None
+        self.num_verts = 0  # pins must name vertices below this
+
+
+@functools.lru_cache(maxsize=1)
+def _default_template() -> Template:
+    return load_default()
 
 
 def frame_message(job: str, stage: str, iteration: int, step: int, total: int, losses: dict,
@@ -112,6 +142,8 @@ class Session:
         self.jobs: dict[str, _Job] = {}
         self.finished: set[str] = set()
         self._lock = threading.Lock()
+        self._template_reply = threading.Lock()  # one template reply built at a time
+        self._closed = False
         registry.session_opened()
 
     # -- dispatch (connection reader thread) ------------------------------------
@@ -133,8 +165,15 @@ class Session:
         except _Reply as reply:
             self.conn.send(reply.reply)
 
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self.jobs)
+
     def on_close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             jobs = list(self.jobs.values())
         for job in jobs:
             job.control.cancel()
@@ -144,7 +183,7 @@ class Session:
         self.registry.session_closed()
 
     # -- control ---------------------------------------------------------------------
-    def _control(self, msg: Message) -> FitControl:
+    def _job(self, msg: Message) -> _Job:
         with self._lock:
             job = self.jobs.get(msg.job)
             finished = msg.job in self.finished
@@ -152,26 +191,45 @@ class Session:
             code = schema.E_JOB_FINISHED if finished else schema.E_UNKNOWN_JOB
             what = "has already finished" if finished else "is not a job of this session"
             raise _Reply(error_message(code, f"job {msg.job!r} {what}", msg.job, about=msg.kind))
-        return job.control
+        return job
+
+    def _control(self, msg: Message) -> FitControl:
+        return self._job(msg).control
 
     def _on_pin(self, msg: Message) -> None:
-        control = self._control(msg)
-        try:
-            pins = Pins(msg.buffers["ids"], msg.buffers["targets"], float(msg.fields.get("weight", 1.0)))
-        except ValueError as exc:
-            raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
-        if (pins.ids < 0).any():
-            raise _Reply(error_message(schema.E_BAD_MESSAGE, "pin ids must be >= 0", msg.job, about=msg.kind))
-        control.set_pins(pins)
+        """Pins are checked whole before the job sees them; a bad message leaves the job's pins as they were."""
+        job = self._job(msg)
+        ids, targets = msg.buffers["ids"], msg.buffers["targets"]
+        weight = msg.fields.get("weight", 1.0)
+        problem = None
+        if len(ids) > MAX_PINS:
+            problem = f"{len(ids)} pins in one message; at most {MAX_PINS}"
+        elif len(ids) and (ids.min() < 0 or ids.max() >= job.num_verts):
+            problem = f"pin ids must name vertices 0..{job.num_verts - 1} of this job's mesh"
+        elif not (np.isfinite(targets).all() and (np.abs(targets) <= MAX_PIN_TARGET_M).all()):
+            problem = f"pin targets must be finite positions within {MAX_PIN_TARGET_M:g} m of the origin"
+        elif not (isinstance(weight, (int, float)) and np.isfinite(weight) and 0 <= weight <= MAX_PIN_WEIGHT):
+            problem = f"pin weight must be a number in 0..{MAX_PIN_WEIGHT:g}"
+        if problem is not None:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, problem, msg.job, about=msg.kind))
+        job.control.set_pins(Pins(ids, targets, float(weight)))
 
     def _on_status(self, msg: Message) -> None:
-        self.conn.send(Message(schema.STATUS, job=msg.job, fields=self.registry.snapshot()))
+        self.conn.send(Message(schema.STATUS, job=msg.job, fields=self.registry.snapshot(self.conn.session_id)))
+
+    def _path(self, msg: Message, path: str, what: str) -> str:
+        """``path`` if this connection may name files on the core's machine, else a bad_message reply."""
+        if not self.conn.may_open_paths:
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, f"this core does not open paths sent by clients; "
+                                       f"send the {what} inline (or start the core with --allow-paths)",
+                                       msg.job, about=msg.kind))
+        return path
 
     # -- templates ---------------------------------------------------------------
     def _on_template(self, msg: Message) -> None:
         try:
             if "path" in msg.fields:
-                template = load_template(msg.fields["path"])
+                template = load_template(self._path(msg, msg.fields["path"], "template"))
             else:
                 wire = TemplateMessage.from_message(msg)
                 template = Template.from_arrays(wire.arrays, wire.meta)
@@ -189,14 +247,19 @@ class Session:
             raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template named {name!r}", msg.job, about=msg.kind))
 
         def send() -> None:
-            try:
-                chosen = template if template is not None else load_default()
-                arrays, meta = chosen.to_arrays()
-                reply = TemplateMessage.from_arrays(arrays, meta).to_message(msg.job)
-            except Exception as exc:
-                reply = error_message(schema.E_FAILED, f"{type(exc).__name__}: {exc}", msg.job,
-                                      traceback.format_exc(), about=msg.kind)
-            self.conn.send(reply)
+            with self._template_reply:
+                if self.conn.closed.is_set():
+                    return
+                try:
+                    chosen = template if template is not None else _default_template()
+                    arrays, meta = chosen.to_arrays()
+                    reply = TemplateMessage.from_arrays(arrays, meta).to_message(msg.job)
+                except Exception as exc:
+                    reply = error_message(schema.E_FAILED, f"{type(exc).__name__}: {exc}", msg.job,
+                                          traceback.format_exc(), about=msg.kind)
+                self.conn.send(reply)
+                # the next reply is built only once this one is on the wire (or the client is dropped)
+                self.conn.wait_sent()
 
         # building the default head can take a while: keep reading control messages meanwhile
         threading.Thread(target=send, name=f"likeness-template-{msg.job}", daemon=True).start()
@@ -213,14 +276,17 @@ class Session:
             work = self._replay_work(msg, job)
         else:
             work = self._fit_work(msg, job)
+        refused = self.registry.add(self.conn.session_id, job.id, job.kind)
+        if refused:
+            raise _Reply(error_message(schema.E_UNAVAILABLE, refused, msg.job, about=msg.kind))
         with self._lock:
             self.jobs[job.id] = job
-        self.registry.add(self.conn.session_id, job.id, job.kind)
         job.thread = threading.Thread(target=self._run, args=(job, work), name=f"likeness-job-{job.id}", daemon=True)
         job.thread.start()
 
     def _replay_work(self, msg: Message, job: _Job):
         verts = msg.buffers["verts"]
+        job.num_verts = verts.shape[1] if verts.ndim > 1 else 0
         count = msg.fields.get("count", verts.shape[0])
         if verts.shape[0] == 0 or not 0 <= count <= MAX_REPLAY_FRAMES:
             raise _Reply(error_message(schema.E_BAD_MESSAGE, f"replay needs >= 1 pose and 0..{MAX_REPLAY_FRAMES} frames",
@@ -251,7 +317,7 @@ class Session:
                                                msg.job, about=msg.kind))
                 photos.append(PhotoInput(entry["name"], data=data.tobytes()))
             elif isinstance(entry.get("path"), str):
-                photos.append(PhotoInput(entry["name"], path=entry["path"]))
+                photos.append(PhotoInput(entry["name"], path=self._path(msg, entry["path"], "photo")))
             else:
                 raise _Reply(error_message(schema.E_BAD_MESSAGE, f"photo {entry['name']!r} needs a path or a buffer",
                                            msg.job, about=msg.kind))
@@ -261,6 +327,9 @@ class Session:
         if template is None and template_id != DEFAULT_TEMPLATE:
             raise _Reply(error_message(schema.E_UNKNOWN_JOB, f"no template {template_id!r} in this session; send it first",
                                        msg.job, about=msg.kind))
+        if template is None:
+            template = _default_template()
+        job.num_verts = template.num_verts
         options = msg.fields.get("options", {})
         try:
             focal_option(options.get("focal"))
@@ -289,6 +358,8 @@ class Session:
             reply = work()
         except FitCancelled:
             reply = Message(schema.CANCELLED, job=job.id)
+        except (PriorError, TemplateError) as exc:  # the client's input: its message, not our traceback
+            reply = error_message(schema.E_BAD_MESSAGE, str(exc), job.id, about=schema.JOB)
         except Exception as exc:
             reply = error_message(schema.E_FAILED, f"{type(exc).__name__}: {exc}", job.id, traceback.format_exc())
         with self._lock:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import sys
 
 import numpy as np
 
 from . import mpfb
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
-from .model import Template, load, validate
+from .model import Template, TemplateError, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
 BUILDER_VERSION = 2
@@ -448,13 +449,26 @@ def default_cache_path() -> pathlib.Path:
 
 
 def load_default() -> Template:
-    """The default template: loaded from the cache, or built and cached (atomic write)."""
+    """The default template: loaded from the cache, or built and cached (atomic write).
+
+    The cache file's sha256 is kept next to it; a file that does not match
+    (truncated, corrupted, half-copied) is rebuilt rather than trusted.
+    """
     path = default_cache_path()
+    digest_path = path.with_name(path.name + ".sha256")
+    try:
+        data = path.read_bytes()
+        if digest_path.read_text().strip() == hashlib.sha256(data).hexdigest():
+            return load(path)
+    except (OSError, TemplateError):
+        pass
     if path.exists():
-        return load(path)
+        print(f"likeness: the template cache {path} is corrupt; rebuilding it", file=sys.stderr)
     t = build_default(EMBEDDING_PATH)
+    data = t.to_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    t.save(tmp)
-    os.replace(tmp, path)
+    for target, body in ((path, data), (digest_path, hashlib.sha256(data).hexdigest().encode() + b"\n")):
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(body)
+        os.replace(tmp, target)
     return t

@@ -63,6 +63,7 @@ import io
 import json
 import pathlib
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -74,6 +75,12 @@ ROTATION_TOL = 1e-5
 
 LMK_UNUSED, LMK_SURFACE, LMK_CONTOUR = 0, 1, 2
 LMK_KINDS = {"unused": LMK_UNUSED, "surface": LMK_SURFACE, "contour": LMK_CONTOUR}
+
+
+# The default head unpacks to ~25 MB; these leave room for denser heads and
+# refuse a zip bomb before it is inflated.
+MAX_TEMPLATE_BYTES = 128 * 1024 * 1024
+MAX_TEMPLATE_FILE_BYTES = MAX_TEMPLATE_BYTES
 
 
 class TemplateError(ValueError):
@@ -269,24 +276,43 @@ def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
 
 
 def load(path: str | pathlib.Path) -> Template:
-    """Read and validate a template ``.npz``; raises TemplateError naming the problem."""
+    """Read and validate a template ``.npz``; raises TemplateError naming the problem.
+
+    Only a regular file of at most MAX_TEMPLATE_FILE_BYTES is opened; the
+    members' declared sizes must add up to at most MAX_TEMPLATE_BYTES before
+    any is decompressed (zipfile never inflates a member past its declared
+    size), so a zip bomb or a device is refused without being read.
+    """
+    from core.files import UnsafeFileError, open_regular
+
     path = pathlib.Path(path)
     try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise TemplateError(f"{path}: not a template file ({exc})") from None
-    with zf:
-        names = set(zf.namelist())
-        if META_KEY not in names:
-            raise TemplateError(f"{path}: template file has no {META_KEY}")
-        try:
-            meta = json.loads(zf.read(META_KEY))
-        except ValueError as exc:
-            raise TemplateError(f"{path}: {META_KEY} is not valid JSON ({exc})") from None
-        arrays = {}
-        for member in sorted(names - {META_KEY}):
-            if member.endswith(".npy"):
-                arrays[member[:-4]] = np.lib.format.read_array(io.BytesIO(zf.read(member)), allow_pickle=False)
+        fh = open_regular(path, "template", MAX_TEMPLATE_FILE_BYTES)
+    except UnsafeFileError as exc:
+        raise TemplateError(str(exc)) from None
+    try:
+        with fh, zipfile.ZipFile(fh) as zf:
+            infos = zf.infolist()
+            declared = sum(i.file_size for i in infos)
+            if declared > MAX_TEMPLATE_BYTES:
+                raise TemplateError(f"{path}: its members unpack to {declared} bytes, above the template limit "
+                                    f"of {MAX_TEMPLATE_BYTES}")
+            names = {i.filename for i in infos}
+            if META_KEY not in names:
+                raise TemplateError(f"{path}: template file has no {META_KEY}")
+            try:
+                meta = json.loads(zf.read(META_KEY))
+            except ValueError as exc:
+                raise TemplateError(f"{path}: {META_KEY} is not valid JSON ({exc})") from None
+            arrays = {}
+            for member in sorted(names - {META_KEY}):
+                if member.endswith(".npy"):
+                    arrays[member[:-4]] = np.lib.format.read_array(io.BytesIO(zf.read(member)), allow_pickle=False)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
+            ValueError) as exc:
+        if isinstance(exc, TemplateError):
+            raise
+        raise TemplateError(f"{path}: not a template file ({str(exc)[:200]})") from None
     try:
         return Template.from_arrays(arrays, meta)
     except TemplateError as exc:

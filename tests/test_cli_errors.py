@@ -1,0 +1,79 @@
+"""Every bad command line gives one line on stderr and exit code 2, before any fitting."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import matplotlib.cbook
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.cli import CommandError
+from core.fit.cli import read_schedule
+
+BIN = pathlib.Path(sys.executable).parent
+PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+
+
+def _cases(tmp: pathlib.Path) -> dict[str, list[str]]:
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
+    fit = ["fit", PHOTO, "--out", str(tmp / "out")]
+    return {
+        "schedule list": fit + ["--schedule", "[1]"],
+        "iterations text": fit + ["--schedule", json.dumps({"stages": {"rig": {"iterations": "abc"}}})],
+        # once tried as a file name (OSError: name too long); now read as the JSON it is
+        "schedule over 255 chars": fit + ["--schedule", json.dumps({"stages": {"rig": {"lr": "x" * 300}}})],
+        "out is a file": ["fit", PHOTO, "--out", str(a_file)],
+        "device cuda on a cpu build": fit + ["--device", "cuda"],
+        "device gpu": fit + ["--device", "gpu"],
+        "template is a device": fit + ["--template", "/dev/zero"],
+        "normals count": fit + ["--normals", str(a_file), str(a_file)],
+        "port out of range": ["serve", "--port", "70000"],
+        "ready file in a missing folder": ["serve", "--ready-file", str(tmp / "missing" / "ready.json")],
+    }
+
+
+CASES = list(_cases(pathlib.Path("/tmp")).keys())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path):
+    import torch
+
+    args = _cases(tmp_path)[case]
+    if case == "device cuda on a cpu build" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    res = subprocess.run([str(BIN / "likeness"), *args], capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(lines) == 1 and "Traceback" not in res.stderr and ": error: " in lines[0], res.stderr[-2000:]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["stages", "only", "rig", "joint", "vertex", "iterations", "lr", "weights", "variables", "top_k",
+         "plateau_rel", "iterations_scale", "name", "x"]), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_random_schedule_json_is_accepted_or_one_line_error(value):
+    from core.fit.schedule import make_schedule
+
+    try:
+        overrides = read_schedule(json.dumps(value))
+    except CommandError as exc:
+        assert "\n" not in str(exc)
+        return
+    try:
+        make_schedule("draft", overrides)
+    except ValueError as exc:  # the fit CLI turns these into one line too
+        assert "\n" not in str(exc)
