@@ -171,12 +171,12 @@ def test_largest_accepted_rgba_png_costs_its_decoded_budget_and_no_more(tmp_path
     from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
 
     path = tmp_path / "big.png"
-    size = (6000, 6000)
-    Image.new("RGBA", size, (200, 100, 50, 128)).save(path, compress_level=1)
-    budget = decoded_bytes(size, "RGBA")
+    side = int((MAX_DECODED_BYTES / decoded_bytes((1, 1), "RGBA")) ** 0.5)
+    Image.new("RGBA", (side, side), (200, 100, 50, 128)).save(path, compress_level=1)
+    budget = decoded_bytes((side, side), "RGBA")
     assert budget <= MAX_DECODED_BYTES
     grown, photo = _peak_rss_kb_of(lambda: load_image(path))
-    assert photo.rgb.shape == (6000, 6000, 3) and tuple(photo.rgb[0, 0]) == (227, 177, 152)
+    assert photo.rgb.shape == (side, side, 3) and tuple(photo.rgb[0, 0]) == (227, 177, 152)
     assert grown * 1024 < budget + (32 << 20), f"{grown >> 10} MB peak for a {budget >> 20} MiB budget"
 
 
