@@ -30,7 +30,7 @@ from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
 from core.server.session import MAX_JOBS_PER_SESSION
 from core.template import random_template
 
-from test_server import Core, _wait_for  # tests/ is on sys.path (pytest rootdir-less tests folder)
+from test_server import READY_TIMEOUT, Core, _wait_for  # tests/ is on sys.path (pytest rootdir-less tests folder)
 
 PHOTO = pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 SHORT = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 1}}}}
@@ -232,3 +232,128 @@ def test_rss_stays_bounded_under_every_attack_and_clients_are_still_served(core,
 def _saved(template, path: pathlib.Path) -> pathlib.Path:
     template.save(path)
     return path
+
+
+# -- connections: handshake deadline, cap, idle timeout -----------------------------------
+
+def test_a_dribbling_handshake_is_dropped_within_ten_seconds(strict):
+    hello = encode(Message("hello", fields={"protocol": "1.0", "token": strict.info["token"]}))
+    sock = strict.raw()
+    sock.settimeout(20)
+    t0 = time.monotonic()
+
+    def dribble():
+        for byte in hello[:-1]:  # one byte a second, never the whole hello
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                return
+            time.sleep(1.0)
+    threading.Thread(target=dribble, daemon=True).start()
+    stream = sock.makefile("rb")
+    reply = read_message(stream)
+    assert reply.kind == "error" and reply.fields["code"] == "protocol" and "within" in reply.fields["message"]
+    assert read_message(stream) is None  # closed
+    assert HELLO_TIMEOUT_S <= time.monotonic() - t0 <= 10.0
+    sock.close()
+
+
+def test_connections_past_the_cap_are_refused_and_served_again_once_others_leave(strict):
+    held = [strict.raw() for _ in range(MAX_CONNECTIONS)]  # not yet authenticated: they count too
+    try:
+        extra = strict.raw()
+        reply = read_message(extra.makefile("rb"))
+        assert reply.fields["code"] == "unavailable" and str(MAX_CONNECTIONS) in reply.fields["message"]
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    def served():
+        try:
+            with strict.client() as c:
+                return c.status() is not None
+        except Exception:
+            return False
+    _wait_for(served, timeout=10, poll=0.2)
+
+
+def test_an_idle_authenticated_client_is_dropped_but_not_while_its_job_runs(strict):
+    sock = _attacker(strict)
+    stream = sock.makefile("rb")
+    t0 = time.monotonic()
+    reply = read_message(stream)
+    assert reply.fields["code"] == "unavailable" and "idle" in reply.fields["message"]
+    assert read_message(stream) is None
+    assert IDLE_TIMEOUT <= time.monotonic() - t0 <= IDLE_TIMEOUT + 10
+    sock.close()
+    frames = []
+    with strict.client(on_frame=lambda m: frames.append(m)) as c:
+        job = c.start_replay(np.zeros((1, 10, 3), np.float32), count=10_000_000)
+        time.sleep(IDLE_TIMEOUT * 2.5)  # sends nothing meanwhile; its job runs
+        assert c.lost is None
+        c.cancel(job)
+        assert c.wait_final(job, 10).kind == "cancelled"
+
+
+# -- jobs and paths ---------------------------------------------------------------------
+
+def test_a_third_job_on_one_connection_is_refused_and_the_others_go_on(strict):
+    frames: list[str] = []
+    with strict.client(on_frame=lambda m: frames.append(m.job)) as c:
+        running = [c.start_replay(np.zeros((1, 10, 3), np.float32), count=10_000_000) for _ in range(MAX_JOBS_PER_SESSION)]
+        third = c.start_replay(np.zeros((1, 10, 3), np.float32), count=5)
+        refused = c.wait_final(third, 10)
+        assert refused.fields["code"] == "unavailable" and f"already runs {MAX_JOBS_PER_SESSION} jobs" in refused.fields["message"]
+        assert {j["id"] for j in c.status()["jobs"]} == set(running)
+        c.cancel(running[0])
+        assert c.wait_final(running[0], 10).kind == "cancelled"
+        again = c.start_replay(np.zeros((1, 10, 3), np.float32), count=5)
+        assert c.wait_final(again, 10).kind == "result"
+        c.cancel(running[1])
+        assert c.wait_final(running[1], 10).kind == "cancelled"
+
+
+def test_a_tcp_core_without_allow_paths_opens_no_path_and_does_not_say_what_exists(strict, tmp_path):
+    template = tmp_path / "rig.npz"
+    random_template(seed=4).save(template)
+    photo = tmp_path / "face.jpg"
+    photo.write_bytes(PHOTO.read_bytes())
+    messages = {}
+    with strict.client() as c:
+        for name, path in [("template", template), ("template", tmp_path / "missing.npz")]:
+            with pytest.raises(BridgeError) as err:
+                c.send_template(str(path))
+            assert err.value.code == "bad_message"
+            messages.setdefault(name, set()).add(str(err.value).replace(str(path), "PATH"))
+        for path in (photo, tmp_path / "missing.jpg"):
+            final = c.wait_final(c.start_fit([str(path)]), 30)
+            assert final.kind == "error" and final.fields["code"] == "bad_message"
+            messages.setdefault("photo", set()).add(final.fields["message"].replace(str(path), "PATH"))
+    for what, texts in messages.items():
+        assert len(texts) == 1, f"{what}: an existing and a missing file answer differently: {texts}"
+        assert "inline" in next(iter(texts))
+
+
+def test_the_ready_file_is_not_written_through_a_planted_link(tmp_path):
+    from core.files import create_new
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "linked-ready.json").symlink_to(victim)  # planted where the core's ready file goes
+    core = Core(tmp_path, name="linked")
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while core.ready.is_symlink():
+            assert core.proc.poll() is None and time.monotonic() < deadline, "the core did not replace the link"
+            time.sleep(0.05)
+        assert victim.read_text() == "keep"
+        assert stat.S_IMODE(os.lstat(core.ready).st_mode) == 0o600
+        assert json.loads(core.ready.read_text())["pid"] == core.proc.pid
+    finally:
+        core.stop()
+    # its temporary name is created O_EXCL | O_NOFOLLOW: a link there is refused, never followed
+    link = tmp_path / "tmp-link"
+    link.symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        create_new(link, 0o600)
+    assert victim.read_text() == "keep"
