@@ -78,6 +78,20 @@ def test_errors_are_clear(tmp_path):
     assert not (tmp_path / "o" / "result.obj").exists()
 
 
+def test_animation_check_refuses_a_result_set_that_does_not_match_its_report(fitted, tmp_path):
+    import shutil
+
+    out, _ = fitted
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    with open(cut / "result.glb", "r+b") as fh:  # what a SIGKILL mid-move leaves: a file of another run
+        fh.truncate(1000)
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "animation_check.py"), str(cut / "result.glb"),
+                          str(cut / "result.glb")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "result.glb does not match report.json" in res.stderr
+
+
 def test_result_glb_opens_at_rest_with_every_part(fitted, tmp_path):
     from conftest import obj_vertices_z_up, point_set_distance, probe_in_blender
 
