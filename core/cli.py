@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "core.bench.cli",
     "core.template.cli",
     "core.fit.cli",
+    "core.batch.cli",
     "core.server.cli",
 )
 

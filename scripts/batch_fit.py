@@ -5,8 +5,9 @@ For each photo ``<stem>.<ext>`` in ``--photos``, writes to ``--out``:
 skin weights and the 52 ARKit expression shape keys at 0, eyes/teeth/tongue)
 and an export per ``--formats`` (default GLB: ``<stem>.glb``; FBX adds
 ``<stem>.fbx`` + ``<stem>_textures/``; OBJ ``<stem>.obj``); then
-``summary.json`` (``{"photos": [{"photo", "status", "error", "seconds",
-"blend", "glb", "exports", "landmark_error_iod"}], "ok", "failed"}``).
+``summary.json`` (``{"photos": [{"photo", "status", "seconds", "error", "out",
+"blend", "glb", "exports", "landmark_error_iod"}], "ok", "failed", "skipped"}``,
+the keys ``likeness batch`` writes, plus Blender's files).
 Relative paths are taken from the current folder. Progress goes to stdout.
 Exits 1 with a summary when any photo failed, 2 on bad arguments.
 
@@ -187,12 +188,14 @@ def main(argv: list[str]) -> int:
                     last[0] = time.perf_counter()
                     print(f"[{i}/{len(photos)}] {photo.name}: {stage} {step}/{total}", flush=True)
 
-            row = {"photo": photo.name, "status": "failed", "error": "", "blend": "", "glb": "", "exports": {}}
+            row = {"photo": photo.name, "status": "failed", "seconds": 0.0, "error": "", "out": "", "blend": "",
+                   "glb": "", "exports": {}}
             try:
                 arrays, meta = core.fit(photo, options, progress)
                 exports = write_outputs(result_mod, protocol, core.template, arrays, meta, args.out, photo.stem,
                                         formats)
-                row.update(status="ok", blend=f"{photo.stem}.blend", glb=exports.get("GLB", ""), exports=exports,
+                row.update(status="ok", out=str(args.out / f"{photo.stem}.blend"), blend=f"{photo.stem}.blend",
+                           glb=exports.get("GLB", ""), exports=exports,
                            landmark_error_iod=meta.get("landmark_error_iod"))
             except Exception as exc:  # one bad photo must not stop the batch; it is reported below
                 row["error"] = f"{type(exc).__name__}: {exc}"
@@ -203,7 +206,7 @@ def main(argv: list[str]) -> int:
     finally:
         core.close()
     failed = [r for r in rows if r["status"] != "ok"]
-    summary = {"photos": rows, "ok": len(rows) - len(failed), "failed": len(failed), "options": options}
+    summary = {"photos": rows, "ok": len(rows) - len(failed), "failed": len(failed), "skipped": 0, "options": options}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"done: {summary['ok']} fitted, {len(failed)} failed; summary in {args.out / 'summary.json'}")
     for r in failed:

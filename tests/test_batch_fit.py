@@ -44,7 +44,8 @@ def test_batch_fits_photos_and_reports_failures(tmp_path):
     assert "done: 1 fitted, 2 failed" in proc.stdout
     assert "FAILED broken.jpg: ImageError" in proc.stdout and "FAILED noise.png: NoFaceError" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert (summary["ok"], summary["failed"]) == (1, 2)
+    assert (summary["ok"], summary["failed"], summary["skipped"]) == (1, 2, 0)
+    assert {"photo", "status", "seconds", "error", "out"} <= set(summary["photos"][0])  # likeness batch's keys
     rows = {r["photo"]: r for r in summary["photos"]}
     assert rows["grace.jpg"]["status"] == "ok" and rows["grace.jpg"]["landmark_error_iod"] < 0.2
     assert rows["noise.png"]["status"] == "failed" and "face" in rows["noise.png"]["error"]

@@ -1,0 +1,68 @@
+"""One person's fit, as a batch worker runs it: photos in, a complete result set out (or a failed row).
+
+Runs inside a Ray worker (or the calling process); never raises for a person's
+own trouble (no face, unreadable photo, non-finite fit): that becomes the
+row's error and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+from .people import Person
+
+# What a row of summary.json holds (scripts/batch_fit.py writes the same keys).
+ROW_KEYS = ("photo", "status", "seconds", "error", "out")
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+
+def done_already(person: Person, out: pathlib.Path) -> bool:
+    """The person's folder holds a complete result set (an interrupted write does not count)."""
+    from core.fit.result_set import ResultSetError, read_result_set
+
+    try:
+        read_result_set(person.folder(out))
+        return True
+    except ResultSetError:
+        return False
+
+
+def fit_person(person: Person, out: pathlib.Path, options: dict, focal: str, device: str, template=None) -> dict:
+    """Fit one person into ``out/<name>-<key>/``; returns a summary row (status ok, failed or skipped)."""
+    from core.fit.outputs import write_result_files
+    from core.fit.pipeline import fit_views, views_from_photos
+    from core.fit.api import PhotoInput
+    from core.template import load_default
+
+    row = {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
+           "status": FAILED, "seconds": 0.0, "error": "", "out": str(person.folder(out))}
+    t0 = time.perf_counter()
+    if done_already(person, out):
+        row.update(status=SKIPPED)
+        return row
+    try:
+        template = template if template is not None else load_default()
+        photos = [PhotoInput(pathlib.Path(p).name, path=p) for p in person.photos]
+        views, loaded, faces = views_from_photos(photos, focal)
+        result = None
+        for rec in fit_views(template, views, options, device=device):
+            result = rec.result or result
+        write_result_files(person.folder(out), template, result, loaded, faces)
+        row["status"] = OK
+    except Exception as exc:  # one person's trouble must not stop the batch: it is their row's error
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def fit_people(people: list[Person], out: str, options: dict, focal: str, device: str, threads: int) -> list[dict]:
+    """A batch task: several people in turn in one process (the template loaded once)."""
+    import torch
+
+    from core.template import load_default
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    template = load_default()
+    return [fit_person(p, pathlib.Path(out), options, focal, device, template) for p in people]
