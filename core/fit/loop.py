@@ -10,7 +10,10 @@ values and a "something was not finite" flag stay on the device; every
 ``check_every`` iterations (``CHECK_EVERY``, at most the plateau patience)
 they are read once, together. A non-finite or diverging window rolls back to
 the snapshot taken at the last good check (variables and optimiser moments,
-cloned on the device) and halves the steps; a plateau ends the stage early.
+cloned on the device) and halves the steps. The plateau test also runs on the
+device, every iteration: from the iteration it fires, steps are switched off
+(``Adam.step(active=...)``), so a stage that stops at the next read ends with
+exactly the variables of the iteration where the plateau was seen.
 Non-finite gradients are zeroed before the step, so no frame shows a broken
 mesh while the window runs. Records are lazy (``FitRecord``): the vertices
 and losses of an iteration are computed only when a consumer reads them.
@@ -69,6 +72,34 @@ class _Snapshot:
             self.opt.state[p] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
 
 
+class _Plateau:
+    """The plateau test on the device: the stage's losses since the last reset and an ``active`` gate
+    that turns 0 once a loss improved by less than ``rel`` on the one ``patience`` iterations before it."""
+
+    def __init__(self, spec: StageSpec, device):
+        self.patience, self.rel = spec.plateau_patience, spec.plateau_rel
+        self.losses = torch.zeros(max(spec.iterations, 1), dtype=torch.float64, device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0  # losses kept since the reset (known on the host: no read)
+        self.active = torch.ones((), dtype=torch.float64, device=self.losses.device)
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.detach().double()
+        self.losses[self.count] = value
+        if self.count >= self.patience:
+            old = self.losses[self.count - self.patience]
+            self.active = self.active * ((old - value) >= self.rel * old.abs()).double()
+        self.count += 1
+
+    def state(self) -> tuple[int, torch.Tensor]:
+        return self.count, self.active.clone()
+
+    def restore(self, state: tuple[int, torch.Tensor]) -> None:
+        self.count, self.active = state[0], state[1].clone()
+
+
 def _roll_back(spec: StageSpec, report: StageReport, snapshot: _Snapshot, opt: Adam, what: str) -> None:
     """Restore the last good check's variables and optimiser state and halve the steps;
     give up after ``MAX_ROLLBACKS`` in one stage."""
@@ -116,6 +147,8 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         params = [p for g in groups for p in g["params"]]
         opt = Adam(groups)
         snapshot = _Snapshot(variables, opt)
+        plateau = _Plateau(spec, variables.model.device)
+        plateau_good = plateau.state()
         check_every = max(1, min(CHECK_EVERY, spec.plateau_patience))
         best = math.inf
         history: list[float] = []
@@ -132,6 +165,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 level += 1
                 # A finer level changes the objective: divergence and plateau tests start over.
                 history.clear()
+                plateau.reset()
                 best = math.inf
             control.checkpoint()
             version, pins = control.pins()
@@ -140,6 +174,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 pins_version = version
                 # New pins change the objective: divergence and plateau tests start over.
                 history.clear()
+                plateau.reset()
                 best = math.inf
             opt.zero_grad(set_to_none=True)
             terms = objective.terms(variables, spec.weights)
@@ -155,14 +190,17 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 for g in grads:
                     g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
             broken = ~finite if broken is None else broken | ~finite
-            opt.step()
+            opt.step(active=plateau.active)  # no step once the plateau test fired
             variables.project_bounds()
+            plateau.add(loss)
             window.append(loss.detach())
             it += 1
             step += 1
             yield FitRecord(spec.name, it, step, total, frame=_frame(objective, variables, terms, loss))
+            # Read before the objective changes (a finer level, new pins), so each window has one objective.
             at_level = levels > 1 and level < levels and it >= (level * spec.iterations) // levels
-            if len(window) < check_every and it < spec.iterations and not at_level:
+            new_pins = control.pins()[0] != pins_version
+            if len(window) < check_every and it < spec.iterations and not at_level and not new_pins:
                 continue
             # The one read of the window: its losses, the last terms, and whether anything was not finite.
             n = len(window)
@@ -179,19 +217,24 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 running = min(running, value)
             if bad:
                 _roll_back(spec, report, snapshot, opt, "loss or gradients stayed non-finite or diverging")
+                plateau.restore(plateau_good)
                 it -= n
                 step -= n
                 continue
             snapshot.take()
+            plateau_good = plateau.state()
             best = running
             report.losses = {**dict(zip(terms, last_terms)), "total": values[-1]}
             stop = False
-            for value in values:
+            for k, value in enumerate(values):  # the device's plateau test, replayed on the values read
                 history.append(value)
                 if len(history) > spec.plateau_patience:
                     old = history[-spec.plateau_patience - 1]
                     if old - value < spec.plateau_rel * abs(old):
                         stop = True
+                        # the steps after iteration k were switched off: the stage ended there
+                        it, step = it - (n - 1 - k), step - (n - 1 - k)
+                        opt.uncount(n - 1 - k)
                         break
             if stop:
                 if 1 < levels and level < levels:

@@ -25,7 +25,11 @@ class Adam(torch.optim.Optimizer):
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "uniform": uniform})
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, active: torch.Tensor | None = None):
+        """One Adam step. ``active``: a 0-d tensor on the parameters' device; where it is 0 the
+        parameters and moments are left as they are, without reading the device (a step switched
+        off once a plateau is seen). The step count still advances: ``uncount`` takes back steps the
+        caller learns were switched off."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -37,16 +41,34 @@ class Adam(torch.optim.Optimizer):
                     continue
                 state = self.state[p]
                 if not state:
-                    state["step"] = torch.zeros((), dtype=torch.float64)
+                    state["step"] = torch.zeros((), dtype=torch.float64)  # on the host: never a device read
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
                 t = float(state["step"])
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(b1).add_(p.grad, alpha=1 - b1)
-                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                scale = (v / (1 - b2 ** t)).sqrt()
+                m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
+                if active is None:
+                    m.mul_(b1).add_(g, alpha=1 - b1)
+                    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                    m_new, v_new = m, v
+                else:
+                    m_new = m.mul(b1).add_(g, alpha=1 - b1)
+                    v_new = v.mul(b2).addcmul_(g, g, value=1 - b2)
+                scale = (v_new / (1 - b2 ** t)).sqrt()
                 if group["uniform"]:
                     scale = scale.max()
-                p.addcdiv_(m, scale + group["eps"], value=-group["lr"] / (1 - b1 ** t))
+                if active is None:
+                    p.addcdiv_(m_new, scale + group["eps"], value=-group["lr"] / (1 - b1 ** t))
+                else:
+                    on = active > 0
+                    p_new = p.addcdiv(m_new, scale + group["eps"], value=-group["lr"] / (1 - b1 ** t))
+                    p.copy_(torch.where(on, p_new, p))
+                    m.copy_(torch.where(on, m_new, m))
+                    v.copy_(torch.where(on, v_new, v))
         return loss
+
+    def uncount(self, steps: int) -> None:
+        """Take back ``steps`` from every step count (steps that ``active`` switched off)."""
+        for state in self.state.values():
+            if "step" in state:
+                state["step"] -= steps
