@@ -111,11 +111,11 @@ def _skin_material(bpy, d):
     lips_mask.image.colorspace_settings.name = "Non-Color"
     lipped = mix(spotted, tuple(float(c) for c in d["lip_rgb"]), lips_mask.outputs["Color"])
     # Eyebrow hairs: the painted brow band times a noise stretched along x (strokes).
-    strokes = ramp(noise(700.0, 2.0, (0.15, 1.0, 1.0)), 0.35, 0.6)
+    strokes = ramp(noise(700.0, 2.0, (0.15, 1.0, 1.0)), 0.3, 0.5)
     brow = times(channels.outputs["Red"], strokes)
     browed = mix(lipped, tuple(float(c) for c in d["brow_rgb"]), brow)
     hair = ramp(channels.outputs["Blue"], 0.3, 0.6)
-    haired = mix(browed, tuple(float(c) for c in d["hair_rgb"]), times(hair, ramp(noise(400.0, 3.0), 0.2, 0.5)))
+    haired = mix(browed, tuple(float(c) for c in d["hair_rgb"]), times(hair, ramp(noise(400.0, 3.0), -1.0, 0.5)))
     links.new(haired, bsdf.inputs["Base Color"])
     rough = nodes.new("ShaderNodeMath")
     rough.operation = "MULTIPLY_ADD"
