@@ -28,8 +28,10 @@ rendered (subdivided) surface belongs to the face region, and to a region
 when its nearest vertex of the person's control mesh does.
 
 Renders are cached under ``$LIKENESS_CACHE/photo`` keyed by a hash of the
-person, the scene recipe, the render settings and the render scripts'
-source. Fits are never cached. Per person, a picture (true head, default
+scene (every array the render script reads, for all views: the person's
+surface, paint, lights, lens, cameras, size and samples) and the render
+scripts' source; the JSON's ``recipe_hash`` hashes those keys and the view
+sets, ``renders_hash`` the image files the fits read. Fits are never cached. Per person, a picture (true head, default
 head, fit; front, three-quarter, profile; error heat maps) goes to the
 output folder.
 """
@@ -246,14 +248,21 @@ def _scene_arrays(template, person, look, state: str, cams: dict, names: list[st
     )
 
 
+def scene_key(arrays: dict) -> str:
+    """The cache key of a scene: its arrays (every view), the recipe version and the render scripts' source."""
+    h = hashlib.sha1(f"v{RECIPE_VERSION}".encode() + _source_hash().encode())
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(np.asarray(arrays[k])).tobytes())
+    return h.hexdigest()[:12]
+
+
 def render_person(template, person, look: dict, state: str, names: list[str], args, cache: pathlib.Path):
     """Render (or read from the cache) ``names`` of one person in ``state`` ("neutral" or
     "expression"). Returns (folder, cameras {name: (K, R, t)}, key)."""
-    verts = person.verts if state == "neutral" else person.verts_expr
     cams = person_cameras(template, person.verts, look, args.width, args.height)
-    key_src = json.dumps({"version": RECIPE_VERSION, "look": look, "size": [args.width, args.height],
-                          "samples": args.samples, "views": VIEW_ANGLES}, sort_keys=True)
-    key = hashlib.sha1(key_src.encode() + verts.tobytes() + _source_hash().encode()).hexdigest()[:12]
+    key = scene_key(_scene_arrays(template, person, look, state, cams, list(VIEW_ANGLES), args.width, args.height,
+                                  args.samples))
     folder = cache / f"{person.name}_{state}_{key}"
     pngs = [folder / f"{n}.png" for n in names]
     if not all(p.exists() for p in pngs) or not (folder / "surface.npz").exists():
@@ -378,11 +387,12 @@ def run(args) -> dict:
         held_out = seed in HELD_OUT_SEEDS
         t0 = time.perf_counter()
         folder, cams, key = render_person(template, person, look, "neutral", names_needed, args, cache)
-        states = {"neutral": folder}
+        states, keys = {"neutral": folder}, {"neutral": key}
         if with_expression:
-            states["expression"] = render_person(template, person, look, "expression", ["front"], args, cache)[0]
+            states["expression"], _, keys["expression"] = render_person(template, person, look, "expression",
+                                                                        ["front"], args, cache)
         render_s = time.perf_counter() - t0
-        recipe[person.name] = {"seed": seed, "key": key, "look": look, "person": person.recipe}
+        recipe[person.name] = {"seed": seed, "keys": keys, "look": look, "person": person.recipe}
         truth = Truth(template, folder, person.verts, labels)
         truth_expr = Truth(template, states["expression"], person.verts_expr, labels) if with_expression else None
         front = _camera_centre(cams["front"])
@@ -447,12 +457,11 @@ def run(args) -> dict:
             entry["picture"] = str(png)
         people.append(entry)
 
-    recipe_hash = hashlib.sha1(json.dumps({"version": RECIPE_VERSION, "recipe": recipe, "views": VIEW_SETS,
-                                           "size": [args.width, args.height], "samples": args.samples,
-                                           "source": _source_hash()}, sort_keys=True).encode()).hexdigest()[:16]
+    recipe_hash = hashlib.sha1(json.dumps({"keys": {n: r["keys"] for n, r in recipe.items()}, "views": VIEW_SETS},
+                                          sort_keys=True).encode()).hexdigest()[:16]
     out = {"recipe_hash": recipe_hash, "renders_hash": file_hash(set(render_files)) if render_files else None,
            "summary": summarise(runs, people, held_out=True), "summary_tuning": summarise(runs, people, held_out=False),
-           "runs": runs, "people": people, "regions": list(REGION_PREFIXES), "quick": bool(args.quick),
+           "runs": runs, "people": people, "recipe": recipe, "regions": list(REGION_PREFIXES), "quick": bool(args.quick),
            "size": [args.width, args.height], "samples": args.samples, "device": args.device,
            "seconds": round(time.perf_counter() - t_start, 1)}
     out["table"] = table_rows(out)
@@ -548,7 +557,8 @@ def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title:
         col = cmap(np.clip(s.vertex_error_mm / vmax_mm, 0, 1))[:, :3] * 0.9 + 0.1
         col[~face] = 0.8
         rows.append((f"{name}: {s.mean_mm:.2f} mm", s.aligned, template.tris, col))
-    fig, axes = plt.subplots(3, 3, figsize=(9, 9.6))
+    fig, axes = plt.subplots(3, 3, figsize=(9.6, 9.6))
+    fig.subplots_adjust(left=0.06, right=0.86, top=0.93, bottom=0.03, wspace=0.04, hspace=0.08)
     for i, (name, v, tris, col) in enumerate(rows):
         for j, (view, yaw) in enumerate((("front", 0.0), ("three-quarter", 40.0), ("profile", 90.0))):
             ax = axes[i, j]
@@ -560,7 +570,7 @@ def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title:
             if i == 0:
                 ax.set_title(view)
     sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(0, vmax_mm))
-    fig.colorbar(sm, ax=axes[1:, :].ravel().tolist(), shrink=0.6, label="distance to the true surface (mm)")
+    fig.colorbar(sm, cax=fig.add_axes([0.89, 0.08, 0.02, 0.55]), label="distance to the true surface (mm)")
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
