@@ -4,8 +4,9 @@ The result (any mesh whose face vertices are known, e.g. a fit in template
 topology) is aligned to the true surface by a similarity ICP: each face
 vertex of the result goes to its exact closest point on the true surface
 (trimesh's point-triangle projection), the worst ``ICP_TRIM`` of the pairs
-are dropped for that step's Umeyama fit (trimming is for the alignment only),
-until the mean moves less than ``ICP_TOL_M``. Then, without trimming:
+are dropped (trimming is for the alignment only) and a linearised
+point-to-plane similarity step is solved, until the mean moves less than
+``ICP_TOL_M``. Then, without trimming:
 
 - true→result: from every vertex of the true surface's face region to the
   aligned result's surface (mean, median, p90; per region; front-facing
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.geometry.similarity import similarity_transform
 
 ICP_TRIM = 0.1
 ICP_ITERATIONS = 40
