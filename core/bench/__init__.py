@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "fit": "core.bench.fit",
     "losses": "core.losses.bench",
     "multiview": "core.bench.multiview",
+    "photo": "core.bench.photo",
     "render": "core.bench.render",
     "stream": "core.bench.stream",
     "template": "core.bench.template",

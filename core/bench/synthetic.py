@@ -122,3 +122,99 @@ def make_case(template: Template, seed: int, res: int = 256, pixel_noise: float 
     view = ViewObservation(res, res, uv.astype(np.float32), weight, normals[0].numpy(), mask[0].numpy() > 0.5,
                            name=f"case{seed}")
     return SyntheticCase(f"case{seed}", verts.astype(np.float32), view, K, R, t, float(yaw), float(pitch))
+
+
+# Expressions a person shows in their second rendering: ARKit controllers and value ranges.
+PERSON_EXPRESSIONS = (
+    {"expr-mouthSmileLeft": (0.4, 0.8), "expr-mouthSmileRight": (0.4, 0.8), "expr-cheekSquintLeft": (0.1, 0.3),
+     "expr-cheekSquintRight": (0.1, 0.3)},
+    {"expr-jawOpen": (0.25, 0.45), "expr-browInnerUp": (0.3, 0.7)},
+    {"expr-mouthFrownLeft": (0.3, 0.6), "expr-mouthFrownRight": (0.3, 0.6), "expr-browDownLeft": (0.3, 0.6),
+     "expr-browDownRight": (0.3, 0.6)},
+    {"expr-mouthSmileLeft": (0.3, 0.6), "expr-jawOpen": (0.1, 0.25), "expr-eyeSquintLeft": (0.2, 0.4)},
+)
+MUSCLE_WEIGHT = ("minmuscle-minweight", "minmuscle-maxweight", "maxmuscle-minweight", "maxmuscle-maxweight",
+                 "averagemuscle-maxweight", "averagemuscle-minweight")
+
+
+@dataclass
+class Person:
+    """A generated identity in the template's topology (metres, world frame).
+
+    verts: (N, 3) neutral head; verts_expr: (N, 3) the same head with ``expression``;
+    parts, parts_expr: (P, 3) the rigid parts (eyeballs, teeth, tongue) moved with it;
+    ethnicity: (3,) weights of MACRO_KINDS; ``recipe``: what made it (for the JSON).
+    """
+
+    name: str
+    seed: int
+    verts: np.ndarray
+    verts_expr: np.ndarray
+    parts: np.ndarray
+    parts_expr: np.ndarray
+    expression: dict
+    ethnicity: np.ndarray
+    recipe: dict
+
+
+def _macro_deltas(template: Template, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """(N, 3) a mix of MakeHuman macrodetails — ethnicity (Dirichlet weights), gender,
+    age, muscle/weight and proportions — and what was drawn."""
+    eth = rng.dirichlet(np.full(len(MACRO_KINDS), 0.7))
+    gender = float(rng.uniform(0, 1))
+    old = float(rng.uniform(0, 0.6))
+    out = np.zeros_like(template.verts, dtype=np.float64)
+    for k, w_k in zip(MACRO_KINDS, eth):
+        for g, w_g in (("female", 1 - gender), ("male", gender)):
+            for a, w_a in (("young", 1 - old), ("old", old)):
+                out += w_k * w_g * w_a * _target_deltas(template, f"macrodetails/{k}-{g}-{a}.target.gz")
+    sex = "male" if gender > 0.5 else "female"
+    mw = str(rng.choice(MUSCLE_WEIGHT))
+    w_mw = float(rng.uniform(0.2, 0.7))
+    out += w_mw * _target_deltas(template, f"macrodetails/universal-{sex}-young-{mw}.target.gz")
+    prop = str(rng.choice(("idealproportions", "uncommonproportions")))
+    w_prop = float(rng.uniform(0.2, 0.8))
+    out += w_prop * _target_deltas(template, f"macrodetails/proportions/{sex}-young-averagemuscle-averageweight-{prop}.target.gz")
+    scale = float(rng.uniform(0.5, 0.9))
+    info = {"ethnicity": dict(zip(MACRO_KINDS, np.round(eth, 3).tolist())), "gender": round(gender, 3),
+            "old": round(old, 3), "muscle_weight": [mw, round(w_mw, 3)], "proportions": [prop, round(w_prop, 3)],
+            "scale": round(scale, 3)}
+    return scale * out, info
+
+
+def make_person(template: Template, seed: int, field_mm: float = 2.0) -> Person:
+    """An identity wider than the template's controllers: macrodetails (ethnicity mix,
+    gender, age, muscle/weight, proportions), three asymmetry targets, 40 random local
+    shape controllers and a smooth random displacement of ``field_mm`` RMS; plus the
+    same head with one of PERSON_EXPRESSIONS."""
+    rng = np.random.default_rng(seed)
+    model = TemplateModel(template, dtype=torch.float64)
+    ctrl = np.asarray(template.ctrl_default, np.float64).copy()
+    shape_ids = np.flatnonzero(~template.ctrl_is_expression)
+    pick = rng.choice(shape_ids, size=min(40, len(shape_ids)), replace=False)
+    lo, hi = template.ctrl_bounds[:, 0], template.ctrl_bounds[:, 1]
+    ctrl[pick] = np.clip(rng.normal(0, 0.4, len(pick)), lo[pick], hi[pick])
+    extra, macro = _macro_deltas(template, rng)
+    asym_dir = mpfb.data_dir() / "mpfb2" / "targets" / "asym"
+    asym = sorted(p.name for p in asym_dir.glob("*.target.gz"))
+    asym_used = {}
+    for name in rng.choice(asym, size=3, replace=False):
+        w = float(rng.uniform(0.3, 1.0))
+        extra += w * _target_deltas(template, f"asym/{name}")
+        asym_used[str(name)] = round(w, 3)
+    extra += smooth_field(template, rng, rms_m=field_mm / 1000.0)
+    choice = PERSON_EXPRESSIONS[int(rng.integers(len(PERSON_EXPRESSIONS)))]
+    expression = {k: round(float(rng.uniform(*r)), 3) for k, r in choice.items()}
+    ctrl_expr = ctrl.copy()
+    for k, v in expression.items():
+        ctrl_expr[template.ctrl_names.index(k)] = v
+    with torch.no_grad():
+        both = model.deform(torch.as_tensor(np.stack([ctrl, ctrl_expr])), None,
+                            torch.as_tensor(np.stack([extra, extra])))
+    verts, parts = both.verts.numpy(), both.parts.numpy()
+    recipe = {"macro": macro, "asym": asym_used, "controllers": {template.ctrl_names[i]: round(float(ctrl[i]), 3)
+                                                                 for i in pick},
+              "field_mm": field_mm, "expression": expression}
+    eth = np.array([macro["ethnicity"][k] for k in MACRO_KINDS])
+    return Person(f"person{seed}", seed, verts[0].astype(np.float32), verts[1].astype(np.float32),
+                  parts[0].astype(np.float32), parts[1].astype(np.float32), expression, eth, recipe)

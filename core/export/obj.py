@@ -8,6 +8,16 @@ import pathlib
 import numpy as np
 
 
+def world_to_obj(verts: np.ndarray) -> np.ndarray:
+    """(N, 3) world (Z up, face toward -Y) -> the Y-up frame Likeness OBJ files use: (x, z, -y)."""
+    return np.stack([verts[:, 0], verts[:, 2], -verts[:, 1]], axis=1)
+
+
+def obj_to_world(verts: np.ndarray) -> np.ndarray:
+    """(N, 3) a Likeness OBJ file's Y-up coordinates -> world (Z up): the inverse of ``world_to_obj``."""
+    return np.stack([verts[:, 0], -verts[:, 2], verts[:, 1]], axis=1)
+
+
 def write_obj(path, verts: np.ndarray, polys: np.ndarray, corner_uvs: np.ndarray | None = None,
               name: str = "likeness_head") -> None:
     """Write a polygon mesh.
@@ -23,7 +33,7 @@ def write_obj(path, verts: np.ndarray, polys: np.ndarray, corner_uvs: np.ndarray
         raise ValueError(f"verts must be (N, 3), got {verts.shape}")
     if not np.isfinite(verts).all():
         raise ValueError("verts contain NaN or infinity")
-    yup = np.stack([verts[:, 0], verts[:, 2], -verts[:, 1]], axis=1)
+    yup = world_to_obj(verts)
     buf = io.StringIO()
     buf.write(f"# Likeness head: {len(verts)} vertices, {len(polys)} faces\no {name}\n")
     np.savetxt(buf, yup, fmt="v %.6f %.6f %.6f")

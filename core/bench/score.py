@@ -1,0 +1,179 @@
+"""Score a head against a known head: similarity ICP, then surface distances over the face.
+
+The result (any mesh whose face vertices are known, e.g. a fit in template
+topology) is aligned to the true surface by a similarity ICP: each face
+vertex of the result goes to its exact closest point on the true surface
+(trimesh's point-triangle projection), the worst ``ICP_TRIM`` of the pairs
+are dropped (trimming is for the alignment only) and a linearised
+point-to-plane similarity step is solved, until the mean moves less than
+``ICP_TOL_M``. Then, without trimming:
+
+- true→result: from every vertex of the true surface's face region to the
+  aligned result's surface (mean, median, p90; per region; front-facing
+  against oblique);
+- result→true: from every face vertex of the result to the true surface.
+
+Distances in millimetres. Scale, rotation and translation are absorbed by the
+alignment: a head twice as large reads the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+ICP_TRIM = 0.1
+ICP_ITERATIONS = 40
+ICP_TOL_M = 1e-7
+# A true vertex "faces" the camera when the cosine between its normal and the
+# direction to the camera reaches this; below it is oblique.
+FRONT_FACING_COS = 0.75
+# Face regions of the template by the controllers that move a vertex most: the
+# controller-name prefixes of each region (MakeHuman's target groups).
+REGION_PREFIXES = {
+    "nose": ("nose-",),
+    "cheeks": ("l-cheek-", "r-cheek-"),
+    "forehead": ("forehead-", "eyebrows-"),
+    "jaw": ("chin-",),
+    "eyes": ("l-eye-", "r-eye-"),
+    "mouth": ("mouth-",),
+}
+
+
+@dataclass
+class SurfaceScore:
+    """Distances in mm after the similarity ICP; ``regions``: region -> mean true→result."""
+
+    mean_mm: float
+    median_mm: float
+    p90_mm: float
+    result_to_true_mm: float
+    front_mm: float
+    oblique_mm: float
+    regions: dict = field(default_factory=dict)
+    scale: float = 1.0
+    iterations: int = 0
+    aligned: np.ndarray | None = None
+    vertex_error_mm: np.ndarray | None = None
+
+    def summary(self) -> dict:
+        return {"mean_mm": self.mean_mm, "median_mm": self.median_mm, "p90_mm": self.p90_mm,
+                "result_to_true_mm": self.result_to_true_mm, "front_mm": self.front_mm,
+                "oblique_mm": self.oblique_mm, "regions": self.regions, "scale": self.scale}
+
+
+def face_regions(template) -> np.ndarray:
+    """(N,) int label per template vertex: index into ``list(REGION_PREFIXES)``, -1 outside
+    the face mask or where no region's controllers move it. A face vertex belongs to the
+    region whose shape controllers (summed |Δ| over both directions) move it most."""
+    names = list(template.ctrl_names)
+    basis = np.abs(np.asarray(template.ctrl_basis)).sum(axis=(1, 3))  # (R, N)
+    strength = np.zeros((len(REGION_PREFIXES), template.num_verts))
+    for r, prefixes in enumerate(REGION_PREFIXES.values()):
+        ids = [i for i, n in enumerate(names) if n.startswith(prefixes) and not template.ctrl_is_expression[i]]
+        if ids:
+            strength[r] = basis[ids].sum(0)
+    label = np.where(strength.max(0) > 1e-6, strength.argmax(0), -1)
+    face = np.zeros(template.num_verts, bool)
+    face[template.regions["face_mask"]] = True
+    return np.where(face, label, -1)
+
+
+def _closest(mesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact closest points of ``points`` (n, 3) on ``mesh``: (points, distances, triangle ids)."""
+    import trimesh
+
+    return trimesh.proximity.closest_point(mesh, points)
+
+
+def _mesh(verts, tris):
+    import trimesh
+
+    return trimesh.Trimesh(np.asarray(verts, np.float64), np.asarray(tris, np.int64), process=False)
+
+
+def _rotation(w: np.ndarray) -> np.ndarray:
+    """(3, 3) the rotation by the axis-angle vector ``w`` (3,) (Rodrigues)."""
+    angle = float(np.linalg.norm(w))
+    if angle < 1e-15:
+        return np.eye(3)
+    k = w / angle
+    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+
+
+def icp_similarity(src: np.ndarray, target_mesh, trim: float = ICP_TRIM, iterations: int = ICP_ITERATIONS,
+                   tol: float = ICP_TOL_M) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """(s, R (3, 3), t (3,), iterations): the similarity taking ``src`` (n, 3) onto the
+    surface ``target_mesh`` (a trimesh). Each step pairs every point with its exact closest
+    point on the surface, drops the worst ``trim`` of the pairs and solves the linearised
+    point-to-plane similarity (rotation, scale about the centroid, translation), which
+    slides along the surface far faster than point-to-point steps. Starts from the
+    identity: ``src`` must be roughly in the target's frame."""
+    src = np.asarray(src, np.float64)
+    s, R, t = 1.0, np.eye(3), np.zeros(3)
+    keep = max(7, int(round(len(src) * (1.0 - trim))))
+    last, it = np.inf, 0
+    for it in range(1, iterations + 1):
+        moved = s * src @ R.T + t
+        closest, dist, tri = _closest(target_mesh, moved)
+        order = np.argsort(dist)[:keep]
+        p, q, n = moved[order], closest[order], target_mesh.face_normals[tri[order]]
+        c = p.mean(0)
+        A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1)
+        x = np.linalg.lstsq(A, ((q - p) * n).sum(1), rcond=None)[0]
+        dR, ds = _rotation(x[:3]), 1.0 + x[3]
+        # moved -> ds * dR (moved - c) + c + dt, folded into (s, R, t).
+        s, R, t = ds * s, dR @ R, ds * dR @ (t - c) + c + x[4:]
+        mean = float(dist[order].mean())
+        if abs(last - mean) < tol:
+            break
+        last = mean
+    return s, R, t, it
+
+
+def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face: np.ndarray,
+                  true_verts: np.ndarray, true_tris: np.ndarray, true_face: np.ndarray,
+                  true_region: np.ndarray | None = None, camera_centre: np.ndarray | None = None,
+                  region_names: tuple[str, ...] = tuple(REGION_PREFIXES)) -> SurfaceScore:
+    """Align the result to the true surface and measure it (see the module docstring).
+
+    result_verts: (N, 3) float metres; result_tris: (F, 3) int; result_face: (k,) vertex
+    ids of the result's face. true_verts: (M, 3); true_tris: (T, 3); true_face: (M,) bool
+    the scored face region of the true surface; true_region: (M,) int region label per
+    true vertex (-1 none); camera_centre: (3,) for the front-facing / oblique split
+    (without it the split is empty).
+    """
+    result_verts = np.asarray(result_verts, np.float64)
+    true_verts = np.asarray(true_verts, np.float64)
+    true_mesh = _mesh(true_verts, true_tris)
+    face_pts = result_verts[result_face]
+    # Start from matched centroids and sizes so the ICP's first closest points are sensible.
+    tv = true_verts[np.asarray(true_face, bool)]
+    s0 = np.sqrt(((tv - tv.mean(0)) ** 2).sum(1).mean() / ((face_pts - face_pts.mean(0)) ** 2).sum(1).mean())
+    start = s0 * (face_pts - face_pts.mean(0)) + tv.mean(0)
+    s, R, t, iters = icp_similarity(start, true_mesh)
+    s_total = s * s0
+    aligned = s * (s0 * (result_verts - face_pts.mean(0)) + tv.mean(0)) @ R.T + t
+    _, r2t, _ = _closest(true_mesh, aligned[result_face])
+    result_mesh = _mesh(aligned, result_tris)
+    _, t2r, _ = _closest(result_mesh, tv)
+    t2r_mm = t2r * 1000.0
+    front = oblique = float("nan")
+    if camera_centre is not None:
+        normals = true_mesh.vertex_normals[np.asarray(true_face, bool)]
+        to_cam = np.asarray(camera_centre, np.float64) - tv
+        cos = (normals * to_cam).sum(1) / np.linalg.norm(to_cam, axis=1)
+        is_front = cos >= FRONT_FACING_COS
+        front = float(t2r_mm[is_front].mean()) if is_front.any() else float("nan")
+        oblique = float(t2r_mm[~is_front].mean()) if (~is_front).any() else float("nan")
+    regions = {}
+    if true_region is not None:
+        lab = np.asarray(true_region)[np.asarray(true_face, bool)]
+        regions = {name: float(t2r_mm[lab == i].mean()) for i, name in enumerate(region_names) if (lab == i).any()}
+    _, all_err, _ = _closest(true_mesh, aligned)
+    return SurfaceScore(float(t2r_mm.mean()), float(np.median(t2r_mm)), float(np.percentile(t2r_mm, 90)),
+                        float(r2t.mean() * 1000.0), front, oblique, regions, float(s_total), iters, aligned,
+                        all_err * 1000.0)

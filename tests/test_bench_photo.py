@@ -1,0 +1,64 @@
+"""``bench photo``'s pieces that need no render: people, scene recipe, summary schema."""
+
+import numpy as np
+import pytest
+
+from core.bench import BENCHMARKS
+from core.bench.photo import (HELD_OUT_SEEDS, TUNE_SEEDS, VARIANTS, VIEW_SETS, person_cameras, person_look,
+                              skin_paint, summarise)
+from core.template import load_default
+
+
+@pytest.fixture(scope="module")
+def template():
+    return load_default()
+
+
+def test_registered_with_frozen_disjoint_people():
+    assert BENCHMARKS["photo"] == "core.bench.photo"
+    assert len(TUNE_SEEDS) >= 4 and len(HELD_OUT_SEEDS) >= 4
+    assert not set(TUNE_SEEDS) & set(HELD_OUT_SEEDS)
+    assert "fit" in VARIANTS
+    assert VIEW_SETS[1] == ("front",) and len(VIEW_SETS[3]) == 3 and len(VIEW_SETS[7]) == 7
+
+
+def test_look_is_frozen_and_varies_between_people():
+    eth = np.array([0.2, 0.3, 0.5])
+    assert person_look(305, eth) == person_look(305, eth)
+    looks = [person_look(s, eth) for s in (*TUNE_SEEDS, *HELD_OUT_SEEDS)]
+    assert len({lk["lens_35mm"] for lk in looks}) >= 4
+    assert {lk["background"] for lk in looks} == {0, 1, 2}
+    assert all(35 <= lk["lens_35mm"] <= 135 for lk in looks)
+
+
+def test_cameras_keep_the_lens_and_look_at_the_face(template):
+    look = person_look(301, np.array([0.0, 0.0, 1.0]))
+    cams = person_cameras(template, template.verts, look, 384, 480)
+    centre = template.verts[template.regions["face_mask"]].mean(0)
+    for K, R, t in cams.values():
+        x = R @ centre + t
+        assert x[2] == pytest.approx(look["distance_m"], rel=1e-6)
+        assert np.allclose(x[:2], 0, atol=1e-9)
+        assert K[0, 0] == cams["front"][0][0, 0]
+
+
+def test_paint_has_brows_above_the_eyes(template):
+    paint = skin_paint(template, hair_cap=True)
+    brow = paint[:, 0] > 0.5
+    assert brow.sum() > 20
+    eyes = template.verts[template.regions["eye_l_ring"]]
+    assert (template.verts[brow, 2] > eyes[:, 2].max()).all()
+    assert (paint[template.regions["face_mask"], 2] < 0.5).mean() > 0.9
+
+
+def test_summary_covers_held_out_people_only():
+    base = {"mean_head": {"mean_mm": 1.5}}
+    people = [{"person": "a", "baselines": base}, {"person": "b", "baselines": base}]
+    row = dict(variant="fit", photos=1, exif=True, expression=False, fit_mean_mm=1.0, fit_median_mm=0.9,
+               default_mean_mm=2.0, oracle_mean_mm=0.5)
+    runs = [dict(row, person="a", held_out=True), dict(row, person="b", held_out=False, fit_mean_mm=9.0),
+            dict(row, person="a", held_out=True, exif=False, fit_mean_mm=7.0)]
+    s = summarise(runs, people, held_out=True)
+    assert set(s["fit"]["1"]) == {"fit_mean_mm", "fit_median_mm", "default_mean_mm", "mean_head_mm",
+                                  "oracle_mean_mm", "ratio", "n_people"}
+    assert s["fit"]["1"]["fit_mean_mm"] == 1.0 and s["fit"]["1"]["ratio"] == 0.5 and s["fit"]["1"]["n_people"] == 1
