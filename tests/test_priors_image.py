@@ -309,3 +309,21 @@ def test_devices_and_fifos_are_refused_without_blocking(tmp_path):
     for path in ("/dev/zero", fifo):
         with pytest.raises(ImageError, match="not a regular file"):
             load_image(path)
+
+
+def test_a_45_megapixel_camera_jpeg_is_decoded_at_half_scale(tmp_path):
+    from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
+
+    w, h = 8256, 5504  # a full-frame camera's 45 MP file: too large to decode whole within the budget
+    assert decoded_bytes((w, h), "RGB") > MAX_DECODED_BYTES
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 85
+    ramp = np.linspace(0, 255, w, dtype=np.float32).astype(np.uint8)
+    Image.fromarray(np.broadcast_to(ramp[None, :, None], (h, w, 3)).copy()).save(tmp_path / "dslr.jpg", exif=exif,
+                                                                              quality=80)
+    photo = load_image(tmp_path / "dslr.jpg")
+    assert photo.size == (w // 2, h // 2)
+    assert photo.rgb[:, -1].mean() > 240 and photo.rgb[:, 0].mean() < 15  # the same picture, smaller
+    # the 35 mm-equivalent focal length holds at any scale: 85 mm over the half-size diagonal
+    assert photo.focal_35mm == 85.0
+    assert photo.focal_pixels == pytest.approx(85 * np.hypot(w // 2, h // 2) / np.hypot(36, 24))

@@ -118,6 +118,7 @@ def load_image(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with opener, Image.open(opener) as im:
+                _fit_jpeg_to_budget(im)
                 _check_pixels(im, label, max_pixels)
                 fmt = im.format or ""
                 mode = im.mode
@@ -223,6 +224,18 @@ def decoded_bytes(size: tuple[int, int], mode: str) -> int:
     """
     pixel = _WIDE_MODES.get(mode) or (1 if Image.getmodebands(mode) == 1 else 4)
     return size[0] * size[1] * (pixel + 3)
+
+
+def _fit_jpeg_to_budget(im: Image.Image) -> None:
+    """A JPEG too large to decode whole (a 45 MP camera file) is decoded at 1/2, 1/4 or 1/8 scale
+    by the JPEG decoder itself (``Image.draft``): far more pixels than a face fit needs remain."""
+    if im.format != "JPEG" or decoded_bytes(im.size, im.mode) <= MAX_DECODED_BYTES:
+        return
+    w, h = im.size
+    for k in (2, 4, 8):
+        if decoded_bytes((-(-w // k), -(-h // k)), im.mode) <= MAX_DECODED_BYTES:
+            im.draft(im.mode, (-(-w // k), -(-h // k)))
+            return
 
 
 def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
