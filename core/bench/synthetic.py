@@ -126,12 +126,12 @@ def make_case(template: Template, seed: int, res: int = 256, pixel_noise: float 
 
 # Expressions a person shows in their second rendering: ARKit controllers and value ranges.
 PERSON_EXPRESSIONS = (
-    {"expr-mouthSmileLeft": (0.4, 0.8), "expr-mouthSmileRight": (0.4, 0.8), "expr-cheekSquintLeft": (0.1, 0.3),
-     "expr-cheekSquintRight": (0.1, 0.3)},
-    {"expr-jawOpen": (0.25, 0.45), "expr-browInnerUp": (0.3, 0.7)},
-    {"expr-mouthFrownLeft": (0.3, 0.6), "expr-mouthFrownRight": (0.3, 0.6), "expr-browDownLeft": (0.3, 0.6),
-     "expr-browDownRight": (0.3, 0.6)},
-    {"expr-mouthSmileLeft": (0.3, 0.6), "expr-jawOpen": (0.1, 0.25), "expr-eyeSquintLeft": (0.2, 0.4)},
+    {"mouthSmileLeft": (0.4, 0.8), "mouthSmileRight": (0.4, 0.8), "cheekSquintLeft": (0.1, 0.3),
+     "cheekSquintRight": (0.1, 0.3)},
+    {"jawOpen": (0.25, 0.45), "browInnerUp": (0.3, 0.7)},
+    {"mouthFrownLeft": (0.3, 0.6), "mouthFrownRight": (0.3, 0.6), "browDownLeft": (0.3, 0.6),
+     "browDownRight": (0.3, 0.6)},
+    {"mouthSmileLeft": (0.3, 0.6), "jawOpen": (0.1, 0.25), "eyeSquintLeft": (0.2, 0.4)},
 )
 MUSCLE_WEIGHT = ("minmuscle-minweight", "minmuscle-maxweight", "maxmuscle-minweight", "maxmuscle-maxweight",
                  "averagemuscle-maxweight", "averagemuscle-minweight")
