@@ -20,18 +20,28 @@ import sys
 
 import numpy as np
 
-# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape-key substring: value})
+# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape key: value})
 POSES = (
-    ("jaw_open", {"jaw": (25, 0, 0)}, {}),
+    ("jaw_0", {"jaw": (0, 0, 0)}, {}),
+    ("jaw_15", {"jaw": (15, 0, 0)}, {}),
+    ("jaw_25", {"jaw": (25, 0, 0)}, {}),
+    ("jaw_30", {"jaw": (30, 0, 0)}, {}),
+    ("neck_left", {"neck02": (0, 30, 0)}, {}),
+    ("neck_right", {"neck02": (0, -30, 0)}, {}),
     ("eyes_left", {"eye.L": (0, 0, 25), "eye.R": (0, 0, 25)}, {}),
-    ("eyes_up", {"eye.L": (20, 0, 0), "eye.R": (20, 0, 0)}, {}),
-    ("neck_turn", {"neck01": (0, 30, 0), "neck02": (0, 15, 0)}, {}),
-    ("neck_nod", {"neck02": (25, 0, 0), "head": (15, 0, 0)}, {}),
-    ("expr_jaw_open", {}, {"jawOpen": 1.0}),
-    ("expr_smile", {}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
-    ("expr_blink", {}, {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
-    ("expr_brows", {}, {"browInnerUp": 1.0}),
+    ("eyes_right", {"eye.L": (0, 0, -25), "eye.R": (0, 0, -25)}, {}),
+    ("eyes_up", {"eye.L": (25, 0, 0), "eye.R": (25, 0, 0)}, {}),
+    ("eyes_down", {"eye.L": (-25, 0, 0), "eye.R": (-25, 0, 0)}, {}),
+    ("eyeBlinkLeft", {}, {"eyeBlinkLeft": 1.0}),
+    ("eyeBlinkRight", {}, {"eyeBlinkRight": 1.0}),
+    ("mouthSmileLeft", {}, {"mouthSmileLeft": 1.0}),
+    ("jawOpen", {}, {"jawOpen": 1.0}),
+    ("mouthPucker", {}, {"mouthPucker": 1.0}),
+    ("browInnerUp", {}, {"browInnerUp": 1.0}),
 )
+# Poses in which the teeth are measured from the front, and the blinks' eyes.
+TEETH_POSES = ("jaw_0", "jaw_25", "jawOpen")
+BLINKS = {"eyeBlinkLeft": "l", "eyeBlinkRight": "r"}
 
 
 def _load(bpy, path):
@@ -107,9 +117,33 @@ def check(bpy, path) -> dict:
     return out
 
 
+# Per pose, a result may stretch its worst edge this many times the template's
+# (plus float noise: a rigid pose stretches nothing, ~1e-4 in float32).
+STRETCH_RATIO_MAX = 1.5
+STRETCH_NOISE = 1e-3
+
+
+def pose_failures(result: dict, template: dict) -> list[str]:
+    """The rig binding checks, pose by pose: flipped faces <= the template's, worst edge
+    stretch <= STRETCH_RATIO_MAX x the template's, no pose skipped."""
+    out = []
+    for name, *_ in POSES:
+        r, t = result.get(name, {"skipped": "absent"}), template.get(name, {"skipped": "absent"})
+        if "skipped" in r or "skipped" in t:
+            out.append(f"{name}: skipped ({r.get('skipped') or t.get('skipped')})")
+            continue
+        if r["flipped_faces"] > t["flipped_faces"]:
+            out.append(f"{name}: {r['flipped_faces']} flipped faces (template {t['flipped_faces']})")
+        if r["max_edge_stretch"] > STRETCH_RATIO_MAX * t["max_edge_stretch"] + STRETCH_NOISE:
+            out.append(f"{name}: worst edge stretch {r['max_edge_stretch']:.2f} "
+                       f"(template {t['max_edge_stretch']:.2f}, allowed {STRETCH_RATIO_MAX}x)")
+    return out
+
+
 def compare(result: dict, template: dict) -> dict:
     poses = [p for p in result if "skipped" not in result[p] and "skipped" not in template.get(p, {"skipped": 1})]
     return {
+        "failures": pose_failures(result, template),
         "poses": len(poses),
         "flipped_faces_max": max((result[p]["flipped_faces"] for p in poses), default=0),
         "template_flipped_faces_max": max((template[p]["flipped_faces"] for p in poses), default=0),

@@ -3,7 +3,9 @@
 For each stage: an Adam optimiser over that stage's variables (one parameter
 group per variable, learning rates from the schedule), bounded controllers
 projected back after each step, pins and pause/cancel read from the
-``FitControl`` between iterations. A non-finite or diverging loss rolls back
+``FitControl`` between iterations. While pins act, the head's placement
+(pose, cameras, focal lengths, neck chain) is held, so a pin sculpts the
+head rather than sliding it with the camera in tow. A non-finite or diverging loss rolls back
 to the last good state and halves the step; a plateau ends the stage early.
 """
 
@@ -102,7 +104,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             control.checkpoint()
             version, pins = control.pins()
             if version != pins_version:
-                objective.set_pins(pins)
+                objective.set_pins(pins, variables)
                 pins_version = version
                 # New pins change the objective: divergence and plateau tests start over.
                 history.clear()
@@ -124,7 +126,12 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             if value <= best:
                 best = value
             good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
+            held = variables.head_placement() if pins is not None else None
+            if held is not None:
+                variables.hold_head_placement(held)  # clears the gradients before the step
             opt.step()
+            if held is not None:
+                variables.hold_head_placement(held)
             variables.project_bounds()
             it += 1
             step += 1
