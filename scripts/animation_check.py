@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pathlib
 import sys
 
 import numpy as np
@@ -166,6 +167,14 @@ def main(argv=None) -> int:
     p.add_argument("template_glb")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
+    from core.fit.result_set import ResultSetError, check_result_file
+
+    try:
+        check_result_file(args.result_glb)  # a set cut short by a kill is refused, not measured
+    except ResultSetError as exc:
+        print(f"animation_check: {exc}", file=sys.stderr)
+        return 2
     import bpy
 
     summary = compare(check(bpy, args.result_glb), check(bpy, args.template_glb))

@@ -78,6 +78,20 @@ def test_errors_are_clear(tmp_path):
     assert not (tmp_path / "o" / "result.obj").exists()
 
 
+def test_animation_check_refuses_a_result_set_that_does_not_match_its_report(fitted, tmp_path):
+    import shutil
+
+    out, _ = fitted
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    with open(cut / "result.glb", "r+b") as fh:  # what a SIGKILL mid-move leaves: a file of another run
+        fh.truncate(1000)
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "animation_check.py"), str(cut / "result.glb"),
+                          str(cut / "result.glb")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "result.glb does not match report.json" in res.stderr
+
+
 def test_result_glb_opens_at_rest_with_every_part(fitted, tmp_path):
     from conftest import obj_vertices_z_up, point_set_distance, probe_in_blender
 
@@ -100,3 +114,44 @@ def test_result_glb_opens_at_rest_with_every_part(fitted, tmp_path):
     assert head["max_influences"] > 4  # all influences, not glTF's first four
     assert head["uv_layers"] == 1 and head["materials"]
     assert len(info["images"]) == 2 and all(i["has_data"] for i in info["images"])
+
+
+TINY = json.dumps({"only": ["rig"], "stages": {"rig": {"iterations": 6}}})
+
+
+def _normal_map(path: pathlib.Path, size: tuple[int, int], normal=(0.6, 0.0, -0.8)) -> pathlib.Path:
+    """A 16-bit PNG (n * 0.5 + 0.5) of one camera-space normal everywhere: a tilted plane."""
+    import cv2
+    import numpy as np
+
+    n = np.asarray(normal, np.float64) / np.linalg.norm(normal)
+    rgb = np.broadcast_to(np.round((n * 0.5 + 0.5) * 65535).astype(np.uint16), (size[1], size[0], 3))
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
+    return path
+
+
+def test_normals_flag_reaches_the_fit_and_a_map_changes_it(tmp_path):
+    from PIL import Image
+
+    from conftest import obj_vertices_z_up
+
+    w, h = Image.open(PHOTO).size
+    half = _normal_map(tmp_path / "half.png", (w // 2, h // 2))  # same aspect, another size: resampled
+    outs = {}
+    for name, extra in (("plain", []), ("normals", ["--normals", str(half)])):
+        outs[name] = tmp_path / name
+        res = subprocess.run([str(BIN / "likeness"), "fit", PHOTO, "--out", str(outs[name]), "--schedule", TINY,
+                              "--quiet", *extra], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    plain, normals = (obj_vertices_z_up(outs[k] / "result.obj") for k in ("plain", "normals"))
+    assert plain.shape == normals.shape
+    moved = float(abs(plain - normals).max())
+    assert moved > 1e-3, f"the normal map moved no vertex by more than {moved:.2g} m"
+
+    wide = _normal_map(tmp_path / "wide.png", (w, h // 2))  # another aspect
+    res = subprocess.run([str(BIN / "likeness"), "fit", PHOTO, "--out", str(tmp_path / "wide"), "--schedule", TINY,
+                          "--normals", str(wide)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2
+    err = [ln for ln in res.stderr.splitlines() if ln.startswith("likeness") or "error" in ln.lower()]
+    assert len(err) == 1 and "--normals" in err[0] and "aspect" in err[0], res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and not (tmp_path / "wide" / "report.json").exists()

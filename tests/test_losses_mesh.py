@@ -128,7 +128,7 @@ def laplacian_naive(verts, target, topo):
 
 def mirror_map(template):
     """Partner of each torus vertex under x -> -x, found by brute force."""
-    reflected = template[0] * torch.tensor([-1.0, 1.0, 1.0], dtype=template.dtype)
+    reflected = template[0] * torch.tensor([-1.0, 1.0, 1.0], dtype=template.dtype, device=template.device)
     return torch.cdist(template[0], reflected).argmin(dim=1)
 
 

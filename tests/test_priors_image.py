@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pathlib
 
 import cv2
 import numpy as np
@@ -139,6 +140,44 @@ def test_exif_orientation_applied(tmp_path, astronaut, orientation):
     assert photo.rgb.shape == (512, 400, 3)
     assert np.abs(photo.rgb.astype(float) - astronaut[:, :400]).mean() < 6.0
     assert f"orientation {orientation}" in photo.describe()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, orientation):
+    from PIL import ImageOps
+
+    stored = Image.fromarray(np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "o.png", exif=exif)
+    with Image.open(tmp_path / "o.png") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    np.testing.assert_array_equal(load_image(tmp_path / "o.png").rgb, expected)
+
+
+def _peak_rss_kb_of(fn) -> int:
+    """Peak resident memory growth (kB) of this process while ``fn`` runs (VmHWM, reset first)."""
+    def status(key):
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    base = status("VmRSS")
+    pathlib.Path("/proc/self/clear_refs").write_text("5")
+    result = fn()
+    return status("VmHWM") - base, result
+
+
+def test_largest_accepted_rgba_png_costs_its_decoded_budget_and_no_more(tmp_path):
+    from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
+
+    path = tmp_path / "big.png"
+    side = int((MAX_DECODED_BYTES / decoded_bytes((1, 1), "RGBA")) ** 0.5)
+    Image.new("RGBA", (side, side), (200, 100, 50, 128)).save(path, compress_level=1)
+    budget = decoded_bytes((side, side), "RGBA")
+    assert budget <= MAX_DECODED_BYTES
+    grown, photo = _peak_rss_kb_of(lambda: load_image(path))
+    assert photo.rgb.shape == (side, side, 3) and tuple(photo.rgb[0, 0]) == (227, 177, 152)
+    assert grown * 1024 < budget + (32 << 20), f"{grown >> 10} MB peak for a {budget >> 20} MiB budget"
 
 
 def test_truncated_jpeg(tmp_path, astronaut):

@@ -136,6 +136,42 @@ def test_devices_folders_and_zip_bombs_are_refused_unread(tmp_path):
         load(bomb)
 
 
+def test_a_member_that_lies_about_its_size_is_never_inflated_past_it(tmp_path):
+    import struct
+    import tracemalloc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("meta.json", b"{}")
+        zf.writestr("verts.npy", bytes(256 << 20))  # 256 MiB of zeros in 256 kB
+    data = bytearray(buf.getvalue())
+    local = data.index(b"PK\x03\x04", 1)  # verts.npy's local and central headers
+    central = data.rindex(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, 1 << 20)  # declares 1 MiB
+    struct.pack_into("<I", data, central + 24, 1 << 20)
+    liar = tmp_path / "liar.npz"
+    liar.write_bytes(bytes(data))
+    tracemalloc.start()
+    with pytest.raises(TemplateError, match="not a template file"):
+        load(liar)
+    assert tracemalloc.get_traced_memory()[1] < 16 << 20
+    tracemalloc.stop()
+
+
+def test_an_npy_header_that_claims_more_than_its_bytes_is_refused(tmp_path):
+    arrays, meta = random_template(seed=2).to_arrays()
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 3)})
+    with zipfile.ZipFile(tmp_path / "big.npz", "w") as zf:
+        zf.writestr("meta.json", json.dumps(meta))
+        for name, arr in arrays.items():
+            body = io.BytesIO()
+            np.save(body, arr)
+            zf.writestr(f"{name}.npy", header.getvalue() + bytes(12) if name == "verts" else body.getvalue())
+    with pytest.raises(TemplateError, match="bytes of data for shape"):
+        load(tmp_path / "big.npz")
+
+
 def test_crc_broken_member_is_one_line_error(tmp_path):
     data = bytearray(random_template(seed=2).to_bytes())
     buf = io.BytesIO()

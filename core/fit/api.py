@@ -51,22 +51,52 @@ class FitResult:
     meta: dict
 
 
-@dataclass
 class FitRecord:
     """One optimiser iteration.
 
-    verts: (N, 3) float32 current posed vertices (world, metres).
-    step / total_steps count over all stages (for a progress bar).
-    camera: the first view's current camera (see the field), when known.
+    stage, iteration, and step / total_steps over all stages (for a progress bar)
+    are plain values. The state of the fit at this iteration is read on demand:
+    ``verts`` (N, 3) float32 current posed vertices (world, metres), ``losses``
+    {term: float} and ``camera`` (the first view's current camera:
+    {"K": (3, 3), "R": (3, 3), "t": (3,)} float32, "width", "height") come
+    from ``frame``, a callable returning (losses, verts, camera) evaluated on
+    first access and kept. A consumer that wants a frame reads it before it
+    advances the fit's generator; one that only shows progress never pays for
+    a frame (no second deformation, no copy off the device).
     """
 
-    stage: str
-    iteration: int
-    step: int
-    total_steps: int
-    losses: dict[str, float]
-    verts: np.ndarray
-    result: FitResult | None = None
-    # The first view's current camera: {"K": (3, 3), "R": (3, 3), "t": (3,)} float32,
-    # "width", "height" (so a viewer can look through it while the fit runs).
-    camera: dict | None = None
+    __slots__ = ("stage", "iteration", "step", "total_steps", "result", "_frame", "_state")
+
+    def __init__(self, stage: str, iteration: int, step: int, total_steps: int, losses: dict | None = None,
+                 verts: np.ndarray | None = None, result: FitResult | None = None, camera: dict | None = None,
+                 frame=None):
+        self.stage, self.iteration, self.step, self.total_steps = stage, iteration, step, total_steps
+        self.result = result
+        self._frame = frame
+        self._state = None if frame is not None else (dict(losses or {}), verts, camera)
+
+    def _read(self):
+        if self._state is None:
+            self._state = self._frame()
+            self._frame = None
+        return self._state
+
+    @property
+    def losses(self) -> dict[str, float]:
+        return self._read()[0]
+
+    @property
+    def verts(self) -> np.ndarray:
+        return self._read()[1]
+
+    @property
+    def camera(self) -> dict | None:
+        return self._read()[2]
+
+    def renumbered(self, step: int, total_steps: int) -> "FitRecord":
+        """The same iteration counted in a longer run (several fits in one progress bar)."""
+        out = FitRecord(self.stage, self.iteration, step, total_steps, result=self.result,
+                        frame=self._read if self._state is None else None)
+        if self._state is not None:
+            out._state = self._state
+        return out

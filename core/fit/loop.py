@@ -5,21 +5,31 @@ group per variable, learning rates from the schedule), bounded controllers
 projected back after each step, pins and pause/cancel read from the
 ``FitControl`` between iterations. While pins act, the head's placement
 (pose, cameras, focal lengths, neck chain) is held, so a pin sculpts the
-head rather than sliding it with the camera in tow. A non-finite or diverging loss rolls back
-to the last good state and halves the step; a plateau ends the stage early.
+head rather than sliding it with the camera in tow; the placement to hold is
+taken on the host when the pins change, and put back on the device after
+each step.
+
+The loop is shaped for a GPU: an iteration never waits for the device. Loss
+values and a "something was not finite" flag stay on the device; every
+``check_every`` iterations (``CHECK_EVERY``, at most the plateau patience)
+they are read once, together. A non-finite or diverging window rolls back to
+the snapshot taken at the last good check (variables and optimiser moments,
+cloned on the device) and halves the steps; a plateau ends the stage early.
+Non-finite gradients are zeroed before the step, so no frame shows a broken
+mesh while the window runs. Records are lazy (``FitRecord``): the vertices
+and losses of an iteration are computed only when a consumer reads them.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 import torch
 
+from .api import FitRecord
 from .control import FitControl
 from .large_steps import LargeSteps
 from .optim import Adam
@@ -30,6 +40,8 @@ from .variables import FitVariables
 # A loss this many times the best seen in the stage counts as divergence.
 DIVERGENCE_FACTOR = 50.0
 MAX_ROLLBACKS = 20
+# Iterations between reads of the loss on the host (rollback and plateau tests).
+CHECK_EVERY = 10
 
 
 @dataclass
@@ -42,19 +54,27 @@ class StageReport:
     stopped_early: bool = False
 
 
-@dataclass
-class LoopRecord:
-    stage: str
-    iteration: int
-    step: int
-    total_steps: int
-    losses: dict
-    verts: np.ndarray  # (N, 3) float32
-    camera: dict  # the first view's camera, see FitRecord.camera
+class _Snapshot:
+    """The variables and the optimiser's moments at the last good check, cloned on their device."""
+
+    def __init__(self, variables: FitVariables, opt: Adam):
+        self.variables, self.opt = variables, opt
+        self.take()
+
+    def take(self) -> None:
+        self.values = self.variables.snapshot()
+        self.state = {p: {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
+                      for p, st in self.opt.state.items()}
+
+    def restore(self) -> None:
+        self.variables.restore(self.values)
+        self.opt.state.clear()
+        for p, st in self.state.items():
+            self.opt.state[p] = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in st.items()}
 
 
-def _roll_back(spec: StageSpec, report: StageReport, variables: FitVariables, opt, good, what: str) -> None:
-    """Restore the last good variables and optimiser state and halve the steps;
+def _roll_back(spec: StageSpec, report: StageReport, snapshot: _Snapshot, opt: Adam, what: str) -> None:
+    """Restore the last good check's variables and optimiser state and halve the steps;
     give up after ``MAX_ROLLBACKS`` in one stage."""
     report.rollbacks += 1
     if report.rollbacks > MAX_ROLLBACKS:
@@ -62,16 +82,27 @@ def _roll_back(spec: StageSpec, report: StageReport, variables: FitVariables, op
             f"stage {spec.name!r}: {what} after {MAX_ROLLBACKS} rollbacks; "
             "check the inputs (landmarks, normal maps) or lower the learning rates"
         )
-    variables.restore(good[0])
-    opt.load_state_dict(good[1])
+    snapshot.restore()
     for g in opt.param_groups:
         g["lr"] *= 0.5
 
 
+def _frame(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
+    """A record's state, read on demand: (losses as floats, verts (N, 3) float32, first view's camera)."""
+    values = [v.detach() for v in terms.values()] + [total.detach()]
+    names = [*terms, "total"]
+
+    def read():
+        with torch.no_grad():
+            losses = dict(zip(names, torch.stack([v.reshape(()).to(total.dtype) for v in values]).tolist()))
+            return losses, objective.current_verts(variables), variables.camera_record(0)
+    return read
+
+
 def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
                control: FitControl | None = None, reports: list[StageReport] | None = None
-               ) -> Iterator[LoopRecord]:
-    """Optimise ``variables`` stage by stage, yielding a record per iteration."""
+               ) -> Iterator[FitRecord]:
+    """Optimise ``variables`` stage by stage, yielding a (lazy) record per iteration."""
     control = control or FitControl()
     reports = reports if reports is not None else []
     total = sum(s.iterations for s in stages)
@@ -86,14 +117,20 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         uniform = spec.large_steps_lambda > 0 and spec.uniform_offsets
         groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v,
                    "uniform": uniform and v == "offsets"} for v in spec.variables]
+        params = [p for g in groups for p in g["params"]]
         opt = Adam(groups)
+        snapshot = _Snapshot(variables, opt)
+        check_every = max(1, min(CHECK_EVERY, spec.plateau_patience))
         best = math.inf
         history: list[float] = []
-        good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
+        window: list[torch.Tensor] = []  # the window's total losses, on the device
+        broken = None  # device bool: a loss or gradient of the window was not finite
         pins_version = -1
+        held = None  # the head placement held while pins act (device copies)
         it = 0
         levels = max(1, spec.normal_levels)
         level = 0
+        terms: dict = {}
         while it < spec.iterations:
             if levels > 1 and it >= (level * spec.iterations) // levels:
                 objective.set_normal_res(max(8, spec.normal_res >> (levels - 1 - level)))
@@ -105,6 +142,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             version, pins = control.pins()
             if version != pins_version:
                 objective.set_pins(pins, variables)
+                held = variables.head_placement() if pins is not None else None
                 pins_version = version
                 # New pins change the objective: divergence and plateau tests start over.
                 history.clear()
@@ -112,48 +150,68 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             opt.zero_grad(set_to_none=True)
             terms = objective.terms(variables, spec.weights)
             loss = sum(spec.weights.get(k, 0.0) * v for k, v in terms.items() if spec.weights.get(k, 0.0))
-            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-            if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(best, 1e-12):
-                _roll_back(spec, report, variables, opt, good, "loss stayed non-finite or diverging")
-                continue
-            loss.backward()
-            grads_ok = all(
-                p.grad is None or torch.isfinite(p.grad).all() for g in opt.param_groups for p in g["params"]
-            )
-            if not grads_ok:
-                _roll_back(spec, report, variables, opt, good, "gradients stayed non-finite")
-                continue
-            if value <= best:
-                best = value
-            good = (variables.snapshot(), copy.deepcopy(opt.state_dict()))
-            held = variables.head_placement() if pins is not None else None
+            if not isinstance(loss, torch.Tensor):
+                loss = torch.as_tensor(float(loss), device=variables.model.device)
+            if loss.requires_grad:
+                loss.backward()
+            grads = [p.grad for p in params if p.grad is not None]
+            finite = torch.isfinite(loss.detach())
+            if grads:
+                finite = finite & torch.stack([torch.isfinite(g).all() for g in grads]).all()
+                for g in grads:
+                    g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+            broken = ~finite if broken is None else broken | ~finite
             if held is not None:
-                variables.hold_head_placement(held)  # clears the gradients before the step
+                variables.hold_head_placement(held)  # clears those gradients before the step
             opt.step()
             if held is not None:
                 variables.hold_head_placement(held)
             variables.project_bounds()
+            window.append(loss.detach())
             it += 1
             step += 1
-            losses = {k: float(v.detach()) for k, v in terms.items()}
-            losses["total"] = value
-            report.losses = losses
-            with torch.no_grad():
-                verts = objective.current_verts(variables)
-                camera = variables.camera_record(0)
-            yield LoopRecord(spec.name, it, step, total, losses, verts, camera)
-            history.append(value)
-            if len(history) > spec.plateau_patience:
-                old = history[-spec.plateau_patience - 1]
-                if old - value < spec.plateau_rel * abs(old):
-                    if 1 < levels and level < levels:
-                        # Plateau at a coarse level: go on at the next one.
-                        skip = (level * spec.iterations) // levels - it
-                        it += skip
-                        step += skip
-                        continue
-                    report.stopped_early = True
+            yield FitRecord(spec.name, it, step, total, frame=_frame(objective, variables, terms, loss))
+            at_level = levels > 1 and level < levels and it >= (level * spec.iterations) // levels
+            if len(window) < check_every and it < spec.iterations and not at_level:
+                continue
+            # The one read of the window: its losses, the last terms, and whether anything was not finite.
+            n = len(window)
+            dt = window[0].dtype
+            read = torch.cat([torch.stack(window), torch.stack([v.detach().reshape(()).to(dt) for v in terms.values()]),
+                              broken.reshape(1).to(dt)]).tolist()
+            values, last_terms, bad = read[:n], read[n:-1], read[-1] != 0
+            window, broken = [], None
+            running = best
+            for value in values:  # each loss against the best before it, as if read every iteration
+                if not math.isfinite(value) or value > DIVERGENCE_FACTOR * max(running, 1e-12):
+                    bad = True
                     break
+                running = min(running, value)
+            if bad:
+                _roll_back(spec, report, snapshot, opt, "loss or gradients stayed non-finite or diverging")
+                it -= n
+                step -= n
+                continue
+            snapshot.take()
+            best = running
+            report.losses = {**dict(zip(terms, last_terms)), "total": values[-1]}
+            stop = False
+            for value in values:
+                history.append(value)
+                if len(history) > spec.plateau_patience:
+                    old = history[-spec.plateau_patience - 1]
+                    if old - value < spec.plateau_rel * abs(old):
+                        stop = True
+                        break
+            if stop:
+                if 1 < levels and level < levels:
+                    # Plateau at a coarse level: go on at the next one.
+                    skip = max(0, (level * spec.iterations) // levels - it)
+                    it += skip
+                    step += skip
+                    continue
+                report.stopped_early = True
+                break
         report.iterations = it
         report.seconds = time.perf_counter() - start
         step += spec.iterations - it  # keep the progress bar honest when a stage stops early

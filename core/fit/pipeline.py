@@ -120,14 +120,15 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
     last = None
     for rec in run_stages(variables, objective, stages, control, reports):
         last = rec
-        yield FitRecord(rec.stage, rec.iteration, rec.step, rec.total_steps, rec.losses, rec.verts, camera=rec.camera)
+        yield rec
     result = assemble_result(variables, objective, views)
     result.meta.update(run_meta(reports, stages, start, model.device))
     if len(views) > 1:
         result.meta["multiview"] = {"ba": "off"}
     step = last.step if last else 0
     total = last.total_steps if last else 0
-    yield FitRecord("done", 0, step, total, last.losses if last else {}, result.arrays["verts"], result=result)
+    losses = reports[-1].losses if reports else {}
+    yield FitRecord("done", 0, step, total, losses, result.arrays["verts"], result=result)
 
 
 def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecord]:

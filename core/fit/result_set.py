@@ -125,3 +125,14 @@ def read_result_set(out_dir) -> dict:
         if not path.is_file() or path.is_symlink() or _digest(path) != want:
             raise ResultSetError(f"{out}: {name} does not match {REPORT} (an interrupted write); run the fit again")
     return report
+
+
+def check_result_file(path) -> None:
+    """Refuse a file read back from a result folder whose set is incomplete.
+
+    When the file's folder holds a ``report.json``, the whole set must match it
+    (ResultSetError otherwise); a file outside a Likeness result folder passes.
+    """
+    folder = pathlib.Path(path).parent
+    if os.path.lexists(folder / REPORT):
+        read_result_set(folder)

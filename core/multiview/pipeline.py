@@ -142,7 +142,7 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
     rest = [s for s in stages if s.name != RIG_STAGE]
     for rec in run_stages(variables, objective, rig, control, reports):
         step, last = rec.step, rec
-        yield FitRecord(rec.stage, rec.iteration, rec.step, total, rec.losses, rec.verts, camera=rec.camera)
+        yield rec.renumbered(rec.step, total)
     with torch.no_grad():
         rig_verts = objective.current_verts(variables)
     rig_cams = current_cameras(variables)
@@ -162,7 +162,7 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
             refined.offsets.copy_(torch.as_tensor(ba.verts - rig_verts, device=model.device, dtype=dtype))
     for rec in run_stages(refined, objective, rest, control, reports):
         last = rec
-        yield FitRecord(rec.stage, rec.iteration, step + rec.step, total, rec.losses, rec.verts, camera=rec.camera)
+        yield rec.renumbered(step + rec.step, total)
     result = assemble_result(refined, objective, views)
     result.meta.update(run_meta(reports, stages, start, model.device))
     result.meta.update({
@@ -174,4 +174,4 @@ def fit_multiview(template: Template, views: list[ViewObservation], options: dic
         },
     })
     result.arrays["verts_ba"] = ba.verts
-    yield FitRecord("done", 0, total, total, last.losses if last else {}, result.arrays["verts"], result=result)
+    yield FitRecord("done", 0, total, total, reports[-1].losses if reports else {}, result.arrays["verts"], result=result)

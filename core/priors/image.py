@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from core.files import UnsafeFileError, open_regular
 
@@ -25,8 +25,9 @@ from .errors import ImageError
 MAX_PIXELS = 64_000_000
 # Memory the decoded file plus its RGB copy may take (pixels x channels x bytes),
 # checked on the header's size and mode before decoding: a small PNG that
-# inflates to gigabytes is refused unread. A 24 MP RGB photo needs 144 MB.
-MAX_DECODED_BYTES = 256 * 1024 * 1024
+# inflates to gigabytes is refused unread. A 24 MP RGB photo needs 168 MB; the
+# largest RGBA accepted (28 MP) stays well inside the core's 300 MB per-attack budget.
+MAX_DECODED_BYTES = 192 * 1024 * 1024
 # Bytes per channel of Pillow modes wider than 8 bits.
 _WIDE_MODES = {"I": 4, "F": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
@@ -124,8 +125,8 @@ def load_image(
                 orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
                 focal_35mm, cropped = _exif_focal_35mm(exif, im.size)
                 im.load()
-                upright = ImageOps.exif_transpose(im)
-                rgb = _to_rgb8(upright, label)
+                rgb = _to_rgb8(im, label)
+        rgb = _upright(rgb, orientation)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -215,9 +216,13 @@ def _exif_focal_35mm(exif, size: tuple[int, int]) -> tuple[float | None, str]:
 
 
 def decoded_bytes(size: tuple[int, int], mode: str) -> int:
-    """Bytes a (width, height) image of Pillow ``mode`` takes decoded plus its 8-bit RGB copy."""
-    bands = Image.getmodebands(mode) if mode not in _WIDE_MODES else 1
-    return size[0] * size[1] * (bands * _WIDE_MODES.get(mode, 1) + 3)
+    """Bytes a (width, height) image of Pillow ``mode`` takes decoded plus its 8-bit RGB copy.
+
+    Pillow keeps 8-bit images of two to four bands in four bytes a pixel; the
+    copy is made a strip at a time (``_to_rgb8``), so these two are the peak.
+    """
+    pixel = _WIDE_MODES.get(mode) or (1 if Image.getmodebands(mode) == 1 else 4)
+    return size[0] * size[1] * (pixel + 3)
 
 
 def _check_pixels(im: Image.Image, label: str, max_pixels: int) -> None:
@@ -242,8 +247,38 @@ def _too_big_message(label: str, size: tuple[int, int] | None, max_pixels: int) 
     )
 
 
+# The RGB copy is made this many pixels at a time, so converting a photo costs
+# its decoded size plus its RGB size and no whole-image temporaries.
+_STRIP_PIXELS = 1 << 20
+# EXIF orientation -> the array view that shows the photo upright (as ImageOps.exif_transpose).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
+    """``rgb`` turned as its EXIF orientation says (one copy, only when it is turned)."""
+    turn = _ORIENT.get(orientation)
+    return rgb if turn is None else np.ascontiguousarray(turn(rgb))
+
+
 def _to_rgb8(im: Image.Image, label: str) -> np.ndarray:
-    """Decoded Pillow image (any mode) -> (H, W, 3) uint8 RGB."""
+    """Decoded Pillow image (any mode) -> (H, W, 3) uint8 RGB, converted a strip of rows at a time."""
+    w, h = im.size
+    rows = max(1, _STRIP_PIXELS // w)
+    out = np.empty((h, w, 3), np.uint8)
+    for y in range(0, h, rows):
+        out[y:y + rows] = _strip_to_rgb8(im.crop((0, y, w, min(h, y + rows))), label)
+    return out
+
+
+def _strip_to_rgb8(im: Image.Image, label: str) -> np.ndarray:
     mode = im.mode
     if mode.startswith("I;16") or mode == "I":
         # 16-bit grayscale (Pillow keeps one channel for these); scale, do not clip.
@@ -259,7 +294,7 @@ def _to_rgb8(im: Image.Image, label: str) -> np.ndarray:
         mode == "P" and "transparency" in im.info
     )
     if has_alpha:
-        rgba = np.asarray(im.convert("RGBA"))
+        rgba = np.asarray(im if mode == "RGBA" else im.convert("RGBA"))
         alpha = rgba[..., 3].astype(np.uint16)
         # White behind transparent pixels: cut-out portraits usually sit on white.
         # Integer maths a channel at a time: no float copy of the whole image.

@@ -53,6 +53,25 @@ def write_ready_file(path: str, info: dict) -> None:
         raise
 
 
+# glibc: blocks of at least this many bytes come straight from the OS and go back to it when
+# freed, so a burst (a big photo, a template reply) leaves no lasting growth in a long-lived core.
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def release_large_blocks() -> None:
+    """Ask glibc (when it is the C library) to map large blocks on their own (M_MMAP_THRESHOLD)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(-3, MMAP_THRESHOLD_BYTES)  # M_MMAP_THRESHOLD (also ends glibc's sliding threshold)
+
+
 def _serve(args) -> int:
     from core.cli import CommandError
 
@@ -63,6 +82,7 @@ def _serve(args) -> int:
     if args.idle_timeout < 0:
         raise CommandError("--idle-timeout must be >= 0 seconds (0: never)")
     token = resolve_token(args.token_file)
+    release_large_blocks()
     registry = JobRegistry()
     try:
         server = Server(token, lambda conn: Session(conn, registry), port=args.port, unix_path=args.unix,

@@ -20,6 +20,7 @@ iteration. Every job ends with exactly one result, cancelled or error.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 import traceback
@@ -39,6 +40,8 @@ from core.template import load as load_template
 
 # Upper bound on replay length (frames), so a typo cannot keep a worker busy for days.
 MAX_REPLAY_FRAMES = 10_000_000
+# Frames a fit job streams per second at most (each stage's first iteration always gets one).
+FRAME_RATE_HZ = 30.0
 # Running jobs: per connection, and across all connections.
 MAX_JOBS_PER_SESSION = 2
 MAX_JOBS = 4
@@ -340,10 +343,14 @@ class Session:
         def work() -> Message:
             from core.fit.pipeline import run_fit  # seconds to import (detectors, renderer): only when a fit runs
 
-            record = None
+            record, stage, sent = None, None, -math.inf
             for record in run_fit(fit_job, job.control):
-                self.conn.send(frame_message(job.id, record.stage, record.iteration, record.step,
-                                             record.total_steps, record.losses, record.verts, record.camera))
+                now = time.monotonic()
+                # A frame costs a deformation and a copy off the device: stream at a viewer's rate.
+                if record.stage != stage or now - sent >= 1.0 / FRAME_RATE_HZ:
+                    stage, sent = record.stage, now
+                    self.conn.send(frame_message(job.id, record.stage, record.iteration, record.step,
+                                                 record.total_steps, record.losses, record.verts, record.camera))
                 self.conn.send(Message(schema.PROGRESS, job=job.id, fields={
                     "stage": record.stage, "step": int(record.step), "total": int(record.total_steps)}))
             if record is None or record.result is None:

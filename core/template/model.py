@@ -61,6 +61,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import pathlib
 import zipfile
 import zlib
@@ -301,13 +302,13 @@ def load(path: str | pathlib.Path) -> Template:
             if META_KEY not in names:
                 raise TemplateError(f"{path}: template file has no {META_KEY}")
             try:
-                meta = json.loads(zf.read(META_KEY))
+                meta = json.loads(_read_member(zf, META_KEY))
             except ValueError as exc:
                 raise TemplateError(f"{path}: {META_KEY} is not valid JSON ({exc})") from None
             arrays = {}
             for member in sorted(names - {META_KEY}):
                 if member.endswith(".npy"):
-                    arrays[member[:-4]] = np.lib.format.read_array(io.BytesIO(zf.read(member)), allow_pickle=False)
+                    arrays[member[:-4]] = _read_npy(zf, member)
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
             ValueError) as exc:
         if isinstance(exc, TemplateError):
@@ -317,6 +318,36 @@ def load(path: str | pathlib.Path) -> Template:
         return Template.from_arrays(arrays, meta)
     except TemplateError as exc:
         raise TemplateError(f"{path}: {exc}") from None
+
+
+def _read_member(zf: zipfile.ZipFile, name: str) -> bytearray:
+    """A member's bytes, inflated a MiB at a time: never more than its declared size.
+
+    (``ZipFile.read`` asks zlib for up to 2 GiB at once before cutting to the
+    declared size, so a member that lies about its size would inflate in full.)
+    """
+    data = bytearray()
+    with zf.open(name) as fh:
+        while chunk := fh.read(1 << 20):
+            data += chunk
+    return data
+
+
+def _read_npy(zf: zipfile.ZipFile, name: str) -> np.ndarray:
+    """An ``.npy`` member as an array over its own bytes; the header's shape must match them."""
+    data = _read_member(zf, name)
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if header is None:
+        raise ValueError(f"{name}: .npy format {version} is not supported")
+    shape, fortran, dtype = header(stream)
+    if dtype.hasobject:
+        raise ValueError(f"{name}: holds Python objects")
+    count = math.prod(shape)
+    if count * dtype.itemsize != len(data) - stream.tell():
+        raise ValueError(f"{name}: {len(data) - stream.tell()} bytes of data for shape {shape} {dtype}")
+    return np.frombuffer(data, dtype, count, stream.tell()).reshape(shape, order="F" if fortran else "C")
 
 
 # name, dtype, shape (symbols resolved by validate; ints are fixed sizes)
