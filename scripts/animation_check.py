@@ -9,6 +9,10 @@ figures.
 
     python scripts/animation_check.py RESULT.glb TEMPLATE.glb --json OUT.json
     blender -b -P scripts/animation_check.py -- RESULT.glb TEMPLATE.glb --json OUT.json
+    python scripts/animation_check.py A.glb B.glb C.glb TEMPLATE.glb --json OUT.json
+
+With several results the template is measured once and OUT.json holds a list
+of summaries, one per result, in order.
 """
 
 from __future__ import annotations
@@ -163,26 +167,30 @@ def compare(result: dict, template: dict) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else (argv if argv is not None else sys.argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("result_glb")
-    p.add_argument("template_glb")
+    p.add_argument("glbs", nargs="+", metavar="GLB", help="one or more result GLBs, then the template GLB")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
     from core.fit.result_set import ResultSetError, check_result_file
 
+    if len(args.glbs) < 2:
+        p.error("give at least one result GLB and the template GLB")
+    results, template_glb = args.glbs[:-1], args.glbs[-1]
     try:
-        check_result_file(args.result_glb)  # a set cut short by a kill is refused, not measured
+        for path in results:
+            check_result_file(path)  # a set cut short by a kill is refused, not measured
     except ResultSetError as exc:
         print(f"animation_check: {exc}", file=sys.stderr)
         return 2
     import bpy
 
-    summary = compare(check(bpy, args.result_glb), check(bpy, args.template_glb))
-    text = json.dumps(summary, indent=2)
+    template = check(bpy, template_glb)
+    summaries = [compare(check(bpy, path), template) for path in results]
     if args.json:
         with open(args.json, "w") as fh:
-            fh.write(text + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("result", "template")}))
+            fh.write(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2) + "\n")
+    for path, summary in zip(results, summaries):
+        print(path, json.dumps({k: v for k, v in summary.items() if k not in ("result", "template")}))
     return 0
 
 
