@@ -98,28 +98,34 @@ def check(bpy, path) -> dict:
     mesh, arm = _load(bpy, path)
     tris = _triangles(mesh)
     rest = _evaluated(bpy, mesh)
-    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
     out = {}
-    for name, bones, shapes in POSES:
-        for pb in arm.pose.bones:
-            pb.rotation_mode = "XYZ"
-            pb.rotation_euler = (0, 0, 0)
-        for kb in keys:
-            kb.value = 0.0
-        missing = [b for b in bones if b not in arm.pose.bones]
-        matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
-        if missing or any(not m for m in matched.values()):
-            out[name] = {"skipped": f"missing bones {missing} or shape keys "
-                                    f"{[s for s, m in matched.items() if not m]}"}
-            continue
-        for b, deg in bones.items():
-            arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
-        for s, value in shapes.items():
-            for kb in matched[s]:
-                kb.value = value
-        bpy.context.view_layer.update()
-        out[name] = _measure(rest, _evaluated(bpy, mesh), tris)
+    for name, *_ in POSES:
+        skipped = apply_pose(bpy, arm, mesh, name)
+        out[name] = {"skipped": skipped} if skipped else _measure(rest, _evaluated(bpy, mesh), tris)
     return out
+
+
+def apply_pose(bpy, arm, mesh, name: str) -> str | None:
+    """Put the armature and the head's shape keys in the pose ``name`` of POSES (everything else
+    at rest). Returns None, or why the pose cannot be made (missing bones or shape keys)."""
+    bones, shapes = next((b, s) for n, b, s in POSES if n == name)
+    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    for pb in arm.pose.bones:
+        pb.rotation_mode = "XYZ"
+        pb.rotation_euler = (0, 0, 0)
+    for kb in keys:
+        kb.value = 0.0
+    missing = [b for b in bones if b not in arm.pose.bones]
+    matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
+    if missing or any(not m for m in matched.values()):
+        return f"missing bones {missing} or shape keys {[s for s, m in matched.items() if not m]}"
+    for b, deg in bones.items():
+        arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
+    for s, value in shapes.items():
+        for kb in matched[s]:
+            kb.value = value
+    bpy.context.view_layer.update()
+    return None
 
 
 # Per pose, a result may stretch its worst edge this many times the template's

@@ -1,4 +1,4 @@
-"""Mouth checks from a front camera, with the project's rasteriser.
+"""Mouth and eyelid checks, from a front camera with the project's rasteriser.
 
 - ``front_teeth_visible``: the share of the front teeth's vertices (incisors
   and canines: |x| < FRONT_TEETH_HALF_WIDTH, front half of each arch) that are
@@ -7,6 +7,10 @@
 - ``rays_between_lips``: how many front-camera rays inside the lips' outer
   ring reach deeper than where the lips meet (by more than DEPTH_TOL): the
   mouth's inside, teeth or tongue seen through a gap.
+- ``eyeball_visible``: the share of an eyeball's front vertices inside its lid
+  opening that a front camera sees (a blink should leave none).
+- ``lid_line_dihedral``: the largest dihedral angle (degrees) across the
+  edges that touch an eye's lid margin (a wavy fold shows as a large one).
 
 Both take a posed head (N, 3) and its parts (P, 3), as ``deform`` returns
 them or as a GLB's meshes hold them, in the template's frame (x left, -y the
@@ -43,13 +47,14 @@ def front_teeth_ids(t: Template) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
-    """Head and parts as one mesh, and an orthographic-like front camera centred on the mouth."""
+def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
+           ) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
+    """Head and parts as one mesh, and a narrow front camera centred on a region (the mouth)."""
     dev, dt = verts.device, verts.dtype
     part_tris = triangulate(torch.as_tensor(_padded_parts(t), device=dev))
     tris = torch.cat([torch.as_tensor(np.asarray(t.tris), device=dev, dtype=torch.long), part_tris + t.num_verts])
     allv = torch.cat([verts, parts])[None]
-    centre = verts[torch.as_tensor(np.asarray(t.regions["lips_outer_ring"]), device=dev)].mean(0)
+    centre = verts[torch.as_tensor(np.asarray(t.regions[region]), device=dev)].mean(0)
     f = CAMERA_DISTANCE / PIXEL
     K = torch.tensor([[f, 0, IMAGE / 2], [0, f, IMAGE / 2], [0, 0, 1]], device=dev, dtype=dt)[None]
     R = torch.tensor([[1, 0, 0], [0, 0, -1], [0, 1, 0]], device=dev, dtype=dt)  # camera z along +y, image down = -z
@@ -99,3 +104,39 @@ def _inside_polygon(poly: torch.Tensor, height: int, width: int) -> torch.Tensor
     x_at = a[:, 0, None, None] + (ys - a[:, 1, None, None]) * (b[:, 0] - a[:, 0])[:, None, None] / (
         (b[:, 1] - a[:, 1])[:, None, None] + 1e-12)
     return ((cross & (xs < x_at)).sum(0) % 2) == 1
+
+
+def eyeball_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor, side: str) -> float:
+    """Share (0..1) of the eyeball's (side "l" or "r") front vertices inside the lid ring, as placed
+    at rest, that a front camera sees."""
+    ring = np.asarray(t.regions[f"eye_{side}_ring"])
+    names, p, part = list(t.part_names), np.asarray(t.part_verts), np.asarray(t.part_vert_part)
+    ids = np.flatnonzero(part == names.index("eyeball.L" if side == "l" else "eyeball.R"))
+    v = np.asarray(t.verts)
+    lo, hi = v[ring].min(0), v[ring].max(0)
+    ids = ids[(p[ids, 1] < p[ids, 1].mean()) & (p[ids, 0] > lo[0]) & (p[ids, 0] < hi[0])
+              & (p[ids, 2] > lo[2]) & (p[ids, 2] < hi[2])]
+    allv, tris, cam = _scene(t, verts, parts, f"eye_{side}_ring")
+    with torch.no_grad():
+        frags = rasterize(allv, tris, cam)
+        seen = visible_points(parts[torch.as_tensor(ids, device=verts.device)][None], cam, frags,
+                              rel_tol=DEPTH_TOL / CAMERA_DISTANCE)
+    return float(seen.float().mean())
+
+
+def lid_line_dihedral(t: Template, verts: torch.Tensor, side: str) -> float:
+    """Largest dihedral angle (degrees) between the two faces of any head edge touching the lid ring."""
+    tris = torch.as_tensor(np.asarray(t.tris), device=verts.device, dtype=torch.long)
+    e = torch.cat([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]).sort(1).values
+    face = torch.arange(len(tris), device=verts.device).repeat(3)
+    key = e[:, 0] * t.num_verts + e[:, 1]
+    order = torch.argsort(key)
+    key, e, face = key[order], e[order], face[order]
+    pair = torch.nonzero(key[1:] == key[:-1])[:, 0]  # interior edges: two faces, adjacent after sorting
+    ring = torch.zeros(t.num_verts, dtype=torch.bool, device=verts.device)
+    ring[torch.as_tensor(np.asarray(t.regions[f"eye_{side}_ring"]), device=verts.device)] = True
+    pair = pair[ring[e[pair, 0]] | ring[e[pair, 1]]]
+    a = verts[tris]
+    n = torch.nn.functional.normalize(torch.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0], dim=1), dim=1)
+    cos = (n[face[pair]] * n[face[pair + 1]]).sum(1).clamp(-1, 1)
+    return float(torch.rad2deg(torch.arccos(cos)).max())

@@ -1,4 +1,4 @@
-"""Mouth checks from a front camera (core/template/mouth.py) on the default template.
+"""Mouth and eyelid checks from a front camera (core/template/face_checks.py) on the default template.
 
 The checks themselves are tested against what they must see (teeth hidden by
 closed lips, an open jaw showing the mouth's inside). The issue's targets
@@ -16,7 +16,8 @@ import torch
 
 from core.template import load_default
 from core.template.deform import TemplateModel
-from core.template.mouth import front_teeth_ids, front_teeth_visible, rays_between_lips
+from core.template.face_checks import (eyeball_visible, front_teeth_ids, front_teeth_visible, lid_line_dihedral,
+                                       rays_between_lips)
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +57,28 @@ def test_open_mouth_shows_the_front_teeth_and_closed_lips_seal(figures):
     if f["rest"]["rays"]:
         problems.append(f"rest: {f['rest']['rays']} rays ({f['rest']['rays'] * 0.01:.1f} mm²) pass between the lips")
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(scope="module")
+def blinks():
+    t = load_default()
+    model = TemplateModel(t)
+    joints = torch.zeros(1, t.num_joints, 9)
+    out = {}
+    for name in ("rest", "eyeBlinkLeft", "eyeBlinkRight"):
+        ctrl = torch.as_tensor(t.ctrl_default)[None].clone()
+        if name != "rest":
+            ctrl[0, t.ctrl_index(name)] = 1.0
+        d = model.deform(ctrl, joints)
+        out[name] = {s: (eyeball_visible(t, d.verts[0], d.parts[0], s), lid_line_dihedral(t, d.verts[0], s))
+                     for s in "lr"}
+    return out
+
+
+def test_a_blink_covers_its_eyeball_and_only_its_own(blinks):
+    assert all(blinks["rest"][s][0] > 0.5 for s in "lr"), blinks  # open eyes are seen
+    assert blinks["eyeBlinkLeft"]["l"][0] == 0.0 and blinks["eyeBlinkLeft"]["r"][0] > 0.5, blinks
+    assert blinks["eyeBlinkRight"]["r"][0] == 0.0 and blinks["eyeBlinkRight"]["l"][0] > 0.5, blinks
+    # The lid line folds more when it closes (the template's crease), and the other eye's not at all.
+    assert blinks["eyeBlinkLeft"]["l"][1] > blinks["rest"]["l"][1] + 10, blinks
+    assert blinks["eyeBlinkLeft"]["r"][1] == pytest.approx(blinks["rest"]["r"][1], abs=1e-3), blinks
