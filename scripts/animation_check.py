@@ -3,7 +3,10 @@
 Imports a result GLB and the template's GLB into Blender (the ``bpy`` module
 or ``blender -b -P``), poses jaw, eyes, neck and a few expressions at their
 extremes, and compares each pose with the rest shape: faces whose normal
-flips and the worst edge stretch |l_posed / l_rest - 1|. The template under
+flips and the worst edge stretch |l_posed / l_rest - 1|; with the mouth open
+or at rest, the share of the front teeth a front camera sees and the rays
+passing between the lips; on a blink, the eyeball seen past the lid and the
+lid line's largest dihedral angle (core/template/face_checks.py). The template under
 the same poses is the yardstick: a result that binds well has about the same
 figures.
 
@@ -98,11 +101,54 @@ def check(bpy, path) -> dict:
     mesh, arm = _load(bpy, path)
     tris = _triangles(mesh)
     rest = _evaluated(bpy, mesh)
+    faces = _FaceChecks(bpy, mesh)
     out = {}
     for name, *_ in POSES:
         skipped = apply_pose(bpy, arm, mesh, name)
-        out[name] = {"skipped": skipped} if skipped else _measure(rest, _evaluated(bpy, mesh), tris)
+        if skipped:
+            out[name] = {"skipped": skipped}
+            continue
+        posed = _evaluated(bpy, mesh)
+        out[name] = {**_measure(rest, posed, tris), **faces.measure(name, posed)}
     return out
+
+
+class _FaceChecks:
+    """The mouth and eyelid checks (core/template/face_checks.py) on the posed head and its parts:
+    the front teeth seen and rays between the lips in TEETH_POSES, the eyeball seen and the lid
+    line's largest dihedral in BLINKS. The head's vertices map back to the default template's
+    order (the GLB writer's layout); a head of another layout is measured for bending only."""
+
+    def __init__(self, bpy, mesh):
+        import torch
+
+        from core.fit.mesh_layout import glb_head_vertex_map
+        from core.template import load_default
+
+        self.bpy, self.torch, self.t = bpy, torch, load_default()
+        self.vmap = glb_head_vertex_map(self.t)
+        n_parts = len(self.t.part_verts)
+        self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh
+                           and len(o.data.vertices) == n_parts), None)
+        self.ok = self.parts is not None and len(mesh.data.vertices) == len(self.vmap)
+
+    def measure(self, pose: str, posed: np.ndarray) -> dict:
+        from core.template import face_checks as fc
+
+        if pose not in TEETH_POSES and pose not in BLINKS:
+            return {}
+        if not self.ok:
+            return {"face_checks": "skipped: the head or its parts differ from the default template's layout"}
+        head = np.zeros((self.t.num_verts, 3))
+        head[self.vmap] = posed
+        verts = self.torch.as_tensor(head, dtype=self.torch.float32)
+        parts = self.torch.as_tensor(_evaluated(self.bpy, self.parts), dtype=self.torch.float32)
+        if pose in TEETH_POSES:
+            return {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
+                    "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}
+        side = BLINKS[pose]
+        return {"eyeball_seen": fc.eyeball_visible(self.t, verts, parts, side),
+                "lid_line_dihedral": fc.lid_line_dihedral(self.t, verts, side)}
 
 
 def apply_pose(bpy, arm, mesh, name: str) -> str | None:
@@ -132,6 +178,9 @@ def apply_pose(bpy, arm, mesh, name: str) -> str | None:
 # (plus float noise: a rigid pose stretches nothing, ~1e-4 in float32).
 STRETCH_RATIO_MAX = 1.5
 STRETCH_NOISE = 1e-3
+# Mouth and blink targets (see _face_failures).
+FRONT_TEETH_SEEN_MIN = 0.5
+LID_DIHEDRAL_MARGIN = 10.0
 
 
 def pose_failures(result: dict, template: dict) -> list[str]:
@@ -148,6 +197,29 @@ def pose_failures(result: dict, template: dict) -> list[str]:
         if r["max_edge_stretch"] > STRETCH_RATIO_MAX * t["max_edge_stretch"] + STRETCH_NOISE:
             out.append(f"{name}: worst edge stretch {r['max_edge_stretch']:.2f} "
                        f"(template {t['max_edge_stretch']:.2f}, allowed {STRETCH_RATIO_MAX}x)")
+        out += _face_failures(name, r, t)
+    return out
+
+
+def _face_failures(name: str, r: dict, t: dict) -> list[str]:
+    """The mouth and blink targets: at rest no ray between the lips; >= FRONT_TEETH_SEEN_MIN of the
+    front teeth seen with the mouth open; a blink hides its eyeball and its lid line bends at most
+    LID_DIHEDRAL_MARGIN degrees more than the template's."""
+    if "face_checks" in r:
+        return [f"{name}: {r['face_checks']}"]
+    out = []
+    if name == "jaw_0" and r.get("rays_between_lips", 0) > 0:
+        out.append(f"{name}: {r['rays_between_lips']} front rays ({r['rays_between_lips'] * 0.01:.1f} mm²) "
+                   f"pass between the lips at rest")
+    if name in TEETH_POSES and name != "jaw_0" and r.get("front_teeth_seen", 1.0) < FRONT_TEETH_SEEN_MIN:
+        out.append(f"{name}: {r['front_teeth_seen']:.0%} of the front teeth seen "
+                   f"(template {t.get('front_teeth_seen', float('nan')):.0%}, {FRONT_TEETH_SEEN_MIN:.0%} wanted)")
+    if name in BLINKS:
+        if r.get("eyeball_seen", 0.0) > 0.0:
+            out.append(f"{name}: the lid leaves {r['eyeball_seen']:.0%} of the eyeball's front seen")
+        if r.get("lid_line_dihedral", 0.0) > t.get("lid_line_dihedral", 180.0) + LID_DIHEDRAL_MARGIN:
+            out.append(f"{name}: lid line dihedral {r['lid_line_dihedral']:.0f}° "
+                       f"(template {t['lid_line_dihedral']:.0f}°, allowed +{LID_DIHEDRAL_MARGIN:.0f}°)")
     return out
 
 

@@ -66,6 +66,8 @@ def main(argv: list[str]) -> None:
     scene.display.shading.color_type = "TEXTURE"
     scene.render.resolution_x = scene.render.resolution_y = SIZE
     scene.render.film_transparent = False
+    if poses:  # pose sheets frame the face: the upper part of the head, closer
+        target, radius = target + np.array([0.0, 0.0, 0.12 * radius]), 0.72 * radius
     cams = [frame_camera(target, radius, yaw) for _, yaw in VIEWS]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,11 +91,20 @@ def main(argv: list[str]) -> None:
     for pose, row in rows:
         im = Image.fromarray(row)
         if pose is not None:
-            ImageDraw.Draw(im).text((8, 8), pose, fill=(0, 0, 0))
+            ImageDraw.Draw(im).text((12, 8), pose, fill=(255, 255, 255), font=_font())
         images.append(np.asarray(im))
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(images, axis=0)).save(out)
     print(f"wrote {out}")
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=28)
+    except TypeError:  # Pillow < 10.1: the small bitmap font
+        return ImageFont.load_default()
 
 
 if __name__ == "__main__":

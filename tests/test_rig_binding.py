@@ -5,7 +5,10 @@ imported into one fresh Blender (bpy), its head bound to its armature, and
 posed: jaw 0/15/25/30°, neck ±30°, eyes ±25°, and eyeBlinkLeft/Right,
 mouthSmileLeft, jawOpen, mouthPucker, browInnerUp at 1. Per pose a result
 may flip no more faces than the template and stretch its worst edge at most
-1.5x the template's; a failure names the photo, the pose and both figures.
+1.5x the template's; at rest no front ray passes between the lips, with the
+mouth open >= 50 % of the front teeth are seen, a blink hides its eyeball and
+bends its lid line at most 10° more than the template's. A failure names the
+photo, the pose and the figures.
 """
 
 from __future__ import annotations
@@ -68,6 +71,9 @@ def test_template_binds_and_poses(checks):
     moved = {p: v["max_edge_stretch"] for p, v in template.items()}
     assert moved["jaw_0"] < 1e-3 and moved["jaw_30"] > moved["jaw_15"] > 0.1
     assert all(moved[p] > 0.05 for p in ("eyes_left", "eyeBlinkLeft", "mouthPucker", "browInnerUp")), moved
+    # The mouth and blink checks ran on the bound meshes: a blink hides its eyeball on the template.
+    assert {"front_teeth_seen", "rays_between_lips"} <= set(template["jaw_25"]), template["jaw_25"]
+    assert template["eyeBlinkLeft"]["eyeball_seen"] == 0.0 and template["eyeBlinkLeft"]["lid_line_dihedral"] > 90
 
 
 @pytest.mark.parametrize("photo", PHOTOS)
