@@ -3,12 +3,19 @@
 Imports a result GLB and the template's GLB into Blender (the ``bpy`` module
 or ``blender -b -P``), poses jaw, eyes, neck and a few expressions at their
 extremes, and compares each pose with the rest shape: faces whose normal
-flips and the worst edge stretch |l_posed / l_rest - 1|. The template under
+flips and the worst edge stretch |l_posed / l_rest - 1|; with the mouth open
+or at rest, the share of the front teeth a front camera sees and the rays
+passing between the lips; on a blink, the eyeball seen past the lid and the
+lid line's largest dihedral angle (core/template/face_checks.py). The template under
 the same poses is the yardstick: a result that binds well has about the same
 figures.
 
     python scripts/animation_check.py RESULT.glb TEMPLATE.glb --json OUT.json
     blender -b -P scripts/animation_check.py -- RESULT.glb TEMPLATE.glb --json OUT.json
+    python scripts/animation_check.py A.glb B.glb C.glb TEMPLATE.glb --json OUT.json
+
+With several results the template is measured once and OUT.json holds a list
+of summaries, one per result, in order.
 """
 
 from __future__ import annotations
@@ -21,18 +28,28 @@ import sys
 
 import numpy as np
 
-# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape-key substring: value})
+# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape key: value})
 POSES = (
-    ("jaw_open", {"jaw": (25, 0, 0)}, {}),
+    ("jaw_0", {"jaw": (0, 0, 0)}, {}),
+    ("jaw_15", {"jaw": (15, 0, 0)}, {}),
+    ("jaw_25", {"jaw": (25, 0, 0)}, {}),
+    ("jaw_30", {"jaw": (30, 0, 0)}, {}),
+    ("neck_left", {"neck02": (0, 30, 0)}, {}),
+    ("neck_right", {"neck02": (0, -30, 0)}, {}),
     ("eyes_left", {"eye.L": (0, 0, 25), "eye.R": (0, 0, 25)}, {}),
-    ("eyes_up", {"eye.L": (20, 0, 0), "eye.R": (20, 0, 0)}, {}),
-    ("neck_turn", {"neck01": (0, 30, 0), "neck02": (0, 15, 0)}, {}),
-    ("neck_nod", {"neck02": (25, 0, 0), "head": (15, 0, 0)}, {}),
-    ("expr_jaw_open", {}, {"jawOpen": 1.0}),
-    ("expr_smile", {}, {"mouthSmileLeft": 1.0, "mouthSmileRight": 1.0}),
-    ("expr_blink", {}, {"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0}),
-    ("expr_brows", {}, {"browInnerUp": 1.0}),
+    ("eyes_right", {"eye.L": (0, 0, -25), "eye.R": (0, 0, -25)}, {}),
+    ("eyes_up", {"eye.L": (25, 0, 0), "eye.R": (25, 0, 0)}, {}),
+    ("eyes_down", {"eye.L": (-25, 0, 0), "eye.R": (-25, 0, 0)}, {}),
+    ("eyeBlinkLeft", {}, {"eyeBlinkLeft": 1.0}),
+    ("eyeBlinkRight", {}, {"eyeBlinkRight": 1.0}),
+    ("mouthSmileLeft", {}, {"mouthSmileLeft": 1.0}),
+    ("jawOpen", {}, {"jawOpen": 1.0}),
+    ("mouthPucker", {}, {"mouthPucker": 1.0}),
+    ("browInnerUp", {}, {"browInnerUp": 1.0}),
 )
+# Poses in which the teeth are measured from the front, and the blinks' eyes.
+TEETH_POSES = ("jaw_0", "jaw_25", "jawOpen")
+BLINKS = {"eyeBlinkLeft": "l", "eyeBlinkRight": "r"}
 
 
 def _load(bpy, path):
@@ -84,33 +101,132 @@ def check(bpy, path) -> dict:
     mesh, arm = _load(bpy, path)
     tris = _triangles(mesh)
     rest = _evaluated(bpy, mesh)
-    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    faces = _FaceChecks(bpy, mesh)
     out = {}
-    for name, bones, shapes in POSES:
-        for pb in arm.pose.bones:
-            pb.rotation_mode = "XYZ"
-            pb.rotation_euler = (0, 0, 0)
-        for kb in keys:
-            kb.value = 0.0
-        missing = [b for b in bones if b not in arm.pose.bones]
-        matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
-        if missing or any(not m for m in matched.values()):
-            out[name] = {"skipped": f"missing bones {missing} or shape keys "
-                                    f"{[s for s, m in matched.items() if not m]}"}
+    for name, *_ in POSES:
+        skipped = apply_pose(bpy, arm, mesh, name)
+        if skipped:
+            out[name] = {"skipped": skipped}
             continue
-        for b, deg in bones.items():
-            arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
-        for s, value in shapes.items():
-            for kb in matched[s]:
-                kb.value = value
-        bpy.context.view_layer.update()
-        out[name] = _measure(rest, _evaluated(bpy, mesh), tris)
+        posed = _evaluated(bpy, mesh)
+        out[name] = {**_measure(rest, posed, tris), **faces.measure(name, posed)}
+    return out
+
+
+class _FaceChecks:
+    """The mouth and eyelid checks (core/template/face_checks.py) on the posed head and its parts:
+    the front teeth seen and rays between the lips in TEETH_POSES, the eyeball seen and the lid
+    line's largest dihedral in BLINKS. The head's vertices map back to the default template's
+    order (the GLB writer's layout); a head of another layout is measured for bending only."""
+
+    def __init__(self, bpy, mesh):
+        import torch
+
+        from core.fit.mesh_layout import glb_head_vertex_map
+        from core.template import load_default
+
+        self.bpy, self.torch, self.t = bpy, torch, load_default()
+        self.vmap = glb_head_vertex_map(self.t)
+        n_parts = len(self.t.part_verts)
+        self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh
+                           and len(o.data.vertices) == n_parts), None)
+        self.ok = self.parts is not None and len(mesh.data.vertices) == len(self.vmap)
+
+    def measure(self, pose: str, posed: np.ndarray) -> dict:
+        from core.template import face_checks as fc
+
+        if pose not in TEETH_POSES and pose not in BLINKS:
+            return {}
+        if not self.ok:
+            return {"face_checks": "skipped: the head or its parts differ from the default template's layout"}
+        head = np.zeros((self.t.num_verts, 3))
+        head[self.vmap] = posed
+        verts = self.torch.as_tensor(head, dtype=self.torch.float32)
+        parts = self.torch.as_tensor(_evaluated(self.bpy, self.parts), dtype=self.torch.float32)
+        if pose in TEETH_POSES:
+            return {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
+                    "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}
+        side = BLINKS[pose]
+        return {"eyeball_seen": fc.eyeball_visible(self.t, verts, parts, side),
+                "lid_line_dihedral": fc.lid_line_dihedral(self.t, verts, side)}
+
+
+def apply_pose(bpy, arm, mesh, name: str) -> str | None:
+    """Put the armature and the head's shape keys in the pose ``name`` of POSES (everything else
+    at rest). Returns None, or why the pose cannot be made (missing bones or shape keys)."""
+    bones, shapes = next((b, s) for n, b, s in POSES if n == name)
+    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    for pb in arm.pose.bones:
+        pb.rotation_mode = "XYZ"
+        pb.rotation_euler = (0, 0, 0)
+    for kb in keys:
+        kb.value = 0.0
+    missing = [b for b in bones if b not in arm.pose.bones]
+    matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
+    if missing or any(not m for m in matched.values()):
+        return f"missing bones {missing} or shape keys {[s for s, m in matched.items() if not m]}"
+    for b, deg in bones.items():
+        arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
+    for s, value in shapes.items():
+        for kb in matched[s]:
+            kb.value = value
+    bpy.context.view_layer.update()
+    return None
+
+
+# Per pose, a result may stretch its worst edge this many times the template's
+# (plus float noise: a rigid pose stretches nothing, ~1e-4 in float32).
+STRETCH_RATIO_MAX = 1.5
+STRETCH_NOISE = 1e-3
+# Mouth and blink targets (see _face_failures).
+FRONT_TEETH_SEEN_MIN = 0.5
+LID_DIHEDRAL_MARGIN = 10.0
+
+
+def pose_failures(result: dict, template: dict) -> list[str]:
+    """The rig binding checks, pose by pose: flipped faces <= the template's, worst edge
+    stretch <= STRETCH_RATIO_MAX x the template's, no pose skipped."""
+    out = []
+    for name, *_ in POSES:
+        r, t = result.get(name, {"skipped": "absent"}), template.get(name, {"skipped": "absent"})
+        if "skipped" in r or "skipped" in t:
+            out.append(f"{name}: skipped ({r.get('skipped') or t.get('skipped')})")
+            continue
+        if r["flipped_faces"] > t["flipped_faces"]:
+            out.append(f"{name}: {r['flipped_faces']} flipped faces (template {t['flipped_faces']})")
+        if r["max_edge_stretch"] > STRETCH_RATIO_MAX * t["max_edge_stretch"] + STRETCH_NOISE:
+            out.append(f"{name}: worst edge stretch {r['max_edge_stretch']:.2f} "
+                       f"(template {t['max_edge_stretch']:.2f}, allowed {STRETCH_RATIO_MAX}x)")
+        out += _face_failures(name, r, t)
+    return out
+
+
+def _face_failures(name: str, r: dict, t: dict) -> list[str]:
+    """The mouth and blink targets: at rest no ray between the lips; >= FRONT_TEETH_SEEN_MIN of the
+    front teeth seen with the mouth open; a blink hides its eyeball and its lid line bends at most
+    LID_DIHEDRAL_MARGIN degrees more than the template's."""
+    if "face_checks" in r:
+        return [f"{name}: {r['face_checks']}"]
+    out = []
+    if name == "jaw_0" and r.get("rays_between_lips", 0) > 0:
+        out.append(f"{name}: {r['rays_between_lips']} front rays ({r['rays_between_lips'] * 0.01:.1f} mm²) "
+                   f"pass between the lips at rest")
+    if name in TEETH_POSES and name != "jaw_0" and r.get("front_teeth_seen", 1.0) < FRONT_TEETH_SEEN_MIN:
+        out.append(f"{name}: {r['front_teeth_seen']:.0%} of the front teeth seen "
+                   f"(template {t.get('front_teeth_seen', float('nan')):.0%}, {FRONT_TEETH_SEEN_MIN:.0%} wanted)")
+    if name in BLINKS:
+        if r.get("eyeball_seen", 0.0) > 0.0:
+            out.append(f"{name}: the lid leaves {r['eyeball_seen']:.0%} of the eyeball's front seen")
+        if r.get("lid_line_dihedral", 0.0) > t.get("lid_line_dihedral", 180.0) + LID_DIHEDRAL_MARGIN:
+            out.append(f"{name}: lid line dihedral {r['lid_line_dihedral']:.0f}° "
+                       f"(template {t['lid_line_dihedral']:.0f}°, allowed +{LID_DIHEDRAL_MARGIN:.0f}°)")
     return out
 
 
 def compare(result: dict, template: dict) -> dict:
     poses = [p for p in result if "skipped" not in result[p] and "skipped" not in template.get(p, {"skipped": 1})]
     return {
+        "failures": pose_failures(result, template),
         "poses": len(poses),
         "flipped_faces_max": max((result[p]["flipped_faces"] for p in poses), default=0),
         "template_flipped_faces_max": max((template[p]["flipped_faces"] for p in poses), default=0),
@@ -129,26 +245,30 @@ def compare(result: dict, template: dict) -> dict:
 def main(argv=None) -> int:
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else (argv if argv is not None else sys.argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("result_glb")
-    p.add_argument("template_glb")
+    p.add_argument("glbs", nargs="+", metavar="GLB", help="one or more result GLBs, then the template GLB")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
     from core.fit.result_set import ResultSetError, check_result_file
 
+    if len(args.glbs) < 2:
+        p.error("give at least one result GLB and the template GLB")
+    results, template_glb = args.glbs[:-1], args.glbs[-1]
     try:
-        check_result_file(args.result_glb)  # a set cut short by a kill is refused, not measured
+        for path in results:
+            check_result_file(path)  # a set cut short by a kill is refused, not measured
     except ResultSetError as exc:
         print(f"animation_check: {exc}", file=sys.stderr)
         return 2
     import bpy
 
-    summary = compare(check(bpy, args.result_glb), check(bpy, args.template_glb))
-    text = json.dumps(summary, indent=2)
+    template = check(bpy, template_glb)
+    summaries = [compare(check(bpy, path), template) for path in results]
     if args.json:
         with open(args.json, "w") as fh:
-            fh.write(text + "\n")
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("result", "template")}))
+            fh.write(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2) + "\n")
+    for path, summary in zip(results, summaries):
+        print(path, json.dumps({k: v for k, v in summary.items() if k not in ("result", "template")}))
     return 0
 
 

@@ -87,7 +87,7 @@ class _Builder:
         return len(self.accessors) - 1
 
 
-def _split_by_uv(polys: np.ndarray, corner_uvs: np.ndarray | None):
+def split_by_uv(polys: np.ndarray, corner_uvs: np.ndarray | None):
     """Triangles over split vertices. Returns (tris (T,3), vertex_map (M,), uv (M,2) or None)."""
     polys = np.asarray(polys, dtype=np.int64)
     corner_ids = np.arange(polys.size).reshape(polys.shape)
@@ -213,7 +213,7 @@ def _mesh(b: _Builder, doc: dict, m: MeshData) -> dict:
     verts = np.asarray(m.verts, dtype=np.float64)
     if not np.isfinite(verts).all():
         raise ValueError(f"{m.name}: verts contain NaN or infinity")
-    tris, vmap, uv = _split_by_uv(m.polys, m.corner_uvs)
+    tris, vmap, uv = split_by_uv(m.polys, m.corner_uvs)
     pos = verts[vmap] @ _Y_UP.T
     attributes = {
         "POSITION": b.accessor(pos.astype(np.float32), "VEC3", _ARRAY_BUFFER, minmax=True),

@@ -3,7 +3,11 @@
 For each stage: an Adam optimiser over that stage's variables (one parameter
 group per variable, learning rates from the schedule), bounded controllers
 projected back after each step, pins and pause/cancel read from the
-``FitControl`` between iterations.
+``FitControl`` between iterations. While pins act, the head's placement
+(pose, cameras, focal lengths, neck chain) is held, so a pin sculpts the
+head rather than sliding it with the camera in tow; the placement to hold is
+taken on the host when the pins change, and put back on the device after
+each step.
 
 The loop is shaped for a GPU: an iteration never waits for the device. Loss
 values and a "something was not finite" flag stay on the device; every
@@ -155,6 +159,7 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         window: list[torch.Tensor] = []  # the window's total losses, on the device
         broken = None  # device bool: a loss or gradient of the window was not finite
         pins_version = -1
+        held = None  # the head placement held while pins act (device copies)
         it = 0
         levels = max(1, spec.normal_levels)
         level = 0
@@ -170,7 +175,8 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             control.checkpoint()
             version, pins = control.pins()
             if version != pins_version:
-                objective.set_pins(pins)
+                objective.set_pins(pins, variables)
+                held = variables.head_placement() if pins is not None else None
                 pins_version = version
                 # New pins change the objective: divergence and plateau tests start over.
                 history.clear()
@@ -190,7 +196,11 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
                 for g in grads:
                     g.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
             broken = ~finite if broken is None else broken | ~finite
+            if held is not None:
+                variables.hold_head_placement(held)  # clears those gradients before the step
             opt.step(active=plateau.active)  # no step once the plateau test fired
+            if held is not None:
+                variables.hold_head_placement(held)
             variables.project_bounds()
             plateau.add(loss)
             window.append(loss.detach())

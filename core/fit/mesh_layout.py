@@ -35,3 +35,12 @@ def corner_uvs(t: Template, polys: np.ndarray) -> np.ndarray:
     col = np.arange(len(t.poly_verts)) - np.repeat(t.poly_start[:-1], counts)
     out[np.repeat(np.arange(len(counts)), counts), col] = t.uvs
     return out
+
+
+def glb_head_vertex_map(t: Template) -> np.ndarray:
+    """(M,) template vertex id of each head vertex as the GLB writer lays them out (split at UV
+    seams); Blender's glTF import keeps that order, so posed Blender vertices map back to the template."""
+    from core.export.gltf import split_by_uv
+
+    polys = padded_polygons(t)
+    return split_by_uv(polys, corner_uvs(t, polys))[1]

@@ -6,7 +6,13 @@ Units, so that weights of 1 are balanced:
   photo (scale-free); corners and surface points by MSE, silhouette (face
   oval) points by a one-sided Chamfer distance (eq. 1);
 - normal: mean L1 between target and rendered normal maps (eq. n);
-- pins: squared distance in centimetres;
+- pins: squared distance in centimetres, plus, while pins act, a hold on
+  the rest of the head: the squared move (mm²) of each vertex since the pins
+  were set (or the stage began), weighted by 1 − exp(−(d/PIN_HOLD_RADIUS)²)
+  with d its distance to the nearest pin. A pin then sculpts its
+  neighbourhood instead of sliding the head (a translation is free for the
+  smooth vertex updates and nearly free for the landmarks along the view
+  direction);
 - regularisers compare with the mesh at the start of the stage (so the
   vertex stage keeps the rig/joint result's local shape): EV-GCC, conformal,
   face flip, eyelid curve flow, displacement (metres), Laplacian (mm²),
@@ -49,6 +55,10 @@ CM = 100.0
 # Anchor term: a vertex counts as fully seen from this cosine between its
 # normal and the direction to the nearest-facing camera.
 ANCHOR_COS = 0.5
+# Pins: vertices this far (metres) from a pin are mostly held (weight 1 − 1/e).
+PIN_HOLD_RADIUS = 0.015
+# Weight of the hold (mm², mean over vertices) relative to the pins' own term.
+PIN_HOLD_WEIGHT = 1.0
 
 
 class Objective:
@@ -98,6 +108,7 @@ class Objective:
             self.normal_targets.append((torch.as_tensor(v.normals, device=dev, dtype=dt),
                                         torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self.pin_hold: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference (N, 3), weights (N,))
         self.reference = None
         self.anchor = None
         self.top_k = 512
@@ -110,6 +121,7 @@ class Objective:
         self.top_k = spec.top_k
         self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
+        self._set_pin_hold(ref[0])
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
@@ -132,15 +144,31 @@ class Objective:
         res = min(res, MAX_NORMAL_RES)
         self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
 
-    def set_pins(self, pins: Pins | None) -> None:
+    def set_pins(self, pins: Pins | None, variables: FitVariables | None = None) -> None:
+        """Pins from now on; the head as it is now (``variables``, else the stage's
+        start) is what the hold keeps away from the pins."""
         if pins is None:
             self.pins = None
+            self.pin_hold = None
             return
         if pins.ids.max(initial=-1) >= self.model.num_verts or pins.ids.min(initial=0) < 0:
             raise ValueError(f"pins name vertices outside 0..{self.model.num_verts - 1}")
         dev, dt = self.model.device, self.model.dtype
         self.pins = (torch.as_tensor(pins.ids, device=dev), torch.as_tensor(pins.targets, device=dev, dtype=dt),
                      float(pins.weight))
+        if variables is not None:
+            with torch.no_grad():
+                self._set_pin_hold(self.posed(variables).verts[0].detach())
+        elif self.reference is not None:
+            self._set_pin_hold(self.reference[0])
+
+    def _set_pin_hold(self, verts: torch.Tensor) -> None:
+        """verts (N, 3): the head the hold keeps, with weights by distance to the nearest pin."""
+        if self.pins is None:
+            self.pin_hold = None
+            return
+        d = torch.cdist(verts, verts[self.pins[0]]).min(1).values  # (N,)
+        self.pin_hold = (verts, 1.0 - torch.exp(-(d / PIN_HOLD_RADIUS) ** 2))
 
     # -- evaluation -----------------------------------------------------------
     def posed(self, variables: FitVariables):
@@ -192,6 +220,10 @@ class Objective:
             if self.pins is not None:
                 ids, targets, weight = self.pins
                 out["pins"] = weight * ((verts[0, ids] - targets) * CM).pow(2).sum(-1).mean()
+                if self.pin_hold is not None:
+                    held, w = self.pin_hold
+                    out["pins"] = out["pins"] + weight * PIN_HOLD_WEIGHT * (
+                        w * ((verts[0] - held) * MM).pow(2).sum(-1)).mean()
             else:
                 out["pins"] = verts.new_zeros(())
         ref = self.reference

@@ -20,6 +20,10 @@ import torch
 from core.template.deform import JOINT_PARAM_DIM, TemplateModel, axis_angle_to_matrix
 
 POSE_JOINT_CANDIDATES = ("head", "neck02", "neck01")
+# Joints that carry the whole head rigidly (the neck chain up to the head):
+# held with the pose and cameras while pins act, so pins sculpt the head
+# instead of sliding it.
+HEAD_CHAIN_JOINTS = ("neck01", "neck02", "neck03", "head")
 # Joint translations are optimised in centimetres so one learning rate suits
 # rotations (radians), translations and log-scales alike.
 JOINT_TRANSLATION_UNIT = 0.01
@@ -96,6 +100,8 @@ class FitVariables:
                         "expression": (lo[self.expr_ids], hi[self.expr_ids])}
         # Large-steps parameterisation of the offsets (set by the vertex stage).
         self.offset_solver = None
+        self.head_chain = torch.as_tensor([t.joint_index(n) for n in HEAD_CHAIN_JOINTS if n in t.joint_names],
+                                          device=dev, dtype=torch.long)
 
     # -- groups by schedule variable name ------------------------------------
     def tensors(self, name: str) -> list[torch.Tensor]:
@@ -127,6 +133,23 @@ class FitVariables:
         with torch.no_grad():
             for x, s in zip(self.all_tensors(), snap):
                 x.copy_(s)
+
+    def head_placement(self) -> list[torch.Tensor]:
+        """Copies of what places the head as a whole: pose, cameras, focal lengths and the neck chain's joints."""
+        return [x.detach().clone() for x in (self.pose, self.cam_rot, self.cam_trans, self.cam_log_focal,
+                                             self.joints[self.head_chain])]
+
+    def hold_head_placement(self, held: list[torch.Tensor]) -> None:
+        """Put back a :meth:`head_placement` (after a step) and clear those gradients,
+        so that an optimiser's momentum does not carry them on."""
+        with torch.no_grad():
+            for x, h in zip((self.pose, self.cam_rot, self.cam_trans, self.cam_log_focal), held[:4]):
+                x.copy_(h)
+                if x.grad is not None:
+                    x.grad.zero_()
+            self.joints[self.head_chain] = held[4]
+            if self.joints.grad is not None:
+                self.joints.grad[self.head_chain] = 0
 
     def set_large_steps(self, solver) -> None:
         """Optimise offsets as u = (I + lam L) d from now on, keeping the current d."""

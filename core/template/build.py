@@ -37,6 +37,12 @@ PART_GROUPS = {
 SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
 MASK_THRESHOLD = 128
 SYMMETRY_MATCH_TOL = 0.3  # relative error allowed when pairing a controller side with its mirror
+# Eye bones look straight ahead (−Y) with roll 0: X is the horizontal (pitch)
+# axis and Z the vertical (yaw) one, the same on both sides, so the frames are
+# mirror images and one rotation turns both eyes alike. MakeHuman's eye bones
+# are tilted ~35° about the gaze, which made a turn move one eye up and the other down.
+EYE_JOINTS = ("eye.L", "eye.R")
+GAZE = np.array([0.0, -1.0, 0.0])
 
 
 # -- mesh cut ----------------------------------------------------------------
@@ -259,6 +265,11 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     rest = np.tile(np.eye(4), (len(names), 1, 1))
     for j, nm in enumerate(names):
         rest[j, :3, :3] = bone_frame(heads[j], tails[j], float(rig[nm]["roll"]))
+    for nm in EYE_JOINTS:
+        if nm in index:
+            j = index[nm]
+            tails[j] = heads[j] + np.linalg.norm(tails[j] - heads[j]) * GAZE
+            rest[j, :3, :3] = bone_frame(heads[j], tails[j], 0.0)
     rest[:, :3, 3] = heads
 
     # skinning: dense (V_all, J) over kept joints, renormalised, then top-K

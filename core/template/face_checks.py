@@ -1,0 +1,142 @@
+"""Mouth and eyelid checks, from a front camera with the project's rasteriser.
+
+- ``front_teeth_visible``: the share of the front teeth's vertices (incisors
+  and canines: |x| < FRONT_TEETH_HALF_WIDTH, front half of each arch) that are
+  the nearest surface at their pixel, the head skin, lips and the other parts
+  occluding.
+- ``rays_between_lips``: how many front-camera rays inside the lips' outer
+  ring reach deeper than where the lips meet (by more than DEPTH_TOL): the
+  mouth's inside, teeth or tongue seen through a gap.
+- ``eyeball_visible``: the share of an eyeball's front vertices inside its lid
+  opening that a front camera sees (a blink should leave none).
+- ``lid_line_dihedral``: the largest dihedral angle (degrees) across the
+  edges that touch an eye's lid margin (a wavy fold shows as a large one).
+
+Both take a posed head (N, 3) and its parts (P, 3), as ``deform`` returns
+them or as a GLB's meshes hold them, in the template's frame (x left, -y the
+face's front, z up), on any device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from core.geometry.primitives import triangulate
+from core.render.camera import Cameras
+from core.render.rasterize import rasterize
+from core.render.render import visible_points
+
+from .model import Template
+
+FRONT_TEETH_HALF_WIDTH = 0.012  # metres either side of the midline
+CAMERA_DISTANCE = 1.0  # metres in front of the mouth
+PIXEL = 1e-4  # metres per pixel at the mouth (a 0.1 mm grid)
+IMAGE = 640  # pixels: a 64 mm window
+DEPTH_TOL = 5e-4  # metres: a point this far behind the nearest surface is hidden
+
+
+def front_teeth_ids(t: Template) -> np.ndarray:
+    """Part-vertex ids of the front teeth (upper and lower arch), from the template's rest parts."""
+    names = list(t.part_names)
+    p, part = np.asarray(t.part_verts), np.asarray(t.part_vert_part)
+    out = []
+    for arch in ("teeth.upper", "teeth.lower"):
+        ids = np.flatnonzero(part == names.index(arch))
+        out.append(ids[(np.abs(p[ids, 0]) < FRONT_TEETH_HALF_WIDTH) & (p[ids, 1] < np.median(p[ids, 1]))])
+    return np.concatenate(out)
+
+
+def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
+           ) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
+    """Head and parts as one mesh, and a narrow front camera centred on a region (the mouth)."""
+    dev, dt = verts.device, verts.dtype
+    part_tris = triangulate(torch.as_tensor(_padded_parts(t), device=dev))
+    tris = torch.cat([torch.as_tensor(np.asarray(t.tris), device=dev, dtype=torch.long), part_tris + t.num_verts])
+    allv = torch.cat([verts, parts])[None]
+    centre = verts[torch.as_tensor(np.asarray(t.regions[region]), device=dev)].mean(0)
+    f = CAMERA_DISTANCE / PIXEL
+    K = torch.tensor([[f, 0, IMAGE / 2], [0, f, IMAGE / 2], [0, 0, 1]], device=dev, dtype=dt)[None]
+    R = torch.tensor([[1, 0, 0], [0, 0, -1], [0, 1, 0]], device=dev, dtype=dt)  # camera z along +y, image down = -z
+    tr = torch.tensor([0, 0, CAMERA_DISTANCE], device=dev, dtype=dt) - R @ centre
+    return allv, tris, Cameras(K, R[None], tr[None], IMAGE, IMAGE)
+
+
+def _padded_parts(t: Template) -> np.ndarray:
+    from core.fit.mesh_layout import padded_part_polygons
+
+    return padded_part_polygons(t)
+
+
+def front_teeth_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> float:
+    """Share (0..1) of the front teeth's vertices a front camera sees."""
+    allv, tris, cam = _scene(t, verts, parts)
+    with torch.no_grad():
+        frags = rasterize(allv, tris, cam)
+        ids = torch.as_tensor(front_teeth_ids(t), device=verts.device)
+        seen = visible_points(parts[ids][None], cam, frags, rel_tol=DEPTH_TOL / CAMERA_DISTANCE)
+    return float(seen.float().mean())
+
+
+def rays_between_lips(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> int:
+    """Front-camera rays inside the lips' outer ring that pass deeper than where the lips meet."""
+    allv, tris, cam = _scene(t, verts, parts)
+    with torch.no_grad():
+        frags = rasterize(allv, tris, cam)
+        ring = torch.as_tensor(np.asarray(t.regions["lips_outer_ring"]), device=verts.device)
+        inner = torch.cat([torch.as_tensor(np.asarray(t.regions[k]), device=verts.device)
+                           for k in ("mouth_upper_inner", "mouth_lower_inner")])
+        uv, _ = cam.project(verts[ring][None])
+        _, inner_depth = cam.project(verts[inner][None])
+        inside = _inside_polygon(uv[0], cam.height, cam.width)
+        deep = (frags.face_id[0] < 0) | (frags.depth[0] > inner_depth.max() + DEPTH_TOL)
+    return int((inside & deep).sum())
+
+
+def _inside_polygon(poly: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(H, W) bool: pixel centres inside the polygon ``poly`` (K, 2), ordered around its centre (even-odd rule)."""
+    c = poly.mean(0)
+    poly = poly[torch.argsort(torch.atan2(poly[:, 1] - c[1], poly[:, 0] - c[0]))]
+    ys, xs = torch.meshgrid(torch.arange(height, device=poly.device, dtype=poly.dtype) + 0.5,
+                            torch.arange(width, device=poly.device, dtype=poly.dtype) + 0.5, indexing="ij")
+    a, b = poly, poly.roll(-1, 0)
+    cross = ((a[:, 1, None, None] > ys) != (b[:, 1, None, None] > ys))
+    x_at = a[:, 0, None, None] + (ys - a[:, 1, None, None]) * (b[:, 0] - a[:, 0])[:, None, None] / (
+        (b[:, 1] - a[:, 1])[:, None, None] + 1e-12)
+    return ((cross & (xs < x_at)).sum(0) % 2) == 1
+
+
+def eyeball_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor, side: str) -> float:
+    """Share (0..1) of the eyeball's (side "l" or "r") front vertices inside the lid ring, as placed
+    at rest, that a front camera sees."""
+    ring = np.asarray(t.regions[f"eye_{side}_ring"])
+    names, p, part = list(t.part_names), np.asarray(t.part_verts), np.asarray(t.part_vert_part)
+    ids = np.flatnonzero(part == names.index("eyeball.L" if side == "l" else "eyeball.R"))
+    v = np.asarray(t.verts)
+    lo, hi = v[ring].min(0), v[ring].max(0)
+    ids = ids[(p[ids, 1] < p[ids, 1].mean()) & (p[ids, 0] > lo[0]) & (p[ids, 0] < hi[0])
+              & (p[ids, 2] > lo[2]) & (p[ids, 2] < hi[2])]
+    allv, tris, cam = _scene(t, verts, parts, f"eye_{side}_ring")
+    with torch.no_grad():
+        frags = rasterize(allv, tris, cam)
+        seen = visible_points(parts[torch.as_tensor(ids, device=verts.device)][None], cam, frags,
+                              rel_tol=DEPTH_TOL / CAMERA_DISTANCE)
+    return float(seen.float().mean())
+
+
+def lid_line_dihedral(t: Template, verts: torch.Tensor, side: str) -> float:
+    """Largest dihedral angle (degrees) between the two faces of any head edge touching the lid ring."""
+    tris = torch.as_tensor(np.asarray(t.tris), device=verts.device, dtype=torch.long)
+    e = torch.cat([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]).sort(1).values
+    face = torch.arange(len(tris), device=verts.device).repeat(3)
+    key = e[:, 0] * t.num_verts + e[:, 1]
+    order = torch.argsort(key)
+    key, e, face = key[order], e[order], face[order]
+    pair = torch.nonzero(key[1:] == key[:-1])[:, 0]  # interior edges: two faces, adjacent after sorting
+    ring = torch.zeros(t.num_verts, dtype=torch.bool, device=verts.device)
+    ring[torch.as_tensor(np.asarray(t.regions[f"eye_{side}_ring"]), device=verts.device)] = True
+    pair = pair[ring[e[pair, 0]] | ring[e[pair, 1]]]
+    a = verts[tris]
+    n = torch.nn.functional.normalize(torch.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0], dim=1), dim=1)
+    cos = (n[face[pair]] * n[face[pair + 1]]).sum(1).clamp(-1, 1)
+    return float(torch.rad2deg(torch.arccos(cos)).max())
