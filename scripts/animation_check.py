@@ -66,14 +66,20 @@ def _load(bpy, path):
     return mesh, arm
 
 
-def _evaluated(bpy, obj) -> np.ndarray:
+def evaluated_vertices(bpy, obj, world: bool = False) -> np.ndarray:
+    """(N, 3) float64 vertex positions as Blender evaluates them (shape keys at their values, modifiers
+    such as the armature), in object space or, with ``world``, in world space."""
     deps = bpy.context.evaluated_depsgraph_get()
     ev = obj.evaluated_get(deps)
     m = ev.to_mesh()
     co = np.empty(len(m.vertices) * 3, np.float32)
     m.vertices.foreach_get("co", co)
     ev.to_mesh_clear()
-    return co.reshape(-1, 3).astype(np.float64)
+    co = co.reshape(-1, 3).astype(np.float64)
+    if world:
+        mw = np.array(obj.matrix_world, np.float64)
+        co = co @ mw[:3, :3].T + mw[:3, 3]
+    return co
 
 
 def _triangles(obj) -> np.ndarray:
@@ -100,7 +106,7 @@ def _measure(rest, posed, tris) -> dict:
 def check(bpy, path) -> dict:
     mesh, arm = _load(bpy, path)
     tris = _triangles(mesh)
-    rest = _evaluated(bpy, mesh)
+    rest = evaluated_vertices(bpy, mesh)
     faces = _FaceChecks(bpy, mesh)
     out = {}
     for name, *_ in POSES:
@@ -108,7 +114,7 @@ def check(bpy, path) -> dict:
         if skipped:
             out[name] = {"skipped": skipped}
             continue
-        posed = _evaluated(bpy, mesh)
+        posed = evaluated_vertices(bpy, mesh)
         out[name] = {**_measure(rest, posed, tris), **faces.measure(name, posed)}
     return out
 
@@ -142,7 +148,7 @@ class _FaceChecks:
         head = np.zeros((self.t.num_verts, 3))
         head[self.vmap] = posed
         verts = self.torch.as_tensor(head, dtype=self.torch.float32)
-        parts = self.torch.as_tensor(_evaluated(self.bpy, self.parts), dtype=self.torch.float32)
+        parts = self.torch.as_tensor(evaluated_vertices(self.bpy, self.parts), dtype=self.torch.float32)
         if pose in TEETH_POSES:
             return {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
                     "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}

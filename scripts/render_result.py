@@ -23,7 +23,7 @@ import numpy as np
 import bpy
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from animation_check import apply_pose  # noqa: E402  (the poses have one home)
+from animation_check import apply_pose, evaluated_vertices  # noqa: E402  (poses and meshes have one home)
 
 VIEWS = (("front", 0.0), ("three_quarter", 35.0))
 SIZE = 512
@@ -50,14 +50,7 @@ def main(argv: list[str]) -> None:
     bpy.ops.wm.open_mainfile(filepath=str(src))
     meshes = [o for o in bpy.data.objects if o.type == "MESH"]
     head = max(meshes, key=lambda o: len(o.data.vertices))
-    deps = bpy.context.evaluated_depsgraph_get()
-    ev = head.evaluated_get(deps)
-    m = ev.to_mesh()
-    co = np.empty(len(m.vertices) * 3, np.float32)
-    m.vertices.foreach_get("co", co)
-    ev.to_mesh_clear()
-    world = np.array(head.matrix_world)
-    co = co.reshape(-1, 3) @ world[:3, :3].T + world[:3, 3]
+    co = evaluated_vertices(bpy, head, world=True)
     lo, hi = co.min(0), co.max(0)
     target, radius = (lo + hi) / 2, float(np.linalg.norm(hi - lo)) / 2
     scene = bpy.context.scene

@@ -20,6 +20,9 @@ import numpy as np
 
 import bpy
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+from animation_check import evaluated_vertices  # noqa: E402  (one home for Blender's evaluated mesh)
+
 
 def load(path: pathlib.Path) -> None:
     ext = path.suffix.lower()
@@ -37,15 +40,6 @@ def load(path: pathlib.Path) -> None:
         raise SystemExit(f"unknown file type {ext}")
 
 
-def evaluated(obj) -> np.ndarray:
-    deps = bpy.context.evaluated_depsgraph_get()
-    ev = obj.evaluated_get(deps)
-    mesh = ev.to_mesh()
-    co = np.empty(len(mesh.vertices) * 3, np.float32)
-    mesh.vertices.foreach_get("co", co)
-    ev.to_mesh_clear()
-    m = np.array(obj.matrix_world, np.float64)
-    return co.reshape(-1, 3).astype(np.float64) @ m[:3, :3].T + m[:3, 3]
 
 
 def _co(collection, n: int) -> np.ndarray:
@@ -63,7 +57,7 @@ def describe(obj) -> dict:
         counts[v.index] = sum(1 for g in v.groups if g.weight > 0)
     arm = obj.find_armature()
     return {
-        "name": obj.name, "verts": evaluated(obj).tolist(), "polygons": len(obj.data.polygons),
+        "name": obj.name, "verts": evaluated_vertices(bpy, obj, world=True).tolist(), "polygons": len(obj.data.polygons),
         "keys": {k.name: k.value for k in keys},
         "key_moves": {k.name: float(np.abs(_co(k.data, n) - base).max()) for k in keys},
         "max_influences": int(counts.max(initial=0)), "armature": arm.name if arm else "",
