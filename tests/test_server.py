@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -95,6 +96,16 @@ TOKEN_IN_FILE = "file-token-123"
 TOKEN_IN_ENV = "env-token-456"
 
 
+@contextlib.contextmanager
+def running(*cores):
+    """Cores launched together (start-up takes seconds), each waited for; all stopped afterwards."""
+    try:
+        yield [c.wait() for c in cores]
+    finally:
+        for c in cores:
+            c.stop()
+
+
 @pytest.fixture(scope="module")
 def cores(tmp_path_factory):
     """Started together (start-up takes seconds): a TCP core whose token comes from
@@ -104,16 +115,10 @@ def cores(tmp_path_factory):
     token_file = tmp / "token"
     token_file.write_text(TOKEN_IN_FILE + "\n")
     env = {"LIKENESS_TOKEN": TOKEN_IN_ENV}
-    started = [
-        Core(tmp, "--token-file", str(token_file), "--allow-paths", env=env, name="tcp"),
-        Core(tmp, "--unix", str(tmp / "core.sock"), env=env, name="unix"),
-        Core(tmp, name="victim"),
-    ]
-    try:
-        yield [c.wait() for c in started]
-    finally:
-        for c in started:
-            c.stop()
+    with running(Core(tmp, "--token-file", str(token_file), "--allow-paths", env=env, name="tcp"),
+                 Core(tmp, "--unix", str(tmp / "core.sock"), env=env, name="unix"),
+                 Core(tmp, name="victim")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")

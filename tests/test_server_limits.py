@@ -30,7 +30,7 @@ from core.priors.image import MAX_DECODED_BYTES, decoded_bytes
 from core.server.session import MAX_JOBS_PER_SESSION
 from core.template import random_template
 
-from test_server import READY_TIMEOUT, Core, _wait_for  # tests/ is on sys.path (pytest rootdir-less tests folder)
+from test_server import READY_TIMEOUT, Core, _wait_for, running  # tests/ is on sys.path (pytest rootdir-less tests folder)
 
 PHOTO = pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
 SHORT = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 1}}}}
@@ -44,13 +44,9 @@ def cores(tmp_path_factory):
     """Started together (start-up takes seconds): a core that opens paths (the add-on's own),
     and a TCP core without --allow-paths whose idle clients are dropped after IDLE_TIMEOUT."""
     tmp = tmp_path_factory.mktemp("limits")
-    started = [Core(tmp, "--allow-paths", name="paths"),
-               Core(tmp, "--idle-timeout", str(IDLE_TIMEOUT), name="strict")]
-    try:
-        yield [c.wait() for c in started]
-    finally:
-        for c in started:
-            c.stop()
+    with running(Core(tmp, "--allow-paths", name="paths"),
+                 Core(tmp, "--idle-timeout", str(IDLE_TIMEOUT), name="strict")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
