@@ -6,6 +6,11 @@ Units, so that weights of 1 are balanced:
   photo (scale-free); corners and surface points by MSE, silhouette (face
   oval) points by a one-sided Chamfer distance (eq. 1);
 - normal: mean L1 between target and rendered normal maps (eq. n);
+- shading: robust residual of the photo's skin pixels against the rendered
+  normals under a low-order light fitted at the start of the stage and then
+  held, relative to the mean level (``core/fit/shading.py``). Off in the
+  presets: measured on ``bench photo``'s tuning people it makes the head
+  worse (see the README, *Shading*);
 - pins: squared distance in centimetres, plus, while pins act, a hold on
   the rest of the head: the squared move (mm²) of each vertex since the pins
   were set (or the stage began), weighted by 1 − exp(−(d/PIN_HOLD_RADIUS)²)
@@ -45,6 +50,7 @@ from .control import Pins
 from .mesh_layout import padded_polygons
 from .observations import MAX_NORMAL_RES, ViewObservation
 from .schedule import StageSpec
+from .shading import grey, shading_loss, view_light
 from .variables import FitVariables
 
 # Ordered vertex curves the eyeline term keeps smooth: regions named "*_lid" (eyelids).
@@ -107,6 +113,16 @@ class Objective:
                 continue
             self.normal_targets.append((torch.as_tensor(v.normals, device=dev, dtype=dt),
                                         torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
+        self.images = []
+        for v in views:
+            if v.image is None:
+                self.images.append(None)
+                continue
+            img = torch.as_tensor(v.image, device=dev, dtype=dt)
+            self.images.append((grey(img), torch.as_tensor(v.skin, device=dev), v.image_scale))
+        self._stage_images = list(self.images)
+        # Per view, the light the shading term holds during a stage (fitted to the stage's start).
+        self.lights: list[torch.Tensor | None] = [None] * len(views)
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.pin_hold: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference (N, 3), weights (N,))
         self.reference = None
@@ -122,6 +138,13 @@ class Objective:
         self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
         self._set_pin_hold(ref[0])
+        self.lights = [None] * len(self.views)
+        if spec.weights.get("shading", 0.0):
+            with torch.no_grad():
+                for i in range(len(self.views)):
+                    shaded = self._shading_inputs(ref, variables, i)
+                    if shaded is not None:
+                        self.lights[i] = view_light(*shaded)
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
@@ -143,6 +166,7 @@ class Objective:
         """Compare normal maps at most ``res`` pixels on their long side from now on."""
         res = min(res, MAX_NORMAL_RES)
         self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
+        self._stage_images = [None if t is None else _downsample_image(*t, res) for t in self.images]
 
     def set_pins(self, pins: Pins | None, variables: FitVariables | None = None) -> None:
         """Pins from now on; the head as it is now (``variables``, else the stage's
@@ -192,6 +216,17 @@ class Objective:
         w, h = variables.sizes[0 if view is None else view]
         return Cameras(K, R[sel], t[sel], int(round(w * scale)), int(round(h * scale)))
 
+    def _shading_inputs(self, verts: torch.Tensor, variables: FitVariables, view: int):
+        """(normals (h, w, 3), grey (h, w), weight (h, w)) of a view at the stage's resolution, or None."""
+        image = self._stage_images[view]
+        if image is None:
+            return None
+        gray, skin, s = image
+        cams = self.cameras(variables, scale=s, view=view)
+        h, w = gray.shape
+        rendered, mask = render_normals(verts, self.model.tris, Cameras(cams.K, cams.R, cams.t, w, h))
+        return rendered[0], gray, mask[0] * skin.to(verts.dtype)
+
     def terms(self, variables: FitVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """The loss terms by name. With ``weights``, only the terms the stage weights
         (plus the cheap landmark term, for progress readouts) are evaluated."""
@@ -216,6 +251,13 @@ class Objective:
                 rendered, mask = render_normals(verts, self.model.tris, cams)
                 normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
             out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
+        if wanted("shading"):
+            shading_terms = []
+            for i in range(len(self.views)):
+                shaded = self._shading_inputs(verts, variables, i)
+                if shaded is not None:
+                    shading_terms.append(shading_loss(*shaded, light=self.lights[i]))
+            out["shading"] = torch.stack(shading_terms).mean() if shading_terms else verts.new_zeros(())
         if wanted("pins"):
             if self.pins is not None:
                 ids, targets, weight = self.pins
@@ -263,3 +305,17 @@ def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: in
     full = m.mean((1, 3)) > 0.999
     n_avg = n_sum / n_sum.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     return n_avg, full, scale / step
+
+
+def _downsample_image(gray: torch.Tensor, skin: torch.Tensor, scale: float, res: int):
+    """Area-average a grey image (h, w) and its skin mask (h, w) by an integer factor so
+    the long side is at most ``res``; the mask keeps pixels wholly on skin.
+    Returns (grey, skin, scale) with scale = image pixels per photo pixel."""
+    h, w = skin.shape
+    step = max(1, int(np.ceil(max(h, w) / res)))
+    if step == 1:
+        return gray, skin, scale
+    h2, w2 = h // step, w // step
+    g = gray[: h2 * step, : w2 * step].reshape(h2, step, w2, step).mean((1, 3))
+    m = skin[: h2 * step, : w2 * step].reshape(h2, step, w2, step).to(gray.dtype).mean((1, 3)) > 0.999
+    return g, m, scale / step

@@ -1,4 +1,5 @@
-"""What one view tells the fitter: landmarks, optional normal map, image size.
+"""What one view tells the fitter: landmarks, optional normal map, the
+photo's pixels with its skin mask, image size.
 
 Built from photos (MediaPipe landmarks + any user-supplied maps) by
 ``core.fit.pipeline`` or directly by the synthetic benchmark.
@@ -13,6 +14,9 @@ import numpy as np
 # Normal maps are fitted at most this many pixels on their long side: the
 # rasteriser's cost grows with pixels, and normals carry little above it.
 MAX_NORMAL_RES = 256
+# The photo is kept for the shading term at most this many pixels on its long
+# side (twice the finest comparison, so area-averaging has pixels to average).
+MAX_IMAGE_RES = 2 * MAX_NORMAL_RES
 
 
 @dataclass
@@ -26,6 +30,11 @@ class ViewObservation:
     normals: (h, w, 3) float32 camera-space normals (OpenCV axes, visible
         n_z < 0) or None; may be smaller than the image (same aspect).
     normal_mask: (h, w) bool where ``normals`` are valid, or None.
+    image: (h, w, 3) float32 linear-light RGB of the photo in [0, 1], or None;
+        may be smaller than the photo (same aspect).
+    skin: (h, w) bool, the skin pixels of ``image`` the shading term compares
+        (``core.priors.skin.skin_mask``), or None.
+    image_scale: pixels of ``image`` per photo pixel (0: its width over the photo's).
     name: for messages and reports.
     focal_px: the camera's focal length in image pixels when known (EXIF, or
         given by the user), else None (the fit estimates it).
@@ -40,6 +49,9 @@ class ViewObservation:
     normals: np.ndarray | None = None
     normal_mask: np.ndarray | None = None
     name: str = "view"
+    image: np.ndarray | None = None
+    skin: np.ndarray | None = None
+    image_scale: float = 0.0
     focal_px: float | None = None
     focal_source: str = ""
 
@@ -67,6 +79,18 @@ class ViewObservation:
             finite = np.isfinite(n).all(-1)
             self.normals = np.where(finite[..., None], n, 0.0).astype(np.float32)
             self.normal_mask = mask & finite
+        if self.image is not None:
+            img = np.asarray(self.image, dtype=np.float32)
+            if img.ndim != 3 or img.shape[2] != 3:
+                raise ValueError(f"{self.name}: image must be (h, w, 3), got {img.shape}")
+            skin = np.ones(img.shape[:2], bool) if self.skin is None else np.asarray(self.skin, bool)
+            if skin.shape != img.shape[:2]:
+                raise ValueError(f"{self.name}: skin mask {skin.shape} does not match the image {img.shape[:2]}")
+            finite = np.isfinite(img).all(-1)
+            self.image = np.where(finite[..., None], img, 0.0).astype(np.float32)
+            self.skin = skin & finite
+            if not self.image_scale:
+                self.image_scale = img.shape[1] / self.width
 
     @property
     def normal_scale(self) -> float:

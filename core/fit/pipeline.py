@@ -22,7 +22,7 @@ from .camera_init import solve_pnp
 from .control import FitControl
 from .loop import StageReport, run_stages
 from .objective import Objective
-from .observations import ViewObservation
+from .observations import MAX_IMAGE_RES, ViewObservation
 from .result import assemble_result
 from .schedule import schedule_for, schedule_to_dict
 from .variables import FitVariables, ViewCamera
@@ -59,11 +59,32 @@ def views_from_photos(photos, focal="auto"):
         weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
         w, h = photo.size
         focal_px, source = photo_focal(photo, focal)
+        image, skin, scale = shading_image(photo.rgb, face.points)
         views.append(ViewObservation(w, h, face.points, weight, name=p.name, focal_px=focal_px,
-                                     focal_source=source))
+                                     focal_source=source, image=image, skin=skin, image_scale=scale))
         loaded.append(photo)
         faces.append(face)
     return views, loaded, faces
+
+
+def shading_image(rgb: np.ndarray, landmarks: np.ndarray, max_res: int = MAX_IMAGE_RES):
+    """What the shading term reads of a photo: linear-light RGB (h, w, 3) float32 at most
+    ``max_res`` pixels on its long side, its skin mask (h, w) bool, and the scale
+    (image pixels per photo pixel)."""
+    import cv2
+
+    from core.priors.skin import skin_mask
+    from core.texture.lighting import srgb_to_linear
+
+    H, W = rgb.shape[:2]
+    step = max(1, int(np.ceil(max(H, W) / max_res)))
+    linear = srgb_to_linear(torch.from_numpy(np.asarray(rgb, np.float32) / 255.0)).numpy()
+    h, w = H // step, W // step
+    if step > 1:
+        # Crop to whole steps so both axes scale by exactly 1 / step (pixel centres stay aligned).
+        linear = cv2.resize(linear[: h * step, : w * step], (w, h), interpolation=cv2.INTER_AREA)
+    skin = skin_mask(np.asarray(landmarks, np.float64) / step, w, h)
+    return linear.astype(np.float32), skin, 1.0 / step
 
 
 def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[ViewCamera]:

@@ -29,7 +29,7 @@ VARIABLES = (
 
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
-    "landmark", "normal", "pins",
+    "landmark", "normal", "shading", "pins",
     "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry", "anchor",
     "controller_prior", "joint_prior",
 )
