@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.bench.fit import mesh_metrics, schedule_overrides
+from core.bench.fit import schedule_overrides
+from core.bench.metrics import mesh_metrics
 from core.bench.synthetic import FACE_REGION, make_case
 from core.fit.control import FitCancelled, FitControl, Pins
 from core.fit.pipeline import fit_views
@@ -206,7 +207,7 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
 
 
 def test_mesh_metrics_split_the_error(template, case):
-    from core.bench.fit import facing_camera, vertex_normals
+    from core.bench.metrics import facing_camera, vertex_normals
 
     face = template.regions[FACE_REGION]
     gt = case.verts.astype(np.float64)
@@ -264,7 +265,7 @@ def test_anchor_holds_what_no_view_sees(template, case):
 
 def test_error_bounds_from_what_the_camera_sees(template, case):
     from core.bench.bounds import bounds, graph_laplacian, harmonic_extension, rig_oracle
-    from core.bench.fit import facing_camera
+    from core.bench.metrics import facing_camera
 
     face = template.regions[FACE_REGION]
     # The harmonic extension keeps known values, fills a path linearly and leaves

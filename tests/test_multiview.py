@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.bench.fit import mesh_metrics
+from core.bench.metrics import mesh_metrics
 from core.bench.multiview import dense_correspondences, perturb_cameras
 from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case, smooth_field
 from core.fit.observations import ViewObservation

@@ -223,7 +223,7 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
 
     Returns (list of ViewCorrespondences, list of (N,) int8: -1 not seen, 0 good, 1 planted outlier).
     """
-    from core.bench.fit import vertex_normals
+    from core.bench.metrics import vertex_normals
     from core.multiview import from_vertex_targets
 
     normals = vertex_normals(verts.astype(np.float64), template.tris)
@@ -258,7 +258,7 @@ def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, foc
 
 def dense_section(template, counts, variants, res) -> dict:
     """BA alone on exact dense correspondences (0.3 px noise, 10 % outliers) of a known smooth identity."""
-    from core.bench.fit import mesh_metrics
+    from core.bench.metrics import mesh_metrics
     from core.bench.synthetic import FACE_REGION, camera_looking_at, smooth_field
     from core.multiview import colmap_then_largesteps, rotation_errors_deg, similarity_transform, topology_ba
 
@@ -298,7 +298,7 @@ def _fit(template, views, options, device):
 
 def _errors(template, result, case_verts, gt_cams, face_ids) -> tuple[float, float, float | None]:
     """(face RMSE mm, mean rotation error deg, BA mesh RMSE mm or None) after similarity alignment."""
-    from core.bench.fit import mesh_metrics
+    from core.bench.metrics import mesh_metrics
     from core.multiview import rotation_errors_deg, similarity_transform
 
     verts = result.arrays["verts"]
