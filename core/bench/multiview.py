@@ -244,12 +244,12 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
 
 def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, focal: float = 0.03):
     """[(K, R, t)] -> ViewCameras off by a random rotation, translation and focal scale (a PnP-quality start)."""
-    from core.fit.camera_init import _rodrigues
+    from core.fit.camera_init import rodrigues
     from core.fit.variables import ViewCamera
 
     out = []
     for K, R, t in cams:
-        dR = _rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
+        dR = rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
         K2 = K.copy()
         K2[:2, :2] *= 1 + focal
         out.append(ViewCamera(K2, dR @ R, t + rng.normal(0, trans_m, 3), int(round(2 * K[0, 2])), int(round(2 * K[1, 2]))))

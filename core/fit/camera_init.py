@@ -24,7 +24,8 @@ class CameraGuess:
     rms_px: float        # reprojection RMS in pixels
 
 
-def _rodrigues(w: np.ndarray) -> np.ndarray:
+def rodrigues(w: np.ndarray) -> np.ndarray:
+    """(3, 3) float64 rotation matrix of the axis-angle vector w (3,) (radians)."""
     theta = np.linalg.norm(w)
     if theta < 1e-12:
         return np.eye(3)
@@ -63,7 +64,7 @@ def _refine(X, x, K, R, t, iterations=30):
     base_R = R
 
     def residual(p):
-        return (_project(X, K, _rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
+        return (_project(X, K, rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
 
     lam = 1e-3
     r = residual(params)
@@ -80,7 +81,7 @@ def _refine(X, x, K, R, t, iterations=30):
             lam *= 10
         if np.linalg.norm(step) < 1e-10:
             break
-    return _rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
+    return rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
 
 
 def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int],

@@ -9,7 +9,7 @@ interpolated attributes carry gradients to the vertices.
 from .camera import Cameras
 from .interpolate import interpolate
 from .normals import face_normals, vertex_normals
-from .rasterize import BACKENDS, Fragments, default_backend, rasterize
+from .rasterize import BACKENDS, Fragments, default_backend, rasterize, rasterize_projected
 from .render import project_surface_points, render_depth, render_normals, surface_points, visible_points
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "interpolate",
     "project_surface_points",
     "rasterize",
+    "rasterize_projected",
     "render_depth",
     "render_normals",
     "surface_points",
