@@ -32,9 +32,10 @@ from typing import Iterator
 
 import torch
 
+from core.geometry.large_steps import LargeSteps
+
 from .api import FitRecord
 from .control import FitControl
-from .large_steps import LargeSteps
 from .optim import Adam
 from .objective import Objective
 from .schedule import StageSpec

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.fit.large_steps import LargeSteps
+from core.geometry.large_steps import LargeSteps
 from core.fit.variables import ViewCamera
 from core.geometry.topology import MeshTopology
 from core.template.deform import axis_angle_to_matrix
