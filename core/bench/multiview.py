@@ -11,7 +11,7 @@ mesh, image size, samples and camera.
 
 For each number of views (the first k of a fixed camera order, so k views
 always contain the k-1 before them) and each bundle-adjustment variant, the
-photos go through ``core.multiview.fit_multiview``: rig stage on all views,
+photos go through ``core.fit.multiview.fit_multiview``: rig stage on all views,
 bundle adjustment, then the full rig/joint/vertex refinement with the
 adjusted cameras. Reports per k the face RMSE (mm, after similarity
 alignment), the mean camera rotation error (degrees, after the same
@@ -245,7 +245,7 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
 def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, focal: float = 0.03):
     """[(K, R, t)] -> ViewCameras off by a random rotation, translation and focal scale (a PnP-quality start)."""
     from core.fit.camera_init import rodrigues
-    from core.fit.variables import ViewCamera
+    from core.render import ViewCamera
 
     out = []
     for K, R, t in cams:

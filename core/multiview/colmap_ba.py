@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
-from core.fit.variables import ViewCamera
 from core.geometry.similarity import similarity_transform
+from core.render import ViewCamera
 
 from .correspondences import ViewCorrespondences
 from .topology_ba import MM, BAOptions, BAResult, smoothing_solver

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from core.geometry.large_steps import LargeSteps
-from core.fit.variables import ViewCamera
 from core.geometry.topology import MeshTopology
+from core.render import ViewCamera
 from core.template.deform import axis_angle_to_matrix
 
 from .correspondences import ViewCorrespondences

@@ -6,7 +6,7 @@ the nearest face per pixel without gradients; barycentrics, depth and
 interpolated attributes carry gradients to the vertices.
 """
 
-from .camera import Cameras
+from .camera import Cameras, ViewCamera
 from .interpolate import interpolate
 from .normals import face_normals, vertex_normals
 from .rasterize import BACKENDS, Fragments, default_backend, rasterize, rasterize_projected
@@ -16,6 +16,7 @@ __all__ = [
     "BACKENDS",
     "Cameras",
     "Fragments",
+    "ViewCamera",
     "default_backend",
     "face_normals",
     "interpolate",
