@@ -201,7 +201,7 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
     from core.template import LMK_SURFACE
-    from core.template.embedding import PinholeCamera, triangulate
+    from core.bench.embedding import PinholeCamera, triangulate
 
     use = [j for j, v in enumerate(views) if v is not None]
     if len(use) < 2:
