@@ -330,3 +330,15 @@ def test_core_checks_catch_planted_problems(tmp_path):
         "core/side/c.py:1: core.side.c imports private module core.low._backend",
         "core/side/c.py:2: core.side.c imports private core.low.a._hidden",
     ], private
+
+
+def test_scripts_share_public_names_only():
+    """scripts/ import each other's public names (blender_scene.py is their shared scene builder)."""
+    scripts = {p.stem for p in (REPO / "scripts").glob("*.py")}
+    bad = []
+    for path in sorted((REPO / "scripts").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in scripts:
+                bad += [f"{path.relative_to(REPO)}:{node.lineno} imports {node.module}.{a.name}"
+                        for a in node.names if is_private(a.name)]
+    assert not bad, "\n".join(bad)

@@ -59,7 +59,8 @@ LENSES_35MM = (35, 50, 70, 85, 105, 135)
 DISTANCE_AT_85MM = 0.75
 RECIPE_VERSION = 1
 REPO = pathlib.Path(__file__).resolve().parents[2]
-RENDER_SCRIPTS = ("scripts/render_photo.py", "scripts/render_multiview.py", "scripts/derive_landmark_embedding.py")
+RENDER_SCRIPTS = ("scripts/render_photo.py", "scripts/render_multiview.py", "scripts/derive_landmark_embedding.py",
+                  "scripts/blender_scene.py")
 # Kelvin -> linear RGB of a blackbody, normalised to the brightest channel (a short table, interpolated).
 KELVIN_RGB = ((2700, (1.0, 0.63, 0.32)), (3500, (1.0, 0.74, 0.50)), (4500, (1.0, 0.84, 0.70)),
               (5500, (1.0, 0.93, 0.87)), (6500, (1.0, 1.0, 1.0)), (8000, (0.84, 0.89, 1.0)))
