@@ -128,7 +128,7 @@ class _FaceChecks:
     def __init__(self, bpy, mesh):
         import torch
 
-        from core.fit.mesh_layout import glb_head_vertex_map
+        from core.template.mesh_layout import glb_head_vertex_map
         from core.template import load_default
 
         self.bpy, self.torch, self.t = bpy, torch, load_default()

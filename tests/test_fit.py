@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.bench.fit import mesh_metrics, schedule_overrides
+from core.bench.fit import schedule_overrides
+from core.bench.metrics import mesh_metrics
 from core.bench.synthetic import FACE_REGION, make_case
 from core.fit.control import FitCancelled, FitControl, Pins
 from core.fit.pipeline import fit_views
@@ -151,7 +152,8 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
 
 
 def test_shared_focal_keeps_the_head_in_place():
-    from core.fit.variables import ViewCamera, with_shared_focal
+    from core.fit.variables import with_shared_focal
+    from core.render import ViewCamera
 
     centre = np.array([0.0, 0.02, 1.6])
     cams = []
@@ -171,9 +173,9 @@ def test_shared_focal_keeps_the_head_in_place():
 
 
 def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
-    from core.fit.pipeline import focal_option, initial_cameras, photo_focal
+    from core.fit.camera_init import initial_cameras
     from core.fit.schedule import schedule_for
-    from core.priors.image import Photo
+    from core.priors.image import Photo, focal_option, photo_focal
     from core.template import TemplateModel
 
     assert focal_option(None) == "auto" and focal_option("estimate") == "estimate"
@@ -206,7 +208,7 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
 
 
 def test_mesh_metrics_split_the_error(template, case):
-    from core.bench.fit import facing_camera, vertex_normals
+    from core.bench.metrics import facing_camera, vertex_normals
 
     face = template.regions[FACE_REGION]
     gt = case.verts.astype(np.float64)
@@ -235,7 +237,7 @@ def test_mesh_metrics_split_the_error(template, case):
 
 def test_anchor_holds_what_no_view_sees(template, case):
     from core.fit.objective import Objective
-    from core.fit.pipeline import initial_cameras
+    from core.fit.camera_init import initial_cameras
     from core.fit.schedule import make_schedule
     from core.fit.variables import FitVariables
     from core.template import TemplateModel
@@ -264,7 +266,7 @@ def test_anchor_holds_what_no_view_sees(template, case):
 
 def test_error_bounds_from_what_the_camera_sees(template, case):
     from core.bench.bounds import bounds, graph_laplacian, harmonic_extension, rig_oracle
-    from core.bench.fit import facing_camera
+    from core.bench.metrics import facing_camera
 
     face = template.regions[FACE_REGION]
     # The harmonic extension keeps known values, fills a path linearly and leaves

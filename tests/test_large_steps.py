@@ -2,7 +2,7 @@
 
 import torch
 
-from core.fit.large_steps import LargeSteps
+from core.geometry.large_steps import LargeSteps
 from core.geometry.primitives import grid, triangulate
 from core.geometry.topology import MeshTopology
 

@@ -10,15 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from core.bench.fit import mesh_metrics
+from core.bench.metrics import mesh_metrics
 from core.bench.multiview import dense_correspondences, perturb_cameras
 from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case, smooth_field
 from core.fit.observations import ViewObservation
-from core.fit.variables import ViewCamera
 from core.multiview import (BAOptions, ViewCorrespondences, from_landmarks, from_vertex_targets,
                             rotation_errors_deg, similarity_transform, topology_ba)
 from core.multiview.topology_ba import _inliers, uniform_laplacian
-from core.render import Cameras, project_surface_points, rasterize, surface_points, visible_points
+from core.render import Cameras, ViewCamera, project_surface_points, rasterize, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, load_default
 
 RES = 256
@@ -143,9 +142,8 @@ def test_correspondences_reject_bad_input(template):
         ViewCorrespondences(RES, RES, np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 2)), np.ones(3), np.arange(3))
     with pytest.raises(ValueError, match="NaN"):
         from_vertex_targets(RES, RES, np.full((4, 2), np.nan), np.ones(4, bool))
-    view = ViewObservation(RES, RES, np.zeros((10, 2)), np.ones(10))
     with pytest.raises(ValueError, match="embeds"):
-        from_landmarks(template, view)
+        from_landmarks(template, RES, RES, np.zeros((10, 2)), np.ones(10))
     good = from_vertex_targets(RES, RES, np.zeros((4, 2)), np.ones(4, bool))
     cam = ViewCamera(np.eye(3), np.eye(3), np.zeros(3), RES, RES)
     with pytest.raises(ValueError, match="outside"):
@@ -200,7 +198,7 @@ def test_fit_views_three_views_beat_one(template):
 
 
 def test_hide_backfacing_zeroes_far_side_landmarks(template):
-    from core.multiview.pipeline import hide_backfacing
+    from core.fit.multiview import hide_backfacing
 
     centre = template.verts[template.regions[FACE_REGION]].mean(0)
     front = camera_looking_at(centre, 0, 0, 0.7, 2.4 * RES, RES)
@@ -228,7 +226,7 @@ def test_detector_bias_and_exact_landmarks(template, scene):
     """Triangulating exact projections from the true cameras gives back the embedded
     points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
     from core.bench.multiview import detector_bias, with_exact_landmarks, with_normal_maps
-    from core.template.embedding import PinholeCamera, triangulate
+    from core.bench.embedding import PinholeCamera, triangulate
 
     gt, cams = scene
     blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")

@@ -9,7 +9,7 @@ ones in ``BENCHMARKS``.
 # name -> module path
 BENCHMARKS: dict[str, str] = {
     "fit": "core.bench.fit",
-    "losses": "core.losses.bench",
+    "losses": "core.bench.losses",
     "multiview": "core.bench.multiview",
     "photo": "core.bench.photo",
     "render": "core.bench.render",

@@ -11,7 +11,7 @@ mesh, image size, samples and camera.
 
 For each number of views (the first k of a fixed camera order, so k views
 always contain the k-1 before them) and each bundle-adjustment variant, the
-photos go through ``core.multiview.fit_multiview``: rig stage on all views,
+photos go through ``core.fit.multiview.fit_multiview``: rig stage on all views,
 bundle adjustment, then the full rig/joint/vertex refinement with the
 adjusted cameras. Reports per k the face RMSE (mm, after similarity
 alignment), the mean camera rotation error (degrees, after the same
@@ -201,7 +201,7 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
     from core.template import LMK_SURFACE
-    from core.template.embedding import PinholeCamera, triangulate
+    from core.bench.embedding import PinholeCamera, triangulate
 
     use = [j for j, v in enumerate(views) if v is not None]
     if len(use) < 2:
@@ -223,7 +223,7 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
 
     Returns (list of ViewCorrespondences, list of (N,) int8: -1 not seen, 0 good, 1 planted outlier).
     """
-    from core.bench.fit import vertex_normals
+    from core.bench.metrics import vertex_normals
     from core.multiview import from_vertex_targets
 
     normals = vertex_normals(verts.astype(np.float64), template.tris)
@@ -244,12 +244,12 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
 
 def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, focal: float = 0.03):
     """[(K, R, t)] -> ViewCameras off by a random rotation, translation and focal scale (a PnP-quality start)."""
-    from core.fit.camera_init import _rodrigues
-    from core.fit.variables import ViewCamera
+    from core.fit.camera_init import rodrigues
+    from core.render import ViewCamera
 
     out = []
     for K, R, t in cams:
-        dR = _rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
+        dR = rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
         K2 = K.copy()
         K2[:2, :2] *= 1 + focal
         out.append(ViewCamera(K2, dR @ R, t + rng.normal(0, trans_m, 3), int(round(2 * K[0, 2])), int(round(2 * K[1, 2]))))
@@ -258,7 +258,7 @@ def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, foc
 
 def dense_section(template, counts, variants, res) -> dict:
     """BA alone on exact dense correspondences (0.3 px noise, 10 % outliers) of a known smooth identity."""
-    from core.bench.fit import mesh_metrics
+    from core.bench.metrics import mesh_metrics
     from core.bench.synthetic import FACE_REGION, camera_looking_at, smooth_field
     from core.multiview import colmap_then_largesteps, rotation_errors_deg, similarity_transform, topology_ba
 
@@ -298,7 +298,7 @@ def _fit(template, views, options, device):
 
 def _errors(template, result, case_verts, gt_cams, face_ids) -> tuple[float, float, float | None]:
     """(face RMSE mm, mean rotation error deg, BA mesh RMSE mm or None) after similarity alignment."""
-    from core.bench.fit import mesh_metrics
+    from core.bench.metrics import mesh_metrics
     from core.multiview import rotation_errors_deg, similarity_transform
 
     verts = result.arrays["verts"]

@@ -59,7 +59,8 @@ LENSES_35MM = (35, 50, 70, 85, 105, 135)
 DISTANCE_AT_85MM = 0.75
 RECIPE_VERSION = 1
 REPO = pathlib.Path(__file__).resolve().parents[2]
-RENDER_SCRIPTS = ("scripts/render_photo.py", "scripts/render_multiview.py", "scripts/derive_landmark_embedding.py")
+RENDER_SCRIPTS = ("scripts/render_photo.py", "scripts/render_multiview.py", "scripts/derive_landmark_embedding.py",
+                  "scripts/blender_scene.py")
 # Kelvin -> linear RGB of a blackbody, normalised to the brightest channel (a short table, interpolated).
 KELVIN_RGB = ((2700, (1.0, 0.63, 0.32)), (3500, (1.0, 0.74, 0.50)), (4500, (1.0, 0.84, 0.70)),
               (5500, (1.0, 0.93, 0.87)), (6500, (1.0, 1.0, 1.0)), (8000, (0.84, 0.89, 1.0)))
@@ -350,8 +351,8 @@ def run_fit(files: list[pathlib.Path], out: pathlib.Path, extra: list[str], devi
 
 def read_result(path: pathlib.Path) -> np.ndarray:
     """(N, 3) world-frame vertices of a Likeness OBJ (template topology, Y up in the file)."""
+    from core.bench.embedding import read_obj
     from core.export.obj import obj_to_world
-    from core.template.embedding import read_obj
 
     return obj_to_world(read_obj(path).verts.astype(np.float64))
 

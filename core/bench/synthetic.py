@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.fit.camera_init import _rodrigues
+from core.fit.camera_init import rodrigues
 from core.fit.observations import ViewObservation
 from core.render import Cameras, project_surface_points, rasterize, render_normals, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, Template, TemplateModel
@@ -72,7 +72,7 @@ def camera_looking_at(center: np.ndarray, yaw_deg: float, pitch_deg: float, dist
                       res: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """OpenCV camera in front of the face (-Y side) orbiting ``center``."""
     base = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # camera looks along world +Y, image y = world -Z
-    R = base @ _rodrigues(np.radians([0, 0, yaw_deg])) @ _rodrigues(np.radians([pitch_deg, 0, 0]))
+    R = base @ rodrigues(np.radians([0, 0, yaw_deg])) @ rodrigues(np.radians([pitch_deg, 0, 0]))
     t = np.array([0.0, 0.0, dist]) - R @ center
     K = np.array([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1.0]])
     return K, R, t

@@ -6,7 +6,8 @@ camera for each focal length in a small scan; the focal with the lowest
 reprojection error wins. The rig stage optimises focal and pose further, so
 this only has to land in the right basin. Conventions: OpenCV cameras
 (x right, y down, z forward), world-to-camera x_c = R x_w + t, pixels with
-centre at +0.5 (bridge.conventions).
+centre at +0.5 (bridge.conventions). ``initial_cameras`` runs it per view on
+the neutral template's embedded landmarks: where every fit starts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from core.render import ViewCamera
+from core.template import LMK_SURFACE, TemplateModel
+
+from .observations import ViewObservation
 
 
 @dataclass
@@ -24,7 +30,8 @@ class CameraGuess:
     rms_px: float        # reprojection RMS in pixels
 
 
-def _rodrigues(w: np.ndarray) -> np.ndarray:
+def rodrigues(w: np.ndarray) -> np.ndarray:
+    """(3, 3) float64 rotation matrix of the axis-angle vector w (3,) (radians)."""
     theta = np.linalg.norm(w)
     if theta < 1e-12:
         return np.eye(3)
@@ -63,7 +70,7 @@ def _refine(X, x, K, R, t, iterations=30):
     base_R = R
 
     def residual(p):
-        return (_project(X, K, _rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
+        return (_project(X, K, rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
 
     lam = 1e-3
     r = residual(params)
@@ -80,7 +87,7 @@ def _refine(X, x, K, R, t, iterations=30):
             lam *= 10
         if np.linalg.norm(step) < 1e-10:
             break
-    return _rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
+    return rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
 
 
 def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int],
@@ -109,3 +116,21 @@ def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int,
     if best is None:
         raise ValueError("PnP found no camera with the head in front of it")
     return best
+
+
+def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[ViewCamera]:
+    """PnP per view from the neutral template's embedded landmarks."""
+    t = model.template
+    if t.num_landmarks == 0:
+        raise ValueError("the template has no landmark embedding; it cannot be fitted to photos")
+    tri = t.tris[t.lmk_tri]
+    pts3d = (t.verts[tri] * t.lmk_bary[..., None]).sum(1)
+    use_kind = np.asarray(t.lmk_kind) == LMK_SURFACE
+    cams = []
+    for v in views:
+        use = use_kind & (v.landmark_weight > 0)
+        # A known focal length (EXIF or given) is the only one PnP tries.
+        scan = {} if v.focal_px is None else {"focal_scan": (v.focal_px / max(v.width, v.height),)}
+        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height), **scan)
+        cams.append(ViewCamera(guess.K, guess.R, guess.t, v.width, v.height))
+    return cams

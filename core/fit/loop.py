@@ -32,12 +32,13 @@ from typing import Iterator
 
 import torch
 
+from core.geometry.large_steps import LargeSteps
+
 from .api import FitRecord
 from .control import FitControl
-from .large_steps import LargeSteps
 from .optim import Adam
 from .objective import Objective
-from .schedule import StageSpec
+from .schedule import StageSpec, schedule_to_dict
 from .variables import FitVariables
 
 # A loss this many times the best seen in the stage counts as divergence.
@@ -258,3 +259,15 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         report.iterations = it
         report.seconds = time.perf_counter() - start
         step += spec.iterations - it  # keep the progress bar honest when a stage stops early
+
+
+def run_meta(reports: list[StageReport], stages, start: float, device) -> dict:
+    """The report keys every fit shares: stages, seconds, device, schedule."""
+    return {
+        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
+                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
+                   for r in reports],
+        "seconds": round(time.perf_counter() - start, 3),
+        "device": str(device),
+        "schedule": schedule_to_dict(stages),
+    }

@@ -45,9 +45,9 @@ from core.losses.normal_consistency import normal_consistency_loss
 from core.losses.symmetry import symmetry_loss
 from core.render import Cameras, render_normals
 from core.template import LMK_CONTOUR, LMK_SURFACE, TemplateModel
+from core.template.mesh_layout import padded_polygons
 
 from .control import Pins
-from .mesh_layout import padded_polygons
 from .observations import MAX_NORMAL_RES, ViewObservation
 from .schedule import StageSpec
 from .shading import grey, shading_loss, view_light

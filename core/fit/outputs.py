@@ -20,10 +20,10 @@ from bridge.template import SHAPE_KEY_MIN_MOVE
 from core.export import Armature, MeshData, Skin, write_glb, write_obj
 from core.render import Cameras, render_normals
 from core.template import Template
+from core.template.mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
 from core.texture import write_texture_files
 
 from .api import FitResult
-from .mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
 from .result_set import publish_result_set
 
 # The overlay is drawn at most this many pixels on its long side.

@@ -15,17 +15,19 @@ import numpy as np
 import torch
 
 from core.priors.image import FOCAL_AUTO, focal_option, photo_focal
-from core.template import LMK_SURFACE, Template, TemplateModel
+from core.render import ViewCamera
+from core.template import Template, TemplateModel
 
 from .api import FitJob, FitRecord, FitResult
-from .camera_init import solve_pnp
+from .camera_init import initial_cameras
 from .control import FitControl
-from .loop import StageReport, run_stages
+from .loop import StageReport, run_meta, run_stages
+from .multiview import fit_multiview
 from .objective import Objective
 from .observations import MAX_IMAGE_RES, ViewObservation
 from .result import assemble_result
-from .schedule import schedule_for, schedule_to_dict
-from .variables import FitVariables, ViewCamera
+from .schedule import schedule_for
+from .variables import FitVariables
 
 # UV texture maps a fit job returns (pixels per side).
 DEFAULT_TEXTURE_SIZE = 1024
@@ -87,36 +89,6 @@ def shading_image(rgb: np.ndarray, landmarks: np.ndarray, max_res: int = MAX_IMA
     return linear.astype(np.float32), skin, 1.0 / step
 
 
-def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[ViewCamera]:
-    """PnP per view from the neutral template's embedded landmarks."""
-    t = model.template
-    if t.num_landmarks == 0:
-        raise ValueError("the template has no landmark embedding; it cannot be fitted to photos")
-    tri = t.tris[t.lmk_tri]
-    pts3d = (t.verts[tri] * t.lmk_bary[..., None]).sum(1)
-    use_kind = np.asarray(t.lmk_kind) == LMK_SURFACE
-    cams = []
-    for v in views:
-        use = use_kind & (v.landmark_weight > 0)
-        # A known focal length (EXIF or given) is the only one PnP tries.
-        scan = {} if v.focal_px is None else {"focal_scan": (v.focal_px / max(v.width, v.height),)}
-        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height), **scan)
-        cams.append(ViewCamera(guess.K, guess.R, guess.t, v.width, v.height))
-    return cams
-
-
-def run_meta(reports: list[StageReport], stages, start: float, device) -> dict:
-    """The report keys every fit shares: stages, seconds, device, schedule."""
-    return {
-        "stages": [{"name": r.name, "iterations": r.iterations, "seconds": round(r.seconds, 3),
-                    "losses": r.losses, "rollbacks": r.rollbacks, "stopped_early": r.stopped_early}
-                   for r in reports],
-        "seconds": round(time.perf_counter() - start, 3),
-        "device": str(device),
-        "schedule": schedule_to_dict(stages),
-    }
-
-
 def fit_views(template: Template, views: list[ViewObservation], options: dict | None = None,
               control: FitControl | None = None, device: str = "cpu",
               cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
@@ -124,9 +96,7 @@ def fit_views(template: Template, views: list[ViewObservation], options: dict | 
     options = dict(options or {})
     method = options.get("multiview_ba", DEFAULT_MULTIVIEW_BA)
     if cameras is None and len(views) > 1 and method != "off":
-        # Several photos: rig stage, bundle adjustment, then the rest on all views (core/multiview).
-        from core.multiview import fit_multiview
-
+        # Several photos: rig stage, bundle adjustment, then the rest on all views (multiview.py).
         yield from fit_multiview(template, views, options, control, device)
         return
     start = time.perf_counter()

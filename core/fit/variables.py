@@ -12,11 +12,10 @@ and normals (focal trades against distance), and left free they drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from core.render.camera import ViewCamera
 from core.template.deform import JOINT_PARAM_DIM, TemplateModel, axis_angle_to_matrix
 
 POSE_JOINT_CANDIDATES = ("head", "neck02", "neck01")
@@ -27,17 +26,6 @@ HEAD_CHAIN_JOINTS = ("neck01", "neck02", "neck03", "head")
 # Joint translations are optimised in centimetres so one learning rate suits
 # rotations (radians), translations and log-scales alike.
 JOINT_TRANSLATION_UNIT = 0.01
-
-
-@dataclass
-class ViewCamera:
-    """Initial camera of one view (numpy, OpenCV convention)."""
-
-    K: np.ndarray  # (3, 3)
-    R: np.ndarray  # (3, 3) world-to-camera
-    t: np.ndarray  # (3,)
-    width: int
-    height: int
 
 
 def focal_scale(cameras: list[ViewCamera]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Mesh geometry on batched tensors: topology, normals, angles, curvature, Laplacians.
+"""Mesh geometry on batched tensors: topology, normals, angles, curvature, Laplacians, the large-steps solve.
 
 One concept per module; every op takes ``verts: (B, V, 3)`` float and
 precomputed int64 topology, is vectorised, and works on any torch device.

@@ -19,11 +19,11 @@ import time
 import numpy as np
 import torch
 
-from core.fit.variables import ViewCamera
 from core.geometry.similarity import similarity_transform
+from core.render import ViewCamera
 
 from .correspondences import ViewCorrespondences
-from .topology_ba import MM, BAOptions, BAResult, _smoothing_solver
+from .topology_ba import MM, BAOptions, BAResult, smoothing_solver
 
 LARGE_STEPS_ITERATIONS = 400
 
@@ -134,7 +134,7 @@ def colmap_then_largesteps(verts: np.ndarray, tris: np.ndarray, corrs: list[View
     dev = torch.device(device)
     X0 = torch.as_tensor(verts, device=dev, dtype=torch.float32)
     T = torch.as_tensor(tris, device=dev, dtype=torch.int64)
-    smooth = _smoothing_solver(T, len(verts), large_steps_lambda)
+    smooth = smoothing_solver(T, len(verts), large_steps_lambda)
     vid = torch.as_tensor(np.stack([first[k][0] for k in ids]), device=dev)
     bary = torch.as_tensor(np.stack([first[k][1] for k in ids]), device=dev, dtype=torch.float32)
     target = torch.as_tensor(P, device=dev, dtype=torch.float32)

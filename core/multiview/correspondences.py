@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.fit.observations import ViewObservation
 from core.template import LMK_SURFACE, Template
 
 
@@ -72,16 +71,21 @@ class ViewCorrespondences:
         return int((self.weight > 0).sum())
 
 
-def from_landmarks(template: Template, view: ViewObservation) -> ViewCorrespondences:
-    """The landmark embedding's surface points (silhouette points excluded: they slide with the view)."""
+def from_landmarks(template: Template, width: int, height: int, landmarks: np.ndarray, weight: np.ndarray,
+                   name: str = "view") -> ViewCorrespondences:
+    """The landmark embedding's surface points (silhouette points excluded: they slide with the view).
+
+    landmarks: (L, 2) float32 detected pixels indexed like the template's
+    embedding; weight: (L,) float32 confidence (0 = not seen).
+    """
     if template.num_landmarks == 0:
         raise ValueError("the template has no landmark embedding; multi-view fitting needs one")
-    if len(view.landmarks) != template.num_landmarks:
-        raise ValueError(f"{view.name}: {len(view.landmarks)} landmarks, the template embeds {template.num_landmarks}")
+    if len(landmarks) != template.num_landmarks:
+        raise ValueError(f"{name}: {len(landmarks)} landmarks, the template embeds {template.num_landmarks}")
     keep = np.flatnonzero(np.asarray(template.lmk_kind) == LMK_SURFACE)
     return ViewCorrespondences(
-        view.width, view.height, template.tris[template.lmk_tri[keep]], template.lmk_bary[keep],
-        view.landmarks[keep], view.landmark_weight[keep], keep, name=view.name,
+        width, height, template.tris[template.lmk_tri[keep]], template.lmk_bary[keep],
+        landmarks[keep], weight[keep], keep, name=name,
     )
 
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.fit.large_steps import LargeSteps
-from core.fit.variables import ViewCamera
+from core.geometry.large_steps import LargeSteps
 from core.geometry.topology import MeshTopology
+from core.render import ViewCamera
 from core.template.deform import axis_angle_to_matrix
 
 from .correspondences import ViewCorrespondences
@@ -93,7 +93,7 @@ def uniform_laplacian(tris: torch.Tensor, num_verts: int):
     return apply
 
 
-def _smoothing_solver(tris: torch.Tensor, num_verts: int, lam: float):
+def smoothing_solver(tris: torch.Tensor, num_verts: int, lam: float):
     """u (N, 3) -> (I + lam (D − A))⁻¹ u, Cholesky-factored once (the fitter's large-steps solve)."""
     return LargeSteps(MeshTopology.from_faces(tris, num_verts), lam, tris.device)
 
@@ -153,7 +153,7 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     X0 = torch.as_tensor(verts, device=dev, dtype=dt)
     T = torch.as_tensor(tris, device=dev, dtype=torch.int64)
     L = uniform_laplacian(T, n)
-    smooth = _smoothing_solver(T, n, opts.large_steps_lambda)
+    smooth = smoothing_solver(T, n, opts.large_steps_lambda)
     flat = _padded(corrs, dev, dt)
     size = torch.as_tensor([max(c.width, c.height) for c in corrs], device=dev, dtype=dt)
     sigma = (opts.robust_scale * size)[:, None]

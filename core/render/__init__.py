@@ -6,21 +6,23 @@ the nearest face per pixel without gradients; barycentrics, depth and
 interpolated attributes carry gradients to the vertices.
 """
 
-from .camera import Cameras
+from .camera import Cameras, ViewCamera
 from .interpolate import interpolate
 from .normals import face_normals, vertex_normals
-from .rasterize import BACKENDS, Fragments, default_backend, rasterize
+from .rasterize import BACKENDS, Fragments, default_backend, rasterize, rasterize_projected
 from .render import project_surface_points, render_depth, render_normals, surface_points, visible_points
 
 __all__ = [
     "BACKENDS",
     "Cameras",
     "Fragments",
+    "ViewCamera",
     "default_backend",
     "face_normals",
     "interpolate",
     "project_surface_points",
     "rasterize",
+    "rasterize_projected",
     "render_depth",
     "render_normals",
     "surface_points",

@@ -1,4 +1,4 @@
-"""Batched OpenCV pinhole cameras with differentiable projection.
+"""Batched OpenCV pinhole cameras with differentiable projection, and one view's camera in numpy.
 
 ``bridge.conventions`` owns the conventions (world frame, OpenCV camera axes,
 pixel footprint ``[i, i+1)`` with centre ``i + 0.5``, ``MIN_DEPTH``); this
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from bridge.conventions import MIN_DEPTH
@@ -87,6 +88,18 @@ class Cameras:
         values and gradients, meaningless positions): check ``depth > 0``.
         """
         return project_camera_points(self.to_camera(points), self.K)
+
+
+@dataclass
+class ViewCamera:
+    """One view's camera in numpy, OpenCV convention as ``Cameras``: what PnP and the
+    bundle adjustment produce and the fit starts from."""
+
+    K: np.ndarray  # (3, 3)
+    R: np.ndarray  # (3, 3) world-to-camera
+    t: np.ndarray  # (3,)
+    width: int
+    height: int
 
 
 def project_camera_points(cam: torch.Tensor, K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -98,15 +98,26 @@ def rasterize(
     """
     check_mesh(verts, faces)
     verts, cameras = broadcast_batch(verts, cameras)
+    uv, depth = cameras.project(verts)
+    uvz = torch.cat([uv, depth[..., None]], dim=-1)
+    return rasterize_projected(uvz, faces, cameras.height, cameras.width, backend, near)
+
+
+def rasterize_projected(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int,
+                        backend: str | None = None, near: float = DEFAULT_NEAR) -> Fragments:
+    """Rasterise vertices already in screen space; nearest depth wins.
+
+    uvz: (B, V, 3) float pixel u, v (centres at +0.5) and depth of each vertex
+    (any projection: ``rasterize`` passes a camera's, the UV layout an
+    orthographic one); faces: (F, 3) int64; backend as in ``rasterize``.
+    """
     backend = backend or default_backend()
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "pytorch3d" and not _raster_pytorch3d.AVAILABLE:
         raise ValueError("backend 'pytorch3d' requested but pytorch3d is not installed; use backend='torch'")
-    uv, depth = cameras.project(verts)
-    uvz = torch.cat([uv, depth[..., None]], dim=-1)
     raster = _raster_torch if backend == "torch" else _raster_pytorch3d
-    face_id = raster.rasterize_face_ids(uvz.detach(), faces, cameras.height, cameras.width, near)
+    face_id = raster.rasterize_face_ids(uvz.detach(), faces, height, width, near)
     return fragments_from_face_ids(face_id, uvz, faces)
 
 

@@ -30,6 +30,8 @@ Public API
     ``template.mirror`` maps each vertex to its mirror (x -> -x).
 ``random_template(seed, ...) -> Template`` (synthetic.py)
     A small valid template for tests.
+``padded_polygons(t) -> (P, 4)``, ``corner_uvs(t, polys) -> (P, 4, 2)`` (mesh_layout.py)
+    The polygons as padded arrays for writers and losses (import from ``core.template.mesh_layout``).
 """
 
 from .build import build_default, load_default

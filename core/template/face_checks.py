@@ -27,6 +27,7 @@ from core.render.camera import Cameras
 from core.render.rasterize import rasterize
 from core.render.render import visible_points
 
+from .mesh_layout import padded_part_polygons
 from .model import Template
 
 FRONT_TEETH_HALF_WIDTH = 0.012  # metres either side of the midline
@@ -51,7 +52,7 @@ def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = 
            ) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
     """Head and parts as one mesh, and a narrow front camera centred on a region (the mouth)."""
     dev, dt = verts.device, verts.dtype
-    part_tris = triangulate(torch.as_tensor(_padded_parts(t), device=dev))
+    part_tris = triangulate(torch.as_tensor(padded_part_polygons(t), device=dev))
     tris = torch.cat([torch.as_tensor(np.asarray(t.tris), device=dev, dtype=torch.long), part_tris + t.num_verts])
     allv = torch.cat([verts, parts])[None]
     centre = verts[torch.as_tensor(np.asarray(t.regions[region]), device=dev)].mean(0)
@@ -60,12 +61,6 @@ def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = 
     R = torch.tensor([[1, 0, 0], [0, 0, -1], [0, 1, 0]], device=dev, dtype=dt)  # camera z along +y, image down = -z
     tr = torch.tensor([0, 0, CAMERA_DISTANCE], device=dev, dtype=dt) - R @ centre
     return allv, tris, Cameras(K, R[None], tr[None], IMAGE, IMAGE)
-
-
-def _padded_parts(t: Template) -> np.ndarray:
-    from core.fit.mesh_layout import padded_part_polygons
-
-    return padded_part_polygons(t)
 
 
 def front_teeth_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> float:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.render import _raster_torch
 from core.render.normals import safe_normalize, vertex_normals
-from core.render.rasterize import fragments_from_face_ids
+from core.render.rasterize import rasterize_projected
 
 MAX_TEXTURE_SIZE = 8192
 
@@ -129,8 +128,7 @@ def rasterize_uv(tri_uvs: torch.Tensor, size: int) -> UVTexels:
     uv = tri_uvs.reshape(-1, 2).to(torch.float64)
     screen = torch.stack([uv[:, 0] * size, (1.0 - uv[:, 1]) * size, torch.ones_like(uv[:, 0])], 1)[None]
     faces = torch.arange(3 * T, device=tri_uvs.device).view(T, 3)
-    face_id = _raster_torch.rasterize_face_ids(screen, faces, size, size, near=0.5)
-    frags = fragments_from_face_ids(face_id, screen, faces)
+    frags = rasterize_projected(screen, faces, size, size, backend="torch", near=0.5)
     return UVTexels(frags.pixel_index, frags.pixel_face, frags.pixel_bary.to(torch.float32), size)
 
 

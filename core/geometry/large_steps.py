@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from core.geometry.topology import MeshTopology
+from .topology import MeshTopology
 
 
 class LargeSteps:

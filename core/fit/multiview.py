@@ -1,7 +1,8 @@
 """Several photos → one identity: rig stage, bundle adjustment, joint refinement.
 
 ``fit_multiview`` is what ``core.fit.pipeline.fit_views`` runs when it gets
-more than one view and no cameras:
+more than one view and no cameras (the solvers live in ``core.multiview``,
+which knows nothing of the fit):
 
 1. per-view PnP of the neutral template, then the schedule's rig stage on all
    views together (one identity, one expression, per-view cameras);
@@ -39,20 +40,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from core.fit.api import FitRecord
-from core.fit.control import FitControl
-from core.fit.loop import StageReport, run_stages
-from core.fit.objective import Objective
-from core.fit.observations import ViewObservation
-from core.fit.result import assemble_result
-from core.fit.pipeline import run_meta
-from core.fit.schedule import schedule_for
-from core.fit.variables import FitVariables, ViewCamera
+from core.multiview import BAOptions, BAResult, colmap_then_largesteps, from_landmarks, topology_ba
+from core.render import ViewCamera
 from core.template import LMK_SURFACE, Template, TemplateModel
 
-from .colmap_ba import colmap_then_largesteps
-from .correspondences import from_landmarks
-from .topology_ba import BAOptions, BAResult, topology_ba
+from .api import FitRecord
+from .camera_init import initial_cameras
+from .control import FitControl
+from .loop import StageReport, run_meta, run_stages
+from .objective import Objective
+from .observations import ViewObservation
+from .result import assemble_result
+from .schedule import schedule_for
+from .variables import FitVariables
 
 BA_METHODS = ("topology_ba", "colmap_then_largesteps")
 RIG_STAGE = "rig"
@@ -105,7 +105,7 @@ def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[ViewCam
 def bundle_adjust(method: str, template: Template, verts: np.ndarray, views: list[ViewObservation],
                   cameras: list[ViewCamera], options: BAOptions, device: str = "cpu", control=None) -> BAResult:
     """Run one BA method on the views' landmark correspondences. verts: (N, 3) float32 start mesh."""
-    corrs = [from_landmarks(template, v) for v in views]
+    corrs = [from_landmarks(template, v.width, v.height, v.landmarks, v.landmark_weight, v.name) for v in views]
     if method == "topology_ba":
         return topology_ba(verts, template.tris, corrs, cameras, options, device=device, control=control)
     if method == "colmap_then_largesteps":
@@ -116,8 +116,6 @@ def bundle_adjust(method: str, template: Template, verts: np.ndarray, views: lis
 def fit_multiview(template: Template, views: list[ViewObservation], options: dict | None = None,
                   control: FitControl | None = None, device: str = "cpu") -> Iterator[FitRecord]:
     """Fit one identity to several views; yields records, the last with the result (meta["multiview"])."""
-    from core.fit.pipeline import initial_cameras
-
     options = dict(options or {})
     method = options.get("multiview_ba", "topology_ba")
     if len(views) < 2:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.template import Template
+from .model import Template
 
 
 def pad_polygons(poly_verts: np.ndarray, poly_start: np.ndarray) -> np.ndarray:

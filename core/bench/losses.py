@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from ..bench.timing import time_ms
-from ..geometry import CurveSet, Laplacian, MeshTopology
-from ..geometry.primitives import torus, triangulate
-from . import (
+from core.geometry import CurveSet, Laplacian, MeshTopology
+from core.geometry.primitives import torus, triangulate
+from core.losses import (
     LandmarkLayout,
     conformal_loss,
     curve_flow_loss,
@@ -27,6 +26,8 @@ from . import (
     normal_consistency_loss,
     symmetry_loss,
 )
+
+from .timing import time_ms
 
 
 def add_arguments(parser) -> None:

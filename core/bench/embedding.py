@@ -23,6 +23,13 @@ camera is ``(W / 2, H / 2)``; this is the frame MediaPipe's normalised
 coordinates map to when scaled by the image size.
 
 No bpy here: rendering happens in ``scripts/derive_landmark_embedding.py``.
+
+An offline tool, not part of the runtime: the embedding is derived once by
+that script and shipped as ``core/data/landmarks_mpfb2.json``, which
+``core.template.landmarks`` reads. It lives in ``core.bench`` rather than a
+``tools/`` folder because two benchmarks use it as well (``bench multiview``
+triangulates detections with ``triangulate``, ``bench photo`` reads base.obj
+with ``read_obj``), and ``core`` imports nothing outside ``core`` and ``bridge``.
 """
 
 from __future__ import annotations
