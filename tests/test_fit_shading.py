@@ -138,3 +138,66 @@ def test_objective_evaluates_shading_only_when_weighted(template, astronaut_face
     terms = objective.terms(variables, spec.weights)
     assert "shading" in terms and 0 < float(terms["shading"]) < 1
     assert "shading" not in objective.terms(variables, {"landmark": 1.0})
+
+
+def _textured_views(template, tris, device, yaws=(-20.0, 20.0)):
+    """The template with a smooth random colour per vertex, seen from two sides: images (V, h, w, 3) and cameras."""
+    from core.render import interpolate, rasterize
+
+    v, front = _scene(template, device)
+    g = torch.Generator().manual_seed(3)
+    colours = torch.rand(1, v.shape[1], 3, generator=g, dtype=v.dtype).to(device) * 0.6 + 0.2
+    centre = v[0, template.regions["face_mask"]].mean(0)
+    images, cams = [], []
+    for yaw in yaws:
+        a = np.deg2rad(yaw)
+        turn = torch.tensor([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]], dtype=v.dtype,
+                            device=device)
+        R = front.R[0] @ turn
+        t = front.t[0] + front.R[0] @ centre - R @ centre  # turn about the face's centre
+        cam = Cameras(front.K, R[None], t[None], front.width, front.height)
+        images.append(interpolate(colours, tris, rasterize(v, tris, cam))[0])
+        cams.append(cam)
+    return v, images, cams
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_consistency_loss_is_lowest_on_the_true_shape(template, device):
+    from core.fit.consistency import consistency_loss, face_samples, facing_weights, sample_image
+    from core.render import rasterize, visible_points
+    from core.template import TemplateModel
+
+    tris = TemplateModel(template, device=device, dtype=torch.float64).tris
+    v, images, cams = _textured_views(template, tris, device)
+    tri_ids, bary = face_samples(tris.cpu().numpy(), template.regions["face_mask"])
+    tri_ids = torch.as_tensor(tri_ids, device=device)
+    bary = torch.as_tensor(bary, device=device, dtype=v.dtype)
+
+    def points(verts):
+        return (verts[0][tris[tri_ids]] * bary[..., None]).sum(1)
+
+    pts = points(v)
+    from core.render import vertex_normals
+
+    n = (vertex_normals(v, tris)[0][tris[tri_ids]] * bary[..., None]).sum(1)
+    centres = torch.stack([-(c.R[0].T @ c.t[0]) for c in cams])
+    weights = facing_weights(pts, n / n.norm(dim=-1, keepdim=True), centres)
+    for i, c in enumerate(cams):
+        weights[i] *= visible_points(pts[None], c, rasterize(v, tris, c))[0].to(v.dtype)
+    assert float((weights > 0).all(0).to(v.dtype).mean()) > 0.3  # both views share much of the face
+
+    face = v[0, template.regions["face_mask"]]
+    d = (v[0] - face.mean(0)).norm(dim=-1)
+    bump = torch.zeros_like(v)
+    bump[0, :, 1] = -0.006 * torch.exp(-(d / 0.03) ** 2)  # toward the cameras
+
+    def loss(verts):
+        p = points(verts)
+        colours = torch.stack([sample_image(img, c.project(p[None])[0][0]) for img, c in zip(images, cams)])
+        return consistency_loss(colours, weights)
+
+    values = [float(loss(v + a * bump)) for a in (0.0, 0.5, 1.0)]
+    assert values[0] < values[1] < values[2]
+    moved = (v + bump).clone().requires_grad_(True)
+    loss(moved).backward()
+    assert torch.isfinite(moved.grad).all() and float(moved.grad.abs().sum()) > 0

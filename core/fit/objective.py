@@ -11,6 +11,8 @@ Units, so that weights of 1 are balanced:
   held, relative to the mean level (``core/fit/shading.py``). Off in the
   presets: measured on ``bench photo``'s tuning people it makes the head
   worse (see the README, *Shading*);
+- consistency: the colour each photo shows at fixed surface samples of the
+  face, compared between the photos that see them (``core/fit/consistency.py``);
 - pins: squared distance in centimetres, plus, while pins act, a hold on
   the rest of the head: the squared move (mm²) of each vertex since the pins
   were set (or the stage began), weighted by 1 − exp(−(d/PIN_HOLD_RADIUS)²)
@@ -50,6 +52,7 @@ from core.template.mesh_layout import padded_polygons
 from .control import Pins
 from .observations import MAX_NORMAL_RES, ViewObservation
 from .schedule import StageSpec
+from .consistency import consistency_loss, face_samples, facing_weights, sample_image
 from .shading import grey, shading_loss, view_light
 from .variables import FitVariables
 
@@ -113,14 +116,20 @@ class Objective:
                 continue
             self.normal_targets.append((torch.as_tensor(v.normals, device=dev, dtype=dt),
                                         torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
-        self.images = []
+        self.images, self.colour_images = [], []
         for v in views:
             if v.image is None:
                 self.images.append(None)
+                self.colour_images.append(None)
                 continue
             img = torch.as_tensor(v.image, device=dev, dtype=dt)
             self.images.append((grey(img), torch.as_tensor(v.skin, device=dev), v.image_scale))
+            self.colour_images.append((img, v.image_scale))
         self._stage_images = list(self.images)
+        self._stage_colours = list(self.colour_images)
+        tri_ids, bary = face_samples(model.tris.cpu().numpy(), t.regions["face_mask"])
+        self.samples = (torch.as_tensor(tri_ids, device=dev), torch.as_tensor(bary, device=dev, dtype=dt))
+        self.sample_weights: torch.Tensor | None = None  # (V, S), set per stage
         # Per view, the light the shading term holds during a stage (fitted to the stage's start).
         self.lights: list[torch.Tensor | None] = [None] * len(views)
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
@@ -138,6 +147,9 @@ class Objective:
         self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
         self._set_pin_hold(ref[0])
+        self.sample_weights = None
+        if spec.weights.get("consistency", 0.0):
+            self.sample_weights = self._sample_visibility(ref, variables)
         self.lights = [None] * len(self.views)
         if spec.weights.get("shading", 0.0):
             with torch.no_grad():
@@ -145,6 +157,35 @@ class Objective:
                     shaded = self._shading_inputs(ref, variables, i)
                     if shaded is not None:
                         self.lights[i] = view_light(*shaded)
+
+    def sample_points(self, verts: torch.Tensor) -> torch.Tensor:
+        """verts (1, N, 3) -> (S, 3) the face's surface samples."""
+        tri_ids, bary = self.samples
+        return (verts[0][self.model.tris[tri_ids]] * bary[..., None]).sum(1)
+
+    def _sample_visibility(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor | None:
+        """(V, S) how squarely each photo sees each surface sample, 0 where hidden or without pixels."""
+        from core.render import rasterize, vertex_normals, visible_points
+
+        with torch.no_grad():
+            pts = self.sample_points(verts)
+            tri_ids, bary = self.samples
+            n = vertex_normals(verts, self.model.tris)[0][self.model.tris[tri_ids]]
+            n = (n * bary[..., None]).sum(1)
+            n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            _, R, t = variables.cameras()
+            centres = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+            weights = facing_weights(pts, n, centres)
+            for i, image in enumerate(self._stage_colours):
+                if image is None:
+                    weights[i] = 0.0
+                    continue
+                rgb, s = image
+                cams = self.cameras(variables, scale=s, view=i)
+                cams = Cameras(cams.K, cams.R, cams.t, rgb.shape[1], rgb.shape[0])
+                frags = rasterize(verts, self.model.tris, cams)
+                weights[i] = weights[i] * visible_points(pts[None], cams, frags)[0].to(weights.dtype)
+        return weights
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
@@ -167,6 +208,7 @@ class Objective:
         res = min(res, MAX_NORMAL_RES)
         self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
         self._stage_images = [None if t is None else _downsample_image(*t, res) for t in self.images]
+        self._stage_colours = [None if t is None else _downsample_colour(*t, res) for t in self.colour_images]
 
     def set_pins(self, pins: Pins | None, variables: FitVariables | None = None) -> None:
         """Pins from now on; the head as it is now (``variables``, else the stage's
@@ -258,6 +300,20 @@ class Objective:
                 if shaded is not None:
                     shading_terms.append(shading_loss(*shaded, light=self.lights[i]))
             out["shading"] = torch.stack(shading_terms).mean() if shading_terms else verts.new_zeros(())
+        if wanted("consistency"):
+            if self.sample_weights is not None and sum(c is not None for c in self._stage_colours) >= 2:
+                pts = self.sample_points(verts)
+                colours = []
+                for i, image in enumerate(self._stage_colours):
+                    if image is None:
+                        colours.append(pts.new_zeros(pts.shape[0], 3))
+                        continue
+                    rgb, s = image
+                    uv, _ = self.cameras(variables, scale=s, view=i).project(pts[None])
+                    colours.append(sample_image(rgb, uv[0]))
+                out["consistency"] = consistency_loss(torch.stack(colours), self.sample_weights)
+            else:
+                out["consistency"] = verts.new_zeros(())
         if wanted("pins"):
             if self.pins is not None:
                 ids, targets, weight = self.pins
@@ -319,3 +375,14 @@ def _downsample_image(gray: torch.Tensor, skin: torch.Tensor, scale: float, res:
     g = gray[: h2 * step, : w2 * step].reshape(h2, step, w2, step).mean((1, 3))
     m = skin[: h2 * step, : w2 * step].reshape(h2, step, w2, step).to(gray.dtype).mean((1, 3)) > 0.999
     return g, m, scale / step
+
+
+def _downsample_colour(rgb: torch.Tensor, scale: float, res: int):
+    """Area-average a colour image (h, w, 3) by an integer factor so the long side is at
+    most ``res``. Returns (rgb, scale) with scale = image pixels per photo pixel."""
+    h, w = rgb.shape[:2]
+    step = max(1, int(np.ceil(max(h, w) / res)))
+    if step == 1:
+        return rgb, scale
+    h2, w2 = h // step, w // step
+    return rgb[: h2 * step, : w2 * step].reshape(h2, step, w2, step, 3).mean((1, 3)), scale / step

@@ -29,7 +29,7 @@ VARIABLES = (
 
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
-    "landmark", "normal", "shading", "pins",
+    "landmark", "normal", "shading", "consistency", "pins",
     "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry", "anchor",
     "controller_prior", "joint_prior",
 )
