@@ -2,7 +2,7 @@
 
 Standard library + numpy only (the add-on uses it inside Blender to build a
 Blender camera matching an OpenCV camera; the core mirrors the projection
-with gradients in ``core/render/camera.py``).
+with gradients in ``core/geometry/camera.py``).
 
 World
     Blender's frame, metres: Z up, the face looks toward -Y, the subject's

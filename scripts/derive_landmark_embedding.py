@@ -65,7 +65,9 @@ from blender_scene import (  # noqa: E402
     skin_material,
 )
 
+from bridge.conventions import opencv_to_blender_camera  # noqa: E402
 from core.bench import embedding as emb  # noqa: E402
+from core.geometry.camera import Cameras  # noqa: E402
 
 N_LANDMARKS = 478
 IMAGE_SIZE = 384
@@ -108,13 +110,13 @@ def head_skin_polygons(mesh: emb.ObjMesh, segmentation: pathlib.Path) -> np.ndar
     return mesh.group_mask("body") & np.all(on_head, axis=1) & np.all(mesh.polygon_uvs[:, :3] >= 0, axis=1)
 
 
-def make_cameras(target: np.ndarray) -> list[emb.PinholeCamera]:
+def make_cameras(target: np.ndarray) -> list[Cameras]:
     focal_px = LENS_MM / SENSOR_MM * IMAGE_SIZE
-    return [emb.orbit_camera(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
+    return [Cameras.orbit(target, DISTANCE_M, yaw, pitch, focal_px, IMAGE_SIZE, IMAGE_SIZE) for _, yaw, pitch in VIEWS]
 
 
 def render_views(
-    mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[emb.PinholeCamera], out_dir: pathlib.Path
+    mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[Cameras], out_dir: pathlib.Path
 ) -> list[pathlib.Path]:
     """Render the photo-like views with Cycles; returns the PNG paths."""
     import bpy
@@ -154,7 +156,8 @@ def render_views(
     paths = []
     for (name, _, _), cam in zip(VIEWS, cameras):
         # An explicit Matrix: a plain nested sequence is taken column by column here.
-        camera.matrix_world = mathutils.Matrix(cam.blender_matrix_world().tolist())
+        matrix = opencv_to_blender_camera(*cam.numpy(), cam.width, cam.height).matrix_world
+        camera.matrix_world = mathutils.Matrix(matrix.tolist())
         path = out_dir / f"{name}.png"
         scene.render.filepath = str(path)
         start = time.perf_counter()
@@ -353,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
 
     subsets = contour_subsets(snap.points)
     front = cameras[0]
-    reprojected, _ = front.project(snap.points)
+    reprojected, _ = emb.project_points(front, snap.points)
     front_err = np.linalg.norm(reprojected - detections[0], axis=1)
     payload = {
         "format_version": 1,
@@ -361,12 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         "frame": "world metres, Z up, face toward -Y, subject's left at +X (base.obj (x, y, z) dm -> (x, -z, y) * 0.1)",
         "pixel_convention": "origin at the top-left image corner, pixel centres at +0.5",
         "views": [
-            {"name": name, "yaw_deg": yaw, "pitch_deg": pitch, "camera": cam.to_json(),
+            {"name": name, "yaw_deg": yaw, "pitch_deg": pitch, "camera": emb.camera_to_json(cam),
              "landmarks_detected": int(ok.sum()), "landmarks_used": int(used.sum())}
             for (name, yaw, pitch), cam, ok, used in zip(VIEWS, cameras, valid, result.used)
         ],
         "front_view": {
-            "camera": front.to_json(),
+            "camera": emb.camera_to_json(front),
             "detections": np.round(detections[0], 3).tolist(),
         },
         "landmarks": [
@@ -403,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _reprojection_rms(cameras, detections: np.ndarray, used: np.ndarray, points: np.ndarray) -> np.ndarray:
     """RMS pixel error of points (L, 3) over the used (N, L) detections (N, L, 2): (L,)."""
-    err2 = np.stack([np.sum((cam.project(points)[0] - det) ** 2, axis=1) for cam, det in zip(cameras, detections)])
+    err2 = np.stack([np.sum((emb.project_points(cam, points)[0] - det) ** 2, axis=1)
+                     for cam, det in zip(cameras, detections)])
     return np.sqrt(np.sum(np.where(used, err2, 0.0), axis=0) / used.sum(axis=0))
 
 

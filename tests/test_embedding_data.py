@@ -120,10 +120,10 @@ def test_sides_and_corners(data, base):
 def test_front_view_reprojection(data, base):
     """Embedded points seen by the stored front camera land on the stored detections."""
     front = data["front_view"]
-    camera = emb.PinholeCamera.from_json(front["camera"])
+    camera = emb.camera_from_json(front["camera"])
     detections = np.array(front["detections"])
     assert detections.shape == (N, 2)
-    pix, depth = camera.project(embedded_points(data, base))
+    pix, depth = emb.project_points(camera, embedded_points(data, base))
     assert np.all(depth > 0)
     err = np.linalg.norm(pix - detections, axis=1)
     surface = np.array([m["kind"] == "surface" for m in data["landmarks"]])

@@ -153,22 +153,24 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
 
 def test_shared_focal_keeps_the_head_in_place():
     from core.fit.variables import with_shared_focal
-    from core.render import ViewCamera
+    from core.geometry.camera import Cameras
 
     centre = np.array([0.0, 0.02, 1.6])
     cams = []
     for f, size in ((500.0, 256), (1400.0, 512), (700.0, 256)):
         K = np.array([[f, 0, size / 2], [0, f, size / 2], [0, 0, 1.0]])
-        cams.append(ViewCamera(K, np.eye(3), np.array([0.01, -0.02, 0.7]), size, size))
+        cams.append(Cameras.from_numpy(K, np.eye(3), np.array([0.01, -0.02, 0.7]), size, size))
     shared = with_shared_focal(cams, centre)
-    rel = [c.K[0, 0] / c.width for c in shared]
+    assert [c.width for c in shared] == [c.width for c in cams]
+    rel = [float(c.K[0, 0, 0]) / c.width for c in shared]
     assert np.allclose(rel, 700.0 / 256)
     for a, b in zip(cams, shared):
-        pa, pb = a.R @ centre + a.t, b.R @ centre + b.t
-        assert np.allclose(a.K[:2, :2] @ pa[:2] / pa[2], b.K[:2, :2] @ pb[:2] / pb[2])
+        (Ka, Ra, ta), (Kb, Rb, tb) = a.numpy(), b.numpy()
+        pa, pb = Ra @ centre + ta, Rb @ centre + tb
+        assert np.allclose(Ka[:2, :2] @ pa[:2] / pa[2], Kb[:2, :2] @ pb[:2] / pb[2])
         # A 1 cm offset around the centre keeps its image size (to first order).
         qa, qb = pa + [0.01, 0, 0], pb + [0.01, 0, 0]
-        assert np.isclose(a.K[0, 0] * (qa[0] / qa[2] - pa[0] / pa[2]), b.K[0, 0] * (qb[0] / qb[2] - pb[0] / pb[2]),
+        assert np.isclose(Ka[0, 0] * (qa[0] / qa[2] - pa[0] / pa[2]), Kb[0, 0] * (qb[0] / qb[2] - pb[0] / pb[2]),
                           rtol=1e-3)
 
 
@@ -198,7 +200,7 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
     assert all("focal" not in s.variables for s in schedule_for({"preset": "draft"}, [known]))
     assert "focal" in schedule_for({"preset": "draft"}, [known, case.view])[0].variables
     cam = initial_cameras(TemplateModel(template), [known])[0]
-    assert cam.K[0, 0] == pytest.approx(f)
+    assert float(cam.K[0, 0, 0]) == pytest.approx(f)
     _, result = run(template, [known], {"preset": "draft", "schedule": {"stages": {
         "rig": {"iterations": 10}, "joint": {"iterations": 3}, "vertex": {"iterations": 3}}}})
     assert result.arrays["K"][0][0, 0] == pytest.approx(f, rel=1e-5)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.render import Cameras, render_normals
+from core.geometry.camera import Cameras
+from core.render import render_normals
 from core.texture.lighting import sh_basis
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

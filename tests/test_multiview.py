@@ -17,7 +17,8 @@ from core.fit.observations import ViewObservation
 from core.multiview import (BAOptions, ViewCorrespondences, from_landmarks, from_vertex_targets,
                             rotation_errors_deg, similarity_transform, topology_ba)
 from core.multiview.topology_ba import _inliers, uniform_laplacian
-from core.render import Cameras, ViewCamera, project_surface_points, rasterize, surface_points, visible_points
+from core.geometry.camera import Cameras
+from core.render import project_surface_points, rasterize, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, load_default
 
 RES = 256
@@ -64,7 +65,7 @@ def perturbed(cams, rng):
 def rot_error(template, verts, gt, est_R, cams):
     face = template.regions[FACE_REGION]
     _, R_align, _ = similarity_transform(verts[face].astype(np.float64), gt[face].astype(np.float64))
-    return rotation_errors_deg(np.stack(est_R), np.stack([c[1] for c in cams]), R_align)
+    return rotation_errors_deg(np.stack(est_R), torch.cat([c.R for c in cams]).numpy(), R_align)
 
 
 def test_topology_ba_recovers_cameras_and_vertices_with_outliers(template, scene):
@@ -74,10 +75,10 @@ def test_topology_ba_recovers_cameras_and_vertices_with_outliers(template, scene
     init = perturbed(cams, rng)
     face = template.regions[FACE_REGION]
     before = mesh_metrics(template.verts, gt, template.tris, face)["rmse_mm"]
-    rot_before = rot_error(template, template.verts, gt, [c.R for c in init], cams).mean()
+    rot_before = rot_error(template, template.verts, gt, [c.numpy()[1] for c in init], cams).mean()
     res = topology_ba(template.verts, template.tris, corrs, init)
     after = mesh_metrics(res.verts, gt, template.tris, face)["rmse_mm"]
-    rot_after = rot_error(template, res.verts, gt, [c.R for c in res.cameras], cams)
+    rot_after = rot_error(template, res.verts, gt, [c.numpy()[1] for c in res.cameras], cams)
     assert after < 0.35 * before and after < 1.0, (before, after)
     assert rot_after.mean() < 0.3 * rot_before and rot_after.max() < 0.5, (rot_before, rot_after)
     # Outlier rejection: nearly every planted outlier is flagged, nearly every good point kept.
@@ -86,7 +87,7 @@ def test_topology_ba_recovers_cameras_and_vertices_with_outliers(template, scene
     assert flagged[planted == 1].mean() > 0.95
     assert flagged[planted == 0].mean() < 0.05
     assert max(res.rms_px) < 1.0
-    focal = np.array([c.K[0, 0] for c in res.cameras]) / np.array([c[0][0, 0] for c in cams])
+    focal = np.array([float(c.K[0, 0, 0]) for c in res.cameras]) / np.array([float(c.K[0, 0, 0]) for c in cams])
     assert np.abs(focal - 1).max() < 0.03  # started 3 % off; scale is a gauge shared with the mesh
 
 
@@ -107,7 +108,7 @@ def test_laplacian_keeps_mesh_smooth_where_views_disagree(template, scene):
     # Each view says something different about every vertex (independent 2 px jitter).
     for c in corrs:
         c.pixels += rng.normal(0, 2.0, c.pixels.shape).astype(np.float32)
-    init = [ViewCamera(K, R, t, RES, RES) for K, R, t in views]
+    init = views
     lap = uniform_laplacian(torch.as_tensor(template.tris), template.num_verts)
 
     def roughness(opts):
@@ -145,7 +146,7 @@ def test_correspondences_reject_bad_input(template):
     with pytest.raises(ValueError, match="embeds"):
         from_landmarks(template, RES, RES, np.zeros((10, 2)), np.ones(10))
     good = from_vertex_targets(RES, RES, np.zeros((4, 2)), np.ones(4, bool))
-    cam = ViewCamera(np.eye(3), np.eye(3), np.zeros(3), RES, RES)
+    cam = Cameras.from_numpy(np.eye(3), np.eye(3), np.zeros(3), RES, RES)
     with pytest.raises(ValueError, match="outside"):
         topology_ba(np.zeros((3, 3), np.float32), np.array([[0, 1, 2]]), [good], [cam])
     with pytest.raises(ValueError, match="one camera per view"):
@@ -154,8 +155,7 @@ def test_correspondences_reject_bad_input(template):
 
 def landmark_view(template, verts: np.ndarray, cam, name: str) -> ViewObservation:
     """The embedded landmarks of ``verts`` seen through ``cam`` (hidden surface points get weight 0)."""
-    K, R, t = cam
-    cams = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], RES, RES)
+    cams = cam
     vt = torch.as_tensor(verts, dtype=torch.float64)[None]
     tris = torch.as_tensor(template.tris)
     lmk_tri = torch.as_tensor(template.lmk_tri)
@@ -206,8 +206,7 @@ def test_hide_backfacing_zeroes_far_side_landmarks(template):
     views = [landmark_view(template, template.verts, c, n) for c, n in ((front, "front"), (side, "side"))]
     for v in views:
         v.landmark_weight[:] = 1.0  # a detector reports every point, hidden or not
-    cams = [ViewCamera(K, R, t, RES, RES) for K, R, t in (front, side)]
-    out = hide_backfacing(template, template.verts, cams, views)
+    out = hide_backfacing(template, template.verts, [front, side], views)
     surface = np.asarray(template.lmk_kind) == 1
     hidden_front = surface & (out[0].landmark_weight == 0)
     hidden_side = surface & (out[1].landmark_weight == 0)
@@ -216,7 +215,7 @@ def test_hide_backfacing_zeroes_far_side_landmarks(template):
     # The hidden points lie on the half of the face away from the side camera.
     tri = template.tris[template.lmk_tri]
     pts = (template.verts[tri] * template.lmk_bary[..., None]).sum(1)
-    cam_x = (-side[1].T @ side[2])[0]
+    cam_x = float(side.centers()[0, 0])
     assert np.sign(pts[hidden_side, 0].mean() - centre[0]) == -np.sign(cam_x - centre[0])
     assert (out[1].landmark_weight[~surface] == 1).all()  # silhouette points are never dropped
     assert views[1].landmark_weight.min() == 1.0  # inputs untouched
@@ -226,7 +225,7 @@ def test_detector_bias_and_exact_landmarks(template, scene):
     """Triangulating exact projections from the true cameras gives back the embedded
     points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
     from core.bench.multiview import detector_bias, with_exact_landmarks, with_normal_maps
-    from core.bench.embedding import PinholeCamera, triangulate
+    from core.bench.embedding import triangulate
 
     gt, cams = scene
     blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")
@@ -244,5 +243,5 @@ def test_detector_bias_and_exact_landmarks(template, scene):
     assert bias["rms_mm"] == pytest.approx(2.0, abs=0.05) and bias["views"] == len(cams)
     # Triangulation of points in general position.
     pts = np.random.default_rng(0).normal(0, 0.03, (20, 3)) + gt[template.regions[FACE_REGION]].mean(0)
-    uv = np.stack([((pts @ R.T + t) @ K.T)[:, :2] / ((pts @ R.T + t) @ K.T)[:, 2:] for K, R, t in cams])
-    assert np.abs(triangulate([PinholeCamera(*c, RES, RES) for c in cams], uv).points - pts).max() < 1e-6
+    uv = np.stack([c.project(torch.as_tensor(pts)[None])[0][0].numpy() for c in cams])
+    assert np.abs(triangulate(cams, uv).points - pts).max() < 1e-6

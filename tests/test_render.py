@@ -10,8 +10,8 @@ import torch
 import trimesh
 
 from bridge import conventions
+from core.geometry.camera import Cameras
 from core.render import (
-    Cameras,
     interpolate,
     project_surface_points,
     rasterize,

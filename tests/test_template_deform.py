@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.template import TemplateModel, axis_angle_to_matrix, random_template
+from core.geometry.camera import axis_angle_to_matrix
+from core.template import TemplateModel, random_template
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

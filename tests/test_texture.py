@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.render import Cameras
+from core.geometry.camera import Cameras
 from core.template import random_template
 from core.texture import UVMesh, extract_textures, preview_image, rasterize_uv, render_textured, studio_light
 from core.texture.detail import detail_normals, soft_light

@@ -15,8 +15,10 @@ then
    multi-view reprojection (``derive_embedding`` runs all of it).
 
 Conventions (DESIGN.md, "Units and conventions"): world frame is Blender's (Z up,
-face toward -Y, the subject's left at +X), metres. Cameras are OpenCV pinholes
-(x right, y down, z forward; world-to-camera ``R``, ``t``; ``K`` in pixels).
+face toward -Y, the subject's left at +X), metres. Cameras are the core's batch-1
+``core.geometry.camera.Cameras`` (OpenCV pinholes: x right, y down, z forward;
+world-to-camera ``R``, ``t``; ``K`` in pixels), used here through small float64
+numpy adapters (``project_points``, ``camera_rays``, ``camera_center``).
 Pixel coordinates here are continuous with the origin at the top-left image
 corner, so pixel centres lie at +0.5 and the principal point of a centred
 camera is ``(W / 2, H / 2)``; this is the frame MediaPipe's normalised
@@ -35,134 +37,55 @@ with ``read_obj``), and ``core`` imports nothing outside ``core`` and ``bridge``
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import torch
+
+from core.geometry.camera import Cameras
 
 # Denominators smaller than this are treated as zero (degenerate triangles or edges).
 _DEGENERATE_EPS = 1e-18
 
 
-@dataclasses.dataclass(frozen=True)
-class PinholeCamera:
-    """An OpenCV pinhole camera.
+def camera_center(camera: Cameras) -> np.ndarray:
+    """A batch-1 camera's centre in world coordinates: (3,) float64."""
+    return camera.to(dtype=torch.float64).centers()[0].cpu().numpy()
 
-    K: (3, 3) float64 intrinsics in pixels. R: (3, 3) float64 world-to-camera
-    rotation. t: (3,) float64 world-to-camera translation (x_cam = R x_world + t).
+
+def project_points(camera: Cameras, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``Cameras.project`` for numpy points through a batch-1 camera, in float64.
+
+    points: (N, 3) float64 world. Returns pixels (N, 2) float64 and depth (N,) float64
+    (camera z; points behind the camera have depth <= 0 and meaningless pixels).
     """
-
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    width: int
-    height: int
-
-    def __post_init__(self) -> None:
-        for name, shape in (("K", (3, 3)), ("R", (3, 3)), ("t", (3,))):
-            value = np.asarray(getattr(self, name), dtype=np.float64)
-            if value.shape != shape:
-                raise ValueError(f"PinholeCamera.{name} must have shape {shape}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"PinholeCamera.{name} contains NaN or infinity")
-            object.__setattr__(self, name, value)
-        if not np.allclose(self.R @ self.R.T, np.eye(3), atol=1e-9) or np.linalg.det(self.R) < 0:
-            raise ValueError("PinholeCamera.R must be a proper rotation (orthonormal, det +1)")
-        if self.width <= 0 or self.height <= 0:
-            raise ValueError(f"PinholeCamera image size must be positive, got {self.width}x{self.height}")
-
-    @property
-    def center(self) -> np.ndarray:
-        """Camera centre in world coordinates: (3,) float64."""
-        return -self.R.T @ self.t
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project world points.
-
-        points: (N, 3) float64 world. Returns pixels (N, 2) float64 and depth (N,) float64
-        (camera z; points behind the camera have depth <= 0 and meaningless pixels).
-        """
-        points = _check_points(points, "points")
-        cam = points @ self.R.T + self.t
-        depth = cam[:, 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pix = cam @ self.K.T
-            pix = pix[:, :2] / pix[:, 2:3]
-        return pix, depth
-
-    def rays(self, pixels: np.ndarray) -> np.ndarray:
-        """Unit world-space ray directions through pixels.
-
-        pixels: (N, 2) float64. Returns (N, 3) float64; all rays start at ``center``.
-        """
-        pixels = np.asarray(pixels, dtype=np.float64)
-        if pixels.ndim != 2 or pixels.shape[1] != 2:
-            raise ValueError(f"pixels must have shape (N, 2), got {pixels.shape}")
-        homo = np.concatenate([pixels, np.ones((len(pixels), 1))], axis=1)
-        cam_dirs = np.linalg.solve(self.K, homo.T).T
-        dirs = cam_dirs @ self.R  # R^T applied to each row
-        return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-
-    def blender_matrix_world(self) -> np.ndarray:
-        """Camera-to-world matrix in Blender's camera axes (x right, y up, looking down -z): (4, 4) float64."""
-        cam_to_world = self.R.T @ np.diag([1.0, -1.0, -1.0])
-        matrix = np.eye(4)
-        matrix[:3, :3] = cam_to_world
-        matrix[:3, 3] = self.center
-        return matrix
-
-    def to_json(self) -> dict:
-        return {
-            "K": self.K.tolist(),
-            "R": self.R.tolist(),
-            "t": self.t.tolist(),
-            "width": int(self.width),
-            "height": int(self.height),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> "PinholeCamera":
-        return cls(np.array(data["K"]), np.array(data["R"]), np.array(data["t"]), int(data["width"]), int(data["height"]))
+    points = _check_points(points, "points")
+    cam = camera.to(dtype=torch.float64)
+    pix, depth = cam.project(torch.as_tensor(points, device=cam.device)[None])
+    return pix[0].cpu().numpy(), depth[0].cpu().numpy()
 
 
-def look_at_camera(
-    eye: Sequence[float],
-    target: Sequence[float],
-    focal_px: float,
-    width: int,
-    height: int,
-    up: Sequence[float] = (0.0, 0.0, 1.0),
-) -> PinholeCamera:
-    """A centred pinhole camera at ``eye`` looking at ``target`` with image-up along ``up``."""
-    eye = np.asarray(eye, dtype=np.float64)
-    forward = np.asarray(target, dtype=np.float64) - eye
-    norm = np.linalg.norm(forward)
-    if norm == 0:
-        raise ValueError("look_at_camera: eye and target coincide")
-    forward /= norm
-    right = np.cross(forward, np.asarray(up, dtype=np.float64))
-    if np.linalg.norm(right) < 1e-9:
-        raise ValueError("look_at_camera: viewing direction is parallel to up")
-    right /= np.linalg.norm(right)
-    down = np.cross(forward, right)
-    R = np.stack([right, down, forward])
-    K = np.array([[focal_px, 0.0, width / 2.0], [0.0, focal_px, height / 2.0], [0.0, 0.0, 1.0]])
-    return PinholeCamera(K, R, -R @ eye, width, height)
+def camera_rays(camera: Cameras, pixels: np.ndarray) -> np.ndarray:
+    """Unit world-space ray directions through pixels (N, 2) float64 of a batch-1 camera:
+    (N, 3) float64, all starting at ``camera_center``."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim != 2 or pixels.shape[1] != 2:
+        raise ValueError(f"pixels must have shape (N, 2), got {pixels.shape}")
+    cam = camera.to(dtype=torch.float64)
+    return cam.rays(torch.as_tensor(pixels, device=cam.device)[None])[0].cpu().numpy()
 
 
-def orbit_camera(
-    target: Sequence[float], distance: float, yaw_deg: float, pitch_deg: float, focal_px: float, width: int, height: int
-) -> PinholeCamera:
-    """A camera on a sphere around ``target`` looking at it, in the world frame.
+def camera_to_json(camera: Cameras) -> dict:
+    """A batch-1 camera as the embedding file stores it: K, R, t lists and the image size."""
+    K, R, t = camera.numpy()
+    return {"K": K.tolist(), "R": R.tolist(), "t": t.tolist(), "width": int(camera.width), "height": int(camera.height)}
 
-    yaw 0, pitch 0 looks at the face from the front (camera on -Y). Positive yaw moves
-    the camera toward +X (the subject's left side); positive pitch moves it up.
-    """
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    direction = np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch), math.sin(pitch)])
-    eye = np.asarray(target, dtype=np.float64) + distance * direction
-    return look_at_camera(eye, target, focal_px, width, height)
+
+def camera_from_json(data: dict) -> Cameras:
+    """The batch-1 float64 camera of ``camera_to_json``'s dict."""
+    return Cameras.from_numpy(np.array(data["K"]), np.array(data["R"]), np.array(data["t"]),
+                              int(data["width"]), int(data["height"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,10 +104,10 @@ class Triangulation:
     views_used: np.ndarray
 
 
-def triangulate(cameras: Sequence[PinholeCamera], detections: np.ndarray, valid: np.ndarray | None = None) -> Triangulation:
+def triangulate(cameras: Sequence[Cameras], detections: np.ndarray, valid: np.ndarray | None = None) -> Triangulation:
     """Least-squares intersection of each landmark's rays over the views.
 
-    cameras: N cameras. detections: (N, L, 2) float64 pixels. valid: (N, L) bool, which
+    cameras: N batch-1 cameras. detections: (N, L, 2) float64 pixels. valid: (N, L) bool, which
     detections to use (default: all finite ones). Minimises, per landmark, the sum of
     squared perpendicular distances to its rays.
     """
@@ -202,8 +125,8 @@ def triangulate(cameras: Sequence[PinholeCamera], detections: np.ndarray, valid:
         valid = valid & finite
     n_landmarks = detections.shape[1]
     safe = np.where(finite[..., None], detections, 0.0)
-    origins = np.stack([cam.center for cam in cameras])  # (N, 3)
-    dirs = np.stack([cam.rays(safe[i]) for i, cam in enumerate(cameras)])  # (N, L, 3)
+    origins = np.stack([camera_center(cam) for cam in cameras])  # (N, 3)
+    dirs = np.stack([camera_rays(cam, safe[i]) for i, cam in enumerate(cameras)])  # (N, L, 3)
 
     weight = valid.astype(np.float64)  # (N, L)
     proj = np.eye(3) - dirs[..., :, None] * dirs[..., None, :]  # (N, L, 3, 3)
@@ -222,7 +145,7 @@ def triangulate(cameras: Sequence[PinholeCamera], detections: np.ndarray, valid:
         ray_residual = np.sqrt(np.sum(dist2 * weight, axis=0) / views_used)
     reproj = np.zeros((n_views, n_landmarks))
     for i, cam in enumerate(cameras):
-        pix, _ = cam.project(np.where(ok[:, None], points, 0.0))
+        pix, _ = project_points(cam, np.where(ok[:, None], points, 0.0))
         reproj[i] = np.linalg.norm(pix - safe[i], axis=1)
     reprojection_px = np.where(valid, reproj, 0.0).max(axis=0)
     ray_residual[~ok] = np.nan
@@ -377,7 +300,7 @@ def ray_hits(origins: np.ndarray, dirs: np.ndarray, max_dist: np.ndarray, verts:
 def visible_views(
     points: np.ndarray,
     normals: np.ndarray,
-    cameras: Sequence[PinholeCamera],
+    cameras: Sequence[Cameras],
     verts: np.ndarray,
     tris: np.ndarray,
     min_cos: float = 0.25,
@@ -395,11 +318,12 @@ def visible_views(
     points = _check_points(points, "points")
     visible = np.zeros((len(cameras), len(points)), dtype=bool)
     for i, cam in enumerate(cameras):
-        to_cam = cam.center - points
+        center = camera_center(cam)
+        to_cam = center - points
         dist = np.linalg.norm(to_cam, axis=1)
         facing = np.sum(normals * to_cam, axis=1) / dist >= min_cos
         dirs = -to_cam / dist[:, None]
-        origins = np.broadcast_to(cam.center, points.shape)
+        origins = np.broadcast_to(center, points.shape)
         visible[i] = facing & ~ray_hits(origins, dirs, dist - clearance, verts, tris)
     return visible
 
@@ -417,7 +341,7 @@ def barycentric_grid(subdivisions: int) -> np.ndarray:
 def refine_on_surface(
     start: SurfaceSnap,
     origin: np.ndarray,
-    cameras: Sequence[PinholeCamera],
+    cameras: Sequence[Cameras],
     detections: np.ndarray,
     used: np.ndarray,
     verts: np.ndarray,
@@ -460,7 +384,7 @@ def refine_on_surface(
         """points (L, C, 3) -> (L, C) sum over used views of squared pixel error."""
         total = np.zeros(points.shape[:2])
         for i, cam in enumerate(cameras):
-            pix, _ = cam.project(points.reshape(-1, 3))
+            pix, _ = project_points(cam, points.reshape(-1, 3))
             err = np.sum((pix.reshape(*points.shape[:2], 2) - detections[i][:, None]) ** 2, axis=-1)
             total += weights[i][:, None] * err
         return total
@@ -503,7 +427,7 @@ class LandmarkEmbedding:
 def derive_embedding(
     verts: np.ndarray,
     tris: np.ndarray,
-    cameras: Sequence[PinholeCamera],
+    cameras: Sequence[Cameras],
     detections: np.ndarray,
     valid: np.ndarray | None = None,
     allowed: np.ndarray | None = None,
@@ -514,7 +438,7 @@ def derive_embedding(
     """Triangulate landmarks seen in several views and embed them on the mesh.
 
     verts: (V, 3) float64 world metres. tris: (T, 3) int64, consistently oriented
-    (normals outward). cameras: N views. detections: (N, L, 2) float64 pixels.
+    (normals outward). cameras: N batch-1 cameras. detections: (N, L, 2) float64 pixels.
     valid: (N, L) bool. allowed: triangles to embed onto, as for ``snap_to_surface``.
 
     1. Triangulate with every valid detection and snap to the nearest surface point.

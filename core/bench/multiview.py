@@ -96,8 +96,10 @@ def eye_spheres(template, verts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def render_identity(template, seed: int, res: int, samples: int, cache: pathlib.Path):
     """Render (or read from the cache) the 16 views of identity ``seed``.
 
-    Returns (case, cameras [(K, R, t)] in CAMERA_ORDER, png paths).
+    Returns (case, cameras (batch-1 ``Cameras``) in CAMERA_ORDER, png paths).
     """
+    import torch
+
     from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case
 
     case = make_case(template, seed=seed, res=res)
@@ -115,7 +117,8 @@ def render_identity(template, seed: int, res: int, samples: int, cache: pathlib.
         scene = folder / "scene.npz"
         np.savez(scene, verts=verts, poly_verts=template.poly_verts, poly_start=template.poly_start,
                  uvs=template.uvs, eye_centres=centres, eye_radius=radii,
-                 K=np.stack([c[0] for c in cams]), R=np.stack([c[1] for c in cams]), t=np.stack([c[2] for c in cams]),
+                 K=torch.cat([c.K for c in cams]).numpy(), R=torch.cat([c.R for c in cams]).numpy(),
+                 t=torch.cat([c.t for c in cams]).numpy(),
                  width=res, height=res, samples=samples, names=np.array(names))
         script = REPO / "scripts" / "render_multiview.py"
         proc = subprocess.run([sys.executable, str(script), str(scene), str(folder)], capture_output=True, text=True)
@@ -141,19 +144,17 @@ def detect_views(paths: list[pathlib.Path]):
 
 def _replace_per_view(views, cams, fields):
     """Copies of ``views`` (None stays None) with ``fields(view, cameras)`` replaced, where
-    ``cameras`` is the view's true camera as a one-view ``core.render.Cameras``."""
+    ``cameras`` is the view's true camera (batch-1 ``Cameras``) at the view's image size."""
     import dataclasses
 
-    import torch
-
-    from core.render import Cameras
+    from core.geometry.camera import Cameras
 
     out = []
-    for view, (K, R, t) in zip(views, cams):
+    for view, cam in zip(views, cams):
         if view is None:
             out.append(None)
             continue
-        c = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], view.width, view.height)
+        c = Cameras(cam.K, cam.R, cam.t, view.width, view.height)
         out.append(dataclasses.replace(view, **fields(view, c)))
     return out
 
@@ -201,14 +202,14 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
     from core.template import LMK_SURFACE
-    from core.bench.embedding import PinholeCamera, triangulate
+    from core.bench.embedding import triangulate
 
     use = [j for j, v in enumerate(views) if v is not None]
     if len(use) < 2:
         return {}
     kind = np.asarray(template.lmk_kind) == LMK_SURFACE
     pts = np.stack([views[j].landmarks for j in use])[:, kind]
-    X = triangulate([PinholeCamera(*cams[j], views[j].width, views[j].height) for j in use], pts).points
+    X = triangulate([cams[j] for j in use], pts).points
     tri = template.tris[template.lmk_tri[kind]]
     gt = (verts[tri].astype(np.float64) * template.lmk_bary[kind][..., None]).sum(1)
     d = np.linalg.norm(X - gt, axis=1) * 1000.0
@@ -219,45 +220,48 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
 def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: float = 0.3, outlier_frac: float = 0.1,
                           outlier_px: float = 25.0):
     """Exact per-vertex correspondences (a perfect UV provider) of the vertices facing each camera,
-    with pixel noise and gross outliers. verts: (N, 3); cams: [(K, R, t)].
+    with pixel noise and gross outliers. verts: (N, 3); cams: batch-1 ``Cameras``.
 
     Returns (list of ViewCorrespondences, list of (N,) int8: -1 not seen, 0 good, 1 planted outlier).
     """
+    from bridge.conventions import project_points_np
     from core.bench.metrics import vertex_normals
     from core.multiview import from_vertex_targets
 
     normals = vertex_normals(verts.astype(np.float64), template.tris)
     corrs, labels = [], []
-    for K, R, t in cams:
+    for cam in cams:
+        K, R, t = cam.numpy()
         xc = verts @ R.T + t
-        uv = xc[:, :2] / xc[:, 2:] * [K[0, 0], K[1, 1]] + K[:2, 2]
+        uv, _ = project_points_np(verts, K, R, t)
         facing = ((normals @ R.T) * xc).sum(1) < -0.2 * np.linalg.norm(xc, axis=1)
         uv = uv + rng.normal(0, noise_px, uv.shape)
         bad = facing & (rng.random(len(uv)) < outlier_frac)
         uv[bad] += rng.choice([-1, 1], (bad.sum(), 2)) * rng.uniform(outlier_px, 2 * outlier_px, (bad.sum(), 2))
-        w = int(round(2 * K[0, 2]))
-        h = int(round(2 * K[1, 2]))
-        corrs.append(from_vertex_targets(w, h, uv, facing))
+        corrs.append(from_vertex_targets(cam.width, cam.height, uv, facing))
         labels.append(np.where(facing, bad.astype(np.int8), -1).astype(np.int8))
     return corrs, labels
 
 
 def perturb_cameras(cams, rng, rot_deg: float = 2.0, trans_m: float = 0.005, focal: float = 0.03):
-    """[(K, R, t)] -> ViewCameras off by a random rotation, translation and focal scale (a PnP-quality start)."""
-    from core.fit.camera_init import rodrigues
-    from core.render import ViewCamera
+    """Batch-1 ``Cameras`` -> copies off by a random rotation, translation and focal scale (a PnP-quality start)."""
+    import torch
+
+    from core.geometry.camera import Cameras, axis_angle_to_matrix
 
     out = []
-    for K, R, t in cams:
-        dR = rodrigues(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))
-        K2 = K.copy()
-        K2[:2, :2] *= 1 + focal
-        out.append(ViewCamera(K2, dR @ R, t + rng.normal(0, trans_m, 3), int(round(2 * K[0, 2])), int(round(2 * K[1, 2]))))
+    for cam in cams:
+        K, R, t = cam.numpy()
+        dR = axis_angle_to_matrix(torch.as_tensor(np.radians(rot_deg) * rng.normal(size=3) / np.sqrt(3))).numpy()
+        K[:2, :2] *= 1 + focal
+        out.append(Cameras.from_numpy(K, dR @ R, t + rng.normal(0, trans_m, 3), cam.width, cam.height))
     return out
 
 
 def dense_section(template, counts, variants, res) -> dict:
     """BA alone on exact dense correspondences (0.3 px noise, 10 % outliers) of a known smooth identity."""
+    import torch
+
     from core.bench.metrics import mesh_metrics
     from core.bench.synthetic import FACE_REGION, camera_looking_at, smooth_field
     from core.multiview import colmap_then_largesteps, rotation_errors_deg, similarity_transform, topology_ba
@@ -275,7 +279,8 @@ def dense_section(template, counts, variants, res) -> dict:
             corrs, _ = dense_correspondences(template, gt, cams, rng)
             r = fns[variant](template.verts, template.tris, corrs, perturb_cameras(cams, rng))
             _, R_align, _ = similarity_transform(r.verts[face].astype(np.float64), gt[face].astype(np.float64))
-            rot = rotation_errors_deg(np.stack([c.R for c in r.cameras]), np.stack([c[1] for c in cams]), R_align)
+            est_R, true_R = (torch.cat([c.R for c in x]).numpy() for x in (r.cameras, cams))
+            rot = rotation_errors_deg(est_R, true_R, R_align)
             rows["views"].append(k)
             rows["rmse_mm"].append(mesh_metrics(r.verts, gt, template.tris, face)["rmse_mm"])
             rows["rot_err_deg"].append(float(rot.mean()))
@@ -298,13 +303,15 @@ def _fit(template, views, options, device):
 
 def _errors(template, result, case_verts, gt_cams, face_ids) -> tuple[float, float, float | None]:
     """(face RMSE mm, mean rotation error deg, BA mesh RMSE mm or None) after similarity alignment."""
+    import torch
+
     from core.bench.metrics import mesh_metrics
     from core.multiview import rotation_errors_deg, similarity_transform
 
     verts = result.arrays["verts"]
     rmse = mesh_metrics(verts, case_verts, template.tris, face_ids)["rmse_mm"]
     _, R_align, _ = similarity_transform(verts[face_ids].astype(np.float64), case_verts[face_ids].astype(np.float64))
-    rot = float(rotation_errors_deg(result.arrays["R"], np.stack([c[1] for c in gt_cams]), R_align).mean())
+    rot = float(rotation_errors_deg(result.arrays["R"], torch.cat([c.R for c in gt_cams]).numpy(), R_align).mean())
     ba = None
     if "verts_ba" in result.arrays:
         ba = mesh_metrics(result.arrays["verts_ba"], case_verts, template.tris, face_ids)["rmse_mm"]

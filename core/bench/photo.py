@@ -215,7 +215,7 @@ def person_cameras(template, verts: np.ndarray, look: dict, width: int, height: 
     out = {}
     for name, (yaw, pitch) in VIEW_ANGLES.items():
         _, R, t = camera_looking_at(centre, look["front_yaw"] + yaw, look["front_pitch"] + pitch,
-                                    look["distance_m"], f, width)
+                                    look["distance_m"], f, width).numpy()
         out[name] = (K, R, t)
     return out
 
@@ -537,10 +537,9 @@ def _draw(verts: np.ndarray, tris: np.ndarray, colours: np.ndarray, centre: np.n
     import torch
 
     from core.bench.synthetic import camera_looking_at
-    from core.render import Cameras, interpolate, rasterize, vertex_normals
+    from core.render import interpolate, rasterize, vertex_normals
 
-    K, R, t = camera_looking_at(centre, yaw, 0.0, 1.2, 5.5 * res, res)
-    cams = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], res, res)
+    cams = camera_looking_at(centre, yaw, 0.0, 1.2, 5.5 * res, res)
     v = torch.as_tensor(verts, dtype=torch.float64)[None]
     f = torch.as_tensor(np.asarray(tris, np.int64))
     frags = rasterize(v, f, cams)

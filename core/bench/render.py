@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from bridge import conventions
-from core.render import Cameras, project_surface_points, rasterize, render_depth, render_normals
+from core.geometry.camera import Cameras
+from core.render import project_surface_points, rasterize, render_depth, render_normals
 from core.render.reference import rasterize_naive
 
 from .timing import time_ms
@@ -50,8 +51,7 @@ def front_camera(center: np.ndarray, extent: float, res: int, device, dtype=torc
     t = np.array([0.0, 0.0, dist]) - R @ center
     f = 0.9 * res * dist / extent
     K = np.array([[f, 0.0, res / 2], [0.0, f, res / 2], [0.0, 0.0, 1.0]])
-    as_t = lambda a: torch.tensor(a, dtype=dtype, device=device)[None]  # noqa: E731
-    return Cameras(as_t(K), as_t(R), as_t(t), res, res)
+    return Cameras.from_numpy(K, R, t, res, res, dtype=dtype, device=device)
 
 
 def ellipsoid(rows: int, cols: int, radii, center) -> tuple[np.ndarray, np.ndarray]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.fit.camera_init import rodrigues
 from core.fit.observations import ViewObservation
-from core.render import Cameras, project_surface_points, rasterize, render_normals, surface_points, visible_points
+from core.geometry.camera import Cameras, axis_angle_to_matrix
+from core.render import project_surface_points, rasterize, render_normals, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, Template, TemplateModel
 from core.template import mpfb
 
@@ -69,13 +69,16 @@ def smooth_field(template: Template, rng: np.random.Generator, rms_m: float, sig
 
 
 def camera_looking_at(center: np.ndarray, yaw_deg: float, pitch_deg: float, dist: float, f: float,
-                      res: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV camera in front of the face (-Y side) orbiting ``center``."""
+                      res: int) -> Cameras:
+    """A batch-1 float64 camera (res x res, focal ``f`` px) in front of the face (-Y side), ``dist``
+    metres from ``center`` (3,), orbiting it by ``yaw_deg`` about world Z and ``pitch_deg`` about
+    world X (its own angle convention, not ``Cameras.orbit``'s)."""
     base = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # camera looks along world +Y, image y = world -Z
-    R = base @ rodrigues(np.radians([0, 0, yaw_deg])) @ rodrigues(np.radians([pitch_deg, 0, 0]))
+    turn = axis_angle_to_matrix(torch.tensor(np.radians([[0.0, 0.0, yaw_deg], [pitch_deg, 0.0, 0.0]]))).numpy()
+    R = base @ turn[0] @ turn[1]
     t = np.array([0.0, 0.0, dist]) - R @ center
     K = np.array([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1.0]])
-    return K, R, t
+    return Cameras.from_numpy(K, R, t, res, res)
 
 
 def make_case(template: Template, seed: int, res: int = 256, pixel_noise: float = 0.0,
@@ -102,8 +105,8 @@ def make_case(template: Template, seed: int, res: int = 256, pixel_noise: float 
         verts = model.deform(torch.as_tensor(ctrl)[None], None, torch.as_tensor(extra)[None]).verts[0].numpy()
     yaw, pitch = rng.uniform(-30, 30), rng.uniform(-15, 15)
     center = verts[template.regions[FACE_REGION]].mean(0)
-    K, R, t = camera_looking_at(center, yaw, pitch, dist=rng.uniform(0.6, 0.8), f=2.4 * res, res=res)
-    cams = Cameras(torch.as_tensor(K)[None], torch.as_tensor(R)[None], torch.as_tensor(t)[None], res, res)
+    cams = camera_looking_at(center, yaw, pitch, dist=rng.uniform(0.6, 0.8), f=2.4 * res, res=res)
+    K, R, t = cams.numpy()
     vt = torch.as_tensor(verts)[None]
     tris = torch.as_tensor(template.tris)
     frags = rasterize(vt, tris, cams)

@@ -12,38 +12,13 @@ the neutral template's embedded landmarks: where every fit starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+import torch
 
-from core.render import ViewCamera
+from core.geometry.camera import Cameras, axis_angle_to_matrix
 from core.template import LMK_SURFACE, TemplateModel
 
 from .observations import ViewObservation
-
-
-@dataclass
-class CameraGuess:
-    K: np.ndarray        # (3, 3) float64
-    R: np.ndarray        # (3, 3) float64 world-to-camera rotation
-    t: np.ndarray        # (3,) float64
-    rms_px: float        # reprojection RMS in pixels
-
-
-def rodrigues(w: np.ndarray) -> np.ndarray:
-    """(3, 3) float64 rotation matrix of the axis-angle vector w (3,) (radians)."""
-    theta = np.linalg.norm(w)
-    if theta < 1e-12:
-        return np.eye(3)
-    k = w / theta
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
-
-
-def _project(X, K, R, t):
-    xc = X @ R.T + t
-    z = np.maximum(xc[:, 2:3], 1e-9)
-    return (xc[:, :2] / z) * [K[0, 0], K[1, 1]] + K[:2, 2]
 
 
 def _affine_init(X: np.ndarray, x: np.ndarray, f: float, c: np.ndarray):
@@ -64,35 +39,48 @@ def _affine_init(X: np.ndarray, x: np.ndarray, f: float, c: np.ndarray):
     return R, t
 
 
-def _refine(X, x, K, R, t, iterations=30):
-    """Levenberg-Marquardt on (rotation update, translation), numeric Jacobian."""
-    params = np.zeros(6)
-    base_R = R
+def _refine(X, x, K, R, t, size, iterations=30):
+    """Levenberg-Marquardt on (rotation update, translation), numeric Jacobian.
 
-    def residual(p):
-        return (_project(X, K, rodrigues(p[:3]) @ base_R, t + p[3:]) - x).ravel()
+    X (L, 3), x (L, 2), K, R (3, 3), t (3,) float64; size (W, H). The Jacobian's six
+    perturbed cameras are projected as one batch.
+    """
+    params = np.zeros(6)
+    points = torch.from_numpy(X)[None]
+    K_t, base_R = torch.from_numpy(K)[None], torch.from_numpy(R)
+
+    def cameras(p: np.ndarray) -> Cameras:
+        """p (P, 6) updates -> P cameras."""
+        rot = axis_angle_to_matrix(torch.from_numpy(p[:, :3])) @ base_R
+        return Cameras(K_t.expand(len(p), 3, 3), rot, torch.from_numpy(t + p[:, 3:]), *size)
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        """p (P, 6) -> (P, 2 L) pixel residuals."""
+        uv, _ = cameras(p).project(points.expand(len(p), -1, -1))
+        return (uv.numpy() - x).reshape(len(p), -1)
 
     lam = 1e-3
-    r = residual(params)
+    r = residuals(params[None])[0]
     for _ in range(iterations):
         eps = np.array([1e-6] * 3 + [1e-6 * max(1.0, abs(t[2]))] * 3)
-        J = np.stack([(residual(params + np.eye(6)[i] * eps[i]) - r) / eps[i] for i in range(6)], 1)
+        J = ((residuals(params + np.diag(eps)) - r) / eps[:, None]).T
         H = J.T @ J
         g = J.T @ r
         step = -np.linalg.solve(H + lam * np.diag(np.diag(H) + 1e-12), g)
-        r_new = residual(params + step)
+        r_new = residuals((params + step)[None])[0]
         if r_new @ r_new < r @ r:
             params, r, lam = params + step, r_new, lam * 0.3
         else:
             lam *= 10
         if np.linalg.norm(step) < 1e-10:
             break
-    return rodrigues(params[:3]) @ base_R, t + params[3:], float(np.sqrt((r ** 2).mean() * 2))
+    best = cameras(params[None])
+    return best.R[0].numpy(), best.t[0].numpy(), float(np.sqrt((r ** 2).mean() * 2))
 
 
 def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int, int],
-              focal_scan: tuple[float, ...] = (0.9, 1.3, 1.9, 2.8, 4.0)) -> CameraGuess:
-    """Camera from correspondences.
+              focal_scan: tuple[float, ...] = (0.9, 1.3, 1.9, 2.8, 4.0)) -> tuple[Cameras, float]:
+    """Camera from correspondences: (a batch-1 float64 ``Cameras`` of size (W, H), reprojection RMS px).
 
     points3d: (L, 3) world metres; points2d: (L, 2) pixels; image_size (W, H).
     focal_scan: focal lengths to try, in units of max(W, H).
@@ -110,16 +98,17 @@ def solve_pnp(points3d: np.ndarray, points2d: np.ndarray, image_size: tuple[int,
         f = scale * max(W, H)
         K = np.array([[f, 0, c[0]], [0, f, c[1]], [0, 0, 1.0]])
         R, t = _affine_init(X, x, f, c)
-        R, t, rms = _refine(X, x, K, R, t)
-        if t[2] > 0 and (best is None or rms < best.rms_px - 1e-6):
-            best = CameraGuess(K, R, t, rms)
+        R, t, rms = _refine(X, x, K, R, t, (W, H))
+        if t[2] > 0 and (best is None or rms < best[3] - 1e-6):
+            best = (K, R, t, rms)
     if best is None:
         raise ValueError("PnP found no camera with the head in front of it")
-    return best
+    K, R, t, rms = best
+    return Cameras.from_numpy(K, R, t, W, H), rms
 
 
-def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[ViewCamera]:
-    """PnP per view from the neutral template's embedded landmarks."""
+def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[Cameras]:
+    """PnP per view from the neutral template's embedded landmarks: one batch-1 float64 ``Cameras`` a view."""
     t = model.template
     if t.num_landmarks == 0:
         raise ValueError("the template has no landmark embedding; it cannot be fitted to photos")
@@ -131,6 +120,6 @@ def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[
         use = use_kind & (v.landmark_weight > 0)
         # A known focal length (EXIF or given) is the only one PnP tries.
         scan = {} if v.focal_px is None else {"focal_scan": (v.focal_px / max(v.width, v.height),)}
-        guess = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height), **scan)
-        cams.append(ViewCamera(guess.K, guess.R, guess.t, v.width, v.height))
+        cam, _ = solve_pnp(pts3d[use], v.landmarks[use], (v.width, v.height), **scan)
+        cams.append(cam)
     return cams

@@ -40,8 +40,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.geometry.camera import Cameras
 from core.multiview import BAOptions, BAResult, colmap_then_largesteps, from_landmarks, topology_ba
-from core.render import ViewCamera
 from core.template import LMK_SURFACE, Template, TemplateModel
 
 from .api import FitRecord
@@ -67,13 +67,13 @@ def ba_options(options: dict) -> BAOptions:
     return BAOptions(**overrides)
 
 
-def current_cameras(variables: FitVariables) -> list[ViewCamera]:
-    """The variables' cameras as numpy ``ViewCamera``s."""
-    K, R, t = (x.detach().cpu().double().numpy() for x in variables.cameras())
-    return [ViewCamera(K[i], R[i], t[i], w, h) for i, (w, h) in enumerate(variables.sizes)]
+def current_cameras(variables: FitVariables) -> list[Cameras]:
+    """The variables' cameras, one batch-1 float64 ``Cameras`` a view."""
+    K, R, t = (x.detach().cpu().double() for x in variables.cameras())
+    return [Cameras(K[i:i + 1], R[i:i + 1], t[i:i + 1], w, h) for i, (w, h) in enumerate(variables.sizes)]
 
 
-def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[ViewCamera],
+def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[Cameras],
                     views: list[ViewObservation], min_cos: float = 0.1) -> list[ViewObservation]:
     """Copies of ``views`` with zero weight on surface landmarks that face away from their camera.
 
@@ -95,7 +95,8 @@ def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[ViewCam
     surface = np.asarray(template.lmk_kind) == LMK_SURFACE
     out = []
     for view, cam in zip(views, cameras):
-        to_cam = -cam.R.T @ cam.t - p
+        _, R, t = cam.numpy()
+        to_cam = -R.T @ t - p
         cos = (n * to_cam).sum(1) / np.maximum(np.linalg.norm(to_cam, axis=1), 1e-12)
         weight = np.where(surface & (cos < min_cos), 0.0, view.landmark_weight).astype(np.float32)
         out.append(dataclasses.replace(view, landmark_weight=weight))
@@ -103,7 +104,7 @@ def hide_backfacing(template: Template, verts: np.ndarray, cameras: list[ViewCam
 
 
 def bundle_adjust(method: str, template: Template, verts: np.ndarray, views: list[ViewObservation],
-                  cameras: list[ViewCamera], options: BAOptions, device: str = "cpu", control=None) -> BAResult:
+                  cameras: list[Cameras], options: BAOptions, device: str = "cpu", control=None) -> BAResult:
     """Run one BA method on the views' landmark correspondences. verts: (N, 3) float32 start mesh."""
     corrs = [from_landmarks(template, v.width, v.height, v.landmarks, v.landmark_weight, v.name) for v in views]
     if method == "topology_ba":

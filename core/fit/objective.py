@@ -45,7 +45,8 @@ from core.losses.landmarks import LandmarkLayout, landmark_loss
 from core.losses.laplacian_energy import laplacian_energy
 from core.losses.normal_consistency import normal_consistency_loss
 from core.losses.symmetry import symmetry_loss
-from core.render import Cameras, render_normals
+from core.geometry.camera import Cameras
+from core.render import render_normals
 from core.template import LMK_CONTOUR, LMK_SURFACE, TemplateModel
 from core.template.mesh_layout import padded_polygons
 

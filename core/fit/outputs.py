@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 from bridge.template import SHAPE_KEY_MIN_MOVE
 
 from core.export import Armature, MeshData, Skin, write_glb, write_obj
-from core.render import Cameras, render_normals
+from core.geometry.camera import Cameras
+from core.render import render_normals
 from core.template import Template
 from core.template.mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
 from core.texture import write_texture_files
@@ -137,9 +138,7 @@ def draw_overlay(path, template: Template, result: FitResult, rgb: np.ndarray, d
     h, w = rgb.shape[:2]
     s = min(1.0, OVERLAY_MAX / max(h, w))
     a = result.arrays
-    K = torch.as_tensor(a["K"][:1], dtype=torch.float32).clone()
-    K[:, :2] *= s
-    cams = Cameras(K, torch.as_tensor(a["R"][:1]), torch.as_tensor(a["t"][:1]), int(round(w * s)), int(round(h * s)))
+    cams = Cameras.from_numpy(a["K"][:1], a["R"][:1], a["t"][:1], w, h, dtype=torch.float32).scaled(s)
     verts = torch.as_tensor(a["verts"])[None]
     normals, mask = render_normals(verts, torch.as_tensor(template.tris), cams)
     shade = (-normals[0, ..., 2]).clamp(0, 1).numpy()

@@ -14,8 +14,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.geometry.camera import Cameras
 from core.priors.image import FOCAL_AUTO, focal_option, photo_focal
-from core.render import ViewCamera
 from core.template import Template, TemplateModel
 
 from .api import FitJob, FitRecord, FitResult
@@ -91,7 +91,7 @@ def shading_image(rgb: np.ndarray, landmarks: np.ndarray, max_res: int = MAX_IMA
 
 def fit_views(template: Template, views: list[ViewObservation], options: dict | None = None,
               control: FitControl | None = None, device: str = "cpu",
-              cameras: list[ViewCamera] | None = None) -> Iterator[FitRecord]:
+              cameras: list[Cameras] | None = None) -> Iterator[FitRecord]:
     """Fit ``template`` to observations; yields records, the last with the result."""
     options = dict(options or {})
     method = options.get("multiview_ba", DEFAULT_MULTIVIEW_BA)

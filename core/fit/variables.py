@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.render.camera import ViewCamera
-from core.template.deform import JOINT_PARAM_DIM, TemplateModel, axis_angle_to_matrix
+from core.geometry.camera import Cameras, axis_angle_to_matrix
+from core.template.deform import JOINT_PARAM_DIM, TemplateModel
 
 POSE_JOINT_CANDIDATES = ("head", "neck02", "neck01")
 # Joints that carry the whole head rigidly (the neck chain up to the head):
@@ -28,33 +28,34 @@ HEAD_CHAIN_JOINTS = ("neck01", "neck02", "neck03", "head")
 JOINT_TRANSLATION_UNIT = 0.01
 
 
-def focal_scale(cameras: list[ViewCamera]) -> np.ndarray:
+def focal_scale(cameras: list[Cameras]) -> np.ndarray:
     """(V,) each view's long side in pixels: focal lengths are shared relative to it."""
     return np.array([float(max(c.width, c.height)) for c in cameras])
 
 
-def with_shared_focal(cameras: list[ViewCamera], centre: np.ndarray) -> list[ViewCamera]:
-    """The cameras with one focal length relative to image size (the views' median),
-    each moved along its line of sight so that ``centre`` (world, (3,)) keeps its
-    image position and size."""
-    rel = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras]) / focal_scale(cameras)
+def with_shared_focal(cameras: list[Cameras], centre: np.ndarray) -> list[Cameras]:
+    """The cameras (batch-1 each) with one focal length relative to image size (the views'
+    median), each moved along its line of sight so that ``centre`` (world, (3,)) keeps its
+    image position and size. float64."""
+    arrays = [c.numpy() for c in cameras]
+    rel = np.array([np.sqrt(K[0, 0] * K[1, 1]) for K, _, _ in arrays]) / focal_scale(cameras)
     med = float(np.median(rel))
     out = []
-    for c, r in zip(cameras, rel):
+    for c, (K, R, t), r in zip(cameras, arrays, rel):
         k = med / r
-        K = c.K.copy()
         K[:2, :2] *= k
-        p = c.R @ centre
-        moved = p + c.t
+        p = R @ centre
+        moved = p + t
         moved[2] *= k  # further away by the focal's factor: same pixel position and size
-        out.append(ViewCamera(K, c.R.copy(), moved - p, c.width, c.height))
+        out.append(Cameras.from_numpy(K, R, moved - p, c.width, c.height))
     return out
 
 
 class FitVariables:
     """All optimisable tensors (leaf tensors on one device) for V views."""
 
-    def __init__(self, model: TemplateModel, cameras: list[ViewCamera], shared_focal: bool = False):
+    def __init__(self, model: TemplateModel, cameras: list[Cameras], shared_focal: bool = False):
+        """cameras: one batch-1 ``Cameras`` a view (the views' image sizes may differ)."""
         t = model.template
         dev, dt = model.device, model.dtype
         self.shared_focal = bool(shared_focal) and len(cameras) > 1
@@ -71,17 +72,18 @@ class FitVariables:
         self.joints = torch.zeros(model.num_joints, JOINT_PARAM_DIM, device=dev, dtype=dt, requires_grad=True)
         self.offsets = torch.zeros(model.num_verts, 3, device=dev, dtype=dt, requires_grad=True)
         nv = len(cameras)
+        Ks, Rs, ts = (np.stack(x) for x in zip(*(c.numpy() for c in cameras)))
         self.cam_rot = torch.zeros(nv, 3, device=dev, dtype=dt, requires_grad=True)
-        self.cam_trans = torch.as_tensor(np.stack([c.t for c in cameras]), device=dev, dtype=dt).requires_grad_(True)
+        self.cam_trans = torch.as_tensor(ts, device=dev, dtype=dt).requires_grad_(True)
         scale = focal_scale(cameras)
-        rel = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in cameras]) / scale
+        rel = np.sqrt(Ks[:, 0, 0] * Ks[:, 1, 1]) / scale
         if self.shared_focal:
             rel = rel[:1]  # equal after with_shared_focal
         self.focal_scale = torch.as_tensor(scale, device=dev, dtype=dt)
         self.cam_log_focal = torch.as_tensor(np.log(rel), device=dev, dtype=dt).requires_grad_(True)
-        self.R0 = torch.as_tensor(np.stack([c.R for c in cameras]), device=dev, dtype=dt)
-        self.principal = torch.as_tensor(np.stack([c.K[:2, 2] for c in cameras]), device=dev, dtype=dt)
-        self.aspect = torch.as_tensor([c.K[1, 1] / c.K[0, 0] for c in cameras], device=dev, dtype=dt)
+        self.R0 = torch.as_tensor(Rs, device=dev, dtype=dt)
+        self.principal = torch.as_tensor(Ks[:, :2, 2], device=dev, dtype=dt)
+        self.aspect = torch.as_tensor(Ks[:, 1, 1] / Ks[:, 0, 0], device=dev, dtype=dt)
         self.sizes = [(c.width, c.height) for c in cameras]
         lo, hi = model.ctrl_bounds[:, 0], model.ctrl_bounds[:, 1]
         self._bounds = {"shape": (lo[self.shape_ids], hi[self.shape_ids]),

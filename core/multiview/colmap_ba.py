@@ -19,8 +19,9 @@ import time
 import numpy as np
 import torch
 
+from bridge.conventions import project_points_np
+from core.geometry.camera import Cameras
 from core.geometry.similarity import similarity_transform
-from core.render import ViewCamera
 
 from .correspondences import ViewCorrespondences
 from .topology_ba import MM, BAOptions, BAResult, smoothing_solver
@@ -35,7 +36,7 @@ def _reconstruction(corrs, cams, points: dict[int, np.ndarray], keep: list[np.nd
     point_track: dict[int, int] = {}
     tracks: dict[int, list[tuple[int, int]]] = {}
     for i, (c, cam) in enumerate(zip(corrs, cams)):
-        K = cam.K
+        K, R, t = cam.numpy()
         rec.add_camera_with_trivial_rig(pycolmap.Camera(
             camera_id=i + 1, model="PINHOLE", width=c.width, height=c.height,
             params=[K[0, 0], K[1, 1], K[0, 2], K[1, 2]]))
@@ -43,7 +44,7 @@ def _reconstruction(corrs, cams, points: dict[int, np.ndarray], keep: list[np.nd
         rec.add_image_with_trivial_frame(
             pycolmap.Image(name=c.name or f"view{i}", keypoints=c.pixels[sel].astype(np.float64),
                            camera_id=i + 1, image_id=i + 1),
-            pycolmap.Rigid3d(np.hstack([cam.R, cam.t[:, None]])))
+            pycolmap.Rigid3d(np.hstack([R, t[:, None]])))
         for k, j in enumerate(sel):
             tracks.setdefault(int(c.track_ids[j]), []).append((i + 1, k))
     for tid, obs in tracks.items():
@@ -56,22 +57,23 @@ def _reconstruction(corrs, cams, points: dict[int, np.ndarray], keep: list[np.nd
     return rec, point_track
 
 
-def _read_back(rec, cams, point_track: dict[int, int]) -> tuple[list[ViewCamera], dict[int, np.ndarray]]:
+def _read_back(rec, cams, point_track: dict[int, int]) -> tuple[list[Cameras], dict[int, np.ndarray]]:
     out = []
     for i, cam in enumerate(cams):
         image = rec.image(i + 1)
         pose = image.cam_from_world()
         fx, fy, cx, cy = rec.camera(i + 1).params
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
-        out.append(ViewCamera(K, pose.rotation.matrix(), np.asarray(pose.translation, np.float64), cam.width, cam.height))
+        out.append(Cameras.from_numpy(K, pose.rotation.matrix(), np.asarray(pose.translation, np.float64),
+                                      cam.width, cam.height))
     points: dict[int, np.ndarray] = {}
     for pid, p in rec.points3D.items():
         points[point_track[pid]] = np.asarray(p.xyz, np.float64)
     return out, points
 
 
-def colmap_point_ba(corrs: list[ViewCorrespondences], cameras: list[ViewCamera], init_points: dict[int, np.ndarray],
-                    options: BAOptions) -> tuple[list[ViewCamera], dict[int, np.ndarray], list[np.ndarray]]:
+def colmap_point_ba(corrs: list[ViewCorrespondences], cameras: list[Cameras], init_points: dict[int, np.ndarray],
+                    options: BAOptions) -> tuple[list[Cameras], dict[int, np.ndarray], list[np.ndarray]]:
     """COLMAP BA + one filter-and-refine pass. Returns cameras, adjusted points by track id, kept masks (C,) bool."""
     import pycolmap
 
@@ -94,15 +96,14 @@ def colmap_point_ba(corrs: list[ViewCorrespondences], cameras: list[ViewCamera],
         for c, cam in zip(corrs, cams):
             has = np.isin(c.track_ids, np.fromiter(adjusted, np.int64, len(adjusted)))
             X = np.stack([points.get(t, np.zeros(3)) for t in c.track_ids.tolist()])
-            xc = X @ cam.R.T + cam.t
-            uv = xc[:, :2] / np.maximum(xc[:, 2:], 1e-9) * [cam.K[0, 0], cam.K[1, 1]] + cam.K[:2, 2]
+            uv, _ = project_points_np(X, *cam.numpy())
             r = np.linalg.norm(uv - c.pixels, axis=1)
             keep.append((c.weight > 0) & has & (r <= options.outlier_min * max(c.width, c.height)))
     return cams, {t: p for t, p in points.items() if t in adjusted}, keep
 
 
 def colmap_then_largesteps(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorrespondences],
-                           cameras: list[ViewCamera], options: BAOptions | None = None, device: str = "cpu",
+                           cameras: list[Cameras], options: BAOptions | None = None, device: str = "cpu",
                            large_steps_lambda: float = 20.0, iterations: int = LARGE_STEPS_ITERATIONS,
                            lr: float = 0.3) -> BAResult:
     """COLMAP point BA, gauge fix, then a large-steps fit of the template to the points.
@@ -130,7 +131,11 @@ def colmap_then_largesteps(verts: np.ndarray, tris: np.ndarray, corrs: list[View
     s, R, t = similarity_transform(P, P0)
     P = s * P @ R.T + t
     # x_c = Rc x + tc with x = (x' − t) Rᵀ / s  →  Rc' = Rc Rᵀ, tc' = s tc − Rc Rᵀ t (scale carried by tc).
-    cams = [ViewCamera(c.K, c.R @ R.T, s * c.t - c.R @ R.T @ t, c.width, c.height) for c in cams]
+    moved = []
+    for c in cams:
+        Kc, Rc, tc = c.numpy()
+        moved.append(Cameras.from_numpy(Kc, Rc @ R.T, s * tc - Rc @ R.T @ t, c.width, c.height))
+    cams = moved
     dev = torch.device(device)
     X0 = torch.as_tensor(verts, device=dev, dtype=torch.float32)
     T = torch.as_tensor(tris, device=dev, dtype=torch.int64)
@@ -153,8 +158,7 @@ def colmap_then_largesteps(verts: np.ndarray, tris: np.ndarray, corrs: list[View
     rms = []
     for c, cam, k in zip(corrs, cams, keep):
         pts = (X[c.vert_ids] * c.bary[..., None]).sum(1)
-        xc = pts @ cam.R.T + cam.t
-        uv = xc[:, :2] / np.maximum(xc[:, 2:], 1e-9) * [cam.K[0, 0], cam.K[1, 1]] + cam.K[:2, 2]
+        uv, _ = project_points_np(pts, *cam.numpy())
         r = np.linalg.norm(uv - c.pixels, axis=1)[k]
         rms.append(float(np.sqrt((r ** 2).mean())) if r.size else float("nan"))
     return BAResult(X, cams, keep, rms, time.perf_counter() - start, history)

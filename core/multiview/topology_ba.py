@@ -23,10 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.geometry.camera import Cameras, axis_angle_to_matrix, project_camera_points
 from core.geometry.large_steps import LargeSteps
 from core.geometry.topology import MeshTopology
-from core.render import ViewCamera
-from core.template.deform import axis_angle_to_matrix
 
 from .correspondences import ViewCorrespondences
 
@@ -63,10 +62,10 @@ class BAOptions:
 
 @dataclass
 class BAResult:
-    """verts: (N, 3) float32; cameras: per view; inliers: per view (C,) bool."""
+    """verts: (N, 3) float32; cameras: per view (batch-1 float64); inliers: per view (C,) bool."""
 
     verts: np.ndarray
-    cameras: list[ViewCamera]
+    cameras: list[Cameras]
     inliers: list[np.ndarray]
     rms_px: list[float]
     seconds: float
@@ -122,17 +121,7 @@ def _padded(corrs: list[ViewCorrespondences], device, dtype) -> dict[str, torch.
     return out
 
 
-def _project(points: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor):
-    """points (V, C, 3), K/R (V, 3, 3), t (V, 3) -> pixels (V, C, 2), camera points (V, C, 3)."""
-    xc = points @ R.transpose(1, 2) + t[:, None]
-    z = xc[..., 2:].clamp(min=1e-6)
-    uv = xc[..., :2] / z
-    f = torch.stack([K[:, 0, 0], K[:, 1, 1]], -1)[:, None]
-    c = K[:, None, :2, 2]
-    return uv * f + c, xc
-
-
-def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorrespondences], cameras: list[ViewCamera],
+def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorrespondences], cameras: list[Cameras],
                 options: BAOptions | None = None, device: str = "cpu", control=None) -> BAResult:
     """Solve per-view cameras and the template's vertices from correspondences.
 
@@ -157,11 +146,11 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     flat = _padded(corrs, dev, dt)
     size = torch.as_tensor([max(c.width, c.height) for c in corrs], device=dev, dtype=dt)
     sigma = (opts.robust_scale * size)[:, None]
-    R0 = torch.as_tensor(np.stack([c.R for c in cameras]), device=dev, dtype=dt)
-    K0 = torch.as_tensor(np.stack([c.K for c in cameras]), device=dev, dtype=dt)
+    K0 = torch.cat([c.K for c in cameras]).to(device=dev, dtype=dt)
+    R0 = torch.cat([c.R for c in cameras]).to(device=dev, dtype=dt)
     u = torch.zeros(n, 3, device=dev, dtype=dt, requires_grad=True)
     rot = torch.zeros(len(cameras), 3, device=dev, dtype=dt, requires_grad=True)
-    trans = torch.as_tensor(np.stack([c.t for c in cameras]), device=dev, dtype=dt).clone().requires_grad_(True)
+    trans = torch.cat([c.t for c in cameras]).to(device=dev, dtype=dt).clone().requires_grad_(True)
     log_f = torch.zeros(1 if opts.shared_focal else len(cameras), device=dev, dtype=dt, requires_grad=True)
     groups = [{"params": [u], "lr": opts.lr_verts}, {"params": [rot], "lr": opts.lr_rotation},
               {"params": [trans], "lr": opts.lr_translation}]
@@ -180,7 +169,8 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
 
     def residuals(X, K, R, t):
         pts = (X[flat["vid"]] * flat["bary"][..., None]).sum(-2)
-        uv, xc = _project(pts, K, R, t)
+        xc = pts @ R.transpose(1, 2) + t[:, None]  # the views' image sizes differ: no one Cameras batch
+        uv, _ = project_camera_points(xc, K)
         return (uv - flat["pix"]).norm(dim=-1), xc
 
     history = []
@@ -217,8 +207,8 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     rr = r.cpu().numpy()
     cams, inliers, rms = [], [], []
     for i, (c, k) in enumerate(zip(cameras, flat["count"])):
-        cams.append(ViewCamera(K[i].cpu().double().numpy(), R[i].cpu().double().numpy(),
-                               t[i].detach().cpu().double().numpy(), c.width, c.height))
+        cams.append(Cameras(K[i:i + 1].cpu().double(), R[i:i + 1].cpu().double(),
+                            t[i:i + 1].detach().cpu().double(), c.width, c.height))
         inliers.append(inl[i, :k])
         used = rr[i, :k][inl[i, :k]]
         rms.append(float(np.sqrt((used ** 2).mean())) if used.size else float("nan"))

@@ -6,7 +6,6 @@ the nearest face per pixel without gradients; barycentrics, depth and
 interpolated attributes carry gradients to the vertices.
 """
 
-from .camera import Cameras, ViewCamera
 from .interpolate import interpolate
 from .normals import face_normals, vertex_normals
 from .rasterize import BACKENDS, Fragments, default_backend, rasterize, rasterize_projected
@@ -14,9 +13,7 @@ from .render import project_surface_points, render_depth, render_normals, surfac
 
 __all__ = [
     "BACKENDS",
-    "Cameras",
     "Fragments",
-    "ViewCamera",
     "default_backend",
     "face_normals",
     "interpolate",

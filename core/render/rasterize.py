@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import torch
 
 from bridge.conventions import PIXEL_CENTER_OFFSET
+from core.geometry.camera import Cameras
 
 from . import _raster_pytorch3d, _raster_torch
-from .camera import Cameras
 
 DEFAULT_NEAR = 1e-3
 """Metres: triangles with a vertex closer to the camera than this are not drawn."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .camera import Cameras
+from core.geometry.camera import Cameras
 
 NEAR = 1e-3
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .camera import Cameras
+from core.geometry.camera import Cameras
+
 from .interpolate import interpolate
 from .normals import safe_normalize, vertex_normals
 from .rasterize import DEFAULT_NEAR, Fragments, broadcast_batch, check_mesh, rasterize

@@ -35,7 +35,7 @@ Public API
 """
 
 from .build import build_default, load_default
-from .deform import JOINT_PARAM_DIM, DeformResult, TemplateModel, axis_angle_to_matrix, deform
+from .deform import JOINT_PARAM_DIM, DeformResult, TemplateModel, deform
 from .model import FORMAT_VERSION, LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED, Template, TemplateError, load
 from .symmetry import controller_mirror, mirror_setting
 from .synthetic import random_template
@@ -43,6 +43,6 @@ from .synthetic import random_template
 __all__ = [
     "FORMAT_VERSION", "JOINT_PARAM_DIM", "LMK_CONTOUR", "LMK_SURFACE", "LMK_UNUSED",
     "DeformResult", "Template", "TemplateError", "TemplateModel",
-    "axis_angle_to_matrix", "build_default", "controller_mirror", "deform", "load", "load_default",
+    "build_default", "controller_mirror", "deform", "load", "load_default",
     "mirror_setting", "random_template",
 ]

@@ -23,6 +23,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from core.geometry.camera import axis_angle_to_matrix
+
 from .model import Template
 
 JOINT_PARAM_DIM = 9
@@ -111,25 +113,6 @@ def _levels(parents: np.ndarray, device: torch.device):
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     return levels, parent_pos, torch.as_tensor(inverse, device=device)
-
-
-def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula, smooth at zero (Taylor terms) so gradients exist there.
-
-    axis_angle: (..., 3) float. Returns (..., 3, 3) rotation matrices.
-    """
-    w = axis_angle
-    t2 = (w * w).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
-    small = t2 < 1e-8
-    t2s = torch.where(small, torch.ones_like(t2), t2)
-    th = torch.sqrt(t2s)
-    a = torch.where(small, 1 - t2 / 6, torch.sin(th) / th)
-    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(th)) / t2s)
-    x, y, z = w.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*w.shape[:-1], 3, 3)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
-    return eye + a * k + b * (k @ k)
 
 
 def _homogeneous(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:

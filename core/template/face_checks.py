@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from core.geometry.primitives import triangulate
-from core.render.camera import Cameras
+from core.geometry.camera import Cameras
 from core.render.rasterize import rasterize
 from core.render.render import visible_points
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.render import Cameras, Fragments, interpolate, rasterize, vertex_normals
+from core.geometry.camera import Cameras
+from core.render import Fragments, interpolate, rasterize, vertex_normals
 from core.render.rasterize import DEFAULT_NEAR
 from core.render.normals import safe_normalize
 
@@ -151,12 +152,6 @@ def _image_tensor(image: np.ndarray, device) -> torch.Tensor:
     x = torch.as_tensor(np.array(arr, copy=True), device=device)
     x = x.float() / 255.0 if arr.dtype == np.uint8 else x.float()
     return srgb_to_linear(x)
-
-
-def _scaled(cam: Cameras, scale: float) -> Cameras:
-    K = cam.K.clone()
-    K[:, :2] *= scale
-    return Cameras(K, cam.R, cam.t, max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))
 
 
 def sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -297,7 +292,7 @@ def extract_textures(
         cam = cam.to(device=dev, dtype=torch.float32)
         img = _image_tensor(image, dev)
         scale = min(1.0, RASTER_MAX / max(cam.width, cam.height))
-        small = _scaled(cam, scale)
+        small = cam.scaled(scale)
         frags = rasterize(v[None], tris, small)
         visible = visible_texels(points, small, frags)
         centre = -(cam.R[0].T @ cam.t[0])
@@ -309,7 +304,7 @@ def extract_textures(
         if upscale > 1.0:
             img = torch.as_tensor(cv2.resize(img.cpu().numpy(), None, fx=upscale, fy=upscale,
                                              interpolation=cv2.INTER_LANCZOS4), device=dev).clamp(0, 1)
-            cam = _scaled(cam, upscale)
+            cam = cam.scaled(upscale)
         uv, _ = cam.project(points[None])
         uv = uv[0]
         inside = ((uv[:, 0] >= BORDER_PX) & (uv[:, 0] <= cam.width - BORDER_PX)

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.render import Cameras, rasterize, vertex_normals
+from core.geometry.camera import Cameras
+from core.render import rasterize, vertex_normals
 from core.render.normals import safe_normalize
 
 from .lighting import facing_normal, linear_to_srgb, relative_shading, sh_basis, srgb_to_linear
@@ -99,9 +100,7 @@ def preview_image(mesh: UVMesh, verts, camera: Cameras, photo: np.ndarray, maps,
     """
     h, w = photo.shape[:2]
     s = min(1.0, PREVIEW_MAX / max(h, w))
-    K = camera.K.clone()
-    K[:, :2] *= s
-    cam = Cameras(K, camera.R, camera.t, max(1, round(w * s)), max(1, round(h * s)))
+    cam = camera.scaled(s)
     light = torch.as_tensor(maps.lighting[view])
     if not light.abs().sum() > 0:
         light = studio_light(cam)

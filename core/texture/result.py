@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.render import Cameras
+from core.geometry.camera import Cameras
 
 from .extract import TextureMaps, as_uv_mesh, extract_textures
 from .preview import preview_image

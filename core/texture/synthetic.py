@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from core.render import Cameras
+from core.geometry.camera import Cameras
 
 from .uv_layout import UVMesh
 
@@ -44,20 +44,8 @@ def orbit_camera(yaw_deg: float, pitch_deg: float, distance: float, width: int, 
     yaw moves toward +X, positive pitch upward. focal in pixels (default:
     a 50 mm-equivalent horizontal field). float32.
     """
-    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
-    target = np.asarray(target, np.float64)
-    centre = target + distance * np.array([math.sin(yaw) * math.cos(pitch), -math.cos(yaw) * math.cos(pitch),
-                                           math.sin(pitch)])
-    z = (target - centre) / np.linalg.norm(target - centre)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    t = -R @ centre
     f = focal if focal is not None else width * 50.0 / 36.0
-    K = np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
-    as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)[None]  # noqa: E731
-    return Cameras(as_t(K), as_t(R), as_t(t), int(width), int(height))
+    return Cameras.orbit(target, distance, yaw_deg, pitch_deg, f, int(width), int(height), dtype=torch.float32)
 
 
 def pattern_texture(size: int, detail: float = 0.0, seed: int = 0) -> np.ndarray:
