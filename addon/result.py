@@ -22,6 +22,15 @@ from . import mesh_build
 
 SHAPE_KEY_NAME = "Likeness Fit"
 CREATED_KEY = "likeness_created"  # custom property on the collection: what it holds
+IRIS_COLOR_KEY = "likeness_iris_color"  # custom property on the eye material: the iris colour it was made with
+DEFAULT_IRIS_COLOR = (0.22, 0.13, 0.07)  # a hazel brown (sRGB 0..1), the commonest iris colour
+EYE_TEXTURE_SIZE = 512
+# The eye texture's layout, as the template's eyeball UVs map it (core/template/parts.py):
+# the iris fills the disc of this radius about the centre, the pupil the inner share of it.
+UV_IRIS_RADIUS = 0.25
+PUPIL_SHARE = 0.3
+# Materials of the eyes, teeth and tongue object by the start of the part's name.
+PART_MATERIALS = {"eyeball": "Eye", "cornea": "Cornea", "teeth": "Teeth", "gums": "Mouth", "tongue": "Mouth"}
 
 
 class ResultError(Exception):
@@ -35,7 +44,8 @@ def _need(buffers: dict, name: str) -> np.ndarray:
 
 
 # What a result creates, by suffix after its name (the collection takes the bare name).
-OBJECT_SUFFIXES = (" Head", " Rig", " Eyes and Mouth", " Skin", " Albedo", " Normal")
+OBJECT_SUFFIXES = (" Head", " Rig", " Eyes and Mouth", " Skin", " Albedo", " Normal", " Eye", " Cornea", " Teeth",
+                   " Mouth")
 EXPORT_EXTENSIONS = {"GLB": ".glb", "FBX": ".fbx", "OBJ": ".obj"}
 
 
@@ -54,11 +64,12 @@ def result_name(base: str) -> str:
 
 def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJECT", with_armature: bool = True,
                   with_expressions: bool = True, source_mesh: bpy.types.Object | None = None,
-                  name: str = "") -> bpy.types.Collection:
+                  name: str = "", iris_color=DEFAULT_IRIS_COLOR) -> bpy.types.Collection:
     """Create all result data; returns the new collection. Raises ResultError before creating anything.
 
     name: the result's name (objects are "<name> Head", "<name> Rig", ...; numbered when taken, never
-    Blender's ".001"); empty: the file stem of the result's first photo."""
+    Blender's ".001"); empty: the file stem of the result's first photo. iris_color: (r, g, b) sRGB
+    0..1 of the eyes' irises."""
     arrays, meta = template
     buffers, rmeta = result.buffers, result.fields.get("meta", {})
     neutral = _need(buffers, "verts_neutral").astype(np.float32)
@@ -121,9 +132,12 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
     parts = buffers.get("parts_neutral")
     if parts is not None and len(parts) and len(parts) == len(arrays["part_verts"]):
         pmesh = mesh_build.new_mesh(f"{name} Eyes and Mouth", parts, arrays["part_poly_verts"],
-                                    arrays["part_poly_start"])
+                                    arrays["part_poly_start"], arrays.get("part_uvs"))
         pobj = mesh_build.link_object(f"{name} Eyes and Mouth", pmesh, coll)
         created.append(pobj.name)
+        part_mats, eye_image = part_materials(name, pmesh, arrays, meta.get("part_names", []), iris_color)
+        materials += [m.name for m in part_mats]
+        images += [eye_image.name] if eye_image is not None else []
         if arm_obj is not None:
             joints = np.asarray(arrays["part_joint"], np.int64)[:, None]
             mesh_build.add_vertex_groups(pobj, joint_names, joints, np.ones_like(joints, np.float32))
@@ -171,6 +185,61 @@ def skin_material(name: str, albedo: np.ndarray, normal: np.ndarray):
     links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
     bsdf.inputs["Roughness"].default_value = 0.6
     return mat, [img_a, img_n]
+
+
+def eye_texture(iris_color, size: int = EYE_TEXTURE_SIZE) -> np.ndarray:
+    """(S, S, 3) uint8 eye colour map, row 0 the top: sclera, the iris (radial fibres, a darker
+    limbal ring and collarette) in ``iris_color`` (sRGB 0..1) and a dark pupil, laid out as the
+    template's eyeball UVs map it."""
+    iris = np.clip(np.asarray(iris_color, np.float64)[:3], 0.0, 1.0)
+    c = (np.arange(size) + 0.5) / size - 0.5
+    x, y = np.meshgrid(c, -c)
+    rho, ang = np.hypot(x, y) / UV_IRIS_RADIUS, np.arctan2(y, x)
+    fibres = 0.82 + 0.1 * np.sin(ang * 37) * np.sin(ang * 11 + 3 * rho) + 0.08 * np.sin(ang * 71 + 1.3)
+    shade = fibres * (1.0 - 0.45 * np.clip((rho - 0.8) / 0.2, 0, 1) ** 2) * (1.0 + 0.25 * np.exp(-((rho - 0.45) / 0.08) ** 2))
+    img = np.where(rho[..., None] <= 1.0, iris * shade[..., None], np.array([0.93, 0.91, 0.88]))
+    limbus = np.clip(1.0 - np.abs(rho - 1.0) / 0.08, 0, 1)[..., None]
+    img = img * (1.0 - 0.35 * limbus)
+    img = np.where(rho[..., None] <= PUPIL_SHARE, np.array([0.02, 0.02, 0.02]), img)
+    return (np.clip(img, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def part_materials(name: str, mesh: bpy.types.Mesh, arrays: dict, part_names: list[str], iris_color):
+    """The eyes', teeth's and tongue's materials (PART_MATERIALS), each polygon given its part's.
+
+    Returns ([materials], the eye image or None)."""
+    kinds = [next((k for p, k in PART_MATERIALS.items() if n.startswith(p)), "Mouth") for n in part_names]
+    if not kinds:
+        return [], None
+    img = _image(f"{name} Eye", eye_texture(iris_color), non_color=False)
+    made = {}
+    for kind in dict.fromkeys(kinds):
+        mat = bpy.data.materials.new(f"{name} {kind}")
+        if mat.node_tree is None:  # Blender 4.x; from 5.0 every material has its node tree
+            mat.use_nodes = True
+        bsdf = next(n for n in mat.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+        if kind in ("Eye", "Cornea"):
+            tex = mat.node_tree.nodes.new("ShaderNodeTexImage")
+            tex.image, tex.location = img, (-500, 250)
+            mat.node_tree.links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+            mat[IRIS_COLOR_KEY] = [float(v) for v in iris_color[:3]]
+        flat = {"Eye": (0.9, 0.88, 0.85), "Cornea": (1.0, 1.0, 1.0), "Teeth": (0.86, 0.83, 0.74),
+                "Mouth": (0.62, 0.25, 0.27)}[kind]
+        if kind not in ("Eye", "Cornea"):
+            bsdf.inputs["Base Color"].default_value = (*flat, 1.0)
+        mat.diffuse_color = (*flat, 1.0)
+        bsdf.inputs["Roughness"].default_value = {"Eye": 0.3, "Cornea": 0.02, "Teeth": 0.35, "Mouth": 0.5}[kind]
+        if kind == "Cornea":  # clear and glossy over the iris
+            bsdf.inputs["Transmission Weight"].default_value = 1.0
+            bsdf.inputs["IOR"].default_value = 1.376
+        made[kind] = mat
+        mesh.materials.append(mat)
+    slot = {k: i for i, k in enumerate(made)}
+    starts = np.asarray(arrays["part_poly_start"])[:-1]
+    first = np.asarray(arrays["part_poly_verts"])[starts]
+    part_of = np.asarray(arrays["part_vert_part"])[first]
+    mesh.polygons.foreach_set("material_index", np.array([slot[kinds[p]] for p in part_of], np.int32))
+    return list(made.values()), img
 
 
 def result_collections() -> list[bpy.types.Collection]:

@@ -22,6 +22,7 @@ R controllers, P part vertices, Cp/Fp part corners/polygons, L landmarks:
   ctrl_bounds (R,2) float32    ctrl_default (R,) float32   ctrl_is_expression (R,) bool
   part_verts (P,3) float32     part_poly_verts (Cp,) int64  part_poly_start (Fp+1,) int64
   part_vert_part (P,) int64    part_joint (P,) int64        part_ctrl_basis (R,2,P,3) float32
+  part_uvs (Cp,2) float32      optional: UV per part corner (a rig without parts leaves it out)
   mirror (N,) int64            lmk_tri (L,) int64           lmk_bary (L,3) float32   lmk_kind (L,) int8
   source_vertex_id (N,) int64  vertex id in the source mesh, -1 if none
   region.<name> (n,) int64 vertex ids      lmk_subset.<name> (n,) int64 landmark ids
@@ -162,6 +163,9 @@ class TemplateMessage:
             _fail("joint_parents must have exactly one root (-1)")
         part_names = _names(meta, "part_names")
         _in_range("part_poly_verts", a["part_poly_verts"], 0, p)
+        uvs = a.get("part_uvs")
+        if uvs is not None and (uvs.dtype != np.float32 or uvs.shape != (sizes["Cp"], 2) or not np.isfinite(uvs).all()):
+            _fail(f"part_uvs must be finite ({sizes['Cp']}, 2) float32, got {uvs.dtype}{uvs.shape}")
         _in_range("part_vert_part", a["part_vert_part"], 0, len(part_names))
         _in_range("part_joint", a["part_joint"], 0, j)
         _in_range("mirror", a["mirror"], 0, n)

@@ -122,20 +122,20 @@ def check(bpy, path) -> dict:
 class _FaceChecks:
     """The mouth and eyelid checks (core/template/face_checks.py) on the posed head and its parts:
     the front teeth seen and rays between the lips in TEETH_POSES, the eyeball seen and the lid
-    line's largest dihedral in BLINKS. The head's vertices map back to the default template's
-    order (the GLB writer's layout); a head of another layout is measured for bending only."""
+    line's largest dihedral in BLINKS. The head's and the parts' vertices map back to the default
+    template's order (the GLB writer's layout, split at UV seams); a head of another layout is
+    measured for bending only."""
 
     def __init__(self, bpy, mesh):
         import torch
 
-        from core.template.mesh_layout import glb_head_vertex_map
+        from core.template.mesh_layout import glb_head_vertex_map, glb_part_vertex_map
         from core.template import load_default
 
         self.bpy, self.torch, self.t = bpy, torch, load_default()
-        self.vmap = glb_head_vertex_map(self.t)
-        n_parts = len(self.t.part_verts)
+        self.vmap, self.pmap = glb_head_vertex_map(self.t), glb_part_vertex_map(self.t)
         self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh
-                           and len(o.data.vertices) == n_parts), None)
+                           and len(o.data.vertices) == len(self.pmap)), None)
         self.ok = self.parts is not None and len(mesh.data.vertices) == len(self.vmap)
 
     def measure(self, pose: str, posed: np.ndarray) -> dict:
@@ -148,7 +148,9 @@ class _FaceChecks:
         head = np.zeros((self.t.num_verts, 3))
         head[self.vmap] = posed
         verts = self.torch.as_tensor(head, dtype=self.torch.float32)
-        parts = self.torch.as_tensor(evaluated_vertices(self.bpy, self.parts), dtype=self.torch.float32)
+        parts = np.zeros((len(self.t.part_verts), 3))
+        parts[self.pmap] = evaluated_vertices(self.bpy, self.parts)
+        parts = self.torch.as_tensor(parts, dtype=self.torch.float32)
         if pose in TEETH_POSES:
             return {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
                     "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}

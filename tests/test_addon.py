@@ -360,3 +360,62 @@ def test_export_result(bpy_module, ext, tmp_path, fmt):
         assert len(gltf["skins"][0]["joints"]) == 2
         assert gltf["meshes"][0]["extras"]["targetNames"] == ["jawOpen", "eyeBlinkLeft"]
     result.remove_result(coll)
+
+
+def _default_head_result(ext):
+    """The default template's arrays and a result for it (neutral head and parts at rest)."""
+    from core.template import load_default
+
+    protocol = sys.modules[MODULE + ".bridge.protocol"]
+    t = load_default()
+    arrays, meta = t.to_arrays()
+    msg = protocol.Message("result", job="j2", fields={"meta": {
+        "joint_names": meta["joint_names"], "expression_names": [], "views": []}}, buffers={
+        "verts": t.verts, "verts_neutral": t.verts, "joint_rest": t.joint_rest, "joint_tails": t.joint_tails,
+        "parts_neutral": t.part_verts})
+    return protocol.decode_frame(protocol.encode(msg)), (arrays, meta)
+
+
+def test_result_eyes_have_the_iris_colour_and_keep_their_uvs_in_every_export(bpy_module, ext, tmp_path):
+    bpy = bpy_module
+    result = sys.modules[MODULE + ".addon.result"]
+    msg, template = _default_head_result(ext)
+    iris = (0.1, 0.35, 0.6)
+    coll = result.create_result(msg, template, iris_color=iris)
+    parts = next(o for o in coll.objects if o.name.endswith("Eyes and Mouth"))
+    mats = {m.name.rsplit(" ", 1)[-1]: m for m in parts.data.materials}
+    assert set(mats) == {"Eye", "Cornea", "Teeth", "Mouth"}
+    eye = mats["Eye"]
+    assert list(eye[result.IRIS_COLOR_KEY]) == pytest.approx(iris)
+    (tex,) = [n for n in eye.node_tree.nodes if n.type == "TEX_IMAGE"]
+    px = np.array(tex.image.pixels[:], np.float32).reshape(tex.image.size[1], tex.image.size[0], 4)
+    s = tex.image.size[0]
+    ring = px[s // 2, s // 2 + int(0.6 * result.UV_IRIS_RADIUS * s), :3]  # iris body, right of the pupil
+    assert np.abs(ring / ring.max() - np.array(iris) / max(iris)).max() < 0.15, ring
+    assert px[s // 2, s // 2, :3].max() < 0.05 and px[s // 2, int(0.05 * s), :3].min() > 0.8  # pupil, sclera
+    # each eyeball polygon wears the eye material; the cornea its clear glossy one
+    names, part = template[1]["part_names"], template[0]["part_vert_part"]
+    starts, corners = template[0]["part_poly_start"], template[0]["part_poly_verts"]
+    idx = np.empty(len(parts.data.polygons), np.int32)
+    parts.data.polygons.foreach_get("material_index", idx)
+    slot = {m.name: i for i, m in enumerate(parts.data.materials)}
+    first_part = part[corners[starts[:-1]]]
+    assert (idx[first_part == names.index("eyeball.L")] == slot[eye.name]).all()
+    assert (idx[first_part == names.index("cornea.R")] == slot[mats["Cornea"].name]).all()
+    bsdf = next(n for n in mats["Cornea"].node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert bsdf.inputs["Transmission Weight"].default_value == 1.0 and bsdf.inputs["Roughness"].default_value < 0.05
+    assert parts.data.uv_layers.active is not None
+    for fmt in ("GLB", "FBX", "OBJ"):
+        path = result.export_result(coll, str(tmp_path / "eyes"), fmt)
+        before = set(bpy.data.objects)
+        {"GLB": lambda: bpy.ops.import_scene.gltf(filepath=path), "FBX": lambda: bpy.ops.import_scene.fbx(filepath=path),
+         "OBJ": lambda: bpy.ops.wm.obj_import(filepath=path)}[fmt]()
+        meshes = [o for o in set(bpy.data.objects) - before if o.type == "MESH"]
+        got = min(meshes, key=lambda o: abs(len(o.data.vertices) - len(parts.data.vertices)))
+        assert got.data.uv_layers, fmt
+        uv = np.empty(len(got.data.loops) * 2, np.float32)
+        got.data.uv_layers[0].data.foreach_get("uv", uv)
+        assert (np.hypot(*(uv.reshape(-1, 2) - 0.5).T) < result.UV_IRIS_RADIUS).mean() > 0.05, fmt  # iris discs
+        for o in set(bpy.data.objects) - before:
+            bpy.data.objects.remove(o)
+    result.remove_result(coll)

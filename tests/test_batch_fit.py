@@ -112,6 +112,7 @@ def test_batch_through_a_core_process_with_relative_paths_writes_files_that_agre
         # the rest shape as it opens: the .blend's head and parts, wherever the format splits UV seams
         assert point_set_distance(got[0]["verts"], head["verts"]) < 1e-4, ext
         assert point_set_distance(got[1]["verts"], parts["verts"]) < 1e-4, ext
+        assert got[1]["uv_layers"] == 1, ext  # the eyes' and teeth's UVs survive every format
         if ext == "obj":
             assert not info["armatures"] and not any(m["keys"] for m in got)
             continue

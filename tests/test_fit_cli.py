@@ -112,7 +112,7 @@ def test_result_glb_opens_at_rest_with_every_part(fitted, tmp_path):
     assert set(head["keys"]) | set(parts["keys"]) == set(ARKIT_EXPRESSIONS)
     assert "tongueOut" in parts["keys"] and "tongueOut" not in head["keys"]
     assert head["max_influences"] > 4  # all influences, not glTF's first four
-    assert head["uv_layers"] == 1 and head["materials"]
+    assert head["uv_layers"] == 1 and head["materials"] and parts["uv_layers"] == 1  # the eyes' iris discs
     assert len(info["images"]) == 2 and all(i["has_data"] for i in info["images"])
 
 

@@ -86,3 +86,19 @@ def test_fitted_result_animates_like_the_template(photo, checks):
     check = checks[photo]
     assert check["poses"] == 16, check["failures"]
     assert check["failures"] == [], f"{photo}: " + "; ".join(check["failures"])
+
+
+# Known failure, measured and tracked (strict: a fix flips it). The template meets these targets
+# (tests/test_face_checks.py); on the three fits jaw 25 deg shows 53-57 % of the front teeth, but
+# jawOpen only 23-26 % (the fit reshapes the lips; the teeth follow the shape controllers, not the
+# per-vertex detail) and the camera fit leaves 116 rays (1.2 mm²) between its lips at rest.
+@pytest.mark.xfail(strict=True, reason="fitted lips move off the teeth: jawOpen shows 23-26 % of the front teeth")
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_fitted_result_mouth_seals_at_rest_and_shows_its_teeth_open(photo, checks):
+    """The issue's mouth targets on each fitted result: no front ray between the lips at rest,
+    >= 50 % of the front teeth's front-facing vertices seen at jaw 25° and at jawOpen = 1."""
+    r = checks[photo]["result"]
+    figures = {p: {k: r[p].get(k) for k in ("front_teeth_seen", "rays_between_lips")} for p in ("jaw_0", "jaw_25",
+                                                                                                "jawOpen")}
+    assert r["jaw_0"]["rays_between_lips"] == 0, f"{photo}: {figures}"
+    assert min(r["jaw_25"]["front_teeth_seen"], r["jawOpen"]["front_teeth_seen"]) >= 0.5, f"{photo}: {figures}"

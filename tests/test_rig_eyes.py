@@ -17,19 +17,22 @@ def model():
 
 
 def _eyes(model, rot_l, rot_r):
-    """Posed eyeballs (left (n, 3), right (n, 3)) with local axis-angle rotations (degrees) of the eye bones."""
+    """Posed eyes, each its eyeball then its cornea (left (n, 3), right (n, 3)), with local axis-angle
+    rotations (degrees) of the eye bones."""
     t = model.template
     params = torch.zeros(1, t.num_joints, JOINT_PARAM_DIM, dtype=torch.float64)
     params[0, t.joint_index("eye.L"), :3] = torch.tensor(np.radians(rot_l))
     params[0, t.joint_index("eye.R"), :3] = torch.tensor(np.radians(rot_r))
     parts = model.deform(model.default_controllers(), params).parts[0].numpy()
     part = t.part_vert_part
-    return parts[part == t.part_names.index("eyeball.L")], parts[part == t.part_names.index("eyeball.R")]
+    return tuple(np.concatenate([parts[part == t.part_names.index(f"{p}.{s}")] for p in ("eyeball", "cornea")])
+                 for s in "LR")
 
 
 def _cornea(eye):
-    """The front-most vertex positions of an eyeball (the cornea's apex region, (8, 3))."""
-    return eye[np.argsort(eye[:, 1])[:8]]
+    """The cornea's vertices of an eye from ``_eyes`` (the same vertices whatever the pose)."""
+    t = load_default()
+    return eye[-int((t.part_vert_part == t.part_names.index("cornea.L")).sum()):]
 
 
 @pytest.mark.parametrize("rot", [(25, 0, 0), (0, 0, 25), (0, 25, 0), (-15, 0, 20), (10, 5, -25)])

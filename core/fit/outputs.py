@@ -21,7 +21,7 @@ from core.export import Armature, MeshData, Skin, write_glb, write_obj
 from core.geometry.camera import Cameras
 from core.render import render_normals
 from core.template import Template
-from core.template.mesh_layout import corner_uvs, padded_part_polygons, padded_polygons
+from core.template.mesh_layout import corner_uvs, padded_part_polygons, padded_polygons, part_corner_uvs
 from core.texture import write_texture_files
 
 from .api import FitResult
@@ -54,7 +54,9 @@ def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos
     paths["obj_posed"] = out / "result_posed.obj"
     write_obj(paths["obj_posed"], a["verts"], polys, uvs, name="likeness_head_posed")
     paths["obj_parts"] = out / "result_eyes_mouth.obj"
-    write_obj(paths["obj_parts"], a["parts_neutral"], padded_part_polygons(template), name="likeness_eyes_mouth")
+    part_polys = padded_part_polygons(template)
+    write_obj(paths["obj_parts"], a["parts_neutral"], part_polys, part_corner_uvs(template, part_polys),
+              name="likeness_eyes_mouth")
 
     material = meta.get("material")
     if photos:
@@ -102,7 +104,8 @@ def result_meshes(template: Template, verts: np.ndarray, parts: np.ndarray, expr
                     skin=Skin(template.skin_idx, template.skin_w),
                     shape_keys=_moving_keys(expression_names, expression_deltas), material=material)
     part_joint = np.asarray(template.part_joint, np.int64)[:, None]
-    eyes_mouth = MeshData("likeness_eyes_mouth", parts, padded_part_polygons(template),
+    part_polys = padded_part_polygons(template)
+    eyes_mouth = MeshData("likeness_eyes_mouth", parts, part_polys, part_corner_uvs(template, part_polys),
                           skin=Skin(part_joint, np.ones(part_joint.shape, np.float32)),
                           shape_keys=_moving_keys(expression_names, part_expression_deltas))
     return [head, eyes_mouth]

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from . import mpfb
+from . import mpfb, parts as part_models
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
 from .model import Template, TemplateError, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
@@ -27,13 +27,36 @@ BUILDER_VERSION = 2
 ROOT_JOINT = "neck01"
 NECK_RINGS = 3
 SHAPE_GROUPS = ("cheek", "chin", "ears", "eyebrows", "eyes", "forehead", "head", "mouth", "neck", "nose")
+# Rigid parts and the MakeHuman helper that places (and, through its targets, moves) each.
+# The tongue is the helper itself; the others are modelled in parts.py.
 PART_GROUPS = {
     "eyeball.L": "helper-l-eye",
     "eyeball.R": "helper-r-eye",
     "teeth.upper": "helper-upper-teeth",
     "teeth.lower": "helper-lower-teeth",
     "tongue": "helper-tongue",
+    "cornea.L": "helper-l-eye",
+    "cornea.R": "helper-r-eye",
+    "gums.upper": "helper-upper-teeth",
+    "gums.lower": "helper-lower-teeth",
 }
+# Teeth placement (mm): the upper incisal edge this far below the lips' meeting line at the
+# midline (what an open mouth shows), the lower edge this far above it (the bite's overlap)
+# and this far behind the upper teeth's lingual face; the upper teeth this far behind the
+# helper's incisal row... in front of it, up to the lower lip's inside.
+UPPER_DISPLAY = 4.0
+OVERBITE = 4.0
+LINGUAL_CLEARANCE = 0.4
+UPPER_FORWARD = -1.0
+ARCH_WIDTH = 0.97  # the helper arch's width scaled by this
+# The lower lip's bones (under the jaw) and the bones that held it back when the jaw opened.
+LOWER_LIP_BONES = ("oris01", "oris07.L", "oris07.R")
+LAGGING_BONES = ("head", "levator05.L", "levator05.R")
+LOWER_LIP_MIN = 0.5
+# Closing the lips at rest: the upper and lower lip overlap this much (mm) seen from the front,
+# the move fading out over these rings of vertices from the mouth's inner line.
+LIP_OVERLAP = 0.25
+LIP_SEAL_RINGS = (3, 7)
 SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
 MASK_THRESHOLD = 128
 SYMMETRY_MATCH_TOL = 0.3  # relative error allowed when pairing a controller side with its mirror
@@ -281,6 +304,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     skin_dense = dense[base_ids]
     empty = skin_dense.sum(1) <= 0
     skin_dense[empty, 0] = 1.0  # vertices weighted only to cut-away body bones follow the root
+    _lower_lip_rides_jaw(skin_dense, index)
     k = int((skin_dense > 0).sum(1).max())
     skin_idx = np.argsort(-skin_dense, 1, kind="stable")[:, :k]
     skin_w = np.take_along_axis(skin_dense, skin_idx, 1)
@@ -288,18 +312,6 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     skin_w = skin_w / skin_w.sum(1, keepdims=True)
     skin_w = skin_w.astype(np.float32)
     skin_w[:, 0] += 1 - skin_w.sum(1)  # exact float32 row sums
-
-    # rigid parts
-    part_names = list(PART_GROUPS)
-    part_faces_all = [base.faces[base.group_faces(g)] for g in PART_GROUPS.values()]
-    part_base = [np.unique(f) for f in part_faces_all]
-    part_ids = np.concatenate(part_base)
-    part_remap = np.full(len(base.verts), -1, dtype=np.int64)
-    part_remap[part_ids] = np.arange(len(part_ids))
-    part_faces = np.concatenate([part_remap[f] for f in part_faces_all])
-    part_vert_part = np.concatenate([np.full(len(b), i) for i, b in enumerate(part_base)]).astype(np.int64)
-    part_w = dense[part_ids]
-    part_joint = np.where(part_w.sum(1) > 0, part_w.argmax(1), index["head"]).astype(np.int64)
 
     # controllers: dense deltas on all base vertices, both sides
     targets = mpfb.read_json("mpfb2", "targets", "target.json")
@@ -319,11 +331,11 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         deltas[c, 0] = mpfb.read_target(path, len(base.verts))
         ctrl_names.append(path.name.removesuffix(".target"))  # ARKit names, as shape keys carry them
         lower.append(0.0)
+    part_ids = np.unique(np.concatenate([base.group_verts(g) for g in PART_GROUPS.values()]))
     used = np.unique(np.concatenate([base_ids, part_ids, np.flatnonzero((s_head != 0).any(0) | (s_tail != 0).any(0))]))
     partner, unmatched = _symmetrise_deltas(deltas, mirror_full, used)
     to_w = lambda d: mpfb.to_world(d).astype(np.float32)  # noqa: E731 - deltas convert like points (linear)
     ctrl_basis = to_w(deltas[:, :, base_ids])
-    part_ctrl_basis = to_w(deltas[:, :, part_ids])
     # The rig's strategies are not exactly mirror-symmetric (a few vertex picks
     # sit off-centre by < 2 mm): average joints with their mirrors, as for the deltas.
     jm = mirror_joint_names(names)
@@ -340,6 +352,8 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     verts = mpfb.to_world(base.verts[base_ids]).astype(np.float32)
     poly_verts = quads.ravel()
     regions = _regions(base, base_ids, remap, head_faces, verts, mirror)
+    verts = seal_lips(verts, quads, regions, mirror).astype(np.float32)
+    parts = _parts(base, deltas, dense, index, verts, quads, regions)
     t = Template(
         verts=verts, poly_verts=poly_verts,
         poly_start=np.arange(0, 4 * len(quads) + 1, 4, dtype=np.int64),
@@ -353,10 +367,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         ctrl_bounds=np.stack([np.array(lower), np.ones(r)], 1).astype(np.float32),
         ctrl_default=np.zeros(r, np.float32),
         ctrl_is_expression=np.arange(r) >= len(shape),
-        part_names=part_names, part_verts=mpfb.to_world(base.verts[part_ids]).astype(np.float32),
-        part_poly_verts=part_faces.ravel().astype(np.int64),
-        part_poly_start=np.arange(0, 4 * len(part_faces) + 1, 4, dtype=np.int64),
-        part_vert_part=part_vert_part, part_joint=part_joint, part_ctrl_basis=part_ctrl_basis,
+        **parts,
         mirror=mirror, source_vertex_id=base_ids.astype(np.int64), regions=regions,
         lmk_tri=np.zeros(0, np.int64), lmk_bary=np.zeros((0, 3), np.float32), lmk_kind=np.zeros(0, np.int8),
         lmk_subsets={},
@@ -370,6 +381,212 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
         t.info["embedding"] = f"{pathlib.Path(embedding_path).name} sha256:{embedding_hash(pathlib.Path(embedding_path))}"
     validate(t)
     return t
+
+
+# -- eyes and mouth -------------------------------------------------------------
+def _lower_lip_rides_jaw(skin: np.ndarray, index: dict) -> None:
+    """Give the lower lip's head and upper-lip-levator weights to its own bones (in place).
+
+    MakeHuman weights the lower lip 10-15 % to ``head`` and ``levator05.*``, so at a 25° jaw it
+    lags ~5 mm behind the lower teeth and covers them. skin: (V, J) dense weights; vertices
+    weighted at least LOWER_LIP_MIN to the lower lip's bones (children of the jaw) change.
+    """
+    lip = [index[n] for n in LOWER_LIP_BONES if n in index]
+    lag = [index[n] for n in LAGGING_BONES if n in index]
+    rows = np.flatnonzero(skin[:, lip].sum(1) >= LOWER_LIP_MIN)
+    share = skin[np.ix_(rows, lag)].sum(1)
+    skin[np.ix_(rows, lag)] = 0.0
+    skin[rows, np.array(lip)[skin[np.ix_(rows, lip)].argmax(1)]] += share
+
+
+def _affine_transfer(helper: np.ndarray, helper_deltas: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Move ``points`` as the helper moves: per controller side, the least-squares affine map of the
+    helper's rest vertices onto the moved ones, applied to the points.
+
+    helper: (n, 3); helper_deltas: (R, 2, n, 3); points: (m, 3). Returns (R, 2, m, 3) deltas.
+    """
+    h1 = np.c_[helper, np.ones(len(helper))]
+    a = np.einsum("kn,rsnc->rskc", np.linalg.pinv(h1), helper[None, None] + helper_deltas)  # (R, 2, 4, 3)
+    return np.einsum("mk,rskc->rsmc", np.c_[points, np.ones(len(points))], a) - points
+
+
+def _sphere_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through (n, 3) points: (centre (3,), radius)."""
+    a = np.c_[2 * points, np.ones(len(points))]
+    sol = np.linalg.lstsq(a, (points ** 2).sum(1), rcond=None)[0]
+    return sol[:3], float(np.sqrt(sol[3] + sol[:3] @ sol[:3]))
+
+
+def _mirrored(verts: np.ndarray, polys: np.ndarray, uvs: np.ndarray):
+    """The x-mirror of a part: vertices flipped, polygons and their UVs wound the other way."""
+    out_p, out_uv = polys.copy(), uvs.copy()
+    for row in range(len(polys)):
+        k = int((polys[row] >= 0).sum())
+        order = [0, *range(k - 1, 0, -1)]
+        out_p[row, :k], out_uv[row, :k] = polys[row, order], uvs[row, order]
+    return verts * MIRROR_SIGN, out_p, out_uv
+
+
+def _incisal_row(helper: np.ndarray, up: float) -> np.ndarray:
+    """The helper arch's incisal line on the +X side, (K, 3) from the midline back: of the vertices with no
+    helper vertex within 2.5 mm across nearer the other arch (the edge row and the palate's), those
+    with none much further out at about the same angle around the arch, in arch order."""
+    side = helper[helper[:, 0] >= -1e-6]
+    flat = np.linalg.norm(side[:, None, :2] - side[None, :, :2], axis=2) < 2.5e-3
+    lower = (side[None, :, 2] * up < side[:, None, 2] * up - 1e-6) & flat
+    cand = side[~lower.any(1)]
+    centre_y = cand[:, 1].max()
+    angle = np.arctan2(cand[:, 0], centre_y - cand[:, 1])
+    radius = np.hypot(cand[:, 0], centre_y - cand[:, 1])
+    outer = (np.abs(angle[:, None] - angle[None, :]) < np.radians(8)) & (radius[None, :] > 1.1 * radius[:, None])
+    keep = ~outer.any(1)
+    return cand[keep][np.argsort(angle[keep])]
+
+
+def _parts(base, deltas, dense, index, verts, quads, regions) -> dict:
+    """The rigid parts' template arrays (part_names, part_verts, polygons, part_uvs, part_vert_part,
+    part_joint, part_ctrl_basis), eyes and teeth modelled in parts.py, the tongue from its helper."""
+    helper = {g: base.group_verts(g) for g in set(PART_GROUPS.values())}
+    world = {g: mpfb.to_world(base.verts[ids]) for g, ids in helper.items()}
+
+    def helper_joint(group: str) -> int:
+        w = dense[helper[group]].sum(0)
+        return int(w.argmax()) if w.any() else index["head"]
+
+    made: dict[str, tuple] = {}
+    centre, radius = _sphere_fit(world["helper-l-eye"])
+    for name, fn in (("eyeball", part_models.eyeball), ("cornea", part_models.cornea)):
+        left = fn(centre, radius, GAZE)
+        made[f"{name}.L"] = left
+        made[f"{name}.R"] = _mirrored(*left)
+
+    lip_line = _lip_line(verts, quads, regions)
+    guide = _incisal_row(world["helper-upper-teeth"], 1.0)
+    mid = guide[np.argmin(np.abs(guide[:, 0]))]
+    guide = (guide - mid) * np.array([ARCH_WIDTH, 1.0, 1.0]) + mid
+    guide = guide + np.array([0.0, -UPPER_FORWARD * 1e-3, lip_line - UPPER_DISPLAY * 1e-3 - mid[2]])
+    at, half = part_models.resample_arch(guide * 1000.0)
+    s = np.arange(0.0, half + 0.25, 0.5)
+    p, n = at(s)
+    guide, normal = p / 1000.0, n
+    spec = part_models.UPPER_TEETH
+    h, th, e = spec["height"][0], spec["thickness"][0], part_models.EDGE_THICKNESS[0]
+    lingual = e + OVERBITE / (0.45 * h) * (0.8 * th - e)
+    upper_crown, upper_gum = part_models.teeth_arch(guide, spec, 1.0, np.zeros(3))
+    lower_guide = guide - (lingual + LINGUAL_CLEARANCE) * 1e-3 * normal + np.array([0.0, 0.0, OVERBITE * 1e-3])
+    lower_crown, lower_gum = part_models.teeth_arch(lower_guide, part_models.LOWER_TEETH, -1.0, np.zeros(3))
+    for name, (v, pl, uv), vlo in (("teeth.upper", upper_crown, 0.5), ("gums.upper", upper_gum, 0.5),
+                                   ("teeth.lower", lower_crown, 0.0), ("gums.lower", lower_gum, 0.0)):
+        # the upper arch takes the top half of UV space, the lower the bottom half
+        made[name] = (v, pl, (uv * np.array([1.0, 0.5]) + np.array([0.0, vlo])).astype(np.float32))
+
+    tongue_faces = base.group_faces("helper-tongue")
+    tongue_ids = helper["helper-tongue"]
+    local = np.full(len(base.verts), -1, np.int64)
+    local[tongue_ids] = np.arange(len(tongue_ids))
+    tongue_uv = base.uvs[base.face_uvs[tongue_faces]].astype(np.float32)
+
+    names = list(PART_GROUPS)
+    out_v, out_p, out_uv, out_part, out_joint, out_delta = [], [], [], [], [], []
+    offset = 0
+    for i, name in enumerate(names):
+        group = PART_GROUPS[name]
+        if name == "tongue":
+            v, pl, uv = world[group], local[base.faces[tongue_faces]], tongue_uv
+            joint = np.where(dense[tongue_ids].sum(1) > 0, dense[tongue_ids].argmax(1), index["head"])
+            d = mpfb.to_world(deltas[:, :, tongue_ids])
+        else:
+            v, pl, uv = made[name]
+            joint = np.full(len(v), helper_joint(group))
+            d = _affine_transfer(world[group], mpfb.to_world(deltas[:, :, helper[group]]), v)
+        keep = pl >= 0
+        out_v.append(v)
+        out_p.append(pl[keep] + offset)
+        out_uv.append(uv[keep])
+        out_part.append(np.full(len(v), i))
+        out_joint.append(joint)
+        out_delta.append(d)
+        offset += len(v)
+        out_p[-1] = (out_p[-1], keep.sum(1))
+    sizes = np.concatenate([c for _, c in out_p])
+    return {
+        "part_names": names,
+        "part_verts": np.concatenate(out_v).astype(np.float32),
+        "part_poly_verts": np.concatenate([p for p, _ in out_p]).astype(np.int64),
+        "part_poly_start": np.r_[0, np.cumsum(sizes)].astype(np.int64),
+        "part_uvs": np.concatenate(out_uv).astype(np.float32),
+        "part_vert_part": np.concatenate(out_part).astype(np.int64),
+        "part_joint": np.concatenate(out_joint).astype(np.int64),
+        "part_ctrl_basis": np.concatenate(out_delta, axis=2).astype(np.float32),
+    }
+
+
+def _lip_sides(quads: np.ndarray, regions: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ring distance (edges) of every vertex from the upper and from the lower inner lip line
+    (corners excluded), each (n,) int64, large where far."""
+    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    corners = set(regions["mouth_corners"].tolist())
+    out = []
+    for key in ("mouth_upper_inner", "mouth_lower_inner"):
+        dist = np.full(n, 1 << 20, np.int64)
+        seeds = np.array([v for v in regions[key] if v not in corners])
+        dist[seeds] = 0
+        for k in range(1, LIP_SEAL_RINGS[1] + 1):
+            a, b = edges[:, 0], edges[:, 1]
+            reach = np.concatenate([b[dist[a] == k - 1], a[dist[b] == k - 1]])
+            reach = reach[dist[reach] > k]
+            dist[reach] = k
+        out.append(dist)
+    return out[0], out[1]
+
+
+def _lip_line(verts: np.ndarray, quads: np.ndarray, regions: dict) -> float:
+    """z (metres) where the lips meet at the midline: the upper lip's lowest point there (its
+    vertices within LIP_SEAL_RINGS[0] rings of the inner lip line, 2 mm either side of x = 0)."""
+    du, dl = _lip_sides(quads, regions, len(verts))
+    ids = np.flatnonzero((du < dl) & (du <= LIP_SEAL_RINGS[0]) & (np.abs(verts[:, 0]) < 2e-3))
+    return float(verts[ids, 2].min())
+
+
+def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.ndarray) -> np.ndarray:
+    """The head with its lips meeting at rest (MakeHuman's leave a slit of up to ~0.8 mm).
+
+    Seen from the front, per x the upper lip's lowest point (on the edges within the first
+    LIP_SEAL_RINGS[0] rings of its inner line) must sit LIP_OVERLAP below the lower lip's highest;
+    each lip moves half the shortfall vertically, fully up to LIP_SEAL_RINGS[0] rings from its
+    inner line and fading to nothing at LIP_SEAL_RINGS[1]; the move is made mirror-symmetric.
+    verts: (N, 3); mirror: (N,) the mirror map. Returns a new (N, 3).
+    """
+    du, dl = _lip_sides(quads, regions, len(verts))
+    lo, hi = LIP_SEAL_RINGS
+    upper, lower = (du < dl) & (du <= hi), (dl < du) & (dl <= hi)
+    fade_u = np.clip((hi - du) / (hi - lo), 0.0, 1.0) * upper
+    fade_l = np.clip((hi - dl) / (hi - lo), 0.0, 1.0) * lower
+    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    out = verts.astype(np.float64).copy()
+    for _ in range(3):  # the lips' front outline moves with them: measure again after each move
+        x = out[:, 0]
+        grid = np.linspace(x[upper | lower].min(), x[upper | lower].max(), 161)
+        need = np.zeros(len(grid))
+        sides = []
+        for near in (upper & (du <= lo), lower & (dl <= lo)):
+            e = edges[near[edges].all(1)]
+            t = np.linspace(0.0, 1.0, 9)[:, None, None]
+            pts = (out[e[:, 0]][None] * (1 - t) + out[e[:, 1]][None] * t).reshape(-1, 3)
+            cell = np.clip(np.searchsorted(grid, pts[:, 0]), 0, len(grid) - 1)
+            sides.append((cell, pts[:, 2]))
+        (cu, zu), (cl, zl) = sides
+        bottom_upper = np.full(len(grid), np.inf)
+        np.minimum.at(bottom_upper, cu, zu)
+        top_lower = np.full(len(grid), -np.inf)
+        np.maximum.at(top_lower, cl, zl)
+        seen = np.isfinite(bottom_upper) & np.isfinite(top_lower)
+        need[seen] = np.clip(bottom_upper[seen] - top_lower[seen] + LIP_OVERLAP * 1e-3, 0.0, None)
+        if not need.any():
+            break
+        move = 0.5 * np.interp(x, grid[seen], need[seen]) * (fade_l - fade_u)
+        out[:, 2] += 0.5 * (move + move[mirror])
+    return out
 
 
 def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.ndarray]:
@@ -449,7 +666,7 @@ def builder_hash() -> str:
     """Short hash of the builder's source, so a changed builder never reads a stale cache."""
     here = pathlib.Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("build.py", "mpfb.py", "landmarks.py", "model.py", "symmetry.py"):
+    for name in ("build.py", "mpfb.py", "landmarks.py", "model.py", "symmetry.py", "parts.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 

@@ -1,9 +1,14 @@
 """Mouth and eyelid checks, from a front camera with the project's rasteriser.
 
 - ``front_teeth_visible``: the share of the front teeth's vertices (incisors
-  and canines: |x| < FRONT_TEETH_HALF_WIDTH, front half of each arch) that are
-  the nearest surface at their pixel, the head skin, lips and the other parts
-  occluding.
+  and canines, |x| < FRONT_TEETH_HALF_WIDTH, on the surface that faces the
+  front: labial faces and incisal edges, the rest normal within
+  FRONT_FACING_MAX_ANGLE of the camera) that are the nearest surface at their
+  pixel, the head skin, lips and the other parts occluding. The tongue-side
+  faces are left out: no front camera can see them, open mouth or not.
+- ``teeth_outside_lips``: how many teeth vertices a front camera sees or that
+  sit inside the lips' flesh (the first surface in front of them faces away:
+  they poke through); at rest there must be none.
 - ``rays_between_lips``: how many front-camera rays inside the lips' outer
   ring reach deeper than where the lips meet (by more than DEPTH_TOL): the
   mouth's inside, teeth or tongue seen through a gap.
@@ -29,23 +34,40 @@ from core.render.render import visible_points
 
 from .mesh_layout import padded_part_polygons
 from .model import Template
+from .parts import outside_flesh
 
 FRONT_TEETH_HALF_WIDTH = 0.012  # metres either side of the midline
 CAMERA_DISTANCE = 1.0  # metres in front of the mouth
 PIXEL = 1e-4  # metres per pixel at the mouth (a 0.1 mm grid)
 IMAGE = 640  # pixels: a 64 mm window
 DEPTH_TOL = 5e-4  # metres: a point this far behind the nearest surface is hidden
+FRONT_FACING_MAX_ANGLE = 75.0  # degrees between a front tooth vertex's normal and the way to the camera
+TEETH_PARTS = ("teeth.upper", "teeth.lower")
 
 
 def front_teeth_ids(t: Template) -> np.ndarray:
-    """Part-vertex ids of the front teeth (upper and lower arch), from the template's rest parts."""
+    """Part-vertex ids of the front teeth's front-facing vertices (upper and lower arch), from the
+    template's rest parts."""
     names = list(t.part_names)
     p, part = np.asarray(t.part_verts), np.asarray(t.part_vert_part)
+    normals = part_vertex_normals(t)
+    facing = -normals[:, 1] > np.cos(np.radians(FRONT_FACING_MAX_ANGLE))  # the camera looks along +y
     out = []
-    for arch in ("teeth.upper", "teeth.lower"):
+    for arch in TEETH_PARTS:
         ids = np.flatnonzero(part == names.index(arch))
-        out.append(ids[(np.abs(p[ids, 0]) < FRONT_TEETH_HALF_WIDTH) & (p[ids, 1] < np.median(p[ids, 1]))])
+        out.append(ids[(np.abs(p[ids, 0]) < FRONT_TEETH_HALF_WIDTH) & facing[ids]])
     return np.concatenate(out)
+
+
+def part_vertex_normals(t: Template) -> np.ndarray:
+    """(P, 3) unit area-weighted vertex normals of the rest parts (polygon winding: outward)."""
+    p = np.asarray(t.part_verts, np.float64)
+    tris = triangulate(torch.as_tensor(padded_part_polygons(t))).numpy()
+    face = np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]])
+    n = np.zeros_like(p)
+    for k in range(3):
+        np.add.at(n, tris[:, k], face)
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
@@ -61,6 +83,23 @@ def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = 
     R = torch.tensor([[1, 0, 0], [0, 0, -1], [0, 1, 0]], device=dev, dtype=dt)  # camera z along +y, image down = -z
     tr = torch.tensor([0, 0, CAMERA_DISTANCE], device=dev, dtype=dt) - R @ centre
     return allv, tris, Cameras(K, R[None], tr[None], IMAGE, IMAGE)
+
+
+def teeth_outside_lips(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> int:
+    """How many teeth vertices (both arches) a front camera would see or sit in the lips' or cheeks'
+    flesh (``teeth_outside_lips_mask``)."""
+    return int(teeth_outside_lips_mask(t, verts, parts)[1].sum())
+
+
+def teeth_outside_lips_mask(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Teeth vertices outside the mouth: along the ray to the camera (-y) the first head surface is
+    missing or faces away from the tooth (the ray leaves flesh there). verts: (N, 3), parts: (P, 3)
+    posed, template frame. Returns (part-vertex ids of the teeth (M,), outside (M,) bool)."""
+    names, part = list(t.part_names), np.asarray(t.part_vert_part)
+    ids = np.flatnonzero(np.isin(part, [names.index(n) for n in TEETH_PARTS]))
+    v = verts.detach().double().cpu().numpy()
+    p = parts.detach().double().cpu().numpy()[ids]
+    return ids, outside_flesh(v, np.asarray(t.tris), p)
 
 
 def front_teeth_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> float:

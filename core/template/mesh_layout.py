@@ -30,10 +30,19 @@ def padded_part_polygons(t: Template) -> np.ndarray:
 
 def corner_uvs(t: Template, polys: np.ndarray) -> np.ndarray:
     """(P, 4, 2) per-corner UVs laid out like ``padded_polygons``."""
-    counts = np.diff(t.poly_start)
+    return _pad_corners(t.uvs, t.poly_start, polys)
+
+
+def part_corner_uvs(t: Template, polys: np.ndarray) -> np.ndarray:
+    """(Pp, 4, 2) per-corner UVs of the eyes, teeth and tongue, laid out like ``padded_part_polygons``."""
+    return _pad_corners(t.part_uvs, t.part_poly_start, polys)
+
+
+def _pad_corners(uvs: np.ndarray, poly_start: np.ndarray, polys: np.ndarray) -> np.ndarray:
+    counts = np.diff(poly_start)
     out = np.zeros(polys.shape + (2,), dtype=np.float32)
-    col = np.arange(len(t.poly_verts)) - np.repeat(t.poly_start[:-1], counts)
-    out[np.repeat(np.arange(len(counts)), counts), col] = t.uvs
+    col = np.arange(len(uvs)) - np.repeat(poly_start[:-1], counts)
+    out[np.repeat(np.arange(len(counts)), counts), col] = uvs
     return out
 
 
@@ -44,3 +53,12 @@ def glb_head_vertex_map(t: Template) -> np.ndarray:
 
     polys = padded_polygons(t)
     return split_by_uv(polys, corner_uvs(t, polys))[1]
+
+
+def glb_part_vertex_map(t: Template) -> np.ndarray:
+    """(M,) part vertex id of each vertex of the eyes-and-mouth mesh as the GLB writer lays them out
+    (split at UV seams, as ``glb_head_vertex_map``)."""
+    from core.export.gltf import split_by_uv
+
+    polys = padded_part_polygons(t)
+    return split_by_uv(polys, part_corner_uvs(t, polys))[1]

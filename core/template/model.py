@@ -35,6 +35,8 @@ ctrl_is_expression    (R,) bool    expression (True) or identity shape (False)
 part_verts            (P,3) f32    rest vertices of the rigid parts
 part_poly_verts       (Cp,) i64    part polygon corners (part vertex ids)
 part_poly_start       (Fp+1,) i64  part polygon offsets
+part_uvs              (Cp,2) f32   UV per part corner (eyes: the iris a disc about (0.5, 0.5)); zeros
+                                   where a template's parts have none (files without the array)
 part_vert_part        (P,) i64     which part (index into meta part_names) each vertex is in
 part_joint            (P,) i64     the joint each part vertex follows rigidly
 part_ctrl_basis       (R,2,P,3) f32  part vertex delta at +1 / −1
@@ -115,6 +117,7 @@ class Template:
     part_verts: np.ndarray
     part_poly_verts: np.ndarray
     part_poly_start: np.ndarray
+    part_uvs: np.ndarray
     part_vert_part: np.ndarray
     part_joint: np.ndarray
     part_ctrl_basis: np.ndarray
@@ -218,6 +221,8 @@ class Template:
             if not isinstance(meta.get(key), list) or not all(isinstance(s, str) for s in meta[key]):
                 raise TemplateError(f"template metadata {key!r} must be a list of strings")
         fields = {}
+        if "part_uvs" not in arrays and "part_poly_verts" in arrays:  # older files; rigs without part UVs
+            arrays = {**arrays, "part_uvs": np.zeros((len(arrays["part_poly_verts"]), 2), np.float32)}
         for name, dtype, _ in _ARRAY_SPECS:
             if name not in arrays:
                 raise TemplateError(f"template is missing array {name!r}")
@@ -372,6 +377,7 @@ _ARRAY_SPECS: tuple[tuple[str, type, tuple], ...] = (
     ("part_verts", np.float32, ("P", 3)),
     ("part_poly_verts", np.int64, ("Cp",)),
     ("part_poly_start", np.int64, ("Fp+1",)),
+    ("part_uvs", np.float32, ("Cp", 2)),
     ("part_vert_part", np.int64, ("P",)),
     ("part_joint", np.int64, ("P",)),
     ("part_ctrl_basis", np.float32, ("R", 2, "P", 3)),

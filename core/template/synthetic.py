@@ -63,6 +63,7 @@ def random_template(seed: int = 0, grid: int = 4, joints: int = 6, controllers: 
         ctrl_is_expression=np.arange(r) >= r - 1,
         part_names=["part"], part_verts=rest[:, :3, 3].astype(np.float32) + 0.01,
         part_poly_verts=np.arange(3, dtype=np.int64), part_poly_start=np.array([0, 3], dtype=np.int64),
+        part_uvs=np.zeros((3, 2), np.float32),
         part_vert_part=np.zeros(joints, np.int64), part_joint=np.arange(joints, dtype=np.int64),
         part_ctrl_basis=rng.normal(0, 0.01, (r, 2, joints, 3)).astype(np.float32),
         mirror=mirror.astype(np.int64), source_vertex_id=np.full(n, -1, np.int64),
