@@ -546,6 +546,7 @@ def _draw(verts: np.ndarray, tris: np.ndarray, colours: np.ndarray, centre: np.n
     n = vertex_normals(v, f)
     attrs = torch.cat([n, torch.as_tensor(colours, dtype=torch.float64)[None]], -1)
     img = interpolate(attrs, f, frags)[0].numpy()
+    R = cams.R[0].numpy()
     to_cam = -(R.T @ np.array([0.0, 0.0, 1.0]))
     light = to_cam + np.array([0.0, 0.0, 0.4])
     light /= np.linalg.norm(light)
