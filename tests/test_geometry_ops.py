@@ -25,7 +25,7 @@ from core.geometry import (
     vertex_areas,
 )
 from core.geometry.primitives import grid, torus, triangulate
-from core.geometry.safe import COT_MAX, CURVE_SEGMENT_FLOOR
+from core.geometry.constants import COT_MAX, CURVE_SEGMENT_FLOOR
 
 
 def noisy_torus(seed=0, n_major=7, n_minor=5, dtype=torch.float64, batch=2, noise=0.03):

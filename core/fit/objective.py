@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.geometry.constants import CM, MM
 from core.geometry.laplacian import Laplacian
 from core.geometry.topology import MeshTopology
 from core.geometry.curves import CurveSet
@@ -60,8 +61,6 @@ from .variables import FitVariables
 # Ordered vertex curves the eyeline term keeps smooth: regions named "*_lid" (eyelids).
 EYELID_SUFFIX = "_lid"
 CORNER_SUBSET = "corners"
-MM = 1000.0
-CM = 100.0
 # Anchor term: a vertex counts as fully seen from this cosine between its
 # normal and the direction to the nearest-facing camera.
 ANCHOR_COS = 0.5

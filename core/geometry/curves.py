@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 
 from .indexing import gather
-from .safe import CURVE_SEGMENT_FLOOR, safe_atan2, safe_divide, safe_norm3, safe_normalize3
+from .constants import CURVE_SEGMENT_FLOOR
+from .safe import safe_atan2, safe_divide, safe_norm3, safe_normalize3
 from .vectors import components, cross, dot
 
 

@@ -7,7 +7,8 @@ import dataclasses
 import torch
 
 from .indexing import gather, scatter_add
-from .safe import COT_MAX, safe_divide, safe_norm3
+from .constants import COT_MAX
+from .safe import safe_divide, safe_norm3
 from .vectors import components, cross, dot, interleaved
 from .topology import MeshTopology
 

@@ -1,4 +1,4 @@
-"""Gradient-safe elementary operations and the geometry tolerances.
+"""Gradient-safe elementary operations.
 
 Mesh losses meet exactly degenerate input (zero-length edges, collapsed
 triangles, coincident vertices). Plain ``norm``/``atan2``/division give NaN
@@ -13,12 +13,6 @@ from __future__ import annotations
 import torch
 
 from .vectors import dot
-
-COT_MAX = 1.0e3
-"""Largest |cot| a cotangent weight may take (angles below ~0.06 degrees)."""
-
-CURVE_SEGMENT_FLOOR = 1.0e-3
-"""Shortest curve segment used as a divisor, relative to the curve's mean segment length."""
 
 
 def _tiny(x: torch.Tensor) -> float:

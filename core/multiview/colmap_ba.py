@@ -21,10 +21,11 @@ import torch
 
 from bridge.conventions import project_points_np
 from core.geometry.camera import Cameras
+from core.geometry.constants import MM
 from core.geometry.similarity import similarity_transform
 
 from .correspondences import ViewCorrespondences
-from .topology_ba import MM, BAOptions, BAResult, smoothing_solver
+from .topology_ba import BAOptions, BAResult, smoothing_solver
 
 LARGE_STEPS_ITERATIONS = 400
 

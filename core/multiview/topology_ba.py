@@ -24,12 +24,11 @@ import numpy as np
 import torch
 
 from core.geometry.camera import Cameras, axis_angle_to_matrix, project_camera_points
+from core.geometry.constants import MM
 from core.geometry.large_steps import LargeSteps
 from core.geometry.topology import MeshTopology
 
 from .correspondences import ViewCorrespondences
-
-MM = 1000.0
 
 
 @dataclass

@@ -8,12 +8,10 @@ import torch
 from core.geometry.camera import Cameras
 
 from .interpolate import interpolate
+from core.geometry.constants import POINT_VISIBILITY_REL_TOL
+
 from .normals import safe_normalize, vertex_normals
 from .rasterize import DEFAULT_NEAR, Fragments, broadcast_batch, check_mesh, rasterize
-
-VISIBILITY_REL_TOL = 0.01
-"""A point is visible when no surface at its pixel is nearer by more than this
-fraction of its depth (1 cm at 1 m): absorbs the depth change across a pixel."""
 
 
 def render_normals(
@@ -84,7 +82,7 @@ def visible_points(
     points: torch.Tensor,
     cameras: Cameras,
     fragments: Fragments,
-    rel_tol: float = VISIBILITY_REL_TOL,
+    rel_tol: float = POINT_VISIBILITY_REL_TOL,
 ) -> torch.Tensor:
     """Whether each point is the front-most surface at its pixel.
 

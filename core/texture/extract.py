@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.geometry.camera import Cameras
+from core.geometry.constants import TEXEL_VISIBILITY_REL_TOL
 from core.render import Fragments, interpolate, rasterize, vertex_normals
 from core.render.rasterize import DEFAULT_NEAR
 from core.render.normals import safe_normalize
@@ -42,9 +43,6 @@ MIN_COS = 0.1
 
 CONFIDENT_COS = 0.4
 """A texel whose blended weight reaches cos^p at this cosine counts fully as observed."""
-
-VISIBILITY_REL_TOL = 0.005
-"""Depth-test tolerance, relative to depth (3.75 mm at 0.75 m)."""
 
 RASTER_MAX = 1024
 """Depth-test renders and the lighting fit use at most this many pixels on the long side."""
@@ -206,7 +204,7 @@ def visible_texels(points: torch.Tensor, camera: Cameras, fragments: Fragments) 
     on_screen = (col >= 0) & (col < W) & (row >= 0) & (row < H) & (depth >= DEFAULT_NEAR)
     flat = row.clamp(0, H - 1) * W + col.clamp(0, W - 1)
     covered = fragments.mask[0].reshape(-1)[flat]
-    return on_screen & covered & (depth <= nearest.reshape(-1)[flat] * (1.0 + VISIBILITY_REL_TOL))
+    return on_screen & covered & (depth <= nearest.reshape(-1)[flat] * (1.0 + TEXEL_VISIBILITY_REL_TOL))
 
 
 def match_view_gains(colours: list[torch.Tensor], weights: list[torch.Tensor]) -> list[torch.Tensor]:
