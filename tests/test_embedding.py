@@ -9,6 +9,7 @@ import pytest
 
 from core.bench import embedding as emb
 from core.geometry.camera import Cameras
+from core.geometry.mesh_layout import fan_triangulate, surface_points
 
 
 def closest_point_reference(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def grid_mesh(n: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     verts = np.stack([x.ravel(), z.ravel(), y.ravel()], axis=1)  # a wall facing -Y, like a face
     ids = np.arange(n * n).reshape(n, n)
     quads = np.stack([ids[:-1, :-1], ids[1:, :-1], ids[1:, 1:], ids[:-1, 1:]], axis=-1).reshape(-1, 4)
-    tris, _ = emb.split_polygons(quads)
+    tris, _ = fan_triangulate(quads)
     return verts, tris
 
 
@@ -76,7 +77,7 @@ def test_snap_is_exact_for_points_on_the_surface():
     rng = np.random.default_rng(2)
     tri = rng.choice(len(tris), 50, replace=False)
     bary = rng.dirichlet([4.0, 4.0, 4.0], 50)  # well inside, so the triangle is unique
-    points = emb.surface_points(verts, tris, tri, bary)
+    points = surface_points(verts, tris, tri, bary)
     snap = emb.snap_to_surface(points, verts, tris, chunk=7)
     np.testing.assert_array_equal(snap.tri, tri)
     np.testing.assert_allclose(snap.bary, bary, atol=1e-9)
@@ -153,7 +154,7 @@ def test_derive_embedding_end_to_end_and_missing_views():
     rng = np.random.default_rng(6)
     tri = rng.choice(len(tris), 30, replace=False)
     bary = rng.dirichlet([4.0, 4.0, 4.0], 30)
-    points = emb.surface_points(verts, tris, tri, bary)
+    points = surface_points(verts, tris, tri, bary)
     cameras = five_views()
     detections = np.stack([emb.project_points(cam, points)[0] for cam in cameras])
     result = emb.derive_embedding(verts, tris, cameras, detections)
@@ -193,13 +194,6 @@ def test_camera_validation():
         emb.camera_rays(good, np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"detections must have shape \(2, L, 2\)"):
         emb.triangulate([good, good], np.zeros((3, 4, 2)))
-
-
-def test_split_polygons_fans_quads_in_file_order():
-    polygons = np.array([[10, 11, 12, 13], [20, 21, 22, -1], [30, 31, 32, 33]])
-    tris, owner = emb.split_polygons(polygons)
-    np.testing.assert_array_equal(tris, [[10, 11, 12], [10, 12, 13], [20, 21, 22], [30, 31, 32], [30, 32, 33]])
-    np.testing.assert_array_equal(owner, [0, 0, 1, 2, 2])
 
 
 def test_chain_edges_orders_loops_and_paths():
@@ -253,14 +247,6 @@ def sphere_mesh(radius: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(sphere.vertices, dtype=np.float64), np.asarray(sphere.faces, dtype=np.int64)
 
 
-def test_vertex_normals_point_outward():
-    verts, tris = sphere_mesh()
-    normals = emb.vertex_normals(verts, tris)
-    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-12)
-    cos = np.sum(normals * verts / np.linalg.norm(verts, axis=1, keepdims=True), axis=1)
-    assert cos.min() > 0.99
-
-
 def test_ray_hits_matches_plane_intersection():
     verts = np.array([[-1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [0.0, 0.0, 1.0]])  # a triangle in the plane y = 0
     tris = np.array([[0, 1, 2]])
@@ -301,7 +287,7 @@ def test_refine_on_surface_reduces_reprojection_error():
     verts = verts + np.array([0.0, -0.1, 0.7])
     rng = np.random.default_rng(7)
     tri = rng.choice(len(tris), 20, replace=False)
-    truth = emb.surface_points(verts, tris, tri, rng.dirichlet([3.0, 3.0, 3.0], 20))
+    truth = surface_points(verts, tris, tri, rng.dirichlet([3.0, 3.0, 3.0], 20))
     cameras = five_views()
     detections = np.stack([emb.project_points(cam, truth)[0] for cam in cameras])
     used = np.ones(detections.shape[:2], dtype=bool)
@@ -317,7 +303,7 @@ def test_refine_on_surface_reduces_reprojection_error():
     assert np.median(rms(refined.points)) < 0.5 * np.median(rms(start.points))
     assert np.median(np.linalg.norm(refined.points - truth, axis=1)) < 0.6e-3
     np.testing.assert_allclose(refined.distance, np.linalg.norm(refined.points - origin, axis=1))
-    np.testing.assert_allclose(emb.surface_points(verts, tris, refined.tri, refined.bary), refined.points)
+    np.testing.assert_allclose(surface_points(verts, tris, refined.tri, refined.bary), refined.points)
     # Kept points stay; no point moves farther than max_move.
     keep = np.zeros(20, dtype=bool)
     keep[:5] = True

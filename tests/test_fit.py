@@ -210,7 +210,8 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
 
 
 def test_mesh_metrics_split_the_error(template, case):
-    from core.bench.metrics import facing_camera, vertex_normals
+    from core.bench.metrics import facing_camera
+    from core.geometry.mesh_layout import vertex_normals
 
     face = template.regions[FACE_REGION]
     gt = case.verts.astype(np.float64)

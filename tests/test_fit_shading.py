@@ -178,7 +178,7 @@ def test_consistency_loss_is_lowest_on_the_true_shape(template, device):
         return (verts[0][tris[tri_ids]] * bary[..., None]).sum(1)
 
     pts = points(v)
-    from core.render import vertex_normals
+    from core.geometry.normals import vertex_normals
 
     n = (vertex_normals(v, tris)[0][tris[tri_ids]] * bary[..., None]).sum(1)
     centres = torch.stack([-(c.R[0].T @ c.t[0]) for c in cams])

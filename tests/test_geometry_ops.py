@@ -19,10 +19,12 @@ from core.geometry import (
     face_areas,
     face_normals,
     mean_segment_length,
+    normalize_clamped,
     safe_atan2,
     safe_norm,
     safe_normalize,
     vertex_areas,
+    vertex_normals,
 )
 from core.geometry.primitives import grid, torus, triangulate
 from core.geometry.constants import COT_MAX, CURVE_SEGMENT_FLOOR
@@ -64,6 +66,39 @@ def test_face_normals_and_areas_match_naive():
             cross = np.cross(v[b, j] - v[b, i], v[b, k] - v[b, i])
             assert np.allclose(normals[b, f].numpy(), unit(cross))
             assert areas[b, f].item() == pytest.approx(0.5 * np.linalg.norm(cross))
+
+
+def vertex_normals_naive(verts, faces):
+    """One face at a time: sum of cross products, then normalise."""
+    out = torch.zeros_like(verts)
+    for f in faces.tolist():
+        a, b, c = verts[:, f[0]], verts[:, f[1]], verts[:, f[2]]
+        n = torch.linalg.cross(b - a, c - a, dim=-1)
+        for i in f:
+            out[:, i] += n
+    norm = out.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 0, out / norm.clamp(min=1e-300), out)
+
+
+def test_vertex_normals_match_naive_and_survive_degenerate_faces():
+    verts, faces, _ = noisy_torus(seed=2)
+    torch.testing.assert_close(vertex_normals(verts, faces), vertex_normals_naive(verts, faces))
+    # an isolated collapsed triangle: zero normal, finite gradient
+    v = torch.cat([verts, torch.zeros(2, 3, 3, dtype=torch.float64)], 1).requires_grad_(True)
+    f = torch.cat([faces, torch.tensor([[verts.shape[1], verts.shape[1] + 1, verts.shape[1] + 2]])])
+    n = vertex_normals(v, f)
+    assert (n[:, -3:] == 0).all()
+    n.sum().backward()
+    assert torch.isfinite(v.grad).all()
+
+
+def test_normalize_clamped_is_unit_above_eps_and_zero_at_zero():
+    x = torch.tensor([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1e-14, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    n = normalize_clamped(x)
+    torch.testing.assert_close(n[0], torch.tensor([0.6, 0.8, 0.0], dtype=torch.float64))
+    assert (n[1] == 0).all() and n[2, 0].item() == pytest.approx(1e-2)
+    n.sum().backward()
+    assert torch.isfinite(x.grad).all()
 
 
 def dihedral_naive(v, faces, topo):

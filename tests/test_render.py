@@ -18,7 +18,6 @@ from core.render import (
     render_depth,
     render_normals,
     surface_points,
-    vertex_normals,
     visible_points,
 )
 from core.render import _raster_pytorch3d, _raster_torch
@@ -146,31 +145,6 @@ def test_normals_of_a_sphere_face_the_camera():
     expected = torch.einsum("bij,bhwj->bhwi", cams.R, world / world.norm(dim=-1, keepdim=True))
     assert (normals[m] - expected[m]).norm(dim=-1).max() < 0.02
     assert (normals[~m] == 0).all()
-
-
-def vertex_normals_naive(verts, faces):
-    """One face at a time: sum of cross products, then normalise."""
-    out = torch.zeros_like(verts)
-    for f in faces.tolist():
-        a, b, c = verts[:, f[0]], verts[:, f[1]], verts[:, f[2]]
-        n = torch.linalg.cross(b - a, c - a, dim=-1)
-        for i in f:
-            out[:, i] += n
-    norm = out.norm(dim=-1, keepdim=True)
-    return torch.where(norm > 0, out / norm.clamp(min=1e-300), out)
-
-
-def test_vertex_normals_match_naive_and_survive_degenerate_faces():
-    verts, faces = ellipsoid(1, dtype=torch.float64)
-    verts = verts + 0.01 * torch.randn_like(verts)
-    torch.testing.assert_close(vertex_normals(verts, faces), vertex_normals_naive(verts, faces))
-    # an isolated collapsed triangle: zero normal, finite gradient
-    v = torch.cat([verts, torch.zeros(1, 3, 3, dtype=torch.float64)], 1).requires_grad_(True)
-    f = torch.cat([faces, torch.tensor([[verts.shape[1], verts.shape[1] + 1, verts.shape[1] + 2]])])
-    n = vertex_normals(v, f)
-    assert (n[0, -3:] == 0).all()
-    n.sum().backward()
-    assert torch.isfinite(v.grad).all()
 
 
 def test_depth_map_is_camera_z():

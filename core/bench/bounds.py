@@ -104,7 +104,8 @@ def visible_landmark_vertices(template, weight: np.ndarray) -> np.ndarray:
 def bounds(template, case, facing: np.ndarray, face_ids: np.ndarray) -> dict:
     """{"visible": metrics, "landmarks": metrics} for one synthetic case (see the module
     docstring); metrics as ``core.bench.metrics.mesh_metrics`` without the per-vertex field."""
-    from core.bench.metrics import mesh_metrics, vertex_normals
+    from core.bench.metrics import mesh_metrics
+    from core.geometry.mesh_layout import vertex_normals
 
     gt = case.verts.astype(np.float64)
     n = len(gt)

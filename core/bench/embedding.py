@@ -45,6 +45,8 @@ import torch
 
 from core.geometry.camera import Cameras
 
+from core.geometry.mesh_layout import surface_points, vertex_normals
+
 # Denominators smaller than this are treated as zero (degenerate triangles or edges).
 _DEGENERATE_EPS = 1e-18
 
@@ -248,25 +250,8 @@ def snap_to_surface(
         rows = np.arange(len(idx))
         best_tri[start : start + chunk] = candidates[idx]
         best_bary[start : start + chunk] = bary[rows, idx]
-    snapped = np.einsum("pk,pkd->pd", best_bary, verts[tris[best_tri]])
+    snapped = surface_points(verts, tris, best_tri, best_bary)
     return SurfaceSnap(best_tri, best_bary, snapped, np.linalg.norm(snapped - points, axis=1))
-
-
-def surface_points(verts: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """Evaluate embedded points: verts (V, 3), tris (T, 3) int64, tri (P,) int64, bary (P, 3) -> (P, 3)."""
-    return np.einsum("pk,pkd->pd", np.asarray(bary, dtype=np.float64), np.asarray(verts)[np.asarray(tris)[tri]])
-
-
-def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals: verts (V, 3) float64, tris (T, 3) int64 -> (V, 3) float64."""
-    verts = _check_points(verts, "verts")
-    tris = _check_tris(tris, len(verts))
-    corners = verts[tris]
-    face = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])  # length = 2 * area
-    normals = np.zeros_like(verts)
-    np.add.at(normals, tris.ravel(), np.repeat(face, 3, axis=0))
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1.0)
 
 
 def ray_hits(origins: np.ndarray, dirs: np.ndarray, max_dist: np.ndarray, verts: np.ndarray, tris: np.ndarray,
@@ -454,6 +439,7 @@ def derive_embedding(
     detections = np.asarray(detections, dtype=np.float64)
     valid = np.all(np.isfinite(detections), axis=2) if valid is None else np.asarray(valid, dtype=bool)
     first = _triangulate_and_snap(verts, tris, cameras, detections, valid, allowed)
+    verts, tris = _check_points(verts, "verts"), _check_tris(tris, len(verts))
     normals = surface_points(vertex_normals(verts, tris), tris, first.tri, first.bary)
     normals /= np.linalg.norm(normals, axis=1, keepdims=True)
     seen = valid & visible_views(first.points, normals, cameras, verts, tris, min_cos)
@@ -478,25 +464,6 @@ def _triangulate_and_snap(verts, tris, cameras, detections, valid, allowed) -> S
             " add views or check the detections"
         )
     return snap_to_surface(tri.points, verts, tris, allowed)
-
-
-def split_polygons(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fan-split polygons into triangles: (a, b, c, d) -> (a, b, c), (a, c, d).
-
-    polygons: (P, N) int64 corner vertex ids, padded with -1 for polygons with fewer
-    than N corners. Returns tris (T, 3) int64 in polygon order and tri_polygon (T,) int64,
-    the polygon each triangle came from.
-    """
-    polygons = np.asarray(polygons, dtype=np.int64)
-    if polygons.ndim != 2 or polygons.shape[1] < 3:
-        raise ValueError(f"polygons must have shape (P, N>=3), got {polygons.shape}")
-    k = np.arange(1, polygons.shape[1] - 1)
-    fans = np.stack(
-        [np.broadcast_to(polygons[:, :1], (len(polygons), len(k))), polygons[:, k], polygons[:, k + 1]], axis=-1
-    )  # (P, N-2, 3)
-    keep = fans[..., 2] >= 0
-    owner = np.broadcast_to(np.arange(len(polygons))[:, None], keep.shape)
-    return fans[keep], owner[keep]
 
 
 @dataclasses.dataclass(frozen=True)

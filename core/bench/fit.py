@@ -28,7 +28,8 @@ import time
 import numpy as np
 
 from core.bench.bounds import bounds as case_bounds
-from core.bench.metrics import facing_camera, mesh_metrics, vertex_normals
+from core.bench.metrics import facing_camera, mesh_metrics
+from core.geometry.mesh_layout import vertex_normals
 
 VARIANTS = ("full", "known_focal", "rig_only", "rig_joint", "vertex_only", "no_evgcc", "no_conformal", "plain_offsets",
             "nricp")

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.geometry.mesh_layout import vertex_normals
 from core.geometry.similarity import similarity_align
 
 # A vertex "faces" the hidden camera when the cosine between its ground-truth normal
 # and the direction to the camera exceeds this (the split of the error fields below).
 FACING_COS = 0.1
-
-
-def vertex_normals(v: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(N, 3) unit vertex normals (area-weighted) of v (N, 3) float64 with tris (T, 3) int."""
-    fn = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-    vn = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(vn, tris[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
 
 
 def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: np.ndarray,

@@ -225,7 +225,7 @@ def dense_correspondences(template, verts: np.ndarray, cams, rng, noise_px: floa
     Returns (list of ViewCorrespondences, list of (N,) int8: -1 not seen, 0 good, 1 planted outlier).
     """
     from bridge.conventions import project_points_np
-    from core.bench.metrics import vertex_normals
+    from core.geometry.mesh_layout import vertex_normals
     from core.multiview import from_vertex_targets
 
     normals = vertex_normals(verts.astype(np.float64), template.tris)

@@ -537,7 +537,8 @@ def _draw(verts: np.ndarray, tris: np.ndarray, colours: np.ndarray, centre: np.n
     import torch
 
     from core.bench.synthetic import camera_looking_at
-    from core.render import interpolate, rasterize, vertex_normals
+    from core.geometry.normals import vertex_normals
+    from core.render import interpolate, rasterize
 
     cams = camera_looking_at(centre, yaw, 0.0, 1.2, 5.5 * res, res)
     v = torch.as_tensor(verts, dtype=torch.float64)[None]

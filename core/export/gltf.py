@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.geometry.mesh_layout import fan_triangulate, vertex_normals
+
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _Y_UP = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)  # ours -> glTF
@@ -91,9 +93,7 @@ def split_by_uv(polys: np.ndarray, corner_uvs: np.ndarray | None):
     """Triangles over split vertices. Returns (tris (T,3), vertex_map (M,), uv (M,2) or None)."""
     polys = np.asarray(polys, dtype=np.int64)
     corner_ids = np.arange(polys.size).reshape(polys.shape)
-    tri_corners = np.concatenate([corner_ids[:, [0, 1, 2]], corner_ids[polys[:, 3] >= 0][:, [0, 2, 3]]])
-    order = np.concatenate([np.arange(len(polys)), np.nonzero(polys[:, 3] >= 0)[0]])
-    tri_corners = tri_corners[np.argsort(order, kind="stable")]  # keep each polygon's triangles together
+    tri_corners, _ = fan_triangulate(np.where(polys >= 0, corner_ids, -1))
     vid = polys.reshape(-1)
     if corner_uvs is None:
         return vid[tri_corners], np.arange(vid.max() + 1), None
@@ -104,15 +104,6 @@ def split_by_uv(polys: np.ndarray, corner_uvs: np.ndarray | None):
     corner_to_split = np.full(len(vid), -1, dtype=np.int64)
     corner_to_split[used] = inverse.reshape(-1)
     return corner_to_split[tri_corners], uniq[:, 0].astype(np.int64), uniq[:, 1:]
-
-
-def _vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    fn = np.cross(verts[tris[:, 1]] - verts[tris[:, 0]], verts[tris[:, 2]] - verts[tris[:, 0]])
-    vn = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(vn, tris[:, k], fn)
-    norm = np.linalg.norm(vn, axis=1, keepdims=True)
-    return vn / np.maximum(norm, 1e-12)
 
 
 def _trs(matrix: np.ndarray) -> tuple[list, list, list]:
@@ -217,7 +208,7 @@ def _mesh(b: _Builder, doc: dict, m: MeshData) -> dict:
     pos = verts[vmap] @ _Y_UP.T
     attributes = {
         "POSITION": b.accessor(pos.astype(np.float32), "VEC3", _ARRAY_BUFFER, minmax=True),
-        "NORMAL": b.accessor(_vertex_normals(pos, tris).astype(np.float32), "VEC3", _ARRAY_BUFFER),
+        "NORMAL": b.accessor(vertex_normals(pos, tris).astype(np.float32), "VEC3", _ARRAY_BUFFER),
     }
     if uv is not None:
         attributes["TEXCOORD_0"] = b.accessor(

@@ -165,7 +165,8 @@ class Objective:
 
     def _sample_visibility(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor | None:
         """(V, S) how squarely each photo sees each surface sample, 0 where hidden or without pixels."""
-        from core.render import rasterize, vertex_normals, visible_points
+        from core.geometry.normals import vertex_normals
+        from core.render import rasterize, visible_points
 
         with torch.no_grad():
             pts = self.sample_points(verts)
@@ -191,7 +192,7 @@ class Objective:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
         A vertex's coverage is its best cosine, over the views' cameras, between its
         normal and the direction to the camera, ramped from 0 at cos 0 to 1 at ANCHOR_COS."""
-        from core.render import vertex_normals
+        from core.geometry.normals import vertex_normals
 
         with torch.no_grad():
             v = verts[0]

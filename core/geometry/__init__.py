@@ -10,8 +10,8 @@ from .curvature import edge_to_vertex_curvature
 from .curves import CurveSet, curve_flow_features, mean_segment_length
 from .dihedral import dihedral_angles
 from .laplacian import Laplacian
-from .normals import face_areas, face_cross, face_normals
-from .safe import safe_atan2, safe_divide, safe_norm, safe_normalize
+from .normals import face_areas, face_cross, face_normals, vertex_normals
+from .safe import normalize_clamped, safe_atan2, safe_divide, safe_norm, safe_normalize
 from .topology import MeshTopology
 
 __all__ = [
@@ -26,9 +26,11 @@ __all__ = [
     "face_cross",
     "face_normals",
     "mean_segment_length",
+    "normalize_clamped",
     "safe_atan2",
     "safe_divide",
     "safe_norm",
     "safe_normalize",
     "vertex_areas",
+    "vertex_normals",
 ]

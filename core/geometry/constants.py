@@ -19,6 +19,10 @@ COT_MAX = 1.0e3
 CURVE_SEGMENT_FLOOR = 1.0e-3
 """Shortest curve segment used as a divisor, relative to the curve's mean segment length."""
 
+NORMALIZE_EPS = 1.0e-12
+"""Smallest length a normal is divided by (``core.geometry.safe.normalize_clamped`` and the
+numpy vertex normals): in metres, far below any triangle's size."""
+
 POINT_VISIBILITY_REL_TOL = 0.01
 """``core.render.visible_points``: a point is visible when no surface at its pixel is
 nearer by more than this fraction of its depth (1 cm at 1 m); absorbs the depth

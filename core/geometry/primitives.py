@@ -6,18 +6,16 @@ import math
 
 import torch
 
+from .mesh_layout import fan_triangulate
+
 
 def triangulate(polygons: torch.Tensor) -> torch.Tensor:
-    """Fan-triangulate (P, 4) quads, with -1 in the last column for triangles.
+    """:func:`~core.geometry.mesh_layout.fan_triangulate` on a tensor: (a, b, c), (a, c, d), ...
 
-    polygons: (P, 4) int64. Returns (T, 3) int64: (a, b, c) and, for quads,
-    (a, c, d), keeping each polygon's winding.
+    polygons: (P, N) int64, -1 padded (quads with -1 in the last column for triangles).
+    Returns (T, 3) int64 on the same device, each polygon's triangles together.
     """
-    if polygons.dim() != 2 or polygons.shape[1] != 4:
-        raise ValueError(f"polygons must have shape (P, 4), got {tuple(polygons.shape)}")
-    first = polygons[:, [0, 1, 2]]
-    second = polygons[polygons[:, 3] >= 0][:, [0, 2, 3]]
-    return torch.cat([first, second])
+    return torch.as_tensor(fan_triangulate(polygons.cpu().numpy())[0], device=polygons.device)
 
 
 def torus(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .constants import NORMALIZE_EPS
 from .vectors import dot
 
 
@@ -50,6 +51,17 @@ def safe_normalize3(c: torch.Tensor) -> torch.Tensor:
     """:func:`safe_normalize` of component-major vectors. c: (3, ...) float. Returns (3, ...)."""
     n = safe_norm3(c)
     return c / torch.where(n > 0, n, torch.ones_like(n))
+
+
+def normalize_clamped(x: torch.Tensor, eps: float = NORMALIZE_EPS) -> torch.Tensor:
+    """``x / max(|x|, eps)`` along the last axis in one ``rsqrt``: normals to shade and render.
+
+    x: (..., 3) float. Returns the same shape. Cheaper than :func:`safe_normalize`; the zero
+    vector stays zero with a finite gradient, but a vector shorter than ``eps`` comes out
+    shorter than 1.
+    """
+    sq = (x * x).sum(-1, keepdim=True)
+    return x * torch.rsqrt(sq.clamp(min=eps * eps))
 
 
 def safe_divide(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ interpolated attributes carry gradients to the vertices.
 """
 
 from .interpolate import interpolate
-from .normals import face_normals, vertex_normals
 from .rasterize import BACKENDS, Fragments, default_backend, rasterize, rasterize_projected
 from .render import project_surface_points, render_depth, render_normals, surface_points, visible_points
 
@@ -15,7 +14,6 @@ __all__ = [
     "BACKENDS",
     "Fragments",
     "default_backend",
-    "face_normals",
     "interpolate",
     "project_surface_points",
     "rasterize",
@@ -23,6 +21,5 @@ __all__ = [
     "render_depth",
     "render_normals",
     "surface_points",
-    "vertex_normals",
     "visible_points",
 ]

@@ -9,8 +9,9 @@ from core.geometry.camera import Cameras
 
 from .interpolate import interpolate
 from core.geometry.constants import POINT_VISIBILITY_REL_TOL
+from core.geometry.normals import vertex_normals
+from core.geometry.safe import normalize_clamped
 
-from .normals import safe_normalize, vertex_normals
 from .rasterize import DEFAULT_NEAR, Fragments, broadcast_batch, check_mesh, rasterize
 
 
@@ -31,7 +32,7 @@ def render_normals(
     verts, cameras = _prepare(verts, faces, cameras)
     frags = fragments if fragments is not None else rasterize(verts, faces, cameras, backend)
     n_cam = torch.matmul(vertex_normals(verts, faces), cameras.R.transpose(1, 2))
-    normals = safe_normalize(interpolate(n_cam, faces, frags))
+    normals = normalize_clamped(interpolate(n_cam, faces, frags))
     return normals, frags.mask.to(verts.dtype)
 
 

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.geometry.mesh_layout import pad_polygons
+
 from .model import Template
-
-
-def pad_polygons(poly_verts: np.ndarray, poly_start: np.ndarray) -> np.ndarray:
-    """(P, 4) polygon vertex ids with -1 padding from flat corners (C,) int and offsets (P+1,) int."""
-    counts = np.diff(poly_start)
-    width = int(counts.max()) if len(counts) else 4
-    out = np.full((len(counts), max(width, 4)), -1, dtype=np.int64)
-    col = np.arange(len(poly_verts)) - np.repeat(poly_start[:-1], counts)
-    rows = np.repeat(np.arange(len(counts)), counts)
-    out[rows, col] = poly_verts
-    return out
 
 
 def padded_polygons(t: Template) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.geometry.mesh_layout import fan_triangulate
+
 from .model import Template
 
 
@@ -34,8 +36,7 @@ def random_template(seed: int = 0, grid: int = 4, joints: int = 6, controllers: 
     quads = np.concatenate([quads, quads[:, ::-1] + h])
     poly_verts = quads.ravel().astype(np.int64)
     poly_start = np.arange(0, 4 * len(quads) + 1, 4, dtype=np.int64)
-    tris = np.stack([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], 1).reshape(-1, 3)
-    tri_poly = np.repeat(np.arange(len(quads)), 2)
+    tris, tri_poly = fan_triangulate(quads)
     n = len(verts)
     parents = np.array([-1] + [int(rng.integers(0, i)) for i in range(1, joints)], dtype=np.int64)
     rest = np.tile(np.eye(4), (joints, 1, 1))

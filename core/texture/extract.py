@@ -26,9 +26,10 @@ from PIL import Image
 
 from core.geometry.camera import Cameras
 from core.geometry.constants import TEXEL_VISIBILITY_REL_TOL
-from core.render import Fragments, interpolate, rasterize, vertex_normals
+from core.geometry.normals import vertex_normals
+from core.geometry.safe import normalize_clamped
+from core.render import Fragments, interpolate, rasterize
 from core.render.rasterize import DEFAULT_NEAR
-from core.render.normals import safe_normalize
 
 from .detail import detail_normals
 from .fill import pad_islands, poisson_fill, soft_mask
@@ -174,7 +175,7 @@ def fit_view_lighting(verts: torch.Tensor, tris: torch.Tensor, camera: Cameras, 
     Returns light (9, 3) for world-space normals.
     """
     frags = fragments if fragments is not None else rasterize(verts[None], tris, camera)
-    n_world = safe_normalize(interpolate(vertex_normals(verts[None], tris), tris, frags))[0]  # (H, W, 3)
+    n_world = normalize_clamped(interpolate(vertex_normals(verts[None], tris), tris, frags))[0]  # (H, W, 3)
     n_cam = n_world @ camera.R[0].T
     use = frags.mask[0] & (-n_cam[..., 2] > MIN_FIT_COS)
     if light_verts is not None:
@@ -294,7 +295,7 @@ def extract_textures(
         frags = rasterize(v[None], tris, small)
         visible = visible_texels(points, small, frags)
         centre = -(cam.R[0].T @ cam.t[0])
-        cos = (normals * safe_normalize(centre - points)).sum(1)
+        cos = (normals * normalize_clamped(centre - points)).sum(1)
         if remove_shading:
             small_img = img if scale == 1.0 else _resize_linear(img, small.width, small.height)
             light = fit_view_lighting(v, tris, small, small_img, frags, light_verts)

@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.geometry.camera import Cameras
-from core.render import rasterize, vertex_normals
-from core.render.normals import safe_normalize
+from core.geometry.normals import vertex_normals
+from core.geometry.safe import normalize_clamped
+from core.render import rasterize
 
 from .lighting import facing_normal, linear_to_srgb, relative_shading, sh_basis, srgb_to_linear
 from .uv_layout import UVMesh, triangle_tangents
@@ -28,7 +29,7 @@ def studio_light(camera: Cameras, key: float = 0.8) -> torch.Tensor:
     """
     R = camera.R[0].to(torch.float64)
     # Camera axes in world: x right, y down, z forward; the key comes from up-left, toward the camera.
-    direction = safe_normalize(R.T @ torch.tensor([-0.5, -0.7, -1.0], dtype=torch.float64, device=R.device))
+    direction = normalize_clamped(R.T @ torch.tensor([-0.5, -0.7, -1.0], dtype=torch.float64, device=R.device))
     light = torch.zeros(9, 3, dtype=torch.float64, device=R.device)
     y00 = float(sh_basis(torch.zeros(1, 3, dtype=torch.float64))[0, 0])
     y1 = float(sh_basis(torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64))[0, 2])
@@ -74,14 +75,14 @@ def render_textured(
     colour = srgb_to_linear(_sample_map(torch.as_tensor(albedo, device=dev).to(dt) / 255.0, uv))
     if light is not None:
         vn = vertex_normals(v[None], tris)[0]
-        n = safe_normalize((vn[tris[face]] * bary[..., None]).sum(1))
+        n = normalize_clamped((vn[tris[face]] * bary[..., None]).sum(1))
         if normal is not None:
             tn = _sample_map(torch.as_tensor(normal, device=dev).to(dt) / 255.0, uv) * 2.0 - 1.0
             tangent, bitangent = triangle_tangents(v, tris, tri_uvs)
-            T = safe_normalize(tangent[face] - (tangent[face] * n).sum(1, keepdim=True) * n)
+            T = normalize_clamped(tangent[face] - (tangent[face] * n).sum(1, keepdim=True) * n)
             sign = torch.where((torch.linalg.cross(n, T) * bitangent[face]).sum(1, keepdim=True) < 0, -1.0, 1.0)
             Bt = sign * torch.linalg.cross(n, T)
-            n = safe_normalize(tn[:, 0:1] * T + tn[:, 1:2] * Bt + tn[:, 2:3] * n)
+            n = normalize_clamped(tn[:, 0:1] * T + tn[:, 1:2] * Bt + tn[:, 2:3] * n)
         light = torch.as_tensor(light, device=dev, dtype=dt)
         colour = colour * relative_shading(n, light, facing_normal(camera.R[0]), floor=0.0)
     H, W = camera.height, camera.width

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.render.normals import safe_normalize, vertex_normals
+from core.geometry.normals import vertex_normals
+from core.geometry.safe import normalize_clamped
 from core.render.rasterize import rasterize_projected
 
 MAX_TEXTURE_SIZE = 8192
@@ -142,7 +143,7 @@ def texel_surface(verts: torch.Tensor, tris: torch.Tensor, texels: UVTexels) -> 
     bary = texels.bary.to(verts.dtype)[..., None]
     points = (verts[corners] * bary).sum(1)
     vn = vertex_normals(verts[None], tris)[0]
-    normals = safe_normalize((vn[corners] * bary).sum(1))
+    normals = normalize_clamped((vn[corners] * bary).sum(1))
     return points, normals
 
 
