@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.geometry.constants import MM
 from core.geometry.mesh_layout import vertex_normals
 from core.geometry.similarity import similarity_align
 
@@ -56,10 +57,10 @@ def mesh_metrics(pred: np.ndarray, gt: np.ndarray, tris: np.ndarray, face_ids: n
         cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-20)
         angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
     per_vertex = np.zeros(len(gt))
-    per_vertex[face_ids] = err * 1000
+    per_vertex[face_ids] = err * MM
 
     def rms_mm(x: np.ndarray) -> float:
-        return float(np.sqrt((x ** 2).mean()) * 1000) if x.size else 0.0
+        return float(np.sqrt((x ** 2).mean()) * MM) if x.size else 0.0
 
     out = {
         "rmse_mm": rms_mm(err),

@@ -201,8 +201,10 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     """How far the detector's landmarks sit from the points they name, in 3-D: each surface
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
-    from core.template import LMK_SURFACE
     from core.bench.embedding import triangulate
+    from core.geometry.constants import MM
+    from core.geometry.mesh_layout import surface_points
+    from core.template import LMK_SURFACE
 
     use = [j for j, v in enumerate(views) if v is not None]
     if len(use) < 2:
@@ -210,9 +212,8 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     kind = np.asarray(template.lmk_kind) == LMK_SURFACE
     pts = np.stack([views[j].landmarks for j in use])[:, kind]
     X = triangulate([cams[j] for j in use], pts).points
-    tri = template.tris[template.lmk_tri[kind]]
-    gt = (verts[tri].astype(np.float64) * template.lmk_bary[kind][..., None]).sum(1)
-    d = np.linalg.norm(X - gt, axis=1) * 1000.0
+    gt = surface_points(verts.astype(np.float64), template.tris, template.lmk_tri[kind], template.lmk_bary[kind])
+    d = np.linalg.norm(X - gt, axis=1) * MM
     return {"views": len(use), "rms_mm": float(np.sqrt((d ** 2).mean())), "median_mm": float(np.median(d)),
             "over_5mm": int((d > 5.0).sum()), "landmarks": int(kind.sum())}
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.geometry.constants import MM
 
 ICP_TRIM = 0.1
 ICP_ITERATIONS = 40
@@ -160,7 +161,7 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     _, r2t, _ = _closest(true_mesh, aligned[result_face])
     result_mesh = _mesh(aligned, result_tris)
     _, t2r, _ = _closest(result_mesh, tv)
-    t2r_mm = t2r * 1000.0
+    t2r_mm = t2r * MM
     front = oblique = float("nan")
     if camera_centre is not None:
         normals = true_mesh.vertex_normals[np.asarray(true_face, bool)]
@@ -175,5 +176,5 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
         regions = {name: float(t2r_mm[lab == i].mean()) for i, name in enumerate(region_names) if (lab == i).any()}
     _, all_err, _ = _closest(true_mesh, aligned)
     return SurfaceScore(float(t2r_mm.mean()), float(np.median(t2r_mm)), float(np.percentile(t2r_mm, 90)),
-                        float(r2t.mean() * 1000.0), front, oblique, regions, float(s_total), iters, aligned,
-                        all_err * 1000.0)
+                        float(r2t.mean() * MM), front, oblique, regions, float(s_total), iters, aligned,
+                        all_err * MM)

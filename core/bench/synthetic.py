@@ -19,6 +19,7 @@ import torch
 
 from core.fit.observations import ViewObservation
 from core.geometry.camera import Cameras, axis_angle_to_matrix
+from core.geometry.constants import MM
 from core.render import project_surface_points, rasterize, render_normals, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, Template, TemplateModel
 from core.template import mpfb
@@ -205,7 +206,7 @@ def make_person(template: Template, seed: int, field_mm: float = 2.0) -> Person:
         w = float(rng.uniform(0.3, 1.0))
         extra += w * _target_deltas(template, f"asym/{name}")
         asym_used[str(name)] = round(w, 3)
-    extra += smooth_field(template, rng, rms_m=field_mm / 1000.0)
+    extra += smooth_field(template, rng, rms_m=field_mm / MM)
     choice = PERSON_EXPRESSIONS[int(rng.integers(len(PERSON_EXPRESSIONS)))]
     expression = {k: round(float(rng.uniform(*r)), 3) for k, r in choice.items()}
     ctrl_expr = ctrl.copy()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from core.geometry.camera import Cameras, axis_angle_to_matrix
+from core.geometry.mesh_layout import surface_points
 from core.template import LMK_SURFACE, TemplateModel
 
 from .observations import ViewObservation
@@ -112,8 +113,7 @@ def initial_cameras(model: TemplateModel, views: list[ViewObservation]) -> list[
     t = model.template
     if t.num_landmarks == 0:
         raise ValueError("the template has no landmark embedding; it cannot be fitted to photos")
-    tri = t.tris[t.lmk_tri]
-    pts3d = (t.verts[tri] * t.lmk_bary[..., None]).sum(1)
+    pts3d = surface_points(t.verts, t.tris, t.lmk_tri, t.lmk_bary)
     use_kind = np.asarray(t.lmk_kind) == LMK_SURFACE
     cams = []
     for v in views:
