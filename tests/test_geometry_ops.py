@@ -142,13 +142,13 @@ def test_vertex_areas_match_naive_and_sum_to_total():
 def laplacian_dense_naive(verts, faces, kind):
     n = verts.shape[0]
     w = np.zeros((n, n))
-    if kind == "uniform":
+    if kind in ("uniform", "combinatorial"):
         for tri in faces:
             for s in range(3):
                 a, b = tri[s], tri[(s + 1) % 3]
                 w[a, b] = w[b, a] = 1.0
         lap = np.diag(w.sum(1)) - w
-        return lap / w.sum(1)[:, None]
+        return lap / w.sum(1)[:, None] if kind == "uniform" else lap
     for tri in faces:
         for s in range(3):
             a, b, opp = tri[s], tri[(s + 1) % 3], tri[(s + 2) % 3]
@@ -159,10 +159,12 @@ def laplacian_dense_naive(verts, faces, kind):
     return np.diag(w.sum(1)) - w
 
 
-@pytest.mark.parametrize("kind", ["uniform", "cotangent"])
+@pytest.mark.parametrize("kind", ["uniform", "combinatorial", "cotangent"])
 def test_laplacian_matches_dense_naive(kind):
     verts, faces, topo = noisy_torus(seed=4)
-    lap = Laplacian.uniform(topo, torch.float64) if kind == "uniform" else Laplacian.cotangent(verts[0], topo)
+    lap = {"uniform": lambda: Laplacian.uniform(topo, torch.float64),
+           "combinatorial": lambda: Laplacian.combinatorial(topo, torch.float64),
+           "cotangent": lambda: Laplacian.cotangent(verts[0], topo)}[kind]()
     ref = laplacian_dense_naive(verts[0].numpy(), faces.tolist(), kind)
     assert np.allclose(lap.matrix().to_dense().numpy(), ref)
     expected = np.einsum("ij,bjd->bid", ref, verts.numpy())

@@ -14,9 +14,10 @@ from core.bench.metrics import mesh_metrics
 from core.bench.multiview import dense_correspondences, perturb_cameras
 from core.bench.synthetic import FACE_REGION, camera_looking_at, make_case, smooth_field
 from core.fit.observations import ViewObservation
+from core.geometry import Laplacian, MeshTopology
 from core.multiview import (BAOptions, ViewCorrespondences, from_landmarks, from_vertex_targets,
                             rotation_errors_deg, similarity_transform, topology_ba)
-from core.multiview.topology_ba import _inliers, uniform_laplacian
+from core.multiview.topology_ba import _inliers
 from core.geometry.camera import Cameras
 from core.render import project_surface_points, rasterize, surface_points, visible_points
 from core.template import LMK_CONTOUR, LMK_UNUSED, load_default
@@ -109,12 +110,12 @@ def test_laplacian_keeps_mesh_smooth_where_views_disagree(template, scene):
     for c in corrs:
         c.pixels += rng.normal(0, 2.0, c.pixels.shape).astype(np.float32)
     init = views
-    lap = uniform_laplacian(torch.as_tensor(template.tris), template.num_verts)
+    lap = Laplacian.uniform(MeshTopology.from_faces(torch.as_tensor(template.tris), template.num_verts), torch.float64)
 
     def roughness(opts):
         res = topology_ba(gt, template.tris, corrs, init, opts)
         d = torch.as_tensor((res.verts - gt) * 1000.0, dtype=torch.float64)
-        return float(lap(d).norm(dim=1).mean())
+        return float(lap.apply(d[None])[0].norm(dim=1).mean())
 
     common = dict(rounds=1, iterations=120, refine_focal=False, lr_rotation=0.0, lr_translation=0.0)
     smooth = roughness(BAOptions(**common))

@@ -63,16 +63,15 @@ def rig_oracle(template, gt: np.ndarray, face_ids: np.ndarray, iterations: int =
 
 
 def graph_laplacian(tris: np.ndarray, n: int) -> sp.csr_matrix:
-    """(n, n) uniform graph Laplacian (degree - adjacency) of a triangle mesh, on the
-    undirected edges ``core.geometry.MeshTopology`` finds."""
+    """(n, n) uniform graph Laplacian (degree - adjacency) of a triangle mesh:
+    ``core.geometry.Laplacian.combinatorial`` as a scipy matrix."""
     import torch
 
-    from core.geometry.topology import MeshTopology
+    from core.geometry import Laplacian, MeshTopology
 
-    e = MeshTopology.from_faces(torch.as_tensor(tris), n).edges.numpy()
-    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-    adj = (adj + adj.T).astype(np.float64)
-    return (sp.diags(np.asarray(adj.sum(1)).ravel()) - adj).tocsr()
+    lap = Laplacian.combinatorial(MeshTopology.from_faces(torch.as_tensor(tris), n), torch.float64).matrix()
+    rows, cols = lap.indices().numpy()
+    return sp.csr_matrix((lap.values().numpy(), (rows, cols)), shape=(n, n))
 
 
 def harmonic_extension(lap: sp.csr_matrix, values: np.ndarray, known: np.ndarray) -> np.ndarray:

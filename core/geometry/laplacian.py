@@ -19,6 +19,7 @@ class Laplacian:
 
     Fields: edges (E, 2) int64; weights (E,) float w_ij; scale (V,) float s_i.
     Uniform: w = 1, s = 1/degree, so delta_i = v_i - mean of its neighbours.
+    Combinatorial: w = 1, s = 1, the graph Laplacian D - A (large steps, harmonic fills).
     Cotangent: w = (cot alpha + cot beta) / 2 of the rest mesh, s = 1, the
     integrated mean-curvature normal. Either way delta is in mesh units.
     """
@@ -33,6 +34,12 @@ class Laplacian:
         weights = torch.ones(topology.edges.shape[0], dtype=dtype, device=topology.device)
         degree = topology.vertex_degree.to(dtype)
         return cls(topology.edges, weights, safe_divide(torch.ones_like(degree), degree))
+
+    @classmethod
+    def combinatorial(cls, topology: MeshTopology, dtype: torch.dtype = torch.float32) -> "Laplacian":
+        """The graph Laplacian ``D - A`` of ``topology``: unit weights, no scaling."""
+        weights = torch.ones(topology.edges.shape[0], dtype=dtype, device=topology.device)
+        return cls(topology.edges, weights, torch.ones(topology.num_verts, dtype=dtype, device=topology.device))
 
     @classmethod
     def cotangent(cls, rest_verts: torch.Tensor, topology: MeshTopology) -> "Laplacian":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .laplacian import Laplacian
 from .topology import MeshTopology
 
 
@@ -25,18 +26,14 @@ class LargeSteps:
         if lam <= 0:
             raise ValueError(f"large-steps lambda must be positive, got {lam}")
         n = topology.num_verts
-        i, j = topology.edges[:, 0].cpu(), topology.edges[:, 1].cpu()
-        degree = torch.zeros(n, dtype=torch.float64).index_add_(0, i, torch.ones(len(i), dtype=torch.float64))
-        degree.index_add_(0, j, torch.ones(len(j), dtype=torch.float64))
-        diag = torch.arange(n)
-        rows = torch.cat([i, j, diag]).to(torch.int32)
-        cols = torch.cat([j, i, diag]).to(torch.int32)
-        vals = torch.cat([torch.full((2 * len(i),), -lam, dtype=torch.float64), 1.0 + lam * degree])
+        laplacian = Laplacian.combinatorial(topology.to("cpu"), torch.float64).matrix()
+        rows, cols = laplacian.indices()
+        vals = lam * laplacian.values() + (rows == cols).to(torch.float64)
         dev = torch.device(device)
-        self.matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]).long(), vals, (n, n),
-                                              check_invariants=False).coalesce().to(dev)
-        self.solver = CholeskySolverF(n, rows.to(dev).contiguous(), cols.to(dev).contiguous(),
-                                      vals.to(dev).contiguous(), MatrixType.COO)
+        self.matrix = torch.sparse_coo_tensor(laplacian.indices(), vals, (n, n), check_invariants=False).coalesce().to(dev)
+        self.solver = CholeskySolverF(n, rows.to(torch.int32).to(dev).contiguous(),
+                                      cols.to(torch.int32).to(dev).contiguous(), vals.to(dev).contiguous(),
+                                      MatrixType.COO)
 
     def __call__(self, u: torch.Tensor) -> torch.Tensor:
         return _Solve.apply(u, self.solver)

@@ -25,6 +25,7 @@ import torch
 
 from core.geometry.camera import Cameras, axis_angle_to_matrix, project_camera_points
 from core.geometry.constants import MM
+from core.geometry.laplacian import Laplacian
 from core.geometry.large_steps import LargeSteps
 from core.geometry.topology import MeshTopology
 
@@ -69,26 +70,6 @@ class BAResult:
     rms_px: list[float]
     seconds: float
     history: list[float] = field(default_factory=list)
-
-
-def _edges(tris: torch.Tensor, num_verts: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """tris (T, 3) int64 -> unique directed edges (rows (E,), cols (E,)), both directions."""
-    e = torch.cat([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    e = torch.cat([e, e.flip(1)])
-    key = torch.unique(e[:, 0] * num_verts + e[:, 1])
-    return key // num_verts, key % num_verts
-
-
-def uniform_laplacian(tris: torch.Tensor, num_verts: int):
-    """x (N, 3) -> L x with L = I − D⁻¹A over the triangles' edges (gather + index_add: no sparse matmul)."""
-    rows, cols = _edges(tris, num_verts)
-    deg = torch.bincount(rows, minlength=num_verts).clamp(min=1)
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        mean = torch.zeros_like(x).index_add_(0, rows, x[cols]) / deg[:, None].to(x.dtype)
-        return x - mean
-
-    return apply
 
 
 def smoothing_solver(tris: torch.Tensor, num_verts: int, lam: float):
@@ -140,7 +121,7 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
     dev = torch.device(device)
     X0 = torch.as_tensor(verts, device=dev, dtype=dt)
     T = torch.as_tensor(tris, device=dev, dtype=torch.int64)
-    L = uniform_laplacian(T, n)
+    laplacian = Laplacian.uniform(MeshTopology.from_faces(T, n), dt)
     smooth = smoothing_solver(T, n, opts.large_steps_lambda)
     flat = _padded(corrs, dev, dt)
     size = torch.as_tensor([max(c.width, c.height) for c in corrs], device=dev, dtype=dt)
@@ -189,7 +170,7 @@ def topology_ba(verts: np.ndarray, tris: np.ndarray, corrs: list[ViewCorresponde
                 d = ((xc - flat["pts"]).norm(dim=-1) * MM) / opts.point_scale_mm
                 energy = energy + opts.point_weight * (pw * torch.log1p(d ** 2)).sum() / pw.sum().clamp(min=1e-9)
             dX = (X - X0) * MM
-            lap = L(dX)
+            lap = laplacian.apply(dX[None])[0]
             energy = energy + opts.laplacian_weight * (lap ** 2).sum(-1).mean()
             energy = energy + opts.gauge_weight * dX.mean(0).pow(2).sum()
             energy.backward()
