@@ -173,3 +173,11 @@ def test_thread_safe(astronaut, hopper):
     assert not errors
     for k, pts in results.items():
         np.testing.assert_array_equal(pts, expected[k % 2])
+
+
+def test_eye_corner_distance_is_the_outer_corners_distance():
+    points = np.zeros((478, 2), np.float32)
+    points[lm.RIGHT_EYE_OUTER], points[lm.LEFT_EYE_OUTER] = (100.0, 200.0), (160.0, 280.0)
+    assert lm.eye_corner_distance(points) == pytest.approx(100.0)
+    face = lm.FaceLandmarks(points, np.zeros(478, np.float32), np.zeros(4, np.float32), 1.0, (640, 480))
+    assert face.interocular == lm.eye_corner_distance(points)

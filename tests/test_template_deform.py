@@ -6,6 +6,7 @@ import torch
 
 from core.geometry.camera import axis_angle_to_matrix
 from core.template import TemplateModel, random_template
+from core.template.deform import expression_deltas
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -106,6 +107,23 @@ def test_rest_pose_is_rest_verts_plus_deltas():
     expected = model.verts + torch.einsum("br,rnc->bnc", r, torch.as_tensor(t.ctrl_basis[:, 0], dtype=torch.float64))
     torch.testing.assert_close(model.deform(r, zero).verts, expected)
     torch.testing.assert_close(model.deform(r).verts, expected)
+
+
+def test_expression_deltas_are_one_controller_at_its_bound_at_a_time():
+    t = random_template(seed=2)
+    model = TemplateModel(t, dtype=torch.float64)
+    neutral = 0.3 * torch.rand(1, t.num_controllers, dtype=torch.float64)
+    joints = 0.1 * torch.randn(1, t.num_joints, 9, dtype=torch.float64)
+    ids = torch.tensor([0, t.num_controllers - 1])
+    head, part = expression_deltas(model, neutral, ids, joints)
+    rest = model.deform(neutral, joints)
+    for k, i in enumerate(ids.tolist()):
+        c = neutral.clone()
+        c[0, i] = model.ctrl_bounds[i, 1]
+        moved = model.deform(c, joints)
+        torch.testing.assert_close(head[k], (moved.verts - rest.verts)[0])
+        torch.testing.assert_close(part[k], (moved.parts - rest.parts)[0])
+    assert expression_deltas(model, neutral, ids)[0].shape == (2, t.num_verts, 3)
 
 
 def test_root_rotation_rotates_everything_rigidly():

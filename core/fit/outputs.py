@@ -116,16 +116,12 @@ def template_expression_deltas(template: Template) -> tuple[list[str], np.ndarra
 
     Returns (names (E,), head deltas (E, N, 3), part deltas (E, P, 3))."""
     from core.template import TemplateModel
+    from core.template.deform import expression_deltas
 
     model = TemplateModel(template)
     ids = np.flatnonzero(template.ctrl_is_expression)
-    with torch.no_grad():
-        base = model.default_controllers()
-        c = base.expand(len(ids), -1).clone()
-        c[torch.arange(len(ids)), torch.as_tensor(ids)] = model.ctrl_bounds[torch.as_tensor(ids), 1]
-        moved, rest = model.deform(c), model.deform(base)
-    return ([template.ctrl_names[i] for i in ids], (moved.verts - rest.verts).numpy(),
-            (moved.parts - rest.parts).numpy())
+    head, part = expression_deltas(model, model.default_controllers(), torch.as_tensor(ids))
+    return [template.ctrl_names[i] for i in ids], head.numpy(), part.numpy()
 
 
 def write_template_glb(path, template: Template) -> None:

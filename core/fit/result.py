@@ -19,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_UNUSED
-from core.template.deform import controller_sides
+from core.template.deform import controller_sides, expression_deltas
 
 from .api import FitResult
 from .observations import ViewObservation
@@ -30,7 +31,7 @@ from .variables import FitVariables
 def landmark_error_iod(projected: np.ndarray, detected: np.ndarray, kind: np.ndarray, use: np.ndarray) -> float:
     """Mean landmark distance over the non-silhouette points, in units of the outer-eye-corner distance."""
     keep = use & (kind != LMK_CONTOUR) & (kind != LMK_UNUSED)
-    iod = float(np.linalg.norm(detected[263] - detected[33]))
+    iod = eye_corner_distance(detected)
     return float(np.linalg.norm(projected[keep] - detected[keep], axis=1).mean() / max(iod, 1e-9))
 
 
@@ -65,14 +66,12 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     expr_ids = variables.expr_ids
     n_expr = len(expr_ids)
     if n_expr:
-        c = ctrl_neutral.expand(n_expr, -1).clone()
-        c[torch.arange(n_expr), expr_ids] = model.ctrl_bounds[expr_ids, 1]
-        expr = model.deform(c, joints_neutral.expand(n_expr, -1, -1))
-        expression_deltas = (expr.verts - neutral.verts).cpu().numpy().astype(np.float32)
-        part_expression_deltas = (expr.parts - neutral.parts).cpu().numpy().astype(np.float32)
+        head, part = expression_deltas(model, ctrl_neutral, expr_ids, joints_neutral)
+        head_deltas = head.cpu().numpy().astype(np.float32)
+        part_deltas = part.cpu().numpy().astype(np.float32)
     else:
-        expression_deltas = np.zeros((0, t.num_verts, 3), np.float32)
-        part_expression_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
+        head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
+        part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
 
     K, R, tr = variables.cameras()
     pts = objective.landmark_points(posed.verts)
@@ -94,8 +93,8 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         "joint_params": f32(variables.joints),
         "pose": f32(variables.pose),
         "offsets": f32(offsets),
-        "expression_deltas": expression_deltas,
-        "part_expression_deltas": part_expression_deltas,
+        "expression_deltas": head_deltas,
+        "part_expression_deltas": part_deltas,
         "K": f32(K),
         "R": f32(R),
         "t": f32(tr),

@@ -46,6 +46,14 @@ RIGHT_IRIS_CENTER = 468
 LEFT_IRIS_CENTER = 473
 
 
+def eye_corner_distance(points: np.ndarray) -> float:
+    """Distance between the outer eye corners (FaceMesh 33 and 263): a face's scale in an image.
+
+    points: (478, 2) (or 468) FaceMesh landmarks, pixels. Returns pixels.
+    """
+    return float(np.linalg.norm(points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]))
+
+
 @dataclass(frozen=True)
 class FaceLandmarks:
     """One face's MediaPipe landmarks in the photo's pixel frame.
@@ -75,7 +83,7 @@ class FaceLandmarks:
     @property
     def interocular(self) -> float:
         """Distance between the outer eye corners in pixels."""
-        return float(np.linalg.norm(self.points[LEFT_EYE_OUTER] - self.points[RIGHT_EYE_OUTER]))
+        return eye_corner_distance(self.points)
 
     def describe(self) -> str:
         x0, y0, x1, y1 = (float(v) for v in self.bbox)

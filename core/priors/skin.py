@@ -20,6 +20,8 @@ import functools
 import cv2
 import numpy as np
 
+from .landmarks import eye_corner_distance
+
 # Margin (fraction of the eye-corner distance) the mask keeps from every
 # edge it has: the oval (background and hair beyond), and the eyes, brows and lips.
 EDGE_MARGIN = 0.04
@@ -67,7 +69,7 @@ def skin_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[0] < 468 or pts.shape[1] != 2:
         raise ValueError(f"skin_mask needs FaceMesh's 478 (or 468) points, got {pts.shape}")
     sets = _landmark_sets()
-    iod = float(np.linalg.norm(pts[263] - pts[33]))
+    iod = eye_corner_distance(pts)
     # Sub-pixel accuracy for the polygon fill: 4 fractional bits.
     shift = 4
 

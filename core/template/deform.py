@@ -171,6 +171,23 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
     return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=parts)
 
 
+@torch.no_grad()
+def expression_deltas(model: TemplateModel, neutral: torch.Tensor, expr_ids: torch.Tensor,
+                      joint_params: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each expression controller at its upper bound adds to a neutral face (its shape key).
+
+    neutral: (1, R) controllers; expr_ids: (E,) int64 controller ids; joint_params: (1, J, 9)
+    or None (rest), held for every expression. Returns head deltas (E, N, 3) and part
+    deltas (E, P, 3), without gradients.
+    """
+    n = len(expr_ids)
+    c = neutral.expand(n, -1).clone()
+    c[torch.arange(n), expr_ids] = model.ctrl_bounds[expr_ids, 1]
+    moved = deform(model, c, None if joint_params is None else joint_params.expand(n, -1, -1))
+    rest = deform(model, neutral, joint_params)
+    return moved.verts - rest.verts, moved.parts - rest.parts
+
+
 def _apply_affine(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """m: (B, M, 3, 4), x: (B, M, 3) -> (B, M, 3). Elementwise: tiny batched matmuls are slow on CPU."""
     return (m[..., :3] * x[..., None, :]).sum(-1) + m[..., 3]
