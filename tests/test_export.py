@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from core.export import Armature, MeshData, Skin, write_glb, write_obj
+from core.export import Armature, MeshData, Skin, read_obj, write_glb, write_obj
+from core.export.obj import obj_to_world
 
 
 def grid_mesh(n=4):
@@ -91,3 +92,33 @@ def test_glb_imports_into_blender(bpy_module, tmp_path):
     lift = mesh.data.shape_keys.key_blocks["lift"]
     d = np.array([p.co[:] for p in lift.data]) - co
     assert np.allclose(d, [0, 0, 0.01], atol=1e-6)
+
+
+def test_read_obj(tmp_path):
+    path = tmp_path / "m.obj"
+    path.write_text(
+        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0 0 1\nvt 0 0\nvt 1 0\nvt 1 1\n"
+        "g skin\nf 1/1 2/2 3/3 4/1\ng eye\nf 1/1 2/2 5/3\n"
+    )
+    mesh = read_obj(path)
+    assert mesh.verts.shape == (5, 3) and mesh.uvs.shape == (3, 2)
+    np.testing.assert_array_equal(mesh.polygons, [[0, 1, 2, 3], [0, 1, 4, -1]])
+    np.testing.assert_array_equal(mesh.polygon_uvs, [[0, 1, 2, 0], [0, 1, 2, -1]])
+    np.testing.assert_array_equal(mesh.group_mask("eye"), [False, True])
+    with pytest.raises(KeyError, match="no group 'hair'"):
+        mesh.group_mask("hair")
+    bad = tmp_path / "bad.obj"
+    bad.write_text("v 0 0 0\nf 1 2 3\n")
+    with pytest.raises(ValueError, match="refers to vertex 3 of 1"):
+        read_obj(bad)
+    with pytest.raises(FileNotFoundError):
+        read_obj(tmp_path / "missing.obj")
+
+
+def test_read_obj_reads_back_what_write_obj_wrote(tmp_path):
+    verts = np.random.default_rng(0).normal(size=(6, 3))
+    polys = np.array([[0, 1, 2, 3], [2, 4, 5, -1]])
+    write_obj(tmp_path / "round.obj", verts, polys)
+    mesh = read_obj(tmp_path / "round.obj")
+    np.testing.assert_array_equal(mesh.polygons, polys)
+    np.testing.assert_allclose(obj_to_world(mesh.verts), verts, atol=1e-6)

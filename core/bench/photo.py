@@ -351,7 +351,7 @@ def run_fit(files: list[pathlib.Path], out: pathlib.Path, extra: list[str], devi
 
 def read_result(path: pathlib.Path) -> np.ndarray:
     """(N, 3) world-frame vertices of a Likeness OBJ (template topology, Y up in the file)."""
-    from core.bench.embedding import read_obj
+    from core.export.obj import read_obj
     from core.export.obj import obj_to_world
 
     return obj_to_world(read_obj(path).verts.astype(np.float64))

@@ -15,6 +15,8 @@ import pathlib
 
 import numpy as np
 
+from core.export.obj import read_obj
+
 MH_TO_METRES = 0.1
 
 
@@ -61,29 +63,12 @@ class BaseMesh:
 @functools.lru_cache(maxsize=1)
 def read_base_obj() -> BaseMesh:
     path = data_dir() / "mpfb2" / "3dobjs" / "base.obj"
-    lines = path.read_text().splitlines()
-    v, vt, f, fg, groups = [], [], [], [], []
-    current = -1
-    for line in lines:
-        if line.startswith("v "):
-            v.append(line[2:])
-        elif line.startswith("vt "):
-            vt.append(line[3:])
-        elif line.startswith("f "):
-            f.append(line[2:])
-            fg.append(current)
-        elif line.startswith("g "):
-            name = line[2:].strip()
-            if name not in groups:
-                groups.append(name)
-            current = groups.index(name)
-    verts = np.array(" ".join(v).split(), dtype=np.float64).reshape(-1, 3)
-    uvs = np.array(" ".join(vt).split(), dtype=np.float64).reshape(-1, 2)
-    corners = " ".join(f).replace("/", " ").split()
-    fc = np.array(corners, dtype=np.int64).reshape(len(f), 4, 2) - 1
-    if (fc < 0).any():
+    mesh = read_obj(path)
+    if mesh.polygons.shape[1] != 4 or (mesh.polygons < 0).any() or (mesh.polygon_uvs < 0).any():
         raise RuntimeError(f"{path}: unexpected face format (all quads with v/vt expected)")
-    return BaseMesh(verts, uvs, fc[:, :, 0], fc[:, :, 1], np.array(fg, dtype=np.int64), groups)
+    # Group ids index base.obj's own groups: the reader's leading "default" group holds no face.
+    return BaseMesh(mesh.verts, mesh.uvs, mesh.polygons, mesh.polygon_uvs, mesh.polygon_group - 1,
+                    list(mesh.groups[1:]))
 
 
 def read_target(path: pathlib.Path, num_verts: int) -> np.ndarray:
