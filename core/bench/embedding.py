@@ -37,7 +37,6 @@ outside ``core`` and ``bridge``.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
