@@ -7,6 +7,8 @@ import pathlib
 import numpy as np
 import torch
 
+from core.geometry.mesh_layout import surface_points
+
 from .model import LMK_CONTOUR, LMK_SURFACE, Template
 
 SWEEPS = (  # (title, controller, value, view)
@@ -30,7 +32,7 @@ def _project(points: np.ndarray, view: str) -> np.ndarray:
 
 def landmark_points(t: Template, verts: np.ndarray) -> np.ndarray:
     """(L, 3) landmark positions on ``verts`` (N, 3) from triangle + barycentrics."""
-    return (verts[t.tris[t.lmk_tri]] * t.lmk_bary[..., None]).sum(1)
+    return surface_points(verts, t.tris, t.lmk_tri, t.lmk_bary)
 
 
 def draw_preview(t: Template, out: str | pathlib.Path) -> None:
