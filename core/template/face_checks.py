@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.geometry.mesh_layout import fan_triangulate, vertex_normals
 from core.geometry.primitives import triangulate
 from core.geometry.camera import Cameras
 from core.render.rasterize import rasterize
@@ -61,13 +62,8 @@ def front_teeth_ids(t: Template) -> np.ndarray:
 
 def part_vertex_normals(t: Template) -> np.ndarray:
     """(P, 3) unit area-weighted vertex normals of the rest parts (polygon winding: outward)."""
-    p = np.asarray(t.part_verts, np.float64)
-    tris = triangulate(torch.as_tensor(padded_part_polygons(t))).numpy()
-    face = np.cross(p[tris[:, 1]] - p[tris[:, 0]], p[tris[:, 2]] - p[tris[:, 0]])
-    n = np.zeros_like(p)
-    for k in range(3):
-        np.add.at(n, tris[:, k], face)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    tris, _ = fan_triangulate(padded_part_polygons(t))
+    return vertex_normals(np.asarray(t.part_verts, np.float64), tris)
 
 
 def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
