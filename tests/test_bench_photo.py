@@ -62,3 +62,17 @@ def test_summary_covers_held_out_people_only():
     assert set(s["fit"]["1"]) == {"fit_mean_mm", "fit_median_mm", "default_mean_mm", "mean_head_mm",
                                   "oracle_mean_mm", "ratio", "n_people"}
     assert s["fit"]["1"]["fit_mean_mm"] == 1.0 and s["fit"]["1"]["ratio"] == 0.5 and s["fit"]["1"]["n_people"] == 1
+
+
+def test_person_picture_views_draw_the_head(template):
+    from core.bench.photo import _draw
+
+    centre = template.verts[template.regions["face_mask"]].mean(0)
+    colours = np.full((template.num_verts, 3), 0.6)
+    front = _draw(template.verts, template.tris, colours, centre, 0.0, res=64)
+    side = _draw(template.verts, template.tris, colours, centre, 90.0, res=64)
+    assert front.shape == (64, 64, 3)
+    for img in (front, side):
+        covered = (img < 1.0).any(-1)
+        assert 0.1 < covered.mean() < 0.9  # the head, on white
+        assert img[covered].max() <= 0.6 + 1e-9 and img[covered].min() >= 0.6 * 0.25 - 1e-9
