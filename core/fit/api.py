@@ -3,7 +3,8 @@
 ``run_fit(job, control)`` is a generator: it yields a ``FitRecord`` per
 optimiser iteration (stage, iteration, loss terms, current vertices) and its
 last record carries the ``FitResult``. ``control`` (a ``FitControl``) delivers
-pins, pause/resume and cancel between iterations.
+pins, pause/resume and cancel between iterations. ``job.options`` is a
+``FitOptions`` (``core/fit/options.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .options import FitOptions
 
 
 @dataclass
@@ -33,8 +36,17 @@ class FitJob:
 
     photos: list[PhotoInput]
     template: object | None = None
-    options: dict = field(default_factory=dict)
+    options: FitOptions = field(default_factory=FitOptions)
     device: str = "cpu"
+
+    def __post_init__(self):
+        if not self.photos:
+            raise ValueError("a fit needs at least one photo")
+        if not isinstance(self.options, FitOptions):
+            raise TypeError(f"FitJob.options must be a FitOptions (FitOptions.from_dict reads a dict), "
+                            f"got {type(self.options).__name__}")
+        if self.options.cues is not None:
+            self.options.cues.check_count(len(self.photos))
 
 
 @dataclass
@@ -49,6 +61,15 @@ class FitResult:
 
     arrays: dict[str, np.ndarray]
     meta: dict
+    # ``core.texture.TextureMaps`` from the photos, when a job made them.
+    textures: object | None = None
+
+    def wire_arrays(self) -> dict[str, np.ndarray]:
+        """What a client receives: the arrays, with the UV maps ``albedo`` and ``normal_map``
+        ((S, S, 3) uint8) when there are textures."""
+        if self.textures is None:
+            return dict(self.arrays)
+        return {**self.arrays, "albedo": self.textures.albedo, "normal_map": self.textures.normal}
 
 
 class FitRecord:
@@ -92,11 +113,3 @@ class FitRecord:
     @property
     def camera(self) -> dict | None:
         return self._read()[2]
-
-    def renumbered(self, step: int, total_steps: int) -> "FitRecord":
-        """The same iteration counted in a longer run (several fits in one progress bar)."""
-        out = FitRecord(self.stage, self.iteration, step, total_steps, result=self.result,
-                        frame=self._read if self._state is None else None)
-        if self._state is not None:
-            out._state = self._state
-        return out
