@@ -319,8 +319,13 @@ def test_fit_on_every_device(template, case, device):
     assert gap < 1e-4, f"{device} differs from cpu by {gap * 1000:.3f} mm"
 
 
-def test_records_are_lazy_and_read_once(template, case):
+def test_records_are_lazy_and_read_once(template, case, monkeypatch):
     """A consumer that only shows progress never pays for a frame; one that reads gets the iteration's state."""
+    from core.fit.objective import Objective
+
+    frames = []
+    current_verts = Objective.current_verts
+    monkeypatch.setattr(Objective, "current_verts", lambda self, v: frames.append(1) or current_verts(self, v))
     opts = FitOptions(preset="draft", schedule={"only": ["rig"], "stages": {"rig": {"iterations": 6}}})
     calls = []
     seen = []
@@ -329,6 +334,9 @@ def test_records_are_lazy_and_read_once(template, case):
             verts = rec.verts
             seen.append((rec.iteration, verts.copy(), rec.losses["total"]))
             assert rec.verts is verts  # evaluated once, then kept
+        elif rec.result is None:
+            assert np.isfinite(rec.losses["total"])  # a progress line: losses without a frame
         calls.append(rec.step)
     assert [s[0] for s in seen] == [2, 4, 6]
     assert not np.array_equal(seen[0][1], seen[-1][1]) and all(np.isfinite(s[2]) for s in seen)
+    assert len(frames) == 3  # one deformation per frame read, none for the losses alone

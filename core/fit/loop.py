@@ -137,22 +137,24 @@ def _roll_back(spec: StageSpec, report: StageReport, snapshot: _Snapshot, opt: A
         g["lr"] *= 0.5
 
 
-def _frame(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
-    """A record's state, read on demand: (losses as floats, verts (N, 3) float32, first view's camera)."""
+def _lazy_state(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
+    """A record's state, read on demand: (losses as floats, (verts (N, 3) float32, first view's camera))."""
     values = [v.detach() for v in terms.values()] + [total.detach()]
     names = [*terms, "total"]
 
-    def read():
+    def losses():
+        return dict(zip(names, torch.stack([v.reshape(()).to(total.dtype) for v in values]).tolist()))
+
+    def frame():
         with torch.no_grad():
-            losses = dict(zip(names, torch.stack([v.reshape(()).to(total.dtype) for v in values]).tolist()))
-            return losses, objective.current_verts(variables), variables.camera_record(0)
-    return read
+            return objective.current_verts(variables), variables.camera_record(0)
+    return losses, frame
 
 
-def _solver_frame(state: FitState, losses: dict):
-    """A bundle-adjustment record's state: its losses, its mesh, the first view's adjusted camera."""
+def _solver_frame(state: FitState):
+    """A bundle-adjustment record's frame, read on demand: its mesh, the first view's adjusted camera."""
     ba, variables = state.ba, state.variables
-    return lambda: (losses, ba.verts, variables.camera_record(0))
+    return lambda: (ba.verts, variables.camera_record(0))
 
 
 def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | None = None,
@@ -173,7 +175,7 @@ def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | N
             losses = {"reprojection_rms_px": float(np.nanmean(state.ba.rms_px)), "seconds": state.ba.seconds}
             step += spec.iterations
             report.iterations, report.losses, report.seconds = spec.iterations, losses, time.perf_counter() - start
-            yield FitRecord(spec.name, spec.iterations, step, total, frame=_solver_frame(state, losses))
+            yield FitRecord(spec.name, spec.iterations, step, total, losses, frame=_solver_frame(state))
             continue
         variables, objective = state.variables, state.objective
         if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
@@ -240,7 +242,8 @@ def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | N
             window.append(loss.detach())
             it += 1
             step += 1
-            yield FitRecord(spec.name, it, step, total, frame=_frame(objective, variables, terms, loss))
+            losses, frame = _lazy_state(objective, variables, terms, loss)
+            yield FitRecord(spec.name, it, step, total, losses, frame=frame)
             # Read before the objective changes (a finer level, new pins), so each window has one objective.
             at_level = levels > 1 and level < levels and it >= (level * spec.iterations) // levels
             new_pins = control.pins()[0] != pins_version
