@@ -94,14 +94,16 @@ class InProcessCore:
 
     def fit(self, photo: pathlib.Path, options: dict, progress) -> tuple[dict, dict]:
         from core.fit.api import FitJob, PhotoInput
+        from core.fit.options import FitOptions
         from core.fit.pipeline import run_fit
 
         record = None
-        for record in run_fit(FitJob([PhotoInput(photo.name, path=str(photo))], options=options, device=self.device)):
+        job = FitJob([PhotoInput(photo.name, path=str(photo))], options=FitOptions.from_dict(options), device=self.device)
+        for record in run_fit(job):
             progress(record.stage, record.step, record.total_steps)
         if record is None or record.result is None:
             raise RuntimeError("the fit ended without a result")
-        return record.result.arrays, record.result.meta
+        return record.result.wire_arrays(), record.result.meta
 
     def close(self) -> None:
         pass

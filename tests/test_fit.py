@@ -13,11 +13,13 @@ from core.bench.fit import schedule_overrides
 from core.bench.metrics import mesh_metrics
 from core.bench.synthetic import FACE_REGION, make_case
 from core.fit.control import FitCancelled, FitControl, Pins
+from core.fit.options import FitOptions
 from core.fit.pipeline import fit_views
 from core.fit.schedule import make_schedule
 
-SHORT = {"preset": "draft", "schedule": {"stages": {"rig": {"iterations": 40}, "joint": {"iterations": 15},
-                                                      "vertex": {"iterations": 20}}}}
+SHORT = FitOptions(preset="draft", schedule={"stages": {"rig": {"iterations": 40}, "joint": {"iterations": 15},
+                                                         "vertex": {"iterations": 20}}})
+DRAFT = FitOptions(preset="draft")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,9 @@ def case(template):
 
 
 def run(template, views, options, control=None):
+    """Fit ``views`` with ``options`` (a FitOptions or its dict); returns (records, result)."""
     records, result = [], None
+    options = FitOptions.from_dict(options) if isinstance(options, dict) else options
     for rec in fit_views(template, views, options, control):
         if rec.result is not None:
             result = rec.result
@@ -131,18 +135,18 @@ def test_plateau_ends_a_stage_and_coarse_levels_move_on(template, case):
 def test_several_views_with_normal_maps_get_the_multiview_schedule(template, case):
     from core.fit.schedule import MULTIVIEW_NORMALS_OVERRIDES, merge_overrides, schedule_for
 
-    one = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view])}
-    two = {s.name: s for s in schedule_for({"preset": "draft"}, [case.view] * 2)}
+    one = {s.name: s for s in schedule_for(DRAFT, [case.view])}
+    two = {s.name: s for s in schedule_for(DRAFT, [case.view] * 2)}
     assert two["vertex"].iterations == 2 * one["vertex"].iterations
     assert two["vertex"].weights["landmark"] < one["vertex"].weights["landmark"]
     assert two["vertex"].weights["normal"] == one["vertex"].weights["normal"]  # merged, not replaced
     assert two["vertex"].weights["anchor"] > 0 and "anchor" not in one["vertex"].weights
     bare = dataclasses.replace(case.view, normals=None, normal_mask=None)
-    assert {s.name: s for s in schedule_for({"preset": "draft"}, [bare] * 4)}["vertex"] == one["vertex"]
-    assert {s.name: s for s in schedule_for({"preset": "draft"}, [case.view, bare])}["vertex"] == one["vertex"]
+    assert {s.name: s for s in schedule_for(DRAFT, [bare] * 4)}["vertex"] == one["vertex"]
+    assert {s.name: s for s in schedule_for(DRAFT, [case.view, bare])}["vertex"] == one["vertex"]
     # The caller's overrides win over the multi-view settings, field by field.
-    mine = schedule_for({"preset": "draft", "schedule": {"stages": {"vertex": {"iterations": 7,
-                        "weights": {"landmark": 3.0}}}}}, [case.view] * 4)
+    mine = schedule_for(FitOptions(preset="draft", schedule={"stages": {"vertex": {"iterations": 7,
+                        "weights": {"landmark": 3.0}}}}), [case.view] * 4)
     vertex = next(s for s in mine if s.name == "vertex")
     assert vertex.iterations == 7 and vertex.weights["landmark"] == 3.0 and vertex.weights["laplacian"] == 0.0
     merged = merge_overrides(MULTIVIEW_NORMALS_OVERRIDES, {"only": ["vertex"]})
@@ -197,8 +201,8 @@ def test_focal_option_and_known_focal_lengths(template, case, tmp_path):
     # Known focal lengths: PnP uses them and no stage optimises them.
     f = float(case.K[0, 0])
     known = dataclasses.replace(case.view, focal_px=f)
-    assert all("focal" not in s.variables for s in schedule_for({"preset": "draft"}, [known]))
-    assert "focal" in schedule_for({"preset": "draft"}, [known, case.view])[0].variables
+    assert all("focal" not in s.variables for s in schedule_for(DRAFT, [known]))
+    assert "focal" in schedule_for(DRAFT, [known, case.view])[0].variables
     cam = initial_cameras(TemplateModel(template), [known])[0]
     assert float(cam.K[0, 0, 0]) == pytest.approx(f)
     _, result = run(template, [known], {"preset": "draft", "schedule": {"stages": {
@@ -301,8 +305,8 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.mark.parametrize("device", DEVICES)
 def test_fit_on_every_device(template, case, device):
     """The same short fit on each device: finite, with CUDA within 0.1 mm of the CPU."""
-    opts = {"preset": "draft", "schedule": {"stages": {"rig": {"iterations": 12}, "joint": {"iterations": 4},
-                                                         "vertex": {"iterations": 6}}}}
+    opts = FitOptions(preset="draft", schedule={"stages": {"rig": {"iterations": 12}, "joint": {"iterations": 4},
+                                                            "vertex": {"iterations": 6}}})
     results = {}
     for dev in dict.fromkeys(["cpu", device]):
         last = None
@@ -315,9 +319,14 @@ def test_fit_on_every_device(template, case, device):
     assert gap < 1e-4, f"{device} differs from cpu by {gap * 1000:.3f} mm"
 
 
-def test_records_are_lazy_and_read_once(template, case):
+def test_records_are_lazy_and_read_once(template, case, monkeypatch):
     """A consumer that only shows progress never pays for a frame; one that reads gets the iteration's state."""
-    opts = {"preset": "draft", "schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 6}}}}
+    from core.fit.objective import Objective
+
+    frames = []
+    current_verts = Objective.current_verts
+    monkeypatch.setattr(Objective, "current_verts", lambda self, v: frames.append(1) or current_verts(self, v))
+    opts = FitOptions(preset="draft", schedule={"only": ["rig"], "stages": {"rig": {"iterations": 6}}})
     calls = []
     seen = []
     for rec in fit_views(template, [case.view], opts):
@@ -325,6 +334,9 @@ def test_records_are_lazy_and_read_once(template, case):
             verts = rec.verts
             seen.append((rec.iteration, verts.copy(), rec.losses["total"]))
             assert rec.verts is verts  # evaluated once, then kept
+        elif rec.result is None:
+            assert np.isfinite(rec.losses["total"])  # a progress line: losses without a frame
         calls.append(rec.step)
     assert [s[0] for s in seen] == [2, 4, 6]
     assert not np.array_equal(seen[0][1], seen[-1][1]) and all(np.isfinite(s[2]) for s in seen)
+    assert len(frames) == 3  # one deformation per frame read, none for the losses alone

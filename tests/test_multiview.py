@@ -169,6 +169,7 @@ def landmark_view(template, verts: np.ndarray, cam, name: str) -> ViewObservatio
 
 
 def test_fit_views_three_views_beat_one(template):
+    from core.fit.options import FitOptions
     from core.fit.pipeline import fit_views
 
     case = make_case(template, seed=11, res=RES, expression=False)
@@ -178,8 +179,14 @@ def test_fit_views_three_views_beat_one(template):
     face = template.regions[FACE_REGION]
 
     def fit(vs, **options):
-        records = list(fit_views(template, vs, {**FAST_FIT, **options}))
+        records = list(fit_views(template, vs, FitOptions.from_dict({**FAST_FIT, **options})))
         assert [r.step for r in records] == sorted(r.step for r in records)
+        # The bundle adjustment is one stage of the one loop: one record, with the adjusted mesh.
+        ba = [r for r in records if r.stage == "bundle_adjust"]
+        assert len(ba) == (1 if "multiview_ba" in options else 0)
+        if ba:
+            assert ba[0].losses["reprojection_rms_px"] > 0 and ba[0].camera["K"].shape == (3, 3)
+            assert np.array_equal(ba[0].verts, records[-1].result.arrays["verts_ba"])
         return records[-1].result
 
     one = fit(views[:1])
@@ -187,6 +194,7 @@ def test_fit_views_three_views_beat_one(template):
     err_one = mesh_metrics(one.arrays["verts"], case.verts, template.tris, face)["rmse_mm"]
     err_three = mesh_metrics(three.arrays["verts"], case.verts, template.tris, face)["rmse_mm"]
     assert three.meta["multiview"]["ba"] == "topology_ba"
+    assert [s["name"] for s in three.meta["stages"]] == ["rig", "bundle_adjust", "joint", "vertex"]
     assert three.arrays["R"].shape == (3, 3, 3)
     assert err_three < 0.85 * err_one, (err_one, err_three)
     rot = rot_error(template, three.arrays["verts"], case.verts, list(three.arrays["R"]), cams)
@@ -199,7 +207,7 @@ def test_fit_views_three_views_beat_one(template):
 
 
 def test_hide_backfacing_zeroes_far_side_landmarks(template):
-    from core.fit.multiview import hide_backfacing
+    from core.fit.bundle_adjust import hide_backfacing
 
     centre = template.verts[template.regions[FACE_REGION]].mean(0)
     front = camera_looking_at(centre, 0, 0, 0.7, 2.4 * RES, RES)

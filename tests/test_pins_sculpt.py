@@ -7,6 +7,7 @@ import torch
 
 from core.bench.synthetic import make_case
 from core.fit.control import FitControl, Pins
+from core.fit.options import FitOptions
 from core.fit.pipeline import fit_views
 from core.geometry.similarity import similarity_align
 from core.template import load_default
@@ -14,8 +15,8 @@ from core.template import load_default
 PULL = np.array([0.0, -0.008, 0.0], np.float32)  # 8 mm toward the face's front
 # A short rig stage to place the head, then the vertex stage with the pin until its plateau
 # (about 100 iterations: the nose settles at ~6.1 mm whether the stage may run 120 or 150).
-OPTIONS = {"preset": "draft", "schedule": {"stages": {"rig": {"iterations": 30}, "joint": {"iterations": 0},
-                                                      "vertex": {"iterations": 120, "normal_res": 64}}}}
+OPTIONS = FitOptions(preset="draft", schedule={"stages": {"rig": {"iterations": 30}, "joint": {"iterations": 0},
+                                                         "vertex": {"iterations": 120, "normal_res": 64}}})
 
 
 def pin_figures(template, view, options=OPTIONS):

@@ -36,6 +36,7 @@ def test_short_fit_with_inline_photo_streams_frames_and_returns_the_result_inlin
         verts = final.buffers["verts"]
         assert verts.dtype == np.float32 and verts.ndim == 2 and verts.shape[1] == 3
         assert np.isfinite(verts).all()
+        assert final.buffers["albedo"].shape == final.buffers["normal_map"].shape == (1024, 1024, 3)  # UV maps
         assert final.fields["meta"]["stages"][0]["name"] == "rig"
         assert frames, "no frames streamed"
         assert all(f.buffers["verts"].shape == verts.shape for f in frames)
@@ -80,6 +81,28 @@ def test_bad_inputs_are_bad_messages_without_the_cores_traceback(core):
         final = c.wait_final(job, 60)
         assert final.kind == "error" and final.fields["code"] == "bad_message"
         assert "35 mm-equivalent" in final.fields["message"]
+
+
+def test_options_are_checked_before_the_fit_and_normal_maps_reach_it(core, tmp_path):
+    import cv2
+
+    with core.client() as c:
+        job = c.start_fit([str(PHOTO)], options={**SHORT, "texture": 512})
+        final = c.wait_final(job, 60)
+        assert final.kind == "error" and final.fields["code"] == "bad_message"
+        assert "unknown fit options ['texture']" in final.fields["message"]
+        # A normal map by path (this core opens paths): the files cue provider feeds the fit's normal term.
+        h, w = cv2.imread(str(PHOTO)).shape[:2]
+        tilted = np.broadcast_to(np.round((np.array([0.6, 0.0, -0.8]) * 0.5 + 0.5) * 65535).astype(np.uint16),
+                                 (h, w, 3))
+        assert cv2.imwrite(str(tmp_path / "n.png"), np.ascontiguousarray(tilted))
+        verts = {}
+        for name, extra in (("plain", {}), ("normals", {"cues": {"normal_maps": [str(tmp_path / "n.png")]}})):
+            final = c.wait_final(c.start_fit([str(PHOTO)], options={**SHORT, "texture_size": 0, **extra}), 300)
+            assert final.kind == "result", final.fields
+            assert "albedo" not in final.buffers  # texture_size 0: no maps
+            verts[name] = final.buffers["verts"]
+        assert np.abs(verts["plain"] - verts["normals"]).max() > 1e-5
 
 
 def test_default_template_travels_to_the_client(core):

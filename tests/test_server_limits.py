@@ -325,9 +325,15 @@ def test_a_tcp_core_without_allow_paths_opens_no_path_and_does_not_say_what_exis
             final = c.wait_final(c.start_fit([str(path)]), 30)
             assert final.kind == "error" and final.fields["code"] == "bad_message"
             messages.setdefault("photo", set()).add(final.fields["message"].replace(str(path), "PATH"))
+        for path in (photo, tmp_path / "missing.png"):  # a normal map for the files cue provider
+            final = c.wait_final(c.start_fit([("face.jpg", photo.read_bytes())], options={
+                "cues": {"provider": "files", "normal_maps": [str(path)]}}), 30)
+            assert final.kind == "error" and final.fields["code"] == "bad_message"
+            assert "--allow-paths" in final.fields["message"]
+            messages.setdefault("normal map", set()).add(final.fields["message"].replace(str(path), "PATH"))
     for what, texts in messages.items():
         assert len(texts) == 1, f"{what}: an existing and a missing file answer differently: {texts}"
-        assert "inline" in next(iter(texts))
+        assert "inline" in next(iter(texts)) or what == "normal map"
 
 
 def test_the_ready_file_is_not_written_through_a_planted_link(tmp_path):

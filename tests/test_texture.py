@@ -290,18 +290,19 @@ def test_bad_input_is_reported(sphere):
 
 
 def test_write_texture_files_from_fit_arrays(sphere, tmp_path):
-    from core.texture import write_texture_files
+    from core.texture import fit_texture_maps, write_texture_files
 
     verts, mesh = sphere
     cam = orbit_camera(10, 5, 0.5, 200, 160)
     photo, _ = _render(mesh, verts, cam, skin_texture(SIZE, seed=6), studio_light(cam))
     arrays = {"verts": verts, "K": cam.K.numpy(), "R": cam.R.numpy(), "t": cam.t.numpy()}
-    paths, maps = write_texture_files(tmp_path, mesh, arrays, [photo], size=128)
+    maps = fit_texture_maps(mesh, arrays, [photo], size=128)
+    paths = write_texture_files(tmp_path, mesh, arrays, [photo], maps)
     assert {p.name for p in paths.values()} == {"albedo.png", "normal.png", "preview.png"}
     assert Image.open(paths["preview"]).size == (400, 160)
     assert np.array_equal(np.asarray(Image.open(paths["albedo"])), maps.albedo)
     with pytest.raises(ValueError, match="1 views but 2 photos"):
-        write_texture_files(tmp_path, mesh, arrays, [photo, photo], size=128)
+        fit_texture_maps(mesh, arrays, [photo, photo], size=128)
 
 
 def test_coarse_to_fine_fill_matches_direct_solve(monkeypatch):

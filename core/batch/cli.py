@@ -28,19 +28,20 @@ TASK_RETRIES = 2
 OBJECT_STORE_BYTES = 128 * 1024 * 1024
 
 
-def _options(args) -> tuple[dict, str]:
+def _options(args):
+    """(the options dict the people's folder keys hash, the ``FitOptions`` the workers fit with)."""
     from core.fit.cli import check_device, read_schedule
-    from core.priors.image import focal_option
+    from core.fit.options import FitOptions
 
     check_device(args.device)
     options = {"preset": args.preset}
     if args.schedule:
         options["schedule"] = read_schedule(args.schedule)
     try:
-        focal_option(args.focal)
+        fit_options = FitOptions.from_dict({**options, "focal": args.focal})
     except ValueError as exc:
-        raise CommandError(f"--focal: {exc}") from None
-    return options, args.focal
+        raise CommandError(f"--{exc}") from None
+    return options, fit_options
 
 
 def _start_ray(args):
@@ -74,7 +75,7 @@ def _run(args) -> int:
 
     if args.workers < 1 or args.people_per_task < 1 or args.gpus_per_task < 0 or args.threads < 0:
         raise CommandError("--workers and --people-per-task must be >= 1, --gpus-per-task and --threads >= 0")
-    options, focal = _options(args)
+    options, fit_options = _options(args)
     try:
         people = collect_people(args.photos, options)
     except BatchInputError as exc:
@@ -89,7 +90,7 @@ def _run(args) -> int:
                                               retry_exceptions=False)
         for i in range(0, len(people), args.people_per_task):
             chunk = people[i:i + args.people_per_task]
-            ref = task.remote(chunk, str(out), options, focal, args.device, args.threads)
+            ref = task.remote(chunk, str(out), fit_options, args.device, args.threads)
             pending[ref] = chunk
         print(f"batch: {len(people)} people in {len(pending)} tasks on "
               f"{int(ray.cluster_resources().get('CPU', 0))} CPUs", file=sys.stderr, flush=True)

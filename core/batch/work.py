@@ -28,11 +28,12 @@ def done_already(person: Person, out: pathlib.Path) -> bool:
         return False
 
 
-def fit_person(person: Person, out: pathlib.Path, options: dict, focal: str, device: str, template=None) -> dict:
-    """Fit one person into ``out/<name>-<key>/``; returns a summary row (status ok, failed or skipped)."""
+def fit_person(person: Person, out: pathlib.Path, options, device: str, template=None) -> dict:
+    """Fit one person (``options``: a ``FitOptions``) into ``out/<name>-<key>/``; returns a summary row
+    (status ok, failed or skipped)."""
+    from core.fit.api import FitJob, PhotoInput
     from core.fit.outputs import write_result_files
-    from core.fit.pipeline import fit_views, views_from_photos
-    from core.fit.api import PhotoInput
+    from core.fit.pipeline import run_fit, views_from_photos
     from core.template import load_default
 
     row = {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
@@ -42,13 +43,13 @@ def fit_person(person: Person, out: pathlib.Path, options: dict, focal: str, dev
         row.update(status=SKIPPED)
         return row
     try:
-        template = template if template is not None else load_default()
-        photos = [PhotoInput(pathlib.Path(p).name, path=p) for p in person.photos]
-        views, loaded, faces = views_from_photos(photos, focal)
+        job = FitJob([PhotoInput(pathlib.Path(p).name, path=p) for p in person.photos],
+                     template if template is not None else load_default(), options, device)
+        inputs = views_from_photos(job.photos, options)
         result = None
-        for rec in fit_views(template, views, options, device=device):
+        for rec in run_fit(job, inputs=inputs):
             result = rec.result or result
-        write_result_files(person.folder(out), template, result, loaded, faces)
+        write_result_files(person.folder(out), job.template, result, inputs.photos, inputs.faces)
         row["status"] = OK
     except Exception as exc:  # one person's trouble must not stop the batch: it is their row's error
         row["error"] = f"{type(exc).__name__}: {exc}"
@@ -56,7 +57,7 @@ def fit_person(person: Person, out: pathlib.Path, options: dict, focal: str, dev
     return row
 
 
-def fit_people(people: list[Person], out: str, options: dict, focal: str, device: str, threads: int) -> list[dict]:
+def fit_people(people: list[Person], out: str, options, device: str, threads: int) -> list[dict]:
     """A batch task: several people in turn in one process (the template loaded once)."""
     import torch
 
@@ -65,4 +66,4 @@ def fit_people(people: list[Person], out: str, options: dict, focal: str, device
     if threads > 0:
         torch.set_num_threads(threads)
     template = load_default()
-    return [fit_person(p, pathlib.Path(out), options, focal, device, template) for p in people]
+    return [fit_person(p, pathlib.Path(out), options, device, template) for p in people]

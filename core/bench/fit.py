@@ -87,6 +87,7 @@ def run(args) -> dict:
     import torch
 
     from core.bench.synthetic import FACE_REGION, make_case
+    from core.fit.options import FitOptions
     from core.fit.pipeline import fit_views
     from core.template import load_default
 
@@ -113,7 +114,7 @@ def run(args) -> dict:
             if variant == "nricp":
                 verts = run_nricp(template, case.verts)
             else:
-                options = {"preset": args.preset, "schedule": schedule_overrides(variant, args.preset)}
+                options = FitOptions(preset=args.preset, schedule=schedule_overrides(variant, args.preset))
                 view = case.view
                 if variant == "known_focal":
                     view = dataclasses.replace(view, focal_px=float(case.K[0, 0]))

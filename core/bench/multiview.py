@@ -11,9 +11,9 @@ mesh, image size, samples and camera.
 
 For each number of views (the first k of a fixed camera order, so k views
 always contain the k-1 before them) and each bundle-adjustment variant, the
-photos go through ``core.fit.multiview.fit_multiview``: rig stage on all views,
-bundle adjustment, then the full rig/joint/vertex refinement with the
-adjusted cameras. Reports per k the face RMSE (mm, after similarity
+photos go through ``core.fit.pipeline.fit_views`` with the variant as its
+``multiview_ba`` option: rig stage on all views, the bundle-adjustment stage,
+then the joint and vertex stages with the adjusted cameras. Reports per k the face RMSE (mm, after similarity
 alignment), the mean camera rotation error (degrees, after the same
 alignment), seconds in the bundle adjustment and for the whole fit.
 
@@ -135,7 +135,7 @@ def detect_views(paths: list[pathlib.Path]):
     out = []
     for p in paths:
         try:
-            views, _, _ = views_from_photos([PhotoInput(name=p.stem, path=str(p))])
+            views = views_from_photos([PhotoInput(name=p.stem, path=str(p))]).views
             out.append(views[0])
         except ValueError:
             out.append(None)
@@ -329,6 +329,7 @@ def run(args) -> dict:
     import torch
 
     from core.bench.synthetic import FACE_REGION
+    from core.fit.options import FitOptions
     from core.template import load_default
 
     torch.set_num_threads(args.threads)
@@ -381,7 +382,7 @@ def run(args) -> dict:
                 if k == 1 and cue in single:
                     row = dict(single[cue], variant=name)
                 else:
-                    options = {"preset": args.preset, "multiview_ba": "off" if variant == "no_ba" else variant}
+                    options = FitOptions(preset=args.preset, multiview_ba="off" if variant == "no_ba" else variant)
                     t1 = time.perf_counter()
                     result = _fit(template, [views[j] for j in use], options, args.device)
                     fit_s = time.perf_counter() - t1

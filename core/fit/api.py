@@ -3,7 +3,8 @@
 ``run_fit(job, control)`` is a generator: it yields a ``FitRecord`` per
 optimiser iteration (stage, iteration, loss terms, current vertices) and its
 last record carries the ``FitResult``. ``control`` (a ``FitControl``) delivers
-pins, pause/resume and cancel between iterations.
+pins, pause/resume and cancel between iterations. ``job.options`` is a
+``FitOptions`` (``core/fit/options.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .options import FitOptions
 
 
 @dataclass
@@ -33,8 +36,17 @@ class FitJob:
 
     photos: list[PhotoInput]
     template: object | None = None
-    options: dict = field(default_factory=dict)
+    options: FitOptions = field(default_factory=FitOptions)
     device: str = "cpu"
+
+    def __post_init__(self):
+        if not self.photos:
+            raise ValueError("a fit needs at least one photo")
+        if not isinstance(self.options, FitOptions):
+            raise TypeError(f"FitJob.options must be a FitOptions (FitOptions.from_dict reads a dict), "
+                            f"got {type(self.options).__name__}")
+        if self.options.cues is not None:
+            self.options.cues.check_count(len(self.photos))
 
 
 @dataclass
@@ -49,54 +61,57 @@ class FitResult:
 
     arrays: dict[str, np.ndarray]
     meta: dict
+    # ``core.texture.TextureMaps`` from the photos, when a job made them.
+    textures: object | None = None
+
+    def wire_arrays(self) -> dict[str, np.ndarray]:
+        """What a client receives: the arrays, with the UV maps ``albedo`` and ``normal_map``
+        ((S, S, 3) uint8) when there are textures."""
+        if self.textures is None:
+            return dict(self.arrays)
+        return {**self.arrays, "albedo": self.textures.albedo, "normal_map": self.textures.normal}
 
 
 class FitRecord:
-    """One optimiser iteration.
+    """One optimiser iteration (or one solver stage, or the final "done" record).
 
     stage, iteration, and step / total_steps over all stages (for a progress bar)
-    are plain values. The state of the fit at this iteration is read on demand:
-    ``verts`` (N, 3) float32 current posed vertices (world, metres), ``losses``
-    {term: float} and ``camera`` (the first view's current camera:
-    {"K": (3, 3), "R": (3, 3), "t": (3,)} float32, "width", "height") come
-    from ``frame``, a callable returning (losses, verts, camera) evaluated on
-    first access and kept. A consumer that wants a frame reads it before it
-    advances the fit's generator; one that only shows progress never pays for
-    a frame (no second deformation, no copy off the device).
+    are plain values. The state of the fit at this iteration is read on demand,
+    each part once, then kept: ``losses`` {term: float} (a dict, or a callable
+    returning it: a few numbers copied off the device), and ``verts`` (N, 3)
+    float32 current posed vertices (world, metres) with ``camera`` (the first
+    view's current camera: {"K": (3, 3), "R": (3, 3), "t": (3,)} float32,
+    "width", "height"), from ``frame``, a callable returning (verts, camera).
+    A consumer reads what it wants before it advances the fit's generator; one
+    that only shows progress never pays for a frame (no second deformation, no
+    copy of the mesh off the device).
     """
 
-    __slots__ = ("stage", "iteration", "step", "total_steps", "result", "_frame", "_state")
+    __slots__ = ("stage", "iteration", "step", "total_steps", "result", "_losses", "_frame")
 
-    def __init__(self, stage: str, iteration: int, step: int, total_steps: int, losses: dict | None = None,
+    def __init__(self, stage: str, iteration: int, step: int, total_steps: int, losses=None,
                  verts: np.ndarray | None = None, result: FitResult | None = None, camera: dict | None = None,
                  frame=None):
         self.stage, self.iteration, self.step, self.total_steps = stage, iteration, step, total_steps
         self.result = result
-        self._frame = frame
-        self._state = None if frame is not None else (dict(losses or {}), verts, camera)
-
-    def _read(self):
-        if self._state is None:
-            self._state = self._frame()
-            self._frame = None
-        return self._state
+        self._losses = losses if callable(losses) else dict(losses or {})
+        self._frame = frame if frame is not None else (verts, camera)
 
     @property
     def losses(self) -> dict[str, float]:
-        return self._read()[0]
+        if callable(self._losses):
+            self._losses = self._losses()
+        return self._losses
+
+    def _read(self) -> tuple:
+        if callable(self._frame):
+            self._frame = self._frame()
+        return self._frame
 
     @property
     def verts(self) -> np.ndarray:
-        return self._read()[1]
+        return self._read()[0]
 
     @property
     def camera(self) -> dict | None:
-        return self._read()[2]
-
-    def renumbered(self, step: int, total_steps: int) -> "FitRecord":
-        """The same iteration counted in a longer run (several fits in one progress bar)."""
-        out = FitRecord(self.stage, self.iteration, step, total_steps, result=self.result,
-                        frame=self._read if self._state is None else None)
-        if self._state is not None:
-            out._state = self._state
-        return out
+        return self._read()[1]

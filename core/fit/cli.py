@@ -20,62 +20,72 @@ PROGRESS_EVERY_S = 0.5
 PROGRESS_EVERY_S_LOG = 5.0
 
 
-def _run(args) -> int:
-    import warnings
+# FitOptions' errors start with the option's name; the command line names its flag instead.
+OPTION_FLAGS = {"preset": "--preset", "schedule": "--schedule", "focal": "--focal", "cues": "--normals"}
 
-    from core.priors.errors import PriorError
+
+def job_from_args(args):
+    """The ``FitJob`` the arguments ask for, checked before any photo is read (CommandError)."""
     from core.template import load, load_default
 
-    from .api import PhotoInput
-    from .control import FitControl
-    from .outputs import write_result_files
-    from .result_set import ResultSetError
-    from .pipeline import fit_views, focal_option, views_from_photos
+    from .api import FitJob, PhotoInput
+    from .options import CueOptions, FitOptions
 
-    photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     for p in args.photos:
         if not pathlib.Path(p).is_file():
             raise CommandError(f"no such photo: {p}")
     check_out_dir(args.out)
     device = check_device(args.device)
-    options = {"preset": args.preset}
+    schedule = read_schedule(args.schedule) if args.schedule else None
+    photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     try:
-        focal = focal_option(args.focal)
+        cues = CueOptions(normal_maps=tuple(args.normals)) if args.normals else None
+        job = FitJob(photos, options=FitOptions(preset=args.preset, schedule=schedule, focal=args.focal, cues=cues),
+                     device=device)
     except ValueError as exc:
-        raise CommandError(f"--focal: {exc}") from exc
-    if args.schedule:
-        options["schedule"] = read_schedule(args.schedule)
-    if args.normals and len(args.normals) != len(args.photos):
-        raise CommandError(f"--normals needs one file per photo ({len(args.photos)}), got {len(args.normals)}")
+        name, _, rest = str(exc).partition(" ")
+        flag = OPTION_FLAGS.get(name.rstrip(":"))
+        raise CommandError(f"{flag}: {rest}" if flag else str(exc)) from None
     try:
-        template = load(args.template) if args.template else load_default()
+        job.template = load(args.template) if args.template else load_default()
     except (OSError, ValueError) as exc:
         raise CommandError(f"cannot load the template: {exc}") from None
+    return job
+
+
+def _run(args) -> int:
+    import warnings
+
+    from core.priors.errors import CueError, PriorError
+
+    from .control import FitControl
+    from .outputs import write_result_files
+    from .pipeline import run_fit, views_from_photos
+    from .result_set import ResultSetError
+
+    job = job_from_args(args)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            views, loaded, faces = views_from_photos(photos, focal)
+            inputs = views_from_photos(job.photos, job.options)
+        except CueError as exc:
+            raise CommandError(f"--normals: {exc}") from None
         except PriorError as exc:
             raise CommandError(str(exc)) from exc
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    for photo, face, view in zip(loaded, faces, views):
+    for photo, face, view in zip(inputs.photos, inputs.faces, inputs.views):
         exif = f", EXIF {photo.focal_35mm:g} mm" if view.focal_source == "exif" else ""
         lens = "focal estimated" if view.focal_px is None else f"focal {view.focal_px:.0f} px ({view.focal_source}{exif})"
         print(f"{photo.name}: {face.describe()}; {lens}", file=sys.stderr)
-    if args.normals:
-        try:
-            _attach_normal_maps(views, loaded, args.normals)
-        except PriorError as exc:
-            raise CommandError(f"--normals: {exc}") from None
     control = FitControl()
     tty = sys.stderr.isatty()
     every = PROGRESS_EVERY_S if tty else PROGRESS_EVERY_S_LOG
     last_print = 0.0
     result = None
     try:
-        for rec in fit_views(template, views, options, control, device):
+        for rec in run_fit(job, control, inputs):
             now = time.perf_counter()
             if rec.result is not None:
                 result = rec.result
@@ -95,7 +105,7 @@ def _run(args) -> int:
         print(file=sys.stderr)
     result.meta["seconds"] = round(time.perf_counter() - t0, 3)
     try:
-        paths = write_result_files(args.out, template, result, loaded, faces)  # all or nothing
+        paths = write_result_files(args.out, job.template, result, inputs.photos, inputs.faces)  # all or nothing
     except ResultSetError as exc:
         raise CommandError(str(exc)) from None
     print(f"landmark error: {result.meta['landmark_error_iod']:.4f} of the eye distance; "
@@ -103,16 +113,6 @@ def _run(args) -> int:
     for name, path in paths.items():
         print(f"wrote {path}")
     return 0
-
-
-def _attach_normal_maps(views, photos, paths) -> None:
-    """Each view gets its user normal map, resampled to the photo (FileCues refuses another aspect)."""
-    from core.priors.dense import FileCues
-
-    for view, photo, path in zip(views, photos, paths):
-        cue = FileCues(normal_map=path).predict(photo)["normals"]
-        view.normals, view.normal_mask = cue.values, cue.confidence > 0
-        view.__post_init__()
 
 
 def check_out_dir(out: str) -> None:

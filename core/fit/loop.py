@@ -21,6 +21,11 @@ exactly the variables of the iteration where the plateau was seen.
 Non-finite gradients are zeroed before the step, so no frame shows a broken
 mesh while the window runs. Records are lazy (``FitRecord``): the vertices
 and losses of an iteration are computed only when a consumer reads them.
+
+A bundle-adjustment stage (``kind="bundle_adjust"``) is one call to a solver
+(``core/fit/bundle_adjust.py``): it yields one record and hands the later
+stages new variables (adjusted cameras, vertex corrections as offsets) and,
+when it hid back-facing landmarks, a new objective; ``FitState`` carries them.
 """
 
 from __future__ import annotations
@@ -30,15 +35,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from core.geometry.large_steps import LargeSteps
+from core.multiview import BAResult
 
 from .api import FitRecord
+from .bundle_adjust import run_bundle_adjust
 from .control import FitControl
 from .optim import Adam
 from .objective import Objective
-from .schedule import StageSpec, schedule_to_dict
+from .schedule import BUNDLE_ADJUST, StageSpec, schedule_to_dict
 from .variables import FitVariables
 
 # A loss this many times the best seen in the stage counts as divergence.
@@ -56,6 +64,16 @@ class StageReport:
     losses: dict = field(default_factory=dict)
     rollbacks: int = 0
     stopped_early: bool = False
+
+
+@dataclass
+class FitState:
+    """What the stages work on. A bundle-adjustment stage replaces ``variables`` (and
+    ``objective`` when it hid landmarks) and leaves its solver's result in ``ba``."""
+
+    variables: FitVariables
+    objective: Objective
+    ba: BAResult | None = None
 
 
 class _Snapshot:
@@ -119,22 +137,29 @@ def _roll_back(spec: StageSpec, report: StageReport, snapshot: _Snapshot, opt: A
         g["lr"] *= 0.5
 
 
-def _frame(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
-    """A record's state, read on demand: (losses as floats, verts (N, 3) float32, first view's camera)."""
+def _lazy_state(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
+    """A record's state, read on demand: (losses as floats, (verts (N, 3) float32, first view's camera))."""
     values = [v.detach() for v in terms.values()] + [total.detach()]
     names = [*terms, "total"]
 
-    def read():
+    def losses():
+        return dict(zip(names, torch.stack([v.reshape(()).to(total.dtype) for v in values]).tolist()))
+
+    def frame():
         with torch.no_grad():
-            losses = dict(zip(names, torch.stack([v.reshape(()).to(total.dtype) for v in values]).tolist()))
-            return losses, objective.current_verts(variables), variables.camera_record(0)
-    return read
+            return objective.current_verts(variables), variables.camera_record(0)
+    return losses, frame
 
 
-def run_stages(variables: FitVariables, objective: Objective, stages: list[StageSpec],
-               control: FitControl | None = None, reports: list[StageReport] | None = None
-               ) -> Iterator[FitRecord]:
-    """Optimise ``variables`` stage by stage, yielding a (lazy) record per iteration."""
+def _solver_frame(state: FitState):
+    """A bundle-adjustment record's frame, read on demand: its mesh, the first view's adjusted camera."""
+    ba, variables = state.ba, state.variables
+    return lambda: (ba.verts, variables.camera_record(0))
+
+
+def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | None = None,
+               reports: list[StageReport] | None = None) -> Iterator[FitRecord]:
+    """Run the stages on ``state``, yielding a (lazy) record per iteration."""
     control = control or FitControl()
     reports = reports if reports is not None else []
     total = sum(s.iterations for s in stages)
@@ -143,6 +168,16 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
         report = StageReport(spec.name)
         reports.append(report)
         start = time.perf_counter()
+        if spec.kind == BUNDLE_ADJUST:
+            control.checkpoint()
+            state.variables, state.objective, state.ba = run_bundle_adjust(spec, state.variables, state.objective,
+                                                                           control)
+            losses = {"reprojection_rms_px": float(np.nanmean(state.ba.rms_px)), "seconds": state.ba.seconds}
+            step += spec.iterations
+            report.iterations, report.losses, report.seconds = spec.iterations, losses, time.perf_counter() - start
+            yield FitRecord(spec.name, spec.iterations, step, total, losses, frame=_solver_frame(state))
+            continue
+        variables, objective = state.variables, state.objective
         if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
             variables.set_large_steps(LargeSteps(objective.topology, spec.large_steps_lambda, variables.model.device))
         objective.begin_stage(spec, variables)
@@ -207,7 +242,8 @@ def run_stages(variables: FitVariables, objective: Objective, stages: list[Stage
             window.append(loss.detach())
             it += 1
             step += 1
-            yield FitRecord(spec.name, it, step, total, frame=_frame(objective, variables, terms, loss))
+            losses, frame = _lazy_state(objective, variables, terms, loss)
+            yield FitRecord(spec.name, it, step, total, losses, frame=frame)
             # Read before the objective changes (a finer level, new pins), so each window has one objective.
             at_level = levels > 1 and level < levels and it >= (level * spec.iterations) // levels
             new_pins = control.pins()[0] != pins_version

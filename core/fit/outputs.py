@@ -32,7 +32,10 @@ OVERLAY_MAX = 1024
 
 
 def write_result_files(out_dir, template: Template, result: FitResult, photos=None, landmarks=None) -> dict:
-    """Write everything for one fit, all or nothing; returns {file name: path in ``out_dir``}."""
+    """Write everything for one fit, all or nothing; returns {file name: path in ``out_dir``}.
+
+    photos, landmarks: the fit's ``Photo``s and ``FaceLandmarks`` (``FitInputs``),
+    for the overlay and, with the result's texture maps, the texture files."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".likeness-", dir=out))
@@ -59,11 +62,9 @@ def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos
               name="likeness_eyes_mouth")
 
     material = meta.get("material")
-    if photos:
-        texture_paths, maps = write_texture_files(out, template, a, [p.rgb for p in photos],
-                                                  device=meta.get("device", "cpu"))
-        paths.update(texture_paths)
-        material = maps.to_material()
+    if photos and result.textures is not None:
+        paths.update(write_texture_files(out, template, a, [p.rgb for p in photos], result.textures))
+        material = result.textures.to_material()
 
     names = meta.get("expression_names", [])
     paths["glb"] = out / "result.glb"

@@ -1,72 +1,81 @@
-"""From photos (or ready observations) to a rig-ready result.
+"""From photos (or ready observations) to a rig-ready result: the one fit driver.
 
-``run_fit(job, control)`` is the entry point the server and the CLI share:
-photos → landmarks → PnP cameras → rig/joint/vertex stages → result. Each
-optimiser iteration becomes a ``FitRecord``; the last one carries the
-``FitResult``.
+``run_fit(job, control)`` is the entry point the CLI, the server and the batch
+runner share: photos → landmarks (+ dense cues from the job's provider) →
+``fit_views`` → texture maps. ``fit_views`` runs the schedule's stages on one
+or several views through the one loop (``core/fit/loop.py``), a bundle
+adjustment among them when the options ask for one. Each iteration becomes a
+``FitRecord``; the last one carries the ``FitResult``.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from core.geometry.camera import Cameras
-from core.priors.image import FOCAL_AUTO, focal_option, photo_focal
+from core.priors.image import photo_focal
 from core.template import Template, TemplateModel
 
-from .api import FitJob, FitRecord, FitResult
+from .api import FitJob, FitRecord, PhotoInput
 from .camera_init import initial_cameras
 from .control import FitControl
-from .loop import StageReport, run_meta, run_stages
-from .multiview import fit_multiview
+from .loop import FitState, StageReport, run_meta, run_stages
 from .objective import Objective
 from .observations import MAX_IMAGE_RES, ViewObservation
+from .options import FitOptions
 from .result import assemble_result
-from .schedule import schedule_for
+from .schedule import BUNDLE_ADJUST, schedule_for
 from .variables import FitVariables
-
-# UV texture maps a fit job returns (pixels per side).
-DEFAULT_TEXTURE_SIZE = 1024
-
-# Several photos: no bundle adjustment by default, the stages run on all views
-# from the per-view PnP cameras. On MediaPipe landmarks (+ normal maps) of
-# Cycles renders this beat the topology-aware adjustment in 7 of 8 cases
-# (2 identities x 2/4/8/16 views; README, *Several photos*): the adjustment
-# triangulates the detector's view-dependent bias into the mesh. It pays with
-# dense correspondences; ``"multiview_ba": "topology_ba"`` selects it.
-DEFAULT_MULTIVIEW_BA = "off"
 
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
 
 
-def views_from_photos(photos, focal="auto"):
-    """Load photos and detect landmarks. Returns (views, photos, faces).
+@dataclass
+class FitInputs:
+    """What the photos gave: per photo its observation, the loaded ``Photo`` and its ``FaceLandmarks``."""
 
-    focal: the ``focal`` fit option (see ``focal_option``).
-    """
+    views: list[ViewObservation]
+    photos: list
+    faces: list
+
+
+def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = None) -> FitInputs:
+    """Load photos, detect landmarks and read dense cues (``options.cues``) and focal lengths
+    (``options.focal``). Errors (``PriorError``; ``CueError`` for a cue map) name the photo at fault."""
+    from core.priors.errors import CueError, PriorError
     from core.priors.image import load_image
     from core.priors.landmarks import detect_landmarks
 
-    focal_option(focal)  # a bad option fails before any photo is read
-    views, loaded, faces = [], [], []
-    for p in photos:
+    options = options or FitOptions()
+    providers = options.cues.providers(len(photos)) if options.cues is not None else [None] * len(photos)
+    inputs = FitInputs([], [], [])
+    for p, provider in zip(photos, providers):
         photo = load_image(p.data if p.data is not None else p.path, name=p.name)
         face = detect_landmarks(photo, face_index=p.face_index)
         weight = np.full(len(face.points), 1.0, np.float32)
         weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
         w, h = photo.size
-        focal_px, source = photo_focal(photo, focal)
+        focal_px, source = photo_focal(photo, options.focal)
         image, skin, scale = shading_image(photo.rgb, face.points)
-        views.append(ViewObservation(w, h, face.points, weight, name=p.name, focal_px=focal_px,
-                                     focal_source=source, image=image, skin=skin, image_scale=scale))
-        loaded.append(photo)
-        faces.append(face)
-    return views, loaded, faces
+        normals = normal_mask = None
+        if provider is not None:
+            try:
+                cues = provider.predict(photo, face)
+            except PriorError as exc:
+                raise CueError(f"{p.name}: {exc}") from exc
+            if "normals" in cues:
+                normals, normal_mask = cues["normals"].values, cues["normals"].confidence > 0
+        inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
+                                            focal_px=focal_px, focal_source=source, image=image, skin=skin,
+                                            image_scale=scale))
+        inputs.photos.append(photo)
+        inputs.faces.append(face)
+    return inputs
 
 
 def shading_image(rgb: np.ndarray, landmarks: np.ndarray, max_res: int = MAX_IMAGE_RES):
@@ -89,66 +98,59 @@ def shading_image(rgb: np.ndarray, landmarks: np.ndarray, max_res: int = MAX_IMA
     return linear.astype(np.float32), skin, 1.0 / step
 
 
-def fit_views(template: Template, views: list[ViewObservation], options: dict | None = None,
-              control: FitControl | None = None, device: str = "cpu",
-              cameras: list[Cameras] | None = None) -> Iterator[FitRecord]:
-    """Fit ``template`` to observations; yields records, the last with the result."""
-    options = dict(options or {})
-    method = options.get("multiview_ba", DEFAULT_MULTIVIEW_BA)
-    if cameras is None and len(views) > 1 and method != "off":
-        # Several photos: rig stage, bundle adjustment, then the rest on all views (multiview.py).
-        yield from fit_multiview(template, views, options, control, device)
-        return
+def fit_views(template: Template, views: list[ViewObservation], options: FitOptions | None = None,
+              control: FitControl | None = None, device: str = "cpu") -> Iterator[FitRecord]:
+    """Fit ``template`` to observations (one view or several); yields records, the last with the result."""
+    options = options or FitOptions()
     start = time.perf_counter()
     stages = schedule_for(options, views)
-    dtype = torch.float64 if options.get("float64") else torch.float32
+    dtype = torch.float64 if options.float64 else torch.float32
     model = TemplateModel(template, device=device, dtype=dtype)
-    cams = cameras or initial_cameras(model, views)
     # Several photos share one focal length unless told they come from different cameras.
-    variables = FitVariables(model, cams, shared_focal=bool(options.get("multiview_shared_focal", True)))
-    objective = Objective(model, views)
+    variables = FitVariables(model, initial_cameras(model, views), shared_focal=options.multiview_shared_focal)
+    state = FitState(variables, Objective(model, views))
     reports: list[StageReport] = []
     last = None
-    for rec in run_stages(variables, objective, stages, control, reports):
+    for rec in run_stages(state, stages, control, reports):
         last = rec
         yield rec
-    result = assemble_result(variables, objective, views)
+    result = assemble_result(state.variables, state.objective, state.objective.views)
     result.meta.update(run_meta(reports, stages, start, model.device))
     if len(views) > 1:
         result.meta["multiview"] = {"ba": "off"}
+    if state.ba is not None:
+        ba = state.ba
+        result.meta["multiview"] = {
+            "ba": [s.method for s in stages if s.kind == BUNDLE_ADJUST][-1],
+            "ba_seconds": round(ba.seconds, 3),
+            "ba_rms_px": ba.rms_px,
+            "ba_inlier_fraction": [float(m.mean()) if m.size else 0.0 for m in ba.inliers],
+        }
+        result.arrays["verts_ba"] = ba.verts
     step = last.step if last else 0
     total = last.total_steps if last else 0
     losses = reports[-1].losses if reports else {}
     yield FitRecord("done", 0, step, total, losses, result.arrays["verts"], result=result)
 
 
-def run_fit(job: FitJob, control: FitControl | None = None) -> Iterator[FitRecord]:
+def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | None = None
+            ) -> Iterator[FitRecord]:
     """Run a job: photos → landmarks → fit → texture maps. Errors name the photo at fault.
 
-    The result carries ``albedo`` and ``normal_map`` ((S, S, 3) uint8 UV maps,
-    S = options["texture_size"], default 1024; 0 skips them), so a client
-    without the photos' pixels (a remote core) still gets a textured head.
+    inputs: the job's photos already read by ``views_from_photos`` (the CLI
+    reports them before the fit starts), else they are read here. The result
+    carries the texture maps (``result.textures``, ``job.options.texture_size``
+    pixels a side; none for 0), so a client without the photos' pixels (a
+    remote core) still gets a textured head.
     """
     from core.template import load_default
+    from core.texture.result import fit_texture_maps
 
-    if not job.photos:
-        raise ValueError("a fit needs at least one photo")
     template = job.template if job.template is not None else load_default()
-    views, photos, _ = views_from_photos(job.photos, job.options.get("focal", FOCAL_AUTO))
-    size = int(job.options.get("texture_size", DEFAULT_TEXTURE_SIZE))
-    for record in fit_views(template, views, job.options, control, job.device):
+    inputs = inputs or views_from_photos(job.photos, job.options)
+    size = job.options.texture_size
+    for record in fit_views(template, inputs.views, job.options, control, job.device):
         if record.result is not None and size > 0:
-            add_texture_maps(record.result, template, [p.rgb for p in photos], size, job.device)
+            record.result.textures = fit_texture_maps(template, record.result.arrays, [p.rgb for p in inputs.photos],
+                                                      size, job.device)
         yield record
-
-
-def add_texture_maps(result: FitResult, template: Template, images: list[np.ndarray], size: int,
-                     device: str = "cpu") -> None:
-    """Put UV albedo and detail-normal maps into ``result.arrays`` (core/texture)."""
-    from core.texture import extract_textures
-    from core.texture.result import result_cameras
-
-    maps = extract_textures(template, np.asarray(result.arrays["verts"], np.float32),
-                            result_cameras(result.arrays, images), images, size=size, device=device)
-    result.arrays["albedo"] = maps.albedo
-    result.arrays["normal_map"] = maps.normal

@@ -4,6 +4,13 @@ A schedule is a list of ``StageSpec``: which variables a stage optimises, for
 how many iterations, with which learning rates and loss weights. Presets cover
 the common cases; any field can be overridden from JSON/dict options
 (``{"stages": {"vertex": {"iterations": 300}}}``) without touching code.
+
+Most stages are gradient steps on the objective (kind ``"optimise"``). A
+``"bundle_adjust"`` stage instead hands the views' landmark correspondences to
+a solver (``method``: ``core.multiview``'s topology-aware adjustment or the
+COLMAP baseline), which moves cameras and vertices in one go; the same loop
+runs it between the others (``core/fit/loop.py``). Several photos get one
+after the rig stage when the ``multiview_ba`` fit option names a method.
 """
 
 from __future__ import annotations
@@ -11,7 +18,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+from core.multiview import BAOptions
 
 # Variables a stage may optimise.
 # Largest whole number a schedule override may set (iterations, patience, ...).
@@ -26,6 +35,14 @@ VARIABLES = (
     "joints",       # per-joint local rotation / translation / log-scale
     "offsets",      # per-vertex offsets (optionally Laplacian-parameterised)
 )
+
+# What a stage does: gradient steps on the objective, or one call to a bundle-adjustment solver.
+OPTIMISE = "optimise"
+BUNDLE_ADJUST = "bundle_adjust"
+KINDS = (OPTIMISE, BUNDLE_ADJUST)
+# Bundle-adjustment solvers (core/multiview): one objective with a Laplacian energy,
+# or COLMAP's point adjustment followed by a separate large-steps template fit.
+BA_METHODS = ("topology_ba", "colmap_then_largesteps")
 
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
@@ -62,8 +79,26 @@ class StageSpec:
     # halving down from ``normal_res``, each for an equal share of the
     # iterations, coarsest first (wide basins first, detail last).
     normal_levels: int = 1
+    # OPTIMISE or BUNDLE_ADJUST. A bundle adjustment writes back the variables it
+    # lists: "camera" (always), "focal" (refined, else held), "offsets" (its vertex
+    # corrections become the per-vertex offsets; else only its cameras are kept).
+    # It counts as ``iterations`` steps of progress; lr and weights are unused.
+    kind: str = OPTIMISE
+    method: str = ""  # BUNDLE_ADJUST: one of BA_METHODS
+    solver: dict = field(default_factory=dict)  # BUNDLE_ADJUST: overrides of core.multiview.BAOptions
+    # BUNDLE_ADJUST: first drop surface landmarks whose normal faces away from
+    # their view's camera (cosine below ``min_cos``), for this and later stages.
+    hide_backfacing: bool = True
+    min_cos: float = 0.1
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"stage {self.name!r}: kind {self.kind!r} is unknown; use one of {KINDS}")
+        if self.kind == BUNDLE_ADJUST:
+            if self.method not in BA_METHODS:
+                raise ValueError(f"stage {self.name!r}: bundle adjustment method {self.method!r} is unknown; "
+                                 f"use one of {BA_METHODS}")
+            solver_options(self.solver, f"stage {self.name!r}: solver")
         unknown = set(self.variables) - set(VARIABLES)
         if unknown:
             raise ValueError(f"stage {self.name!r}: unknown variables {sorted(unknown)}; known: {VARIABLES}")
@@ -71,10 +106,35 @@ class StageSpec:
         if unknown:
             raise ValueError(f"stage {self.name!r}: unknown loss weights {sorted(unknown)}; known: {LOSSES}")
         missing = set(self.variables) - set(self.lr)
-        if missing:
+        if missing and self.kind == OPTIMISE:
             raise ValueError(f"stage {self.name!r}: no learning rate for {sorted(missing)}")
         if self.iterations < 0:
             raise ValueError(f"stage {self.name!r}: iterations must be >= 0")
+
+
+def solver_options(settings: dict, where: str = "solver") -> BAOptions:
+    """``BAOptions`` with ``settings`` (name -> value) applied; ValueError names ``where`` and the setting."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where} must map BAOptions settings to values")
+    known = {f.name: f.default for f in dataclasses.fields(BAOptions)}
+    unknown = set(settings) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    for key, value in settings.items():
+        default = known[key]
+        if isinstance(default, bool):
+            ok, want = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a finite number"
+        if not ok:
+            raise ValueError(f"{where}: {key} must be {want}, got {value!r:.40}")
+    try:
+        return BAOptions(**settings)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
 
 
 def _rig(iterations: int) -> StageSpec:
@@ -178,7 +238,7 @@ def check_overrides(overrides) -> dict:
         for key, value in settings.items():
             default = defaults.get(key, dataclasses.MISSING) if key != "iterations_scale" else 1.0
             where = f"stage {name!r}: {key!r}"
-            if key in ("name",):
+            if key in ("name", "kind"):
                 raise ValueError(f"{where} cannot be overridden")
             if key in ("iterations", "plateau_patience", "top_k", "normal_res", "normal_levels"):
                 if not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_OVERRIDE_INT):
@@ -186,6 +246,13 @@ def check_overrides(overrides) -> dict:
             elif key in ("lr", "weights"):
                 if not (isinstance(value, dict) and all(isinstance(k, str) and number(v) for k, v in value.items())):
                     raise ValueError(f"{where} must map names to finite numbers")
+            elif key == "method":
+                if not isinstance(value, str):
+                    raise ValueError(f"{where} must be a solver name, one of {BA_METHODS}")
+            elif key == "solver":
+                if not (isinstance(value, dict) and all(isinstance(k, str) and (number(v) or isinstance(v, bool))
+                                                        for k, v in value.items())):
+                    raise ValueError(f"{where} must map solver settings to numbers or true/false")
             elif key == "variables":
                 if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                     raise ValueError(f"{where} must be a list of variable names")
@@ -216,14 +283,30 @@ def merge_overrides(base: dict, extra: dict | None) -> dict:
     return out
 
 
-def schedule_for(options: dict, views) -> list[StageSpec]:
-    """The schedule a fit of ``views`` (ViewObservations) runs: the preset, the
+def bundle_adjust_stage(method: str, solver: dict | None = None, hide_backfacing: bool = True,
+                        min_cos: float = 0.1, init_offsets: bool = True) -> StageSpec:
+    """A bundle-adjustment stage: ``method`` one of BA_METHODS, ``solver`` BAOptions overrides;
+    with ``init_offsets`` its vertex corrections become the later stages' starting offsets."""
+    return StageSpec(name=BUNDLE_ADJUST, kind=BUNDLE_ADJUST, method=method,
+                     variables=("camera", "focal", "offsets") if init_offsets else ("camera", "focal"),
+                     iterations=1, lr={}, weights={}, solver=dict(solver or {}),
+                     hide_backfacing=hide_backfacing, min_cos=min_cos)
+
+
+def schedule_for(options, views) -> list[StageSpec]:
+    """The schedule a fit of ``views`` (ViewObservations) runs with ``options``
+    (a ``FitOptions``): the preset, a bundle-adjustment stage after the rig stage
+    when there are several views and ``options.multiview_ba`` names a method, the
     multi-view settings when at least ``MULTIVIEW_MIN_VIEWS`` views carry normal
-    maps, then the caller's overrides (``options["schedule"]``). When every view
+    maps, then the caller's overrides (``options.schedule``). When every view
     knows its focal length, no stage optimises it."""
     several = sum(v.normals is not None for v in views) >= MULTIVIEW_MIN_VIEWS
     base = MULTIVIEW_NORMALS_OVERRIDES if several else {}
-    stages = make_schedule(options.get("preset", "default"), merge_overrides(base, options.get("schedule")))
+    ba = None
+    if len(views) >= 2 and options.multiview_ba != "off":
+        ba = bundle_adjust_stage(options.multiview_ba, options.multiview_ba_options, options.multiview_hide_backfacing,
+                                 options.multiview_min_cos, options.multiview_init_offsets)
+    stages = make_schedule(options.preset, merge_overrides(base, options.schedule), bundle_adjust=ba)
     if views and all(getattr(v, "focal_px", None) is not None for v in views):
         # Every view's focal length is known (EXIF or given): hold it. Estimated
         # from one photo it is poorly determined (0.55-1.67x the true value on
@@ -234,15 +317,21 @@ def schedule_for(options: dict, views) -> list[StageSpec]:
     return stages
 
 
-def make_schedule(preset: str = "default", overrides: dict | None = None) -> list[StageSpec]:
-    """A copy of a preset with per-stage overrides applied.
+def make_schedule(preset: str = "default", overrides: dict | None = None,
+                  bundle_adjust: StageSpec | None = None) -> list[StageSpec]:
+    """A copy of a preset, with a bundle-adjustment stage after its rig stage
+    (or first) when given, and per-stage overrides applied.
 
     overrides: {"stages": {"rig": {"iterations": 10, "lr": {...}, "weights": {...}}},
-                "only": ["rig", "vertex"]}  (``only`` keeps the listed stages).
+                "only": ["rig", "vertex"]}  (``only`` keeps the listed preset stages;
+    the bundle adjustment, asked for on its own, stays).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     stages = copy.deepcopy(PRESETS[preset])
+    if bundle_adjust is not None:
+        at = next((i + 1 for i, s in enumerate(stages) if s.name == "rig"), 0)
+        stages.insert(at, copy.deepcopy(bundle_adjust))
     overrides = check_overrides(overrides)
     per_stage = overrides.get("stages", {})
     unknown = set(per_stage) - {s.name for s in stages}
@@ -268,7 +357,7 @@ def make_schedule(preset: str = "default", overrides: dict | None = None) -> lis
         out.append(StageSpec(**fields))
     if "only" in overrides:
         keep = list(overrides["only"])
-        out = [s for s in out if s.name in keep]
+        out = [s for s in out if s.name in keep or s.kind == BUNDLE_ADJUST]
     return out
 
 

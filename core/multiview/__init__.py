@@ -1,7 +1,7 @@
 """Several photos of one person: correspondences and bundle adjustment.
 
-The fit that uses them (rig stage, bundle adjustment, joint and vertex stages)
-is ``core.fit.multiview.fit_multiview``; this package does not import ``core.fit``.
+The fit runs them as a stage of its schedule (``core/fit/bundle_adjust.py``);
+this package does not import ``core.fit``.
 
 Public API
 ----------

@@ -22,13 +22,13 @@ Dense cues (per-pixel maps + confidence in the photo's frame)
 Crops
     ``crop_square(rgb, center, side, size) -> Crop`` with ``to_image`` / ``from_image``
 Errors
-    ``PriorError`` > ``ImageError``, ``NoFaceError``, ``CheckpointError``;
+    ``PriorError`` > ``ImageError`` (> ``CueError``), ``NoFaceError``, ``CheckpointError``;
     ``MultipleFacesWarning``.
 """
 
 from .crop import Crop, crop_square
 from .dense import CueMap, CueProvider, DenseCues, FileCues
-from .errors import CheckpointError, ImageError, MultipleFacesWarning, NoFaceError, PriorError
+from .errors import CheckpointError, CueError, ImageError, MultipleFacesWarning, NoFaceError, PriorError
 from .image import MAX_PIXELS, Photo, load_image
 from .landmarks import NUM_LANDMARKS, FaceLandmarks, detect_faces, detect_landmarks
 from .uv_targets import uv_map_to_vertex_targets
@@ -38,6 +38,7 @@ __all__ = [
     "NUM_LANDMARKS",
     "CheckpointError",
     "Crop",
+    "CueError",
     "CueMap",
     "CueProvider",
     "DenseCues",

@@ -15,6 +15,10 @@ class ImageError(PriorError, ValueError):
     """A photo or a map file cannot be read (missing, corrupt, unsupported, too big)."""
 
 
+class CueError(ImageError):
+    """A photo's dense-cue map (a normal map file, ...) cannot be used; the message names the photo."""
+
+
 class NoFaceError(PriorError):
     """No face was found in a photo (or the requested face does not exist)."""
 

@@ -33,8 +33,8 @@ from bridge.server import Connection, error_message
 from bridge.template import TemplateMessage
 from core.fit.api import FitJob, PhotoInput
 from core.fit.control import FitCancelled, FitControl, Pins
+from core.fit.options import FitOptions
 from core.priors.errors import PriorError
-from core.priors.image import focal_option
 from core.template import Template, TemplateError, load_default
 from core.template import load as load_template
 
@@ -333,12 +333,16 @@ class Session:
         if template is None:
             template = _default_template()
         job.num_verts = template.num_verts
-        options = msg.fields.get("options", {})
         try:
-            focal_option(options.get("focal"))
+            options = FitOptions.from_dict(msg.fields.get("options"))
+            fit_job = FitJob(photos=photos, template=template, options=options, device=msg.fields.get("device", "cpu"))
         except ValueError as exc:
             raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
-        fit_job = FitJob(photos=photos, template=template, options=options, device=msg.fields.get("device", "cpu"))
+        if options.cues is not None and any(options.cues.normal_maps) and not self.conn.may_open_paths:
+            # The files provider reads paths on this machine; maps do not travel inline (yet).
+            raise _Reply(error_message(schema.E_BAD_MESSAGE, "this core does not open paths sent by clients, and "
+                                       "normal maps travel only as paths; start the core with --allow-paths",
+                                       msg.job, about=msg.kind))
 
         def work() -> Message:
             from core.fit.pipeline import run_fit  # seconds to import (detectors, renderer): only when a fit runs
@@ -356,7 +360,7 @@ class Session:
             if record is None or record.result is None:
                 raise RuntimeError("the fit ended without a result")
             return Message(schema.RESULT, job=job.id, fields={"meta": record.result.meta},
-                           buffers=_wire_arrays(record.result.arrays))
+                           buffers=_wire_arrays(record.result.wire_arrays()))
 
         return work
 

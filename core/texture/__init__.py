@@ -11,17 +11,19 @@ upscale=1.0, device=None) -> TextureMaps``
 ``preview_image(mesh, verts, camera, photo, maps, view=0) -> (h, 2w, 3) uint8``
     The photo next to a software render of the textured head.
 ``render_textured(mesh, verts, camera, albedo, normal=None, light=None) -> (image, mask)``
-``write_texture_files(out_dir, template, arrays, images, size=1024) -> ({name: path}, TextureMaps)``
-    ``albedo.png``, ``normal.png``, ``preview.png`` of a fit result (``FitResult.arrays``).
+``fit_texture_maps(template, arrays, images, size=1024, device="cpu") -> TextureMaps``
+    The maps of a fit result (``FitResult.arrays``) from its photos.
+``write_texture_files(out_dir, template, arrays, images, maps) -> {name: path}``
+    ``albedo.png``, ``normal.png``, ``preview.png`` of those maps.
 ``UVMesh.from_template(template)``, ``rasterize_uv(tri_uvs, size) -> UVTexels``.
 """
 
 from .extract import TextureMaps, as_uv_mesh, extract_textures
 from .preview import preview_image, render_textured, studio_light
-from .result import result_cameras, write_texture_files
+from .result import fit_texture_maps, result_cameras, write_texture_files
 from .uv_layout import UVMesh, UVTexels, rasterize_uv, texel_surface
 
 __all__ = [
-    "TextureMaps", "UVMesh", "UVTexels", "as_uv_mesh", "extract_textures", "preview_image",
+    "TextureMaps", "UVMesh", "UVTexels", "as_uv_mesh", "extract_textures", "fit_texture_maps", "preview_image",
     "rasterize_uv", "render_textured", "result_cameras", "studio_light", "texel_surface", "write_texture_files",
 ]

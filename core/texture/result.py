@@ -28,21 +28,28 @@ def result_cameras(arrays: dict, images: list[np.ndarray]) -> list[Cameras]:
             for i, img in enumerate(images)]
 
 
-def write_texture_files(out_dir, template, arrays: dict, images: list[np.ndarray], size: int = 1024,
-                        device="cpu") -> tuple[dict[str, pathlib.Path], TextureMaps]:
-    """Extract the maps of a fitted head and write ``albedo.png``, ``normal.png``, ``preview.png``.
+def fit_texture_maps(template, arrays: dict, images: list[np.ndarray], size: int = 1024,
+                     device="cpu") -> TextureMaps:
+    """The UV albedo and detail-normal maps of a fitted head from its photos.
 
     template: the fitted ``Template``; arrays: ``FitResult.arrays`` (posed
     ``verts`` (N, 3), cameras ``K``, ``R``, ``t``); images: the photos
-    (H, W, 3) uint8 RGB in view order. Returns ({name: path}, maps); use
-    ``maps.to_material()`` for the GLB.
+    (H, W, 3) uint8 RGB in view order; size: map side in pixels.
     """
-    out = pathlib.Path(out_dir)
-    cams = result_cameras(arrays, images)
-    mesh = as_uv_mesh(template)
     verts = np.asarray(arrays["verts"], np.float32)
-    maps = extract_textures(mesh, verts, cams, images, size=size, device=device)
+    return extract_textures(as_uv_mesh(template), verts, result_cameras(arrays, images), images, size=size,
+                            device=device)
+
+
+def write_texture_files(out_dir, template, arrays: dict, images: list[np.ndarray],
+                        maps: TextureMaps) -> dict[str, pathlib.Path]:
+    """Write ``albedo.png``, ``normal.png`` and ``preview.png`` (photo 0 beside the
+    textured head) of a fit's ``maps`` (``fit_texture_maps``); returns {name: path}.
+    Use ``maps.to_material()`` for the GLB."""
+    out = pathlib.Path(out_dir)
     paths = maps.save(out)
     paths["preview"] = out / "preview.png"
-    Image.fromarray(preview_image(mesh, verts, cams[0], images[0], maps)).save(paths["preview"])
-    return paths, maps
+    cam = result_cameras(arrays, images)[0]
+    verts = np.asarray(arrays["verts"], np.float32)
+    Image.fromarray(preview_image(as_uv_mesh(template), verts, cam, images[0], maps)).save(paths["preview"])
+    return paths

@@ -1,0 +1,170 @@
+"""A fit's options, typed: what the CLI, the server (a job's ``options`` on the
+wire) and the batch runner ask of ``run_fit``.
+
+``FitOptions.from_dict`` reads the wire's JSON object (every key optional,
+unknown keys refused) and says in one line what is wrong and how to fix it;
+``to_dict`` gives back only what differs from the defaults, so
+``from_dict(o.to_dict()) == o``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+
+from core.priors.image import FOCAL_AUTO, focal_option
+from core.texture.uv_layout import MAX_TEXTURE_SIZE
+
+from .schedule import BA_METHODS, PRESETS, check_overrides, solver_options
+
+# UV texture maps a fit returns (pixels per side).
+DEFAULT_TEXTURE_SIZE = 1024
+# Smallest texture map; 0 asks for none.
+MIN_TEXTURE_SIZE = 8
+
+# Several photos: no bundle adjustment by default, the stages run on all views
+# from the per-view PnP cameras. On MediaPipe landmarks (+ normal maps) of
+# Cycles renders this beat the topology-aware adjustment in 7 of 8 cases
+# (2 identities x 2/4/8/16 views; README, *Several photos*): the adjustment
+# triangulates the detector's view-dependent bias into the mesh. It pays with
+# dense correspondences; ``"multiview_ba": "topology_ba"`` selects it.
+DEFAULT_MULTIVIEW_BA = "off"
+
+# Where dense per-pixel cues come from (core/priors/dense.py): the user's map files.
+CUE_PROVIDERS = ("files",)
+
+
+@dataclass(frozen=True)
+class CueOptions:
+    """Dense cues for the photos: ``provider`` one of CUE_PROVIDERS; for "files",
+    ``normal_maps`` holds one camera-space normal map path per photo (None: no map)."""
+
+    provider: str = "files"
+    normal_maps: tuple[str | None, ...] = ()
+
+    def __post_init__(self):
+        if self.provider not in CUE_PROVIDERS:
+            raise ValueError(f"cues: provider {self.provider!r} is unknown; use {', '.join(CUE_PROVIDERS)}")
+        maps = self.normal_maps
+        if not isinstance(maps, (list, tuple)) or not all(m is None or isinstance(m, str) for m in maps):
+            raise ValueError("cues: normal_maps must be a list of file paths (null for a photo without one)")
+        object.__setattr__(self, "normal_maps", tuple(maps))
+
+    @classmethod
+    def from_dict(cls, d) -> "CueOptions":
+        if not isinstance(d, dict):
+            raise ValueError(f"cues must be a JSON object like {{\"provider\": \"files\", \"normal_maps\": [...]}}, "
+                             f"got {type(d).__name__}")
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"cues: unknown keys {sorted(unknown)}; use 'provider' and 'normal_maps'")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return {"provider": self.provider, "normal_maps": list(self.normal_maps)}
+
+    def check_count(self, photos: int) -> None:
+        if len(self.normal_maps) != photos:
+            raise ValueError(f"cues: one normal map per photo ({photos}), got {len(self.normal_maps)}")
+
+    def providers(self, photos: int) -> list:
+        """One ``core.priors.dense.CueProvider`` per photo (None: no cues for it)."""
+        from core.priors.dense import FileCues
+
+        self.check_count(photos)
+        return [None if path is None else FileCues(normal_map=path) for path in self.normal_maps]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """What a fit is asked to do. A bad value raises ValueError whose message starts
+    with the option's name (the CLI swaps in its flag).
+
+    preset: a schedule preset ("draft", "default", "high").
+    schedule: overrides of the preset's stages (``core/fit/schedule.py``,
+        ``{"stages": {"vertex": {"iterations": 300}}, "only": [...]}``).
+    focal: "auto", "estimate" or a 35 mm-equivalent focal length in mm for every
+        photo (``core.priors.image.focal_option``).
+    texture_size: side of the UV albedo and normal maps in pixels; 0 makes none.
+    float64: fit in double precision.
+    cues: where dense per-pixel cues (normal maps) come from, or None.
+    Several photos:
+    multiview_ba: "off" (the stages on all views from per-view PnP cameras) or
+        a bundle-adjustment method run as a stage after the rig stage
+        ("topology_ba", "colmap_then_largesteps").
+    multiview_ba_options: overrides of ``core.multiview.BAOptions``.
+    multiview_init_offsets: the adjustment's vertex corrections start the later
+        stages' per-vertex offsets (else only its cameras are kept).
+    multiview_hide_backfacing, multiview_min_cos: before the adjustment, drop
+        surface landmarks facing away from their camera (cosine below min_cos).
+    multiview_shared_focal: the views share one focal length relative to image
+        size (photos from one camera). Left per view, focals drift apart
+        (measured on 16 renders with one lens: 0.8-1.7x the true focal).
+    """
+
+    preset: str = "default"
+    schedule: dict | None = None
+    focal: str | float = FOCAL_AUTO
+    texture_size: int = DEFAULT_TEXTURE_SIZE
+    float64: bool = False
+    cues: CueOptions | None = None
+    multiview_ba: str = DEFAULT_MULTIVIEW_BA
+    multiview_ba_options: dict = field(default_factory=dict)
+    multiview_init_offsets: bool = True
+    multiview_hide_backfacing: bool = True
+    multiview_min_cos: float = 0.1
+    multiview_shared_focal: bool = True
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset {self.preset!r} is unknown; use one of {', '.join(PRESETS)}")
+        try:
+            check_overrides(self.schedule)
+        except ValueError as exc:
+            raise ValueError(f"schedule: {exc}") from None
+        object.__setattr__(self, "focal", focal_option(self.focal))
+        size = self.texture_size
+        if not (isinstance(size, int) and not isinstance(size, bool)
+                and (size == 0 or MIN_TEXTURE_SIZE <= size <= MAX_TEXTURE_SIZE)):
+            raise ValueError(f"texture_size must be 0 (no maps) or a whole number of pixels in "
+                             f"{MIN_TEXTURE_SIZE}..{MAX_TEXTURE_SIZE}, got {size!r:.40}")
+        for name in ("float64", "multiview_init_offsets", "multiview_hide_backfacing", "multiview_shared_focal"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r:.40}")
+        if self.cues is not None and not isinstance(self.cues, CueOptions):
+            raise ValueError("cues must be a CueOptions")
+        if self.multiview_ba != "off" and self.multiview_ba not in BA_METHODS:
+            raise ValueError(f"multiview_ba {self.multiview_ba!r} is unknown; use 'off' or one of {', '.join(BA_METHODS)}")
+        cos = self.multiview_min_cos
+        if not (isinstance(cos, (int, float)) and not isinstance(cos, bool) and -1.0 <= cos <= 1.0):
+            raise ValueError(f"multiview_min_cos must be a cosine in -1..1, got {cos!r:.40}")
+        solver_options(self.multiview_ba_options, "multiview_ba_options")  # fails before any photo is read
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "FitOptions":
+        """The options in a job's JSON object (None or {} for the defaults); ValueError names what is wrong."""
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ValueError(f"fit options must be a JSON object, got {type(d).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown fit options {unknown}; known: {', '.join(known)}")
+        values = copy.deepcopy(d)
+        if values.get("cues") is not None:
+            values["cues"] = CueOptions.from_dict(values["cues"])
+        if "focal" in values and values["focal"] is None:
+            values["focal"] = FOCAL_AUTO
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """The JSON object ``from_dict`` reads back: the fields that differ from the defaults."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if value != default:
+                out[f.name] = value.to_dict() if isinstance(value, CueOptions) else value
+        return out
