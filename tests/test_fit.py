@@ -155,6 +155,20 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
         make_schedule("draft", {"stages": {"rig": {"iterations_scale": 0}}})
 
 
+def test_several_photos_get_the_consistency_term(case):
+    from core.fit.schedule import PHOTO_CONSISTENCY_WEIGHT, schedule_for
+
+    bare = dataclasses.replace(case.view, normals=None, normal_mask=None)
+    image = np.full((bare.height // 4, bare.width // 4, 3), 0.5, np.float32)
+    photo = dataclasses.replace(bare, image=image, skin=None, image_scale=0.0)
+    for views, on in (([photo], False), ([bare, bare], False), ([photo, bare], False), ([photo, photo], True)):
+        for spec in schedule_for(DRAFT, views):
+            assert spec.weights.get("consistency", 0.0) == (PHOTO_CONSISTENCY_WEIGHT if on else 0.0)
+    # The caller can turn it off.
+    off = FitOptions(preset="draft", schedule={"stages": {"rig": {"weights": {"consistency": 0.0}}}})
+    assert schedule_for(off, [photo, photo])[0].weights["consistency"] == 0.0
+
+
 def test_shared_focal_keeps_the_head_in_place():
     from core.fit.variables import with_shared_focal
     from core.geometry.camera import Cameras

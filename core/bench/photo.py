@@ -80,10 +80,19 @@ def _fit_args_shading(ctx) -> list[str]:
     return ["--schedule", json.dumps(SHADING_SCHEDULE)]
 
 
+# The landmark terms only: the pixel terms the shipped fit uses turned off.
+LANDMARKS_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, "shading": 0.0}}
+                                 for name in ("rig", "joint", "vertex")}}
+
+
+def _fit_args_landmarks(ctx) -> list[str]:
+    return ["--schedule", json.dumps(LANDMARKS_SCHEDULE)]
+
+
 # Variant -> extra ``likeness fit`` arguments for a run (``ctx``: person, files, cameras).
-# "fit" is the fit as shipped; ablations register here under their own names:
-# "landmarks" (the landmark terms only: today the same as "fit"), "shading" (+ the shading term).
-VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_plain, "shading": _fit_args_shading}
+# "fit" is the fit as shipped (with several photos it includes the consistency term);
+# ablations: "landmarks" (the landmark terms only), "shading" (+ the shading term).
+VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading}
 
 
 def add_arguments(p) -> None:
