@@ -139,6 +139,15 @@ def test_objective_evaluates_shading_only_when_weighted(template, astronaut_face
     terms = objective.terms(variables, spec.weights)
     assert "shading" in terms and 0 < float(terms["shading"]) < 1
     assert "shading" not in objective.terms(variables, {"landmark": 1.0})
+    # Two photos: the consistency term sees the face in both.
+    pair = Objective(model, [view, view])
+    variables = FitVariables(model, initial_cameras(model, [view, view]))
+    spec = make_schedule("draft", {"stages": {"rig": {"weights": {"consistency": 1.0}}}})[0]
+    pair.begin_stage(spec, variables)
+    both = (pair.sample_weights > 0).all(0)
+    assert float(both.to(torch.float32).mean()) > 0.3
+    value = pair.terms(variables, spec.weights)["consistency"]
+    assert torch.isfinite(value) and float(value) < 1e-6  # the same photo twice agrees with itself
 
 
 def _textured_views(template, tris, device, yaws=(-20.0, 20.0)):

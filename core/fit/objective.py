@@ -160,20 +160,19 @@ class Objective:
 
     def sample_points(self, verts: torch.Tensor) -> torch.Tensor:
         """verts (1, N, 3) -> (S, 3) the face's surface samples."""
-        tri_ids, bary = self.samples
-        return (verts[0][self.model.tris[tri_ids]] * bary[..., None]).sum(1)
+        from core.render import surface_points
+
+        return surface_points(verts, self.model.tris, *self.samples)[0]
 
     def _sample_visibility(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor | None:
         """(V, S) how squarely each photo sees each surface sample, 0 where hidden or without pixels."""
         from core.geometry.normals import vertex_normals
-        from core.render import rasterize, visible_points
+        from core.geometry.safe import safe_normalize
+        from core.render import rasterize, surface_points, visible_points
 
         with torch.no_grad():
             pts = self.sample_points(verts)
-            tri_ids, bary = self.samples
-            n = vertex_normals(verts, self.model.tris)[0][self.model.tris[tri_ids]]
-            n = (n * bary[..., None]).sum(1)
-            n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            n = safe_normalize(surface_points(vertex_normals(verts, self.model.tris), self.model.tris, *self.samples)[0])
             _, R, t = variables.cameras()
             centres = -(R.transpose(1, 2) @ t[..., None])[..., 0]
             weights = facing_weights(pts, n, centres)
