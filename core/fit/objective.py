@@ -363,26 +363,31 @@ def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: in
     return n_avg, full, scale / step
 
 
+def _area_step(h: int, w: int, res: int) -> int:
+    """The integer factor that brings an (h, w) image's long side to at most ``res``."""
+    return max(1, int(np.ceil(max(h, w) / res)))
+
+
+def _area_mean(x: torch.Tensor, step: int) -> torch.Tensor:
+    """Mean over step x step blocks of an (h, w, ...) image (cropped to whole blocks)."""
+    h2, w2 = x.shape[0] // step, x.shape[1] // step
+    return x[: h2 * step, : w2 * step].reshape(h2, step, w2, step, *x.shape[2:]).mean((1, 3))
+
+
 def _downsample_image(gray: torch.Tensor, skin: torch.Tensor, scale: float, res: int):
-    """Area-average a grey image (h, w) and its skin mask (h, w) by an integer factor so
-    the long side is at most ``res``; the mask keeps pixels wholly on skin.
+    """Area-average a grey image (h, w) and its skin mask (h, w) so the long side is at
+    most ``res``; the mask keeps pixels wholly on skin.
     Returns (grey, skin, scale) with scale = image pixels per photo pixel."""
-    h, w = skin.shape
-    step = max(1, int(np.ceil(max(h, w) / res)))
+    step = _area_step(*skin.shape, res)
     if step == 1:
         return gray, skin, scale
-    h2, w2 = h // step, w // step
-    g = gray[: h2 * step, : w2 * step].reshape(h2, step, w2, step).mean((1, 3))
-    m = skin[: h2 * step, : w2 * step].reshape(h2, step, w2, step).to(gray.dtype).mean((1, 3)) > 0.999
-    return g, m, scale / step
+    return _area_mean(gray, step), _area_mean(skin.to(gray.dtype), step) > 0.999, scale / step
 
 
 def _downsample_colour(rgb: torch.Tensor, scale: float, res: int):
-    """Area-average a colour image (h, w, 3) by an integer factor so the long side is at
-    most ``res``. Returns (rgb, scale) with scale = image pixels per photo pixel."""
-    h, w = rgb.shape[:2]
-    step = max(1, int(np.ceil(max(h, w) / res)))
+    """Area-average a colour image (h, w, 3) so the long side is at most ``res``.
+    Returns (rgb, scale) with scale = image pixels per photo pixel."""
+    step = _area_step(*rgb.shape[:2], res)
     if step == 1:
         return rgb, scale
-    h2, w2 = h // step, w // step
-    return rgb[: h2 * step, : w2 * step].reshape(h2, step, w2, step, 3).mean((1, 3)), scale / step
+    return _area_mean(rgb, step), scale / step
