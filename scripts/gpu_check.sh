@@ -22,7 +22,7 @@ if not torch.cuda.is_available():
 print("torch", torch.__version__, "on", torch.cuda.get_device_name(0))
 PY
 "$py" -m pytest -q -p no:cacheprovider -o addopts="" -k "cuda or device" \
-    tests/test_losses_mesh.py tests/test_render.py tests/test_template_deform.py tests/test_fit.py 2>&1 | tee "$out/tests.log"
+    tests/core/losses/test_losses_mesh.py tests/core/render/test_render.py tests/core/template/test_template_deform.py tests/core/fit/test_fit.py 2>&1 | tee "$out/tests.log"
 for bench in template render losses texture; do
     "$py" -m core.cli bench "$bench" --device cuda --json "$out/$bench.json"
 done

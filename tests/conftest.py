@@ -16,6 +16,8 @@ import tempfile
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The bundled test photo (Grace Hopper's portrait ships with matplotlib).
+GRACE_HOPPER = pathlib.Path(__import__("matplotlib").get_data_path()) / "sample_data" / "grace_hopper.jpg"
 _BLENDER_HOME = pathlib.Path(tempfile.mkdtemp(prefix="likeness-blender-home-"))
 
 

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import GRACE_HOPPER, REPO
 
-PHOTO = os.path.join(os.path.dirname(np.__file__), "..", "matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+PHOTO = str(GRACE_HOPPER)
 TINY = json.dumps({"stages": {"rig": {"iterations": 5}, "joint": {"iterations": 2}, "vertex": {"iterations": 2}}})
 BATCH = [sys.executable, "-m", "core.cli", "batch", "--workers", "2", "--preset", "draft", "--schedule", TINY]
 

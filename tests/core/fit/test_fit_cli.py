@@ -9,10 +9,10 @@ import sys
 
 import matplotlib.cbook
 import pytest
+from conftest import GRACE_HOPPER, REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
-PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+PHOTO = str(GRACE_HOPPER)
 SHORT = json.dumps({"stages": {"rig": {"iterations": 40}, "joint": {"iterations": 15}, "vertex": {"iterations": 20}}})
 
 

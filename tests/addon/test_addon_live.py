@@ -201,7 +201,9 @@ def test_a_bad_core_python_is_reported(live, tmp_path):
     assert link.wait(10) == core_process.FAILED and "does not exist" in link.error
 
 
-PHOTO = os.path.join(os.path.dirname(np.__file__), "..", "matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+from conftest import GRACE_HOPPER  # noqa: E402
+
+PHOTO = str(GRACE_HOPPER)
 
 
 def test_fit_a_photo_end_to_end_and_create_the_result(bpy_module, live):

@@ -13,7 +13,9 @@ from bridge.protocol import Message
 
 from test_server import Core, _wait_for  # tests/ is on sys.path (pytest rootdir-less tests folder)
 
-PHOTO = pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+from conftest import GRACE_HOPPER  # noqa: E402
+
+PHOTO = GRACE_HOPPER
 SHORT = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 3}}}}
 ENDLESS = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 100_000, "plateau_patience": 100_000}}}}
 

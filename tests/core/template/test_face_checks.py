@@ -5,7 +5,7 @@ closed lips, an open jaw showing the mouth's inside). The issue's targets
 (>= 50 % of the front teeth visible at jaw 25° and jawOpen = 1, no ray between
 the lips at rest, no tooth through the lips) are asserted with the measured
 figures in the failure. Fitted results are held to the same targets by the
-rig binding suite (tests/test_rig_binding.py).
+rig binding suite (tests/scripts/test_rig_binding.py).
 """
 
 from __future__ import annotations

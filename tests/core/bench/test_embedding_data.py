@@ -12,8 +12,8 @@ import pytest
 from core.bench import embedding as emb
 from core.export.obj import read_obj
 from core.geometry.mesh_layout import fan_triangulate
+from conftest import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / "core" / "data" / "landmarks_mpfb2.json"
 N = 478
 

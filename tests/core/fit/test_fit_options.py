@@ -14,7 +14,9 @@ from core.fit.options import CueOptions, FitOptions
 from core.fit.schedule import BUNDLE_ADJUST, StageSpec, make_schedule, schedule_for
 from core.priors.errors import CueError
 
-PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+from conftest import GRACE_HOPPER  # noqa: E402
+
+PHOTO = str(GRACE_HOPPER)
 
 
 class _View:

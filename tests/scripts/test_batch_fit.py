@@ -13,11 +13,11 @@ import textwrap
 
 import numpy as np
 
-from conftest import REPO, point_set_distance, probe_in_blender
+from conftest import GRACE_HOPPER, REPO, point_set_distance, probe_in_blender
 
 from bridge.template import ARKIT_EXPRESSIONS
 
-PHOTO = os.path.join(os.path.dirname(np.__file__), "..", "matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+PHOTO = str(GRACE_HOPPER)
 
 
 def _glb_json(path) -> dict:

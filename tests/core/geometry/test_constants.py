@@ -6,8 +6,8 @@ import ast
 import pathlib
 
 from core.geometry import constants
+from conftest import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 HOME = REPO / "core" / "geometry" / "constants.py"
 
 

@@ -9,8 +9,8 @@ import tomllib
 
 import bridge
 import core
+from conftest import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_versions_agree():

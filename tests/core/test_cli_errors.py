@@ -16,7 +16,9 @@ from core.cli import CommandError
 from core.fit.cli import read_schedule
 
 BIN = pathlib.Path(sys.executable).parent
-PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+from conftest import GRACE_HOPPER  # noqa: E402
+
+PHOTO = str(GRACE_HOPPER)
 
 
 def _cases(tmp: pathlib.Path) -> dict[str, list[str]]:

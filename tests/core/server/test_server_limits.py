@@ -32,7 +32,9 @@ from core.template import random_template
 
 from test_server import READY_TIMEOUT, Core, _wait_for, running  # tests/ is on sys.path (pytest rootdir-less tests folder)
 
-PHOTO = pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+from conftest import GRACE_HOPPER  # noqa: E402
+
+PHOTO = GRACE_HOPPER
 SHORT = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 1}}}}
 ENDLESS = {"schedule": {"only": ["rig"], "stages": {"rig": {"iterations": 100_000, "plateau_patience": 100_000}}}}
 RSS_BUDGET_KB = 300 * 1024

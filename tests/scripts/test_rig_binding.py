@@ -22,8 +22,8 @@ import matplotlib.cbook
 import numpy as np
 import pytest
 from PIL import Image
+from conftest import REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 PHOTOS = ("astronaut", "grace_hopper", "camera")
 TINY = json.dumps({"stages": {"rig": {"iterations": 30}, "joint": {"iterations": 10}, "vertex": {"iterations": 15}}})
 
@@ -89,7 +89,7 @@ def test_fitted_result_animates_like_the_template(photo, checks):
 
 
 # Known failure, measured and tracked (strict: a fix flips it). The template meets these targets
-# (tests/test_face_checks.py); on the three fits jaw 25 deg shows 53-57 % of the front teeth, but
+# (tests/core/template/test_face_checks.py); on the three fits jaw 25 deg shows 53-57 % of the front teeth, but
 # jawOpen only 23-26 % (the fit reshapes the lips; the teeth follow the shape controllers, not the
 # per-vertex detail) and the camera fit leaves 116 rays (1.2 mm²) between its lips at rest.
 @pytest.mark.xfail(strict=True, reason="fitted lips move off the teeth: jawOpen shows 23-26 % of the front teeth")
