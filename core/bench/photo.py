@@ -89,10 +89,38 @@ def _fit_args_landmarks(ctx) -> list[str]:
     return ["--schedule", json.dumps(LANDMARKS_SCHEDULE)]
 
 
+def _fit_args_oracle_normals(ctx) -> list[str]:
+    """A bound, not a user's fit: each photo gets the camera-space normal map of the true
+    (rendered) surface seen by the true camera, as ``--normals`` files (.npy, zero off the
+    head), so the gap between the pixel cues and the fitter shows per person."""
+    import torch
+    from PIL import Image
+
+    from core.geometry.camera import Cameras
+    from core.render import render_normals
+
+    surface = np.load(ctx["files"][0].parent / "surface.npz")
+    verts = torch.as_tensor(surface["verts"], dtype=torch.float64)[None]
+    tris = torch.as_tensor(surface["tris"], dtype=torch.int64)
+    folder = ctx["out"].parent / (ctx["out"].name + "_normals")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file, (K, R, t) in zip(ctx["files"], ctx["cameras"]):
+        with Image.open(file) as im:
+            width, height = im.size
+        normals, _ = render_normals(verts, tris, Cameras.from_numpy(K, R, t, width, height))
+        path = folder / (file.stem + ".npy")
+        np.save(path, normals[0].numpy().astype(np.float32))
+        paths.append(str(path))
+    return ["--normals", *paths]
+
+
 # Variant -> extra ``likeness fit`` arguments for a run (``ctx``: person, files, cameras).
 # "fit" is the fit as shipped (with several photos it includes the consistency term);
-# ablations: "landmarks" (the landmark terms only), "shading" (+ the shading term).
-VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading}
+# ablations: "landmarks" (the landmark terms only), "shading" (+ the shading term);
+# "oracle_normals" is the bound: the fit given normal maps of the true head.
+VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
+            "oracle_normals": _fit_args_oracle_normals}
 
 
 def add_arguments(p) -> None:

@@ -76,3 +76,27 @@ def test_person_picture_views_draw_the_head(template):
         covered = (img < 1.0).any(-1)
         assert 0.1 < covered.mean() < 0.9  # the head, on white
         assert img[covered].max() <= 0.6 + 1e-9 and img[covered].min() >= 0.6 * 0.25 - 1e-9
+
+
+def test_oracle_normals_variant_writes_the_true_heads_normal_maps(template, tmp_path):
+    from PIL import Image
+
+    from core.bench.photo import _fit_args_oracle_normals
+
+    # The default head stands in for a rendered surface, seen by the bench's front camera.
+    cams = person_cameras(template, template.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
+    photos = tmp_path / "renders"
+    photos.mkdir()
+    np.savez(photos / "surface.npz", verts=template.verts, tris=template.tris)
+    files = []
+    for name in ("front", "yaw+30"):
+        Image.new("RGB", (96, 120)).save(photos / f"{name}.png")
+        files.append(photos / f"{name}.png")
+    args = _fit_args_oracle_normals({"files": files, "cameras": [cams["front"], cams["yaw+30"]],
+                                     "out": tmp_path / "fit"})
+    assert args[0] == "--normals" and len(args) == 3
+    for path in args[1:]:
+        n = np.load(path)
+        covered = np.linalg.norm(n, axis=-1) > 0.5
+        assert n.shape == (120, 96, 3) and 0.05 < covered.mean() < 0.9
+        assert np.median(n[covered][:, 2]) < -0.5  # seen surfaces face the camera (n_z < 0)
