@@ -164,6 +164,9 @@ def test_several_photos_get_the_consistency_term(case):
     for views, on in (([photo], False), ([bare, bare], False), ([photo, bare], False), ([photo, photo], True)):
         for spec in schedule_for(DRAFT, views):
             assert spec.weights.get("consistency", 0.0) == (PHOTO_CONSISTENCY_WEIGHT if on else 0.0)
+    # Several normal maps are the stronger cue: they replace it.
+    mapped = dataclasses.replace(case.view, image=image, skin=None, image_scale=0.0)
+    assert all(spec.weights.get("consistency", 0.0) == 0.0 for spec in schedule_for(DRAFT, [mapped, mapped]))
     # The caller can turn it off.
     off = FitOptions(preset="draft", schedule={"stages": {"rig": {"weights": {"consistency": 0.0}}}})
     assert schedule_for(off, [photo, photo])[0].weights["consistency"] == 0.0
