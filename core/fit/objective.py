@@ -181,8 +181,7 @@ class Objective:
                     weights[i] = 0.0
                     continue
                 rgb, s = image
-                cams = self.cameras(variables, scale=s, view=i)
-                cams = Cameras(cams.K, cams.R, cams.t, rgb.shape[1], rgb.shape[0])
+                cams = self.cameras(variables, scale=s, view=i, size=(rgb.shape[1], rgb.shape[0]))
                 frags = rasterize(verts, self.model.tris, cams)
                 weights[i] = weights[i] * visible_points(pts[None], cams, frags)[0].to(weights.dtype)
         return weights
@@ -248,15 +247,20 @@ class Objective:
         tri = self.model.tris[self.lmk_tri]  # (L, 3)
         return (verts[0][tri] * self.lmk_bary[..., None]).sum(1)
 
-    def cameras(self, variables: FitVariables, scale: float = 1.0, view: int | None = None) -> Cameras:
+    def cameras(self, variables: FitVariables, scale: float = 1.0, view: int | None = None,
+                size: tuple[int, int] | None = None) -> Cameras:
+        """The views' cameras (one ``view`` or all), for images ``scale`` times the photo's;
+        ``size`` (w, h) sets the image size where a map was cropped to whole pixels."""
         K, R, t = variables.cameras()
         sel = slice(None) if view is None else slice(view, view + 1)
         K = K[sel]
         if scale != 1.0:
             S = torch.diag(torch.tensor([scale, scale, 1.0], dtype=K.dtype, device=K.device))
             K = S @ K
-        w, h = variables.sizes[0 if view is None else view]
-        return Cameras(K, R[sel], t[sel], int(round(w * scale)), int(round(h * scale)))
+        if size is None:
+            w, h = variables.sizes[0 if view is None else view]
+            size = (int(round(w * scale)), int(round(h * scale)))
+        return Cameras(K, R[sel], t[sel], *size)
 
     def _shading_inputs(self, verts: torch.Tensor, variables: FitVariables, view: int):
         """(normals (h, w, 3), grey (h, w), weight (h, w)) of a view at the stage's resolution, or None."""
@@ -264,9 +268,8 @@ class Objective:
         if image is None:
             return None
         gray, skin, s = image
-        cams = self.cameras(variables, scale=s, view=view)
-        h, w = gray.shape
-        rendered, mask = render_normals(verts, self.model.tris, Cameras(cams.K, cams.R, cams.t, w, h))
+        cams = self.cameras(variables, scale=s, view=view, size=(gray.shape[1], gray.shape[0]))
+        rendered, mask = render_normals(verts, self.model.tris, cams)
         return rendered[0], gray, mask[0] * skin.to(verts.dtype)
 
     def terms(self, variables: FitVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
@@ -287,9 +290,7 @@ class Objective:
                 if target is None:
                     continue
                 n_t, m_t, s = self._stage_normals[i]
-                cams = self.cameras(variables, scale=s, view=i)
-                h, w = n_t.shape[:2]
-                cams = Cameras(cams.K, cams.R, cams.t, w, h)
+                cams = self.cameras(variables, scale=s, view=i, size=(n_t.shape[1], n_t.shape[0]))
                 rendered, mask = render_normals(verts, self.model.tris, cams)
                 normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
             out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())

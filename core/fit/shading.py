@@ -34,6 +34,14 @@ def grey(image: torch.Tensor) -> torch.Tensor:
     return image @ torch.tensor(LUMA, dtype=image.dtype, device=image.device)
 
 
+def inliers(residual: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (P,) kept only where |residual| (P,) is within ``ROBUST_CLIP`` robust sigmas
+    (1.4826 x the median absolute residual over the weighted pixels)."""
+    r = residual.abs()
+    sigma = 1.4826 * torch.where(weight > 0, r, torch.full_like(r, float("nan"))).nanmedian()
+    return weight * (r <= ROBUST_CLIP * sigma.clamp_min(1e-6)).to(weight.dtype)
+
+
 def fit_light(basis: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Robust weighted least-squares light.
 
@@ -50,9 +58,7 @@ def fit_light(basis: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -
         A = A + torch.diag(ridge * A.diagonal().mean().clamp_min(1e-12))
         A = A + 1e-9 * torch.eye(SH_COEFFS, dtype=dt, device=basis.device)
         light = torch.linalg.solve(A, (basis * keep[:, None]).T @ target)
-        r = (target - basis @ light).abs()
-        sigma = 1.4826 * torch.where(weight > 0, r, torch.full_like(r, float("nan"))).nanmedian()
-        keep = weight * (r <= ROBUST_CLIP * sigma.clamp_min(1e-6)).to(dt)
+        keep = inliers(target - basis @ light, weight)
     return light, keep
 
 
@@ -74,9 +80,7 @@ def shading_loss(normals: torch.Tensor, image: torch.Tensor, weight: torch.Tenso
         if light is None:
             light, keep = fit_light(basis.detach(), y, w)
         else:
-            r = (y - basis.detach() @ light).abs()
-            sigma = 1.4826 * torch.where(w > 0, r, torch.full_like(r, float("nan"))).nanmedian()
-            keep = w * (r <= ROBUST_CLIP * sigma.clamp_min(1e-6)).to(w.dtype)
+            keep = inliers(y - basis.detach() @ light, w)
         level = (y * w).sum() / w.sum().clamp_min(1.0)
     r = (y - basis @ light) / level.clamp_min(1e-6)
     rho = torch.sqrt(r * r + CHARBONNIER_EPS ** 2) - CHARBONNIER_EPS
