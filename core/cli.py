@@ -54,4 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module: ``python -m core.cli`` loads this file as __main__, whose
+    # CommandError is not the one the subcommands raise (core.cli.CommandError).
+    from core.cli import main as _main
+
+    sys.exit(_main())

@@ -115,12 +115,20 @@ def _fit_args_oracle_normals(ctx) -> list[str]:
     return ["--normals", *paths]
 
 
+def _fit_args_prior(ctx) -> list[str]:
+    return ["--cues", "face_prior"]
+
+
+def _fit_args_no_prior(ctx) -> list[str]:
+    return ["--cues", "none"]
+
+
 # Variant -> extra ``likeness fit`` arguments for a run (``ctx``: person, files, cameras).
 # "fit" is the fit as shipped (with several photos it includes the consistency term);
 # ablations: "landmarks" (the landmark terms only), "shading" (+ the shading term);
 # "oracle_normals" is the bound: the fit given normal maps of the true head.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
-            "oracle_normals": _fit_args_oracle_normals}
+            "oracle_normals": _fit_args_oracle_normals, "prior": _fit_args_prior, "no_prior": _fit_args_no_prior}
 
 
 def add_arguments(p) -> None:

@@ -34,12 +34,12 @@ def job_from_args(args):
     for p in args.photos:
         if not pathlib.Path(p).is_file():
             raise CommandError(f"no such photo: {p}")
+    cues = cue_options(args)
     check_out_dir(args.out)
     device = check_device(args.device)
     schedule = read_schedule(args.schedule) if args.schedule else None
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     try:
-        cues = CueOptions(normal_maps=tuple(args.normals)) if args.normals else None
         job = FitJob(photos, options=FitOptions(preset=args.preset, schedule=schedule, focal=args.focal, cues=cues),
                      device=device)
     except ValueError as exc:
@@ -51,6 +51,29 @@ def job_from_args(args):
     except (OSError, ValueError) as exc:
         raise CommandError(f"cannot load the template: {exc}") from None
     return job
+
+
+def cue_options(args):
+    """The dense-cue source the flags ask for (``--normals`` files or the ``--cues`` network), or None."""
+    from .options import CueOptions
+
+    if args.normals and args.cues not in (None, "none", "files"):
+        raise CommandError(f"--normals: give normal maps or --cues {args.cues}, not both")
+    if args.prior_weights and args.cues != "face_prior":
+        raise CommandError("--prior-weights: it names face prior weights; add --cues face_prior")
+    if args.normals:
+        return CueOptions(normal_maps=tuple(args.normals))
+    if args.cues == "face_prior":
+        if args.prior_weights:
+            from core.priors.errors import CheckpointError
+            from core.priors.face_prior import load_checkpoint
+
+            try:
+                load_checkpoint(args.prior_weights)
+            except CheckpointError as exc:
+                raise CommandError(f"--prior-weights: {exc}") from None
+        return CueOptions(provider="face_prior", weights=args.prior_weights)
+    return None
 
 
 def _run(args) -> int:
@@ -70,7 +93,7 @@ def _run(args) -> int:
         try:
             inputs = views_from_photos(job.photos, job.options)
         except CueError as exc:
-            raise CommandError(f"--normals: {exc}") from None
+            raise CommandError(f"{'--normals' if args.normals else '--cues'}: {exc}") from None
         except PriorError as exc:
             raise CommandError(str(exc)) from exc
     for w in caught:
@@ -78,7 +101,8 @@ def _run(args) -> int:
     for photo, face, view in zip(inputs.photos, inputs.faces, inputs.views):
         exif = f", EXIF {photo.focal_35mm:g} mm" if view.focal_source == "exif" else ""
         lens = "focal estimated" if view.focal_px is None else f"focal {view.focal_px:.0f} px ({view.focal_source}{exif})"
-        print(f"{photo.name}: {face.describe()}; {lens}", file=sys.stderr)
+        cues = f"; {view.cue_source}" if view.cue_source else ""
+        print(f"{photo.name}: {face.describe()}; {lens}{cues}", file=sys.stderr)
     control = FitControl()
     tty = sys.stderr.isatty()
     every = PROGRESS_EVERY_S if tty else PROGRESS_EVERY_S_LOG
@@ -170,6 +194,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--template", metavar="PATH", help="a template .npz (default: the built-in head)")
     p.add_argument("--normals", nargs="+", metavar="PNG", help="a camera-space normal map per photo")
+    p.add_argument("--cues", default=None, choices=("none", "face_prior"),
+                   help="dense cues from the photo's pixels: 'face_prior' runs our face prior network "
+                        "(normals per pixel) on each photo; 'none' uses the landmarks and pixels alone")
+    p.add_argument("--prior-weights", metavar="PT", help="face prior weights (default: the shipped ones)")
     p.add_argument("--face-index", type=int, default=None, help="which face when a photo shows several")
     p.add_argument("--schedule", metavar="JSON", help="schedule overrides (file or JSON text)")
     p.add_argument("--focal", default="auto", metavar="auto|estimate|MM",

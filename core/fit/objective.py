@@ -348,9 +348,10 @@ class Objective:
 
 
 def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: int):
-    """Area-average a normal map (h, w, 3) + mask (h, w) by an integer factor so its
-    long side is at most ``res``; pixel centres stay aligned (K scales by 1/step).
-    Returns (normals, mask, scale) with scale = map pixels per image pixel."""
+    """Area-average a normal map (h, w, 3) + weights (h, w) in [0, 1] by an integer factor so
+    its long side is at most ``res``; pixel centres stay aligned (K scales by 1/step). A
+    coarse pixel keeps its mean weight when every fine pixel under it has a normal, else 0.
+    Returns (normals, weights, scale) with scale = map pixels per image pixel."""
     h, w = mask.shape
     step = max(1, int(np.ceil(max(h, w) / res)))
     if step == 1:
@@ -359,9 +360,9 @@ def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: in
     n = normals[: h2 * step, : w2 * step].reshape(h2, step, w2, step, 3)
     m = mask[: h2 * step, : w2 * step].reshape(h2, step, w2, step).to(normals.dtype)
     n_sum = (n * m[..., None]).sum((1, 3))
-    full = m.mean((1, 3)) > 0.999
+    full = (m > 0).to(normals.dtype).mean((1, 3)) > 0.999
     n_avg = n_sum / n_sum.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return n_avg, full, scale / step
+    return n_avg, torch.where(full, m.mean((1, 3)), torch.zeros_like(n_avg[..., 0])), scale / step
 
 
 def _area_step(h: int, w: int, res: int) -> int:

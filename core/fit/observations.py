@@ -29,7 +29,8 @@ class ViewObservation:
     landmark_weight: (L,) float32 confidence in [0, 1] (0 = not seen).
     normals: (h, w, 3) float32 camera-space normals (OpenCV axes, visible
         n_z < 0) or None; may be smaller than the image (same aspect).
-    normal_mask: (h, w) bool where ``normals`` are valid, or None.
+    normal_mask: (h, w) weights in [0, 1] of ``normals`` (bool: valid or not; a cue
+        provider's confidence), or None (all valid).
     image: (h, w, 3) float32 linear-light RGB of the photo in [0, 1], or None;
         may be smaller than the photo (same aspect).
     skin: (h, w) bool, the skin pixels of ``image`` the shading term compares
@@ -40,6 +41,7 @@ class ViewObservation:
         given by the user), else None (the fit estimates it).
     focal_source: where ``focal_px`` came from ("exif", "given"); empty means
         "given" when ``focal_px`` is set and "estimated" when not.
+    cue_source: where ``normals`` came from (a cue provider's description), or "".
     """
 
     width: int
@@ -54,6 +56,7 @@ class ViewObservation:
     image_scale: float = 0.0
     focal_px: float | None = None
     focal_source: str = ""
+    cue_source: str = ""
 
     def __post_init__(self):
         if self.focal_px is not None:
@@ -73,12 +76,13 @@ class ViewObservation:
             n = np.asarray(self.normals, dtype=np.float32)
             if n.ndim != 3 or n.shape[2] != 3:
                 raise ValueError(f"{self.name}: normal map must be (h, w, 3), got {n.shape}")
-            mask = np.ones(n.shape[:2], bool) if self.normal_mask is None else np.asarray(self.normal_mask, bool)
+            mask = (np.ones(n.shape[:2], np.float32) if self.normal_mask is None
+                    else np.asarray(self.normal_mask, np.float32))
             if mask.shape != n.shape[:2]:
                 raise ValueError(f"{self.name}: normal mask {mask.shape} does not match normals {n.shape[:2]}")
-            finite = np.isfinite(n).all(-1)
+            finite = np.isfinite(n).all(-1) & np.isfinite(mask)
             self.normals = np.where(finite[..., None], n, 0.0).astype(np.float32)
-            self.normal_mask = mask & finite
+            self.normal_mask = np.where(finite, np.clip(mask, 0.0, 1.0), 0.0).astype(np.float32)
         if self.image is not None:
             img = np.asarray(self.image, dtype=np.float32)
             if img.ndim != 3 or img.shape[2] != 3:

@@ -31,17 +31,20 @@ MIN_TEXTURE_SIZE = 8
 # dense correspondences; ``"multiview_ba": "topology_ba"`` selects it.
 DEFAULT_MULTIVIEW_BA = "off"
 
-# Where dense per-pixel cues come from (core/priors/dense.py): the user's map files.
-CUE_PROVIDERS = ("files",)
+# Where dense per-pixel cues come from (core/priors/dense.py): the user's map files, or our
+# face prior network (core/priors/face_prior.py; its shipped weights unless ``weights`` names a file).
+CUE_PROVIDERS = ("files", "face_prior")
 
 
 @dataclass(frozen=True)
 class CueOptions:
     """Dense cues for the photos: ``provider`` one of CUE_PROVIDERS; for "files",
-    ``normal_maps`` holds one camera-space normal map path per photo (None: no map)."""
+    ``normal_maps`` holds one camera-space normal map path per photo (None: no map); for
+    "face_prior", ``weights`` is a checkpoint path (None: the shipped weights)."""
 
     provider: str = "files"
     normal_maps: tuple[str | None, ...] = ()
+    weights: str | None = None
 
     def __post_init__(self):
         if self.provider not in CUE_PROVIDERS:
@@ -49,6 +52,10 @@ class CueOptions:
         maps = self.normal_maps
         if not isinstance(maps, (list, tuple)) or not all(m is None or isinstance(m, str) for m in maps):
             raise ValueError("cues: normal_maps must be a list of file paths (null for a photo without one)")
+        if self.provider == "face_prior" and maps:
+            raise ValueError("cues: normal_maps are for the 'files' provider; the face prior makes its own")
+        if self.weights is not None and (self.provider != "face_prior" or not isinstance(self.weights, str)):
+            raise ValueError("cues: weights is a checkpoint path for the 'face_prior' provider")
         object.__setattr__(self, "normal_maps", tuple(maps))
 
     @classmethod
@@ -58,14 +65,17 @@ class CueOptions:
                              f"got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"cues: unknown keys {sorted(unknown)}; use 'provider' and 'normal_maps'")
+            raise ValueError(f"cues: unknown keys {sorted(unknown)}; use 'provider', 'normal_maps' and 'weights'")
         return cls(**d)
 
     def to_dict(self) -> dict:
-        return {"provider": self.provider, "normal_maps": list(self.normal_maps)}
+        out = {"provider": self.provider, "normal_maps": list(self.normal_maps)}
+        if self.weights is not None:
+            out["weights"] = self.weights
+        return out
 
     def check_count(self, photos: int) -> None:
-        if len(self.normal_maps) != photos:
+        if self.provider == "files" and len(self.normal_maps) != photos:
             raise ValueError(f"cues: one normal map per photo ({photos}), got {len(self.normal_maps)}")
 
     def providers(self, photos: int) -> list:
@@ -73,6 +83,11 @@ class CueOptions:
         from core.priors.dense import FileCues
 
         self.check_count(photos)
+        if self.provider == "face_prior":
+            from core.priors.face_prior import FacePriorCues
+
+            net = FacePriorCues(self.weights)
+            return [net] * photos
         return [None if path is None else FileCues(normal_map=path) for path in self.normal_maps]
 
 

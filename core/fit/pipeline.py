@@ -63,16 +63,18 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
         focal_px, source = photo_focal(photo, options.focal)
         image, skin, scale = shading_image(photo.rgb, face.points)
         normals = normal_mask = None
+        cue_source = ""
         if provider is not None:
             try:
                 cues = provider.predict(photo, face)
             except PriorError as exc:
                 raise CueError(f"{p.name}: {exc}") from exc
             if "normals" in cues:
-                normals, normal_mask = cues["normals"].values, cues["normals"].confidence > 0
+                normals, normal_mask = cues["normals"].values, cues["normals"].confidence
+                cue_source = cues.describe()
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
-                                            image_scale=scale))
+                                            image_scale=scale, cue_source=cue_source))
         inputs.photos.append(photo)
         inputs.faces.append(face)
     return inputs

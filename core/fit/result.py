@@ -106,7 +106,8 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         "views": [{"name": v.name, "width": v.width, "height": v.height,
                    "focal_px": float(K[i][0, 0]), "focal_35mm": _focal_35mm(float(K[i][0, 0]), v.width, v.height),
                    "focal_known": v.focal_px is not None,
-                   "focal_source": v.focal_source or ("estimated" if v.focal_px is None else "given")}
+                   "focal_source": v.focal_source or ("estimated" if v.focal_px is None else "given"),
+                   "cues": v.cue_source}
                   for i, v in enumerate(views)],
         "ctrl_names": list(t.ctrl_names),
         "expression_names": [t.ctrl_names[i] for i in expr_ids.tolist()],

@@ -40,6 +40,12 @@ def test_defaults_and_a_full_dict_round_trip():
     assert options.to_dict() == {**wire, "focal": 85.0}
     wire["schedule"]["stages"]["rig"]["iterations"] = 6  # the options keep their own copy
     assert options.schedule["stages"]["rig"]["iterations"] == 5
+    prior = FitOptions.from_dict({"cues": {"provider": "face_prior", "weights": "mine.pt"}})
+    assert prior.cues.weights == "mine.pt" and FitOptions.from_dict(prior.to_dict()) == prior
+    for bad, words in (({"provider": "face_prior", "normal_maps": ["a.png"]}, "the face prior makes its own"),
+                       ({"provider": "files", "weights": "mine.pt"}, "for the 'face_prior' provider")):
+        with pytest.raises(ValueError, match=words):
+            FitOptions.from_dict({"cues": bad})
 
 
 @pytest.mark.parametrize("wire, words", [
