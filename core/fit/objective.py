@@ -13,6 +13,10 @@ Units, so that weights of 1 are balanced:
   worse (see the README, *Shading*);
 - consistency: the colour each photo shows at fixed surface samples of the
   face, compared between the photos that see them (``core/fit/consistency.py``);
+- dense: where a cue provider gave a template-UV map, each face vertex's pixel is the
+  one whose UV is nearest its own (``core.priors.uv_targets``, fixed at the start);
+  Huber of the pixel distance in eye distances (``DENSE_HUBER``), weighted by the map's
+  confidence, averaged over the vertices that have a target;
 - pins: squared distance in centimetres, plus, while pins act, a hold on
   the rest of the head: the squared move (mm²) of each vertex since the pins
   were set (or the stage began), weighted by 1 − exp(−(d/PIN_HOLD_RADIUS)²)
@@ -68,6 +72,11 @@ ANCHOR_COS = 0.5
 PIN_HOLD_RADIUS = 0.015
 # Weight of the hold (mm², mean over vertices) relative to the pins' own term.
 PIN_HOLD_WEIGHT = 1.0
+# Dense UV correspondences: a vertex takes a pixel whose UV is within this of its own
+# (about 3 pixels of a face 400 px wide in the template's UV layout), and the residual
+# is quadratic up to this many eye distances, linear beyond.
+DENSE_UV_THRESHOLD = 0.01
+DENSE_HUBER = 0.03
 
 
 class Objective:
@@ -116,6 +125,7 @@ class Objective:
                 continue
             self.normal_targets.append((torch.as_tensor(v.normals, device=dev, dtype=dt),
                                         torch.as_tensor(v.normal_mask, device=dev), v.normal_scale))
+        self.dense = self._dense_targets(views) if any(v.uv_map is not None for v in views) else None
         self.images, self.colour_images = [], []
         for v in views:
             if v.image is None:
@@ -137,6 +147,29 @@ class Objective:
         self.reference = None
         self.anchor = None
         self.top_k = 512
+
+    def _dense_targets(self, views: list[ViewObservation]):
+        """(targets (Vw, N, 2) pixels, weights (Vw, N)) from the views' UV maps."""
+        from core.priors.uv_targets import uv_map_to_vertex_targets
+        from core.template.mesh_layout import vertex_uvs
+
+        t = self.model.template
+        face = np.zeros(t.num_verts, bool)
+        face[t.regions["face_mask"]] = True
+        targets = np.zeros((len(views), t.num_verts, 2), np.float32)
+        weights = np.zeros((len(views), t.num_verts), np.float32)
+        uvs = vertex_uvs(t)
+        for i, v in enumerate(views):
+            if v.uv_map is None:
+                continue
+            pix, valid = uv_map_to_vertex_targets(v.uv_map, v.uv_weight > 0, uvs, DENSE_UV_THRESHOLD)
+            valid &= face
+            col = np.clip(pix[valid, 0].astype(np.int64), 0, v.uv_map.shape[1] - 1)
+            row = np.clip(pix[valid, 1].astype(np.int64), 0, v.uv_map.shape[0] - 1)
+            targets[i, valid] = pix[valid]
+            weights[i, valid] = v.uv_weight[row, col]
+        dev, dt = self.model.device, self.model.dtype
+        return torch.as_tensor(targets, device=dev, dtype=dt), torch.as_tensor(weights, device=dev, dtype=dt)
 
     # -- stage setup ----------------------------------------------------------
     def begin_stage(self, spec: StageSpec, variables: FitVariables) -> None:
@@ -284,6 +317,12 @@ class Objective:
         pts = self.landmark_points(verts)
         uv, _ = self.cameras(variables).project(pts[None].expand(len(self.views), -1, -1))  # (Vw, L, 2)
         out["landmark"] = landmark_loss(uv, self.target_lmk, self.layout, self.iod, self.lmk_weight)
+        if wanted("dense") and self.dense is not None:
+            targets, w = self.dense
+            px, _ = self.cameras(variables).project(verts.expand(len(self.views), -1, -1))  # (Vw, N, 2)
+            r = ((px - targets) ** 2).sum(-1).add(1e-12).sqrt() / self.iod[:, None]
+            huber = torch.where(r < DENSE_HUBER, 0.5 * r ** 2, DENSE_HUBER * (r - 0.5 * DENSE_HUBER))
+            out["dense"] = (w * huber).sum() / w.sum().clamp_min(1e-9)
         if wanted("normal"):
             normal_terms = []
             for i, target in enumerate(self.normal_targets):

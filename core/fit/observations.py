@@ -42,6 +42,8 @@ class ViewObservation:
     focal_source: where ``focal_px`` came from ("exif", "given"); empty means
         "given" when ``focal_px`` is set and "estimated" when not.
     cue_source: where ``normals`` came from (a cue provider's description), or "".
+    uv_map: (h, w, 2) float32 template UV per photo pixel (a cue provider's), or None.
+    uv_weight: (h, w) weights in [0, 1] of ``uv_map`` (0: no UV there), or None (all valid).
     """
 
     width: int
@@ -57,6 +59,8 @@ class ViewObservation:
     focal_px: float | None = None
     focal_source: str = ""
     cue_source: str = ""
+    uv_map: np.ndarray | None = None
+    uv_weight: np.ndarray | None = None
 
     def __post_init__(self):
         if self.focal_px is not None:
@@ -83,6 +87,17 @@ class ViewObservation:
             finite = np.isfinite(n).all(-1) & np.isfinite(mask)
             self.normals = np.where(finite[..., None], n, 0.0).astype(np.float32)
             self.normal_mask = np.where(finite, np.clip(mask, 0.0, 1.0), 0.0).astype(np.float32)
+        if self.uv_map is not None:
+            uv = np.asarray(self.uv_map, dtype=np.float32)
+            if uv.ndim != 3 or uv.shape[2] != 2:
+                raise ValueError(f"{self.name}: UV map must be (h, w, 2), got {uv.shape}")
+            weight = (np.ones(uv.shape[:2], np.float32) if self.uv_weight is None
+                      else np.asarray(self.uv_weight, np.float32))
+            if weight.shape != uv.shape[:2]:
+                raise ValueError(f"{self.name}: UV weights {weight.shape} do not match the UV map {uv.shape[:2]}")
+            finite = np.isfinite(uv).all(-1) & np.isfinite(weight)
+            self.uv_map = np.where(finite[..., None], uv, 0.0).astype(np.float32)
+            self.uv_weight = np.where(finite, np.clip(weight, 0.0, 1.0), 0.0).astype(np.float32)
         if self.image is not None:
             img = np.asarray(self.image, dtype=np.float32)
             if img.ndim != 3 or img.shape[2] != 3:

@@ -64,17 +64,21 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
         image, skin, scale = shading_image(photo.rgb, face.points)
         normals = normal_mask = None
         cue_source = ""
+        uv_map = uv_weight = None
         if provider is not None:
             try:
                 cues = provider.predict(photo, face)
             except PriorError as exc:
                 raise CueError(f"{p.name}: {exc}") from exc
+            cue_source = cues.describe()
             if "normals" in cues:
                 normals, normal_mask = cues["normals"].values, cues["normals"].confidence
-                cue_source = cues.describe()
+            if "uv" in cues:
+                uv_map, uv_weight = cues["uv"].values, cues["uv"].confidence
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
-                                            image_scale=scale, cue_source=cue_source))
+                                            image_scale=scale, cue_source=cue_source, uv_map=uv_map,
+                                            uv_weight=uv_weight))
         inputs.photos.append(photo)
         inputs.faces.append(face)
     return inputs

@@ -46,7 +46,7 @@ BA_METHODS = ("topology_ba", "colmap_then_largesteps")
 
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
-    "landmark", "normal", "shading", "consistency", "pins",
+    "landmark", "normal", "shading", "consistency", "dense", "pins",
     "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry", "anchor",
     "controller_prior", "joint_prior",
 )

@@ -37,6 +37,14 @@ def _pad_corners(uvs: np.ndarray, poly_start: np.ndarray, polys: np.ndarray) -> 
     return out
 
 
+def vertex_uvs(t: Template) -> np.ndarray:
+    """(N, 2) one UV per head vertex: its first polygon corner's (seam vertices have several)."""
+    first = np.zeros(t.num_verts, np.int64)
+    corners = np.arange(len(t.poly_verts))
+    first[t.poly_verts[::-1]] = corners[::-1]
+    return t.uvs[first].astype(np.float32)
+
+
 def glb_head_vertex_map(t: Template) -> np.ndarray:
     """(M,) template vertex id of each head vertex as the GLB writer lays them out (split at UV
     seams); Blender's glTF import keeps that order, so posed Blender vertices map back to the template."""
