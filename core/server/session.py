@@ -338,11 +338,13 @@ class Session:
             fit_job = FitJob(photos=photos, template=template, options=options, device=msg.fields.get("device", "cpu"))
         except ValueError as exc:
             raise _Reply(error_message(schema.E_BAD_MESSAGE, str(exc), msg.job, about=msg.kind)) from None
-        if options.cues is not None and any(options.cues.normal_maps) and not self.conn.may_open_paths:
-            # The files provider reads paths on this machine; maps do not travel inline (yet).
+        opens_paths = options.cues is not None and (any(options.cues.normal_maps) or options.cues.weights is not None)
+        if opens_paths and not self.conn.may_open_paths:
+            # The files provider reads paths on this machine, and so do face prior weights other
+            # than the shipped ones; neither travels inline (yet).
             raise _Reply(error_message(schema.E_BAD_MESSAGE, "this core does not open paths sent by clients, and "
-                                       "normal maps travel only as paths; start the core with --allow-paths",
-                                       msg.job, about=msg.kind))
+                                       "normal maps and face prior weights travel only as paths; start the core "
+                                       "with --allow-paths", msg.job, about=msg.kind))
 
         def work() -> Message:
             from core.fit.pipeline import run_fit  # seconds to import (detectors, renderer): only when a fit runs

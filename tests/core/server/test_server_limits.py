@@ -333,9 +333,16 @@ def test_a_tcp_core_without_allow_paths_opens_no_path_and_does_not_say_what_exis
             assert final.kind == "error" and final.fields["code"] == "bad_message"
             assert "--allow-paths" in final.fields["message"]
             messages.setdefault("normal map", set()).add(final.fields["message"].replace(str(path), "PATH"))
+        for path in (tmp_path / "weights.pt", tmp_path / "missing.pt"):  # face prior weights other than ours
+            path.parent.joinpath("weights.pt").write_bytes(b"not weights")
+            final = c.wait_final(c.start_fit([("face.jpg", photo.read_bytes())], options={
+                "cues": {"provider": "face_prior", "weights": str(path)}}), 30)
+            assert final.kind == "error" and final.fields["code"] == "bad_message"
+            assert "--allow-paths" in final.fields["message"]
+            messages.setdefault("prior weights", set()).add(final.fields["message"].replace(str(path), "PATH"))
     for what, texts in messages.items():
         assert len(texts) == 1, f"{what}: an existing and a missing file answer differently: {texts}"
-        assert "inline" in next(iter(texts)) or what == "normal map"
+        assert "inline" in next(iter(texts)) or what in ("normal map", "prior weights")
 
 
 def test_the_ready_file_is_not_written_through_a_planted_link(tmp_path):
