@@ -12,7 +12,7 @@ import torch
 from conftest import GRACE_HOPPER, REPO
 from core.priors.errors import CheckpointError
 from core.priors.face_prior import (
-    FacePriorConfig, FacePriorCues, FacePriorNet, face_box, load_checkpoint, save_checkpoint,
+    DEFAULT_WEIGHTS, FacePriorConfig, FacePriorCues, FacePriorNet, face_box, load_checkpoint, save_checkpoint,
 )
 
 
@@ -141,3 +141,10 @@ def test_a_fit_reads_the_prior_cues(small_weights, tmp_path):
     report = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert report["views"][0]["cues"] == ""
     assert all(stage["losses"]["normal"] == 0 for stage in report["stages"])
+def test_shipped_weights_are_small_and_load():
+    assert DEFAULT_WEIGHTS.is_file(), "core/data/face_prior.pt ships with the package"
+    assert DEFAULT_WEIGHTS.stat().st_size <= 20e6
+    net, extra = load_checkpoint(DEFAULT_WEIGHTS)
+    assert extra["steps"] > 0 and extra["validation"]["normal_deg_median"] < 20
+
+
