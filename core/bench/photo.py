@@ -77,7 +77,7 @@ SHADING_SCHEDULE = {"stages": {"rig": {"weights": {"shading": 1.0}}}}
 
 
 def _fit_args_shading(ctx) -> list[str]:
-    return ["--schedule", json.dumps(SHADING_SCHEDULE)]
+    return ["--schedule", json.dumps(SHADING_SCHEDULE), "--cues", "none"]
 
 
 # The landmark terms only: the pixel terms the shipped fit uses turned off.
@@ -86,7 +86,7 @@ LANDMARKS_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, "shading
 
 
 def _fit_args_landmarks(ctx) -> list[str]:
-    return ["--schedule", json.dumps(LANDMARKS_SCHEDULE)]
+    return ["--schedule", json.dumps(LANDMARKS_SCHEDULE), "--cues", "none"]
 
 
 def _fit_args_oracle_normals(ctx) -> list[str]:
@@ -115,20 +115,17 @@ def _fit_args_oracle_normals(ctx) -> list[str]:
     return ["--normals", *paths]
 
 
-def _fit_args_prior(ctx) -> list[str]:
-    return ["--cues", "face_prior"]
-
-
 def _fit_args_no_prior(ctx) -> list[str]:
     return ["--cues", "none"]
 
 
 # Variant -> extra ``likeness fit`` arguments for a run (``ctx``: person, files, cameras).
-# "fit" is the fit as shipped (with several photos it includes the consistency term);
-# ablations: "landmarks" (the landmark terms only), "shading" (+ the shading term);
+# "fit" is the fit as shipped (the face prior's normals; consistency only where several
+# photos have no normal maps); ablations: "no_prior" (the same fit without the face prior),
+# "landmarks" (the landmark terms only), "shading" (+ the shading term);
 # "oracle_normals" is the bound: the fit given normal maps of the true head.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
-            "oracle_normals": _fit_args_oracle_normals, "prior": _fit_args_prior, "no_prior": _fit_args_no_prior}
+            "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior}
 
 
 def add_arguments(p) -> None:

@@ -54,16 +54,19 @@ def job_from_args(args):
 
 
 def cue_options(args):
-    """The dense-cue source the flags ask for (``--normals`` files or the ``--cues`` network), or None."""
-    from .options import CueOptions
+    """The dense-cue source the flags ask for: ``--normals`` files, the face prior (the default), or
+    None (``--cues none``)."""
+    from .options import DEFAULT_CUES, CueOptions
 
     if args.normals and args.cues not in (None, "none", "files"):
         raise CommandError(f"--normals: give normal maps or --cues {args.cues}, not both")
-    if args.prior_weights and args.cues != "face_prior":
-        raise CommandError("--prior-weights: it names face prior weights; add --cues face_prior")
+    if args.prior_weights and args.cues == "none":
+        raise CommandError("--prior-weights: it names face prior weights, and --cues none turns the prior off")
     if args.normals:
         return CueOptions(normal_maps=tuple(args.normals))
-    if args.cues == "face_prior":
+    if args.cues == "none":
+        return None
+    if args.cues == "face_prior" or args.prior_weights:
         if args.prior_weights:
             from core.priors.errors import CheckpointError
             from core.priors.face_prior import load_checkpoint
@@ -73,7 +76,7 @@ def cue_options(args):
             except CheckpointError as exc:
                 raise CommandError(f"--prior-weights: {exc}") from None
         return CueOptions(provider="face_prior", weights=args.prior_weights)
-    return None
+    return DEFAULT_CUES
 
 
 def _run(args) -> int:
@@ -195,8 +198,8 @@ def add_parser(sub) -> None:
     p.add_argument("--template", metavar="PATH", help="a template .npz (default: the built-in head)")
     p.add_argument("--normals", nargs="+", metavar="PNG", help="a camera-space normal map per photo")
     p.add_argument("--cues", default=None, choices=("none", "face_prior"),
-                   help="dense cues from the photo's pixels: 'face_prior' runs our face prior network "
-                        "(normals per pixel) on each photo; 'none' uses the landmarks and pixels alone")
+                   help="dense cues from the photo's pixels: 'face_prior' (the default) runs our face prior "
+                        "network (normals per pixel) on each photo; 'none' fits landmarks and pixels alone")
     p.add_argument("--prior-weights", metavar="PT", help="face prior weights (default: the shipped ones)")
     p.add_argument("--face-index", type=int, default=None, help="which face when a photo shows several")
     p.add_argument("--schedule", metavar="JSON", help="schedule overrides (file or JSON text)")

@@ -42,6 +42,8 @@ class ViewObservation:
     focal_source: where ``focal_px`` came from ("exif", "given"); empty means
         "given" when ``focal_px`` is set and "estimated" when not.
     cue_source: where ``normals`` came from (a cue provider's description), or "".
+    cues_predicted: the cues are a network's estimate (not measured maps): the schedule
+        treats them as a weaker cue (``schedule_for``).
     uv_map: (h, w, 2) float32 template UV per photo pixel (a cue provider's), or None.
     uv_weight: (h, w) weights in [0, 1] of ``uv_map`` (0: no UV there), or None (all valid).
     """
@@ -59,6 +61,7 @@ class ViewObservation:
     focal_px: float | None = None
     focal_source: str = ""
     cue_source: str = ""
+    cues_predicted: bool = False
     uv_map: np.ndarray | None = None
     uv_weight: np.ndarray | None = None
 

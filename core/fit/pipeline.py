@@ -78,7 +78,8 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
                                             image_scale=scale, cue_source=cue_source, uv_map=uv_map,
-                                            uv_weight=uv_weight))
+                                            uv_weight=uv_weight,
+                                            cues_predicted=bool(getattr(provider, "predicted", False))))
         inputs.photos.append(photo)
         inputs.faces.append(face)
     return inputs

@@ -65,6 +65,8 @@ class CueProvider(ABC):
     """Something that turns a photo into dense cues."""
 
     name: str = ""
+    # True for a network's estimate, False for maps measured or rendered elsewhere (files).
+    predicted: bool = False
 
     @property
     @abstractmethod

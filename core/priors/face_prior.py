@@ -166,6 +166,7 @@ class FacePriorCues(CueProvider):
     """
 
     name = "face_prior"
+    predicted = True
 
     def __init__(self, weights=None, device: str | torch.device = "cpu", min_mask: float = 0.5) -> None:
         self.weights = pathlib.Path(weights) if weights else DEFAULT_WEIGHTS

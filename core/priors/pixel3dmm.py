@@ -299,6 +299,7 @@ class NetworkCues(CueProvider):
     """
 
     name = "pixel3dmm"
+    predicted = True
 
     def __init__(
         self,

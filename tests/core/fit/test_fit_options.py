@@ -40,6 +40,13 @@ def test_defaults_and_a_full_dict_round_trip():
     assert options.to_dict() == {**wire, "focal": 85.0}
     wire["schedule"]["stages"]["rig"]["iterations"] = 6  # the options keep their own copy
     assert options.schedule["stages"]["rig"]["iterations"] == 5
+    # The face prior is the default source of cues; None turns it off and survives the wire.
+    from core.fit.options import DEFAULT_CUES
+
+    assert FitOptions().cues == DEFAULT_CUES and DEFAULT_CUES.provider == "face_prior"
+    bare = FitOptions.from_dict({"cues": None})
+    assert bare.cues is None and bare.to_dict() == {"cues": None}
+    assert FitOptions.from_dict(json.loads(json.dumps(bare.to_dict()))) == bare
     prior = FitOptions.from_dict({"cues": {"provider": "face_prior", "weights": "mine.pt"}})
     assert prior.cues.weights == "mine.pt" and FitOptions.from_dict(prior.to_dict()) == prior
     for bad, words in (({"provider": "face_prior", "normal_maps": ["a.png"]}, "the face prior makes its own"),

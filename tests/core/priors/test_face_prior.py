@@ -110,7 +110,8 @@ def _fit(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["--cues", "face_prior", "--prior-weights", "{bad}"], "--prior-weights: bad.pt is not a face prior checkpoint"),
-    (["--prior-weights", "{bad}"], "--prior-weights: it names face prior weights; add --cues face_prior"),
+    (["--prior-weights", "{bad}"], "--prior-weights: bad.pt is not a face prior checkpoint"),
+    (["--cues", "none", "--prior-weights", "{bad}"], "--prior-weights: it names face prior weights, and --cues none"),
     (["--cues", "face_prior", "--normals", "{bad}"], "--normals: give normal maps or --cues face_prior, not both"),
 ])
 def test_cli_names_bad_prior_options(tmp_path, args, message):
@@ -124,7 +125,8 @@ def test_cli_names_bad_prior_options(tmp_path, args, message):
 
 
 def test_a_fit_reads_the_prior_cues(small_weights, tmp_path):
-    """``likeness fit --cues face_prior`` runs the network on the photo and the normal term uses it."""
+    """``likeness fit --cues face_prior`` runs the network on the photo and the normal term uses it;
+    ``--cues none`` fits without it."""
     out = tmp_path / "out"
     proc = _fit("--cues", "face_prior", "--prior-weights", str(small_weights), "--preset", "draft",
                 "--out", str(out), "--quiet")
@@ -136,7 +138,7 @@ def test_a_fit_reads_the_prior_cues(small_weights, tmp_path):
     assert all(stage["losses"]["normal"] > 0 for stage in report["stages"])
     assert "face prior small.pt" in proc.stderr
     # Without the prior the normal term has nothing to compare.
-    plain = _fit("--preset", "draft", "--out", str(tmp_path / "plain"), "--quiet")
+    plain = _fit("--cues", "none", "--preset", "draft", "--out", str(tmp_path / "plain"), "--quiet")
     assert plain.returncode == 0, plain.stderr
     report = json.loads((tmp_path / "plain" / "report.json").read_text())
     assert report["views"][0]["cues"] == ""
