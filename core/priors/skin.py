@@ -60,6 +60,21 @@ def _edge_loop(edges) -> list[int]:
         prev, cur = cur, nxt[0]
 
 
+def feature_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(height, width) bool: the eyes, brows and lips of the face whose 478 FaceMesh points are
+    ``landmarks`` (their convex hulls, grown by ``FEATURE_GROWTH`` eye distances)."""
+    pts = np.asarray(landmarks, np.float64)
+    if pts.ndim != 2 or pts.shape[0] < 468 or pts.shape[1] != 2:
+        raise ValueError(f"skin_mask needs FaceMesh's 478 (or 468) points, got {pts.shape}")
+    shift = 4
+    cut = np.zeros((height, width), np.uint8)
+    for ids in _landmark_sets()["features"]:
+        hull = cv2.convexHull(np.round((pts[list(ids)] - 0.5) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2))
+        cv2.fillPoly(cut, [hull], 1, lineType=cv2.LINE_8, shift=shift)
+    grow = max(1, int(round(FEATURE_GROWTH * eye_corner_distance(pts))))
+    return cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))).astype(bool)
+
+
 def skin_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(height, width) bool: skin pixels of the face whose 478 FaceMesh points are ``landmarks``.
 
@@ -78,13 +93,7 @@ def skin_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
 
     mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [fixed(pts[list(sets["oval"])])], 1, lineType=cv2.LINE_8, shift=shift)
-    cut = np.zeros_like(mask)
-    for ids in sets["features"]:
-        hull = cv2.convexHull(fixed(pts[list(ids)]).reshape(-1, 1, 2))
-        cv2.fillPoly(cut, [hull], 1, lineType=cv2.LINE_8, shift=shift)
-    grow = max(1, int(round(FEATURE_GROWTH * iod)))
-    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    mask &= 1 - cut
+    mask &= 1 - feature_mask(pts, width, height).astype(np.uint8)
     margin = max(1, int(round(EDGE_MARGIN * iod)))
     mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
     return mask.astype(bool)

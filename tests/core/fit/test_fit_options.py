@@ -138,9 +138,14 @@ def test_normal_maps_from_the_files_provider_reach_the_observations(tmp_path):
     w, h = Image.open(PHOTO).size
     path = _normal_map(tmp_path / "n.png", (w // 2, h // 2))  # same aspect, resampled to the photo
     photo = PhotoInput("grace.jpg", path=str(PHOTO))
-    plain = views_from_photos([photo], FitOptions()).views[0]
+    plain = views_from_photos([photo], FitOptions(cues=None)).views[0]
     cued = views_from_photos([photo], FitOptions(cues=CueOptions(normal_maps=(path,)))).views[0]
-    assert plain.normals is None
+    assert plain.normals is None and plain.cue_source == ""
+    assert not cued.cues_predicted and cued.cue_source.startswith("dense cues from")
+    # By default the face prior's maps arrive, with its confidence as weights.
+    prior = views_from_photos([photo], FitOptions()).views[0]
+    assert prior.cues_predicted and prior.normals.shape == (h, w, 3) and prior.uv_map.shape == (h, w, 2)
+    assert 0.05 < float((prior.normal_mask > 0).mean()) < 0.9 and prior.normal_mask.max() <= 1.0
     assert cued.normals.shape == (h, w, 3) and cued.normal_mask.all()
     assert np.allclose(cued.normals[h // 2, w // 2], [0.6, 0.0, -0.8], atol=1e-3)
     none = views_from_photos([photo], FitOptions(cues=CueOptions(normal_maps=(None,)))).views[0]
