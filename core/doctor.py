@@ -20,7 +20,20 @@ def report() -> dict:
     }
     for mod in ("mediapipe", "bpy", "pytorch3d", "pycolmap", "cholespy"):
         info[mod] = importlib.util.find_spec(mod) is not None
+    info["face_prior"] = _face_prior()
     return info
+
+
+def _face_prior() -> str:
+    """The shipped face prior weights: "ok (N steps)" when they load, else why not."""
+    from core.priors.errors import CheckpointError
+    from core.priors.face_prior import DEFAULT_WEIGHTS, load_checkpoint
+
+    try:
+        _, extra = load_checkpoint(DEFAULT_WEIGHTS)
+    except CheckpointError as exc:
+        return f"missing: {exc}"
+    return f"ok ({extra.get('steps', '?')} steps)"
 
 
 def _run(args) -> int:
