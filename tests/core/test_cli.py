@@ -22,7 +22,7 @@ def test_doctor_json():
     info = json.loads(out.stdout)
     assert info["torch"].startswith("2.13.0")
     assert "cpu" in info["devices"]
-    assert info["face_prior"] == "ok (4000 steps)"
+    assert info["face_prior"].startswith("ok (")
 
 
 def test_unknown_command_fails():
