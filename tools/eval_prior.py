@@ -85,12 +85,11 @@ def uv_check(provider, template) -> list[dict]:
     import matplotlib
     import skimage.data
 
-    from core.geometry.mesh_layout import fan_triangulate, pad_polygons
     from core.priors.image import load_image
     from core.priors.landmarks import detect_landmarks
+    from core.template.mesh_layout import triangle_uvs
 
-    corner_tris, _ = fan_triangulate(pad_polygons(np.arange(len(template.poly_verts)), template.poly_start))
-    lmk_uv = (template.uvs[corner_tris[template.lmk_tri]] * template.lmk_bary[..., None]).sum(1)
+    lmk_uv = (triangle_uvs(template)[template.lmk_tri] * template.lmk_bary[..., None]).sum(1)
     photos = {"grace_hopper": load_image(pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"),
               "astronaut": _photo(skimage.data.astronaut(), "astronaut"),
               "camera": _photo(np.stack([skimage.data.camera()] * 3, -1), "camera")}

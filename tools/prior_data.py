@@ -52,6 +52,7 @@ from core.geometry.mesh_layout import fan_triangulate, pad_polygons  # noqa: E40
 from core.geometry.normals import vertex_normals  # noqa: E402
 from core.priors.face_prior import face_box  # noqa: E402
 from core.render import interpolate, rasterize  # noqa: E402
+from core.template.mesh_layout import triangle_uvs  # noqa: E402
 
 # Far from every seed the benches use (bench photo: 301-308; bench fit and multiview: < 1000).
 PRIOR_SEED_BASE = 1_000_000
@@ -96,9 +97,7 @@ class Scene:
         self.head_tris = torch.as_tensor(t.tris, dtype=torch.int64)
         self.tris = torch.as_tensor(np.concatenate([t.tris, ptris]), dtype=torch.int64)
         # Corner UVs of the head triangles (the template's UVs are per polygon corner).
-        corner_tris, _ = fan_triangulate(pad_polygons(np.arange(len(t.poly_verts)), t.poly_start))
-        assert np.array_equal(t.poly_verts[corner_tris], t.tris), "corner triangulation differs from template tris"
-        uv = t.uvs[corner_tris].astype(np.float32)  # (T, 3, 2)
+        uv = triangle_uvs(t)  # (T, 3, 2)
         n_part_tris = len(ptris)
         self.corner_uv = torch.as_tensor(np.concatenate([uv, np.zeros((n_part_tris, 3, 2), np.float32)]).reshape(-1, 2))
         self.corner_tris = torch.arange(len(self.tris) * 3).reshape(-1, 3)
@@ -405,6 +404,8 @@ def person_states(template, model, seed: int, rng: np.random.Generator, count: i
     shift = shift.astype(np.float32)
     out = []
     expr_ids = np.flatnonzero(template.ctrl_is_expression)
+    with torch.no_grad():
+        base = model.deform(torch.as_tensor(np.asarray(template.ctrl_default, np.float64))[None])
     for _ in range(count):
         r = rng.random()
         if r < 0.35:
@@ -419,7 +420,6 @@ def person_states(template, model, seed: int, rng: np.random.Generator, count: i
             lo, hi = template.ctrl_bounds[pick, 0], template.ctrl_bounds[pick, 1]
             ctrl[pick] = np.clip(rng.uniform(0.0, 0.8, len(pick)), lo, hi)
             with torch.no_grad():
-                base = model.deform(torch.as_tensor(np.asarray(template.ctrl_default, np.float64))[None])
                 moved = model.deform(torch.as_tensor(ctrl)[None])
             out.append((person.verts + (moved.verts[0] - base.verts[0]).numpy().astype(np.float32),
                         person.parts + shift + (moved.parts[0] - base.parts[0]).numpy().astype(np.float32)))

@@ -80,27 +80,11 @@ class ViewObservation:
         if not np.isfinite(self.landmarks[self.landmark_weight > 0]).all():
             raise ValueError(f"{self.name}: landmarks contain NaN or infinity")
         if self.normals is not None:
-            n = np.asarray(self.normals, dtype=np.float32)
-            if n.ndim != 3 or n.shape[2] != 3:
-                raise ValueError(f"{self.name}: normal map must be (h, w, 3), got {n.shape}")
-            mask = (np.ones(n.shape[:2], np.float32) if self.normal_mask is None
-                    else np.asarray(self.normal_mask, np.float32))
-            if mask.shape != n.shape[:2]:
-                raise ValueError(f"{self.name}: normal mask {mask.shape} does not match normals {n.shape[:2]}")
-            finite = np.isfinite(n).all(-1) & np.isfinite(mask)
-            self.normals = np.where(finite[..., None], n, 0.0).astype(np.float32)
-            self.normal_mask = np.where(finite, np.clip(mask, 0.0, 1.0), 0.0).astype(np.float32)
+            self.normals, self.normal_mask = self._weighted_map(self.normals, self.normal_mask, 3, "normal map",
+                                                                "normal mask", "normals")
         if self.uv_map is not None:
-            uv = np.asarray(self.uv_map, dtype=np.float32)
-            if uv.ndim != 3 or uv.shape[2] != 2:
-                raise ValueError(f"{self.name}: UV map must be (h, w, 2), got {uv.shape}")
-            weight = (np.ones(uv.shape[:2], np.float32) if self.uv_weight is None
-                      else np.asarray(self.uv_weight, np.float32))
-            if weight.shape != uv.shape[:2]:
-                raise ValueError(f"{self.name}: UV weights {weight.shape} do not match the UV map {uv.shape[:2]}")
-            finite = np.isfinite(uv).all(-1) & np.isfinite(weight)
-            self.uv_map = np.where(finite[..., None], uv, 0.0).astype(np.float32)
-            self.uv_weight = np.where(finite, np.clip(weight, 0.0, 1.0), 0.0).astype(np.float32)
+            self.uv_map, self.uv_weight = self._weighted_map(self.uv_map, self.uv_weight, 2, "UV map", "UV weights",
+                                                             "the UV map")
         if self.image is not None:
             img = np.asarray(self.image, dtype=np.float32)
             if img.ndim != 3 or img.shape[2] != 3:
@@ -113,6 +97,19 @@ class ViewObservation:
             self.skin = skin & finite
             if not self.image_scale:
                 self.image_scale = img.shape[1] / self.width
+
+    def _weighted_map(self, values, weights, channels: int, what: str, weights_what: str, against: str):
+        """A per-pixel cue map (h, w, channels) and its weights (h, w) in [0, 1] (None: all 1), checked;
+        pixels where either is not finite get value 0 and weight 0."""
+        v = np.asarray(values, dtype=np.float32)
+        if v.ndim != 3 or v.shape[2] != channels:
+            raise ValueError(f"{self.name}: {what} must be (h, w, {channels}), got {v.shape}")
+        w = np.ones(v.shape[:2], np.float32) if weights is None else np.asarray(weights, np.float32)
+        if w.shape != v.shape[:2]:
+            raise ValueError(f"{self.name}: {weights_what} {w.shape} do not match {against} {v.shape[:2]}")
+        finite = np.isfinite(v).all(-1) & np.isfinite(w)
+        return (np.where(finite[..., None], v, 0.0).astype(np.float32),
+                np.where(finite, np.clip(w, 0.0, 1.0), 0.0).astype(np.float32))
 
     @property
     def normal_scale(self) -> float:

@@ -79,7 +79,7 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
                                             image_scale=scale, cue_source=cue_source, uv_map=uv_map,
                                             uv_weight=uv_weight,
-                                            cues_predicted=bool(getattr(provider, "predicted", False))))
+                                            cues_predicted=provider is not None and provider.predicted))
         inputs.photos.append(photo)
         inputs.faces.append(face)
     return inputs

@@ -60,17 +60,25 @@ def _edge_loop(edges) -> list[int]:
         prev, cur = cur, nxt[0]
 
 
+# Sub-pixel accuracy for the polygon fills: 4 fractional bits.
+_SHIFT = 4
+
+
+def _fixed(p: np.ndarray) -> np.ndarray:
+    """Pixel coordinates (centres at +0.5) as OpenCV's fixed-point polygon vertices."""
+    return np.round((p - 0.5) * (1 << _SHIFT)).astype(np.int32)
+
+
 def feature_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     """(height, width) bool: the eyes, brows and lips of the face whose 478 FaceMesh points are
     ``landmarks`` (their convex hulls, grown by ``FEATURE_GROWTH`` eye distances)."""
     pts = np.asarray(landmarks, np.float64)
     if pts.ndim != 2 or pts.shape[0] < 468 or pts.shape[1] != 2:
         raise ValueError(f"skin_mask needs FaceMesh's 478 (or 468) points, got {pts.shape}")
-    shift = 4
     cut = np.zeros((height, width), np.uint8)
     for ids in _landmark_sets()["features"]:
-        hull = cv2.convexHull(np.round((pts[list(ids)] - 0.5) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2))
-        cv2.fillPoly(cut, [hull], 1, lineType=cv2.LINE_8, shift=shift)
+        hull = cv2.convexHull(_fixed(pts[list(ids)]).reshape(-1, 1, 2))
+        cv2.fillPoly(cut, [hull], 1, lineType=cv2.LINE_8, shift=_SHIFT)
     grow = max(1, int(round(FEATURE_GROWTH * eye_corner_distance(pts))))
     return cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))).astype(bool)
 
@@ -83,16 +91,9 @@ def skin_mask(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
     pts = np.asarray(landmarks, np.float64)
     if pts.ndim != 2 or pts.shape[0] < 468 or pts.shape[1] != 2:
         raise ValueError(f"skin_mask needs FaceMesh's 478 (or 468) points, got {pts.shape}")
-    sets = _landmark_sets()
     iod = eye_corner_distance(pts)
-    # Sub-pixel accuracy for the polygon fill: 4 fractional bits.
-    shift = 4
-
-    def fixed(p: np.ndarray) -> np.ndarray:
-        return np.round((p - 0.5) * (1 << shift)).astype(np.int32)
-
     mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [fixed(pts[list(sets["oval"])])], 1, lineType=cv2.LINE_8, shift=shift)
+    cv2.fillPoly(mask, [_fixed(pts[list(_landmark_sets()["oval"])])], 1, lineType=cv2.LINE_8, shift=_SHIFT)
     mask &= 1 - feature_mask(pts, width, height).astype(np.uint8)
     margin = max(1, int(round(EDGE_MARGIN * iod)))
     mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))

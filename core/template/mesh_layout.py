@@ -37,6 +37,14 @@ def _pad_corners(uvs: np.ndarray, poly_start: np.ndarray, polys: np.ndarray) -> 
     return out
 
 
+def triangle_uvs(t: Template) -> np.ndarray:
+    """(T, 3, 2) the UV of each corner of the template's triangles (``t.tris``, fan order)."""
+    from core.geometry.mesh_layout import fan_triangulate
+
+    corners, _ = fan_triangulate(pad_polygons(np.arange(len(t.poly_verts)), t.poly_start))
+    return t.uvs[corners].astype(np.float32)
+
+
 def vertex_uvs(t: Template) -> np.ndarray:
     """(N, 2) one UV per head vertex: its first polygon corner's (seam vertices have several)."""
     first = np.zeros(t.num_verts, np.int64)

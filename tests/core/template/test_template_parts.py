@@ -65,3 +65,21 @@ def test_every_part_has_uvs_and_the_writers_keep_them(template, tmp_path):
     parts = next(m for m in gltf["meshes"] if m["name"] == "likeness_eyes_mouth")
     assert "TEXCOORD_0" in parts["primitives"][0]["attributes"]
     assert gltf["accessors"][parts["primitives"][0]["attributes"]["POSITION"]]["count"] == len(vmap)
+
+
+def test_triangle_and_vertex_uvs_follow_the_head_polygons(template):
+    from core.template.mesh_layout import triangle_uvs, vertex_uvs
+
+    tri_uv = triangle_uvs(template)
+    assert tri_uv.shape == (len(template.tris), 3, 2)
+    # Each triangle corner carries a UV of that vertex's polygon corners.
+    first = vertex_uvs(template)
+    assert first.shape == (template.num_verts, 2)
+    seamless = np.ones(template.num_verts, bool)
+    for v, uv in zip(template.tris.reshape(-1), tri_uv.reshape(-1, 2)):
+        seamless[v] &= bool(np.allclose(uv, first[v]))
+    # Only seam vertices (several UVs) may differ from their first corner's UV.
+    assert seamless.mean() > 0.9
+    corners = {(int(v), tuple(np.round(uv, 6))) for v, uv in zip(template.poly_verts, template.uvs)}
+    assert all((int(v), tuple(np.round(uv, 6))) in corners
+               for v, uv in zip(template.tris.reshape(-1)[::97], tri_uv.reshape(-1, 2)[::97]))
