@@ -178,6 +178,7 @@ def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | N
             yield FitRecord(spec.name, spec.iterations, step, total, losses, frame=_solver_frame(state))
             continue
         variables, objective = state.variables, state.objective
+        variables.train_only(spec.variables)
         if spec.large_steps_lambda > 0 and "offsets" in spec.variables:
             variables.set_large_steps(LargeSteps(objective.topology, spec.large_steps_lambda, variables.model.device))
         objective.begin_stage(spec, variables)

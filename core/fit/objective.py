@@ -34,6 +34,8 @@ Units, so that weights of 1 are balanced:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -41,11 +43,11 @@ from core.geometry.constants import CM, MM
 from core.geometry.laplacian import Laplacian
 from core.geometry.topology import MeshTopology
 from core.geometry.curves import CurveSet
-from core.losses.conformal import conformal_loss
-from core.losses.curve_flow import curve_flow_loss
+from core.losses.conformal import conformal_loss, conformal_target
+from core.losses.curve_flow import curve_flow_loss, curve_flow_target
 from core.losses.displacement import displacement_loss
-from core.losses.evgcc import evgcc_loss
-from core.losses.face_flip import face_flip_loss
+from core.losses.evgcc import evgcc_loss, evgcc_target
+from core.losses.face_flip import face_flip_loss, face_flip_target
 from core.losses.landmarks import LandmarkLayout, landmark_loss
 from core.losses.laplacian_energy import laplacian_energy
 from core.losses.normal_consistency import normal_consistency_loss
@@ -145,6 +147,8 @@ class Objective:
         self.pins: tuple[torch.Tensor, torch.Tensor, float] | None = None
         self.pin_hold: tuple[torch.Tensor, torch.Tensor] | None = None  # (reference (N, 3), weights (N,))
         self.reference = None
+        self._rig_pose = None  # (variables, DeformResult) while a stage moves no rig variable
+        self._targets: dict = {}  # the regularisers' reference side, per stage
         self.anchor = None
         self.top_k = 512
 
@@ -173,9 +177,23 @@ class Objective:
 
     # -- stage setup ----------------------------------------------------------
     def begin_stage(self, spec: StageSpec, variables: FitVariables) -> None:
+        self._rig_pose = None
+        if not variables.rig_trained():
+            # The stage moves no rig variable: the skinned mesh is fixed, so deform once and
+            # add the offsets per iteration (bitwise the same as deforming every time).
+            with torch.no_grad():
+                rest = self.model.deform(variables.controllers(), variables.joint_params(), parts=False)
+            self._rig_pose = (variables, rest)
         with torch.no_grad():
             ref = self.posed(variables).verts.detach()
         self.reference = ref
+        # The regularisers' reference side is fixed for the stage: computed once here.
+        self._targets = {
+            "evgcc": evgcc_target(ref, self.topology),
+            "conformal": conformal_target(ref, self.topology.polygon_corners),
+            "flip": face_flip_target(ref, self.model.tris),
+            "curve": curve_flow_target(ref, self.curves) if self.curves is not None else None,
+        }
         self.top_k = spec.top_k
         self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
@@ -270,7 +288,12 @@ class Objective:
 
     # -- evaluation -----------------------------------------------------------
     def posed(self, variables: FitVariables):
-        return self.model.deform(variables.controllers(), variables.joint_params(), variables.vertex_offsets())
+        """The deformed skin (a ``DeformResult`` without parts) for the variables as they are now."""
+        if self._rig_pose is not None and self._rig_pose[0] is variables:
+            rest = self._rig_pose[1]
+            return dataclasses.replace(rest, verts=rest.verts + variables.vertex_offsets())
+        return self.model.deform(variables.controllers(), variables.joint_params(), variables.vertex_offsets(),
+                                 parts=False)
 
     def current_verts(self, variables: FitVariables) -> np.ndarray:
         return self.posed(variables).verts[0].detach().cpu().numpy().astype(np.float32)
@@ -365,12 +388,14 @@ class Objective:
             else:
                 out["pins"] = verts.new_zeros(())
         ref = self.reference
+        tg = self._targets
         regularisers = {
-            "evgcc": lambda: evgcc_loss(verts, ref, self.topology),
-            "conformal": lambda: conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k),
-            "flip": lambda: face_flip_loss(verts, ref, self.model.tris, self.top_k),
-            "curve": lambda: curve_flow_loss(verts, ref, self.curves) if self.curves is not None
-            else verts.new_zeros(()),
+            "evgcc": lambda: evgcc_loss(verts, ref, self.topology, target=tg["evgcc"]),
+            "conformal": lambda: conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k,
+                                                target=tg["conformal"]),
+            "flip": lambda: face_flip_loss(verts, ref, self.model.tris, self.top_k, target=tg["flip"]),
+            "curve": lambda: curve_flow_loss(verts, ref, self.curves, target=tg["curve"])
+            if self.curves is not None else verts.new_zeros(()),
             "disp": lambda: displacement_loss(variables.vertex_offsets()),
             "laplacian": lambda: laplacian_energy(verts * MM, ref * MM, self.laplacian),
             "anchor": lambda: (self.anchor * ((verts[0] - ref[0]) * MM).pow(2).sum(-1)).mean()

@@ -9,6 +9,11 @@ the *largest* second-moment estimate of the whole tensor instead: steps stay
 proportional to the (smoothed) gradient, and the preconditioner (I + λL)⁻¹
 keeps them smooth. ``Adam`` here does that for parameter groups with
 ``uniform=True`` and is plain Adam for the others.
+
+It is a plain class, not a ``torch.optim.Optimizer``: constructing one of those
+imports torch's compiler stack (about 1 s of a 7-8 s fit on this project's
+2-core CPU, once per process). The loop needs only ``param_groups``, ``state``,
+``zero_grad`` and ``step``.
 """
 
 from __future__ import annotations
@@ -16,13 +21,35 @@ from __future__ import annotations
 import torch
 
 
-class Adam(torch.optim.Optimizer):
-    """Adam (Kingma & Ba) with per-group ``uniform`` second-moment normalisation."""
+class Adam:
+    """Adam (Kingma & Ba) with per-group ``uniform`` second-moment normalisation.
+
+    params: tensors, or parameter groups (dicts with ``params`` and any of the
+    defaults ``lr``, ``betas``, ``eps``, ``uniform``; other keys are kept)."""
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, uniform: bool = False):
-        if lr < 0:
-            raise ValueError(f"learning rate must be >= 0, got {lr}")
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "uniform": uniform})
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "uniform": uniform}
+        params = list(params)
+        if not params:
+            raise ValueError("Adam got no parameters")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        self.param_groups: list[dict] = []
+        for group in groups:
+            group = {**defaults, **group, "params": list(group["params"])}
+            if group["lr"] < 0:
+                raise ValueError(f"learning rate must be >= 0, got {group['lr']}")
+            self.param_groups.append(group)
+        self.state: dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.zero_()
 
     @torch.no_grad()
     def step(self, closure=None, active: torch.Tensor | None = None):
@@ -39,7 +66,7 @@ class Adam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state[p]
+                state = self.state.setdefault(p, {})
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float64)  # on the host: never a device read
                     state["exp_avg"] = torch.zeros_like(p)

@@ -105,6 +105,20 @@ class FitVariables:
             "offsets": [self.offsets],
         }[name]
 
+    def train_only(self, names) -> None:
+        """Only the named variables (schedule names) take gradients from now on: a stage's
+        backward pass then skips what it does not optimise (the controller basis, the joint
+        chain in the vertex stage)."""
+        train = {id(x) for name in names for x in self.tensors(name)}
+        for x in self.all_tensors():
+            x.requires_grad_(id(x) in train)
+            if id(x) not in train:
+                x.grad = None
+
+    def rig_trained(self) -> bool:
+        """Whether a variable that moves the rig (controllers, pose, joints) takes gradients."""
+        return any(x.requires_grad for x in (self.shape, self.expression, self.pose, self.joints))
+
     def all_tensors(self) -> list[torch.Tensor]:
         return [self.shape, self.expression, self.pose, self.joints, self.offsets,
                 self.cam_rot, self.cam_trans, self.cam_log_focal]

@@ -37,13 +37,13 @@ class DeformResult:
     verts: (B, N, 3) posed skin vertices.
     joints: (B, J, 4, 4) posed world transforms of the joints.
     rest_joints: (B, J, 4, 4) rest world transforms after Φ(r) (rest frame the skin binds to).
-    parts: (B, P, 3) posed rigid-part vertices (eyeballs, teeth, tongue).
+    parts: (B, P, 3) posed rigid-part vertices (eyeballs, teeth, tongue); None when not asked for.
     """
 
     verts: torch.Tensor
     joints: torch.Tensor
     rest_joints: torch.Tensor
-    parts: torch.Tensor
+    parts: torch.Tensor | None
 
 
 class TemplateModel:
@@ -88,8 +88,8 @@ class TemplateModel:
         return self.ctrl_default.expand(batch, -1).clone()
 
     def deform(self, controllers: torch.Tensor, joint_params: torch.Tensor | None = None,
-               vertex_offsets: torch.Tensor | None = None) -> DeformResult:
-        return deform(self, controllers, joint_params, vertex_offsets)
+               vertex_offsets: torch.Tensor | None = None, parts: bool = True) -> DeformResult:
+        return deform(self, controllers, joint_params, vertex_offsets, parts)
 
 
 def _levels(parents: np.ndarray, device: torch.device):
@@ -131,12 +131,13 @@ def joint_local_transforms(joint_params: torch.Tensor) -> torch.Tensor:
 
 
 def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.Tensor | None = None,
-           vertex_offsets: torch.Tensor | None = None) -> DeformResult:
+           vertex_offsets: torch.Tensor | None = None, parts: bool = True) -> DeformResult:
     """Pose the template.
 
     controllers: (B, R) controller values r (not clamped; bound them in the fitter).
     joint_params: (B, J, 9) or None (rest) — see the module docstring.
     vertex_offsets: (B, N, 3) or None — d, added after skinning.
+    parts: pose the rigid parts too (the fit's losses see only the skin: it passes False).
     All float tensors share ``model.dtype`` and ``model.device``.
     Returns a :class:`DeformResult`.
     """
@@ -166,9 +167,11 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
     if vertex_offsets is not None:
         verts = verts + vertex_offsets
 
-    part_rest = model.part_verts + (sides @ model.part_ctrl_basis).view(b, -1, 3)
-    parts = _apply_affine(mats[:, model.part_joint].view(b, -1, 3, 4), part_rest)
-    return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=parts)
+    posed_parts = None
+    if parts:
+        part_rest = model.part_verts + (sides @ model.part_ctrl_basis).view(b, -1, 3)
+        posed_parts = _apply_affine(mats[:, model.part_joint].view(b, -1, 3, 4), part_rest)
+    return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=posed_parts)
 
 
 @torch.no_grad()

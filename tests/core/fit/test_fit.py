@@ -357,3 +357,32 @@ def test_records_are_lazy_and_read_once(template, case, monkeypatch):
     assert [s[0] for s in seen] == [2, 4, 6]
     assert not np.array_equal(seen[0][1], seen[-1][1]) and all(np.isfinite(s[2]) for s in seen)
     assert len(frames) == 3  # one deformation per frame read, none for the losses alone
+
+
+def test_a_stage_differentiates_only_its_own_variables(template, case):
+    """Each stage takes gradients only for the variables it optimises; a stage that moves no rig
+    variable reuses one skinning of the template and gives bitwise the mesh a full deformation gives."""
+    from core.fit.camera_init import initial_cameras
+    from core.fit.objective import Objective
+    from core.fit.variables import FitVariables
+    from core.template import TemplateModel
+
+    model = TemplateModel(template)
+    variables = FitVariables(model, initial_cameras(model, [case.view]))
+    objective = Objective(model, [case.view])
+    stages = {s.name: s for s in make_schedule("draft")}
+    with torch.no_grad():
+        variables.joints.normal_(0.0, 0.02)  # a posed head, so the cached skinning is not the rest pose
+        variables.offsets.normal_(0.0, 1e-3)
+    for name, frozen_rig in (("rig", False), ("vertex", True)):
+        spec = stages[name]
+        variables.train_only(spec.variables)
+        objective.begin_stage(spec, variables)
+        assert (objective._rig_pose is not None) == frozen_rig
+        trained = {id(x) for v in spec.variables for x in variables.tensors(v)}
+        loss = sum(w * t for k, t in objective.terms(variables, spec.weights).items() if (w := spec.weights.get(k, 0.0)))
+        loss.backward()
+        for x in variables.all_tensors():
+            assert (x.grad is not None) == (id(x) in trained), name
+        full = model.deform(variables.controllers(), variables.joint_params(), variables.vertex_offsets(), parts=False)
+        assert torch.equal(objective.posed(variables).verts, full.verts), name

@@ -1,5 +1,6 @@
 """core/fit/optim.py: plain mode is Adam; uniform mode keeps steps proportional to gradients."""
 
+import pytest
 import torch
 
 from core.fit.optim import Adam
@@ -39,13 +40,31 @@ def test_uniform_mode_steps_follow_the_gradient():
         assert step[2] == 0
 
 
-def test_state_round_trips_for_rollback():
+def test_restored_state_gives_the_same_next_step():
+    """The loop's rollback copies ``state`` and puts it back: the next step must be the one it would have been."""
     x = torch.ones(4, requires_grad=True)
     opt = Adam([{"params": [x], "lr": 0.1, "uniform": True}])
     (x ** 2).sum().backward()
     opt.step()
-    saved = opt.state_dict()
-    opt2 = Adam([{"params": [x], "lr": 0.1, "uniform": True}])
-    opt2.load_state_dict(saved)
-    assert float(opt2.state[x]["step"]) == 1.0
-    assert torch.equal(opt2.state[x]["exp_avg"], opt.state[x]["exp_avg"])
+    saved_x = x.detach().clone()
+    saved = {p: {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
+    opt.zero_grad()
+    (x ** 2).sum().backward()
+    opt.step()
+    expected = x.detach().clone()
+    with torch.no_grad():
+        x.copy_(saved_x)
+    opt.state.clear()
+    opt.state.update(saved)
+    opt.zero_grad()
+    (x ** 2).sum().backward()
+    opt.step()
+    assert float(opt.state[x]["step"]) == 2.0
+    assert torch.equal(x.detach(), expected)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="learning rate"):
+        Adam([torch.zeros(1, requires_grad=True)], lr=-1)
+    with pytest.raises(ValueError, match="no parameters"):
+        Adam([])

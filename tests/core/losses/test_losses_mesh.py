@@ -12,6 +12,10 @@ from hypothesis import given, settings, strategies as st
 
 from core.geometry import CurveSet, Laplacian, MeshTopology, curve_flow_features, mean_segment_length
 from core.geometry.primitives import grid, torus, triangulate
+from core.losses.conformal import conformal_target
+from core.losses.curve_flow import curve_flow_target
+from core.losses.evgcc import evgcc_target
+from core.losses.face_flip import face_flip_target
 from core.losses import (
     conformal_loss,
     curve_flow_loss,
@@ -198,6 +202,28 @@ def test_curve_flow_measures_both_curves_in_the_template_unit():
     mean_f_t = f_t.sum() / curves.feature_mask().sum()
     # Three times longer segments with the same turning: each feature drops to a third.
     assert curve_flow_loss(3.0 * template, template, curves).item() == pytest.approx(2.0 / 3.0 * mean_f_t.item())
+
+
+def test_a_prepared_target_gives_the_same_values_and_gradients():
+    """The fit computes each term's target side once per stage: bitwise the same as computing it every call."""
+    verts, template, faces, topo = meshes(7)
+    curves = CurveSet.from_sequences(CURVES, topo.num_verts)
+    corners = topo.polygon_corners
+    cases = {
+        "evgcc": (lambda v, t=None: evgcc_loss(v, template, topo, target=t), evgcc_target(template, topo)),
+        "conformal": (lambda v, t=None: conformal_loss(v, template, corners, 0.5, target=t),
+                      conformal_target(template, corners)),
+        "flip": (lambda v, t=None: face_flip_loss(v, template, faces, 0.5, target=t), face_flip_target(template, faces)),
+        "curve": (lambda v, t=None: curve_flow_loss(v, template, curves, target=t), curve_flow_target(template, curves)),
+    }
+    for name, (loss, prepared) in cases.items():
+        a = verts.clone().requires_grad_(True)
+        b = verts.clone().requires_grad_(True)
+        plain, fast = loss(a), loss(b, prepared)
+        plain.backward()
+        fast.backward()
+        assert plain.item() > 0 and torch.equal(plain, fast), name
+        assert torch.equal(a.grad, b.grad), name
 
 
 def test_displacement_matches_naive():
