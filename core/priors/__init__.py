@@ -17,8 +17,8 @@ Dense cues (per-pixel maps + confidence in the photo's frame)
     ``CueProvider.predict(photo, face=None) -> DenseCues`` with maps "normals"
     (H, W, 3), "uv" (H, W, 2), "points" (H, W, 3), each a ``CueMap(values, confidence)``.
     ``FileCues(normal_map=, uv_map=, point_map=, depth_map=, K=, depth_scale=)`` (user files)
-    ``core.priors.pixel3dmm.NetworkCues(normals=CKPT, uv=CKPT, device=)`` (imports torch)
-    ``core.priors.pixel3dmm.load_checkpoint(path, device) / save_checkpoint(net, path)``
+    ``core.priors.face_prior.FacePriorCues(weights=None, device=)`` (our network; imports torch)
+    ``core.priors.face_prior.load_checkpoint(path) / save_checkpoint(path, net)``
 Crops
     ``crop_square(rgb, center, side, size) -> Crop`` with ``to_image`` / ``from_image``
 Errors

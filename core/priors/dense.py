@@ -8,7 +8,7 @@ A cue is a per-pixel map in the photo's pixel frame plus a confidence map:
 Confidence is (H, W) float32 in [0, 1]; 0 means "no data here".
 
 Two providers exist: ``FileCues`` (maps the user supplies) and
-``core.priors.pixel3dmm.NetworkCues`` (a Pixel3DMM-style network).
+``core.priors.face_prior.FacePriorCues`` (the face prior network this project trains).
 """
 
 from __future__ import annotations

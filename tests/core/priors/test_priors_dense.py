@@ -1,17 +1,14 @@
-"""Dense cue providers: user map files and the Pixel3DMM-style network."""
+"""Dense cue providers: the user map files provider (the network provider: test_face_prior.py)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
-import skimage.data
-import torch
 
 from bridge.conventions import encode_normals
-from core.priors import CheckpointError, ImageError, Photo
+from core.priors import ImageError, Photo
 from core.priors.dense import FileCues
-from core.priors.pixel3dmm import NetworkCues, Pixel3DMMConfig, Pixel3DMMNet, load_checkpoint, save_checkpoint
 
 
 def _sphere_normals(h: int, w: int) -> np.ndarray:
@@ -113,75 +110,3 @@ def test_point_map_npy_and_bad_files(tmp_path):
     (tmp_path / "uv.bmp").write_bytes(b"x")
     with pytest.raises(ImageError, match=r"\.npy"):
         FileCues(uv_map=tmp_path / "uv.bmp").predict(_photo())
-
-
-def _tiny_config(task: str, **kw) -> Pixel3DMMConfig:
-    base = dict(
-        task=task, backbone="custom", embed_dim=32, depth=2, num_heads=2, patch_size=8,
-        img_size=64, pos_grid=6, num_register_tokens=2, head_channels=(16, 8, 8),
-    )
-    base.update(kw)
-    return Pixel3DMMConfig(**base)
-
-
-@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_checkpoint_round_trip(tmp_path, suffix):
-    torch.manual_seed(0)
-    net = Pixel3DMMNet(_tiny_config("uv")).eval()
-    path = tmp_path / f"uv{suffix}"
-    save_checkpoint(net, path)
-    loaded = load_checkpoint(path)
-    assert loaded.config == net.config
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        y = loaded(x)
-        torch.testing.assert_close(y, net(x))
-    # 8x8 token grid -> 128x128 map; position embeddings resampled from the stored 6x6 grid.
-    assert y.shape == (2, 2, 128, 128) and (y >= 0).all() and (y <= 1).all()
-
-
-def test_checkpoint_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="never downloads"):
-        load_checkpoint(tmp_path / "missing.pt")
-    (tmp_path / "junk.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot read"):
-        load_checkpoint(tmp_path / "junk.pt")
-    torch.save({"weights": {}}, tmp_path / "nocfg.pt")
-    with pytest.raises(CheckpointError, match="'config' and 'state_dict'"):
-        load_checkpoint(tmp_path / "nocfg.pt")
-    net = Pixel3DMMNet(_tiny_config("normals"))
-    save_checkpoint(net, tmp_path / "n.pt")
-    blob = torch.load(tmp_path / "n.pt", weights_only=True)
-    blob["config"]["embed_dim"] = 64
-    torch.save(blob, tmp_path / "wrong.pt")
-    with pytest.raises(CheckpointError, match="does not match its config"):
-        load_checkpoint(tmp_path / "wrong.pt")
-    blob["config"]["backbone"] = "vit_huge"
-    torch.save(blob, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match="unknown backbone"):
-        load_checkpoint(tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match="is for 'normals'"):
-        NetworkCues(uv=tmp_path / "n.pt")
-
-
-def test_backbone_size_read_from_config():
-    cfg = Pixel3DMMConfig.from_dict({"task": "normals", "backbone": "vits14"})
-    net = Pixel3DMMNet(cfg)
-    assert net.backbone.patch_embed.proj.out_channels == 384 and len(net.backbone.blocks) == 12
-
-
-def test_network_cues_on_a_real_photo():
-    torch.manual_seed(0)
-    photo = Photo(rgb=skimage.data.astronaut(), name="astronaut")
-    provider = NetworkCues(normals=Pixel3DMMNet(_tiny_config("normals")), uv=Pixel3DMMNet(_tiny_config("uv")))
-    cues = provider.predict(photo)
-    assert set(provider.kinds) == {"normals", "uv"}
-    n, uv = cues["normals"], cues["uv"]
-    assert n.values.shape == (512, 512, 3) and uv.values.shape == (512, 512, 2)
-    covered = n.confidence > 0
-    # The crop is 1.6x the landmark box around the face (box ~92x106 px at (179, 71)).
-    assert 0.05 < covered.mean() < 0.2
-    assert covered[120, 225] and not covered[500, 20]
-    np.testing.assert_allclose(np.linalg.norm(n.values[covered], axis=1), 1.0, atol=1e-4)
-    assert (n.values[~covered] == 0).all()
-    assert ((uv.values[uv.confidence > 0] >= 0) & (uv.values[uv.confidence > 0] <= 1)).all()
