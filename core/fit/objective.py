@@ -259,6 +259,12 @@ class Objective:
         self._stage_normals = [None if t is None else _downsample(*t, res) for t in self.normal_targets]
         self._stage_images = [None if t is None else _downsample_image(*t, res) for t in self.images]
         self._stage_colours = [None if t is None else _downsample_colour(*t, res) for t in self.colour_images]
+        # The views with normal maps, grouped by map size, in view order within a group.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(self._stage_normals):
+            if t is not None:
+                groups.setdefault(tuple(t[0].shape[:2]), []).append(i)
+        self._normal_groups = list(groups.values())
 
     def set_pins(self, pins: Pins | None, variables: FitVariables | None = None) -> None:
         """Pins from now on; the head as it is now (``variables``, else the stage's
@@ -348,13 +354,16 @@ class Objective:
             out["dense"] = (w * huber).sum() / w.sum().clamp_min(1e-9)
         if wanted("normal"):
             normal_terms = []
-            for i, target in enumerate(self.normal_targets):
-                if target is None:
-                    continue
-                n_t, m_t, s = self._stage_normals[i]
-                cams = self.cameras(variables, scale=s, view=i, size=(n_t.shape[1], n_t.shape[0]))
-                rendered, mask = render_normals(verts, self.model.tris, cams)
-                normal_terms.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
+            for views in self._normal_groups:
+                # Views whose maps share a size render as one batch (one visibility pass, one set of normals).
+                cams = [self.cameras(variables, scale=self._stage_normals[i][2], view=i,
+                                     size=(self._stage_normals[i][0].shape[1], self._stage_normals[i][0].shape[0]))
+                        for i in views]
+                rendered, mask = render_normals(verts, self.model.tris, Cameras.cat(cams))
+                for b, i in enumerate(views):
+                    n_t, m_t, _ = self._stage_normals[i]
+                    normal_terms.append(normal_consistency_loss(n_t[None], rendered[b:b + 1],
+                                                                mask[b:b + 1] * m_t[None].to(verts.dtype)))
             out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
         if wanted("shading"):
             shading_terms = []

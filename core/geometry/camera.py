@@ -117,6 +117,17 @@ class Cameras:
             self.height,
         )
 
+    @classmethod
+    def cat(cls, cameras: "list[Cameras]") -> "Cameras":
+        """One batch from several (same image size); a single one comes back as it is."""
+        if len(cameras) == 1:
+            return cameras[0]
+        sizes = {(c.width, c.height) for c in cameras}
+        if len(sizes) != 1:
+            raise ValueError(f"cameras to join must share one image size, got {sorted(sizes)}")
+        return cls(torch.cat([c.K for c in cameras]), torch.cat([c.R for c in cameras]),
+                   torch.cat([c.t for c in cameras]), cameras[0].width, cameras[0].height)
+
     def __getitem__(self, index) -> "Cameras":
         """A sub-batch (index: int, slice or index tensor); keeps the batch dimension."""
         if isinstance(index, int):

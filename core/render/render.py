@@ -29,9 +29,12 @@ def render_normals(
     (B, H, W) float (1 covered, 0 background). Pass ``fragments`` to reuse a
     rasterisation of the same verts and cameras.
     """
+    mesh = verts
     verts, cameras = _prepare(verts, faces, cameras)
     frags = fragments if fragments is not None else rasterize(verts, faces, cameras, backend)
-    n_cam = torch.matmul(vertex_normals(verts, faces), cameras.R.transpose(1, 2))
+    # One mesh seen by several cameras: its normals once (batch 1), turned into each camera's frame.
+    n_world = vertex_normals(mesh if mesh.shape[0] == 1 else verts, faces)
+    n_cam = torch.matmul(n_world, cameras.R.transpose(1, 2))
     normals = normalize_clamped(interpolate(n_cam, faces, frags))
     return normals, frags.mask.to(verts.dtype)
 

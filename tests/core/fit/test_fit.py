@@ -386,3 +386,38 @@ def test_a_stage_differentiates_only_its_own_variables(template, case):
             assert (x.grad is not None) == (id(x) in trained), name
         full = model.deform(variables.controllers(), variables.joint_params(), variables.vertex_offsets(), parts=False)
         assert torch.equal(objective.posed(variables).verts, full.verts), name
+
+
+def test_views_of_one_map_size_render_as_one_batch(template, case):
+    """The normal term renders same-size views as one batch: the same loss and gradients as a view
+    at a time (float rounding apart), and views of other sizes in their own batches."""
+    from core.fit.camera_init import initial_cameras
+    from core.fit.objective import Objective
+    from core.fit.variables import FitVariables
+    from core.losses.normal_consistency import normal_consistency_loss
+    from core.render import render_normals
+    from core.template import TemplateModel
+
+    small = dataclasses.replace(case.view, normals=np.ascontiguousarray(case.view.normals[::2, ::2]),
+                                normal_mask=np.ascontiguousarray(case.view.normal_mask[::2, ::2]))
+    views = [case.view, small, case.view]
+    model = TemplateModel(template)
+    variables = FitVariables(model, initial_cameras(model, views))
+    objective = Objective(model, views)
+    spec = next(s for s in make_schedule("draft") if s.name == "vertex")
+    variables.train_only(spec.variables)
+    objective.begin_stage(spec, variables)
+    assert sorted(objective._normal_groups) == [[0, 2], [1]]
+    batched = objective.terms(variables, {"normal": 1.0})["normal"]
+    verts = objective.posed(variables).verts
+    alone = []
+    for i in range(3):
+        n_t, m_t, s = objective._stage_normals[i]
+        cams = objective.cameras(variables, scale=s, view=i, size=(n_t.shape[1], n_t.shape[0]))
+        rendered, mask = render_normals(verts, model.tris, cams)
+        alone.append(normal_consistency_loss(n_t[None], rendered, mask * m_t[None].to(verts.dtype)))
+    alone = torch.stack(alone).mean()
+    wrt = [variables.offsets, variables.cam_rot, variables.cam_trans]
+    for a, b in zip(torch.autograd.grad(batched, wrt, retain_graph=True), torch.autograd.grad(alone, wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert batched.item() == pytest.approx(alone.item(), rel=1e-6) and batched.item() > 0

@@ -197,8 +197,14 @@ def test_one_mesh_many_cameras_equals_separate_renders():
     normals, mask = render_normals(verts, faces, cams, backend="torch")
     for b in range(3):
         n_b, m_b = render_normals(verts, faces, cams[b], backend="torch")
-        torch.testing.assert_close(n_b[0], normals[b])
-        torch.testing.assert_close(m_b[0], mask[b])
+        # Bitwise: the fit renders its views as one batch and must see what each view alone shows.
+        assert torch.equal(n_b[0], normals[b]) and torch.equal(m_b[0], mask[b])
+    joined = Cameras.cat([cams[b] for b in range(3)])
+    assert torch.equal(render_normals(verts, faces, joined, backend="torch")[0], normals)
+    one = cams[1]
+    assert Cameras.cat([one]) is one
+    with pytest.raises(ValueError, match="one image size"):
+        Cameras.cat([cams[0], cams[1].scaled(0.5)])
 
 
 # ---------------------------------------------------------------- robustness
