@@ -89,6 +89,12 @@ def _run(args) -> int:
     from .pipeline import run_fit, views_from_photos
     from .result_set import ResultSetError
 
+    if args.threads < 0:
+        raise CommandError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     job = job_from_args(args)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -207,5 +213,7 @@ def add_parser(sub) -> None:
                    help="focal length: 'auto' uses the photo's EXIF 35 mm-equivalent focal length when it has "
                         "one and estimates it otherwise; 'estimate' ignores EXIF (use it for cropped photos); "
                         "a number is the 35 mm-equivalent focal length in mm for every photo")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for the fit (default 0: torch's choice, one per core); 1 suits a busy machine")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_run)

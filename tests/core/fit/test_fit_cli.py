@@ -31,7 +31,7 @@ def fitted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted_without_prior(tmp_path_factory):
-    return _fit(tmp_path_factory, "--cues", "none")
+    return _fit(tmp_path_factory, "--cues", "none", "--threads", "1")
 
 
 def test_writes_everything(fitted):
@@ -88,6 +88,9 @@ def test_errors_are_clear(tmp_path):
     missing = subprocess.run([str(BIN / "likeness"), "fit", str(tmp_path / "nope.jpg"), "--out", str(tmp_path)],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and "no such photo" in missing.stderr
+    threads = subprocess.run([str(BIN / "likeness"), "fit", PHOTO, "--out", str(tmp_path), "--threads", "-1"],
+                             capture_output=True, text=True)
+    assert threads.returncode == 2 and "--threads" in threads.stderr and "Traceback" not in threads.stderr
     blank = tmp_path / "blank.png"
     from PIL import Image
 
