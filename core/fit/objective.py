@@ -359,7 +359,9 @@ class Objective:
                 cams = [self.cameras(variables, scale=self._stage_normals[i][2], view=i,
                                      size=(self._stage_normals[i][0].shape[1], self._stage_normals[i][0].shape[0]))
                         for i in views]
-                rendered, mask = render_normals(verts, self.model.tris, Cameras.cat(cams))
+                # Back faces culled: the template is wound outward, so they never win where the
+                # normal term looks (a hole shows nothing instead of the head's inside).
+                rendered, mask = render_normals(verts, self.model.tris, Cameras.cat(cams), cull_back=True)
                 for b, i in enumerate(views):
                     n_t, m_t, _ = self._stage_normals[i]
                     normal_terms.append(normal_consistency_loss(n_t[None], rendered[b:b + 1],

@@ -11,11 +11,14 @@ import importlib.util
 
 import torch
 
+from ._raster_torch import back_facing
+
 AVAILABLE = importlib.util.find_spec("pytorch3d") is not None
 
 
 @torch.no_grad()
-def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int, near: float) -> torch.Tensor:
+def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int, near: float,
+                       cull_back: bool = False) -> torch.Tensor:
     """Same contract as ``core.render._raster_torch.rasterize_face_ids``.
 
     uvz: (B, V, 3) pixel u, v and camera depth; faces: (F, 3) int64.
@@ -33,8 +36,13 @@ def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, widt
     ndc = torch.stack(
         [rx * (1.0 - 2.0 * uvz[..., 0] / width), ry * (1.0 - 2.0 * uvz[..., 1] / height), uvz[..., 2]], dim=-1
     )
-    # Drop triangles crossing the near plane, as the built-in backend does.
-    keep = [(uvz[b, faces, 2].amin(1) >= near).nonzero().squeeze(1) for b in range(B)]
+    # Drop triangles crossing the near plane (and, with cull_back, those seen from behind), as the
+    # built-in backend does: per batch item, before pytorch3d sees them.
+    corners = uvz[:, faces]  # (B, F, 3, 3)
+    e1, e2 = corners[:, :, 1, :2] - corners[:, :, 0, :2], corners[:, :, 2, :2] - corners[:, :, 0, :2]
+    area2 = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
+    front = ~back_facing(area2) if cull_back else torch.ones_like(area2, dtype=torch.bool)
+    keep = [((corners[b, :, :, 2].amin(1) >= near) & front[b]).nonzero().squeeze(1) for b in range(B)]
     meshes = Meshes(verts=list(ndc), faces=[faces[k] for k in keep])
     pix_to_face, _, _, _ = rasterize_meshes(
         meshes,

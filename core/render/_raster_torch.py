@@ -26,12 +26,14 @@ _EMPTY_KEY = torch.iinfo(torch.int64).max
 
 
 @torch.no_grad()
-def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int, near: float) -> torch.Tensor:
+def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int, near: float,
+                       cull_back: bool = False) -> torch.Tensor:
     """Nearest face per pixel.
 
     uvz: (B, V, 3) float, pixel coordinates u, v and camera depth z.
     faces: (F, 3) int64. Returns face_id (B, H, W) int64, -1 where empty.
-    Triangles with a vertex closer than ``near`` are dropped (no clipping).
+    Triangles with a vertex closer than ``near`` are dropped (no clipping); with
+    ``cull_back``, so are triangles seen from behind (``back_facing``).
     """
     B, V = uvz.shape[:2]
     F = faces.shape[0]
@@ -64,6 +66,8 @@ def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, widt
     area2 = c[0] + c[1] + c[2]
     z_min = torch.minimum(torch.minimum(z[0], z[1]), z[2])
     valid = finite & (z_min >= near) & (area2.abs() > MIN_SCREEN_AREA)
+    if cull_back:
+        valid &= ~back_facing(area2)
     inv_area = torch.where(valid, 1.0 / torch.where(valid, area2, torch.ones_like(area2)), torch.zeros_like(area2))
     inv_z = [torch.where(valid, 1.0 / torch.where(valid, zk, torch.ones_like(zk)), torch.zeros_like(zk)) for zk in z]
     # Barycentrics w = (a dx + b dy + c) / area2; 1/z is linear in screen space.
@@ -98,6 +102,13 @@ def rasterize_face_ids(uvz: torch.Tensor, faces: torch.Tensor, height: int, widt
 
     face_id = torch.where(zbuf == _EMPTY_KEY, torch.full_like(zbuf, -1), zbuf & 0xFFFFFFFF)
     return face_id.view(B, height, width)
+
+
+def back_facing(area2: torch.Tensor) -> torch.Tensor:
+    """Whether a triangle with twice this signed screen area (corners in order, pixel u right
+    and v down) is seen from behind: an outward-wound mesh (counter-clockwise seen from
+    outside, as the templates are) shows its front faces with a negative area here."""
+    return area2 > 0
 
 
 def _scatter_chunk(zbuf, counts, base, face, coef, nx, width) -> None:

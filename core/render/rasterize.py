@@ -89,27 +89,29 @@ def rasterize(
     cameras: Cameras,
     backend: str | None = None,
     near: float = DEFAULT_NEAR,
+    cull_back: bool = False,
 ) -> Fragments:
     """Rasterise meshes seen by cameras; nearest surface wins.
 
     verts: (B, V, 3) float world positions (B or cameras' batch may be 1).
-    faces: (F, 3) int64, shared by the batch. Back faces are drawn.
+    faces: (F, 3) int64, shared by the batch. Back faces are drawn unless ``cull_back``
+    (for outward-wound meshes: less work, and what shows through a hole is left empty).
     backend: "torch" (built-in), "pytorch3d", or None for ``default_backend()``.
     """
     check_mesh(verts, faces)
     verts, cameras = broadcast_batch(verts, cameras)
     uv, depth = cameras.project(verts)
     uvz = torch.cat([uv, depth[..., None]], dim=-1)
-    return rasterize_projected(uvz, faces, cameras.height, cameras.width, backend, near)
+    return rasterize_projected(uvz, faces, cameras.height, cameras.width, backend, near, cull_back)
 
 
 def rasterize_projected(uvz: torch.Tensor, faces: torch.Tensor, height: int, width: int,
-                        backend: str | None = None, near: float = DEFAULT_NEAR) -> Fragments:
+                        backend: str | None = None, near: float = DEFAULT_NEAR, cull_back: bool = False) -> Fragments:
     """Rasterise vertices already in screen space; nearest depth wins.
 
     uvz: (B, V, 3) float pixel u, v (centres at +0.5) and depth of each vertex
     (any projection: ``rasterize`` passes a camera's, the UV layout an
-    orthographic one); faces: (F, 3) int64; backend as in ``rasterize``.
+    orthographic one); faces: (F, 3) int64; backend and ``cull_back`` as in ``rasterize``.
     """
     backend = backend or default_backend()
     if backend not in BACKENDS:
@@ -117,7 +119,7 @@ def rasterize_projected(uvz: torch.Tensor, faces: torch.Tensor, height: int, wid
     if backend == "pytorch3d" and not _raster_pytorch3d.AVAILABLE:
         raise ValueError("backend 'pytorch3d' requested but pytorch3d is not installed; use backend='torch'")
     raster = _raster_torch if backend == "torch" else _raster_pytorch3d
-    face_id = raster.rasterize_face_ids(uvz.detach(), faces, height, width, near)
+    face_id = raster.rasterize_face_ids(uvz.detach(), faces, height, width, near, cull_back)
     return fragments_from_face_ids(face_id, uvz, faces)
 
 

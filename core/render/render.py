@@ -21,17 +21,18 @@ def render_normals(
     cameras: Cameras,
     backend: str | None = None,
     fragments: Fragments | None = None,
+    cull_back: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Camera-space normal map (OpenCV axes; surfaces facing the camera have n_z < 0).
 
     verts: (B, V, 3) float world positions; faces: (F, 3) int64.
     Returns normals (B, H, W, 3) unit length (zero on background) and mask
     (B, H, W) float (1 covered, 0 background). Pass ``fragments`` to reuse a
-    rasterisation of the same verts and cameras.
+    rasterisation of the same verts and cameras; ``cull_back`` as in ``rasterize``.
     """
     mesh = verts
     verts, cameras = _prepare(verts, faces, cameras)
-    frags = fragments if fragments is not None else rasterize(verts, faces, cameras, backend)
+    frags = fragments if fragments is not None else rasterize(verts, faces, cameras, backend, cull_back=cull_back)
     # One mesh seen by several cameras: its normals once (batch 1), turned into each camera's frame.
     n_world = vertex_normals(mesh if mesh.shape[0] == 1 else verts, faces)
     n_cam = torch.matmul(n_world, cameras.R.transpose(1, 2))

@@ -421,3 +421,20 @@ def test_views_of_one_map_size_render_as_one_batch(template, case):
     for a, b in zip(torch.autograd.grad(batched, wrt, retain_graph=True), torch.autograd.grad(alone, wrt)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     assert batched.item() == pytest.approx(alone.item(), rel=1e-6) and batched.item() > 0
+
+
+def test_the_default_head_is_wound_outward(template):
+    """The normal term culls back faces: on the default head, seen from the front and the side, no
+    pixel changes (a head wound inward would vanish)."""
+    from core.geometry.camera import Cameras
+    from core.render import rasterize
+    from core.template import TemplateModel
+
+    model = TemplateModel(template, dtype=torch.float64)
+    verts = model.deform(model.default_controllers()).verts
+    centre = verts[0].mean(0).numpy()
+    for yaw in (0.0, 60.0):
+        cam = Cameras.orbit(centre, 0.6, yaw, 5.0, 500.0, 128, 128)
+        drawn = rasterize(verts, model.tris, cam).face_id
+        culled = rasterize(verts, model.tris, cam, cull_back=True).face_id
+        assert (drawn >= 0).sum() > 1000 and torch.equal(drawn, culled), yaw

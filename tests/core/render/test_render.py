@@ -95,6 +95,24 @@ def test_chunked_rasterisation_gives_the_same_ids(monkeypatch):
     assert torch.equal(whole, chunked)
 
 
+def test_culling_back_faces_keeps_what_a_closed_mesh_shows():
+    """An outward-wound closed mesh shows the same faces with its back faces culled; the inside of
+    an open one (seen through its hole) is left empty instead."""
+    verts, faces = ellipsoid(2)
+    cams = make_cameras(2, 48, 40, seed=3)
+    drawn = rasterize(verts, faces, cams, backend="torch").face_id
+    culled = rasterize(verts, faces, cams, backend="torch", cull_back=True).face_id
+    assert torch.equal(drawn, culled) and (drawn >= 0).any()
+    # The half of the shell facing the cameras removed: what shows is the far half's inside.
+    centre = verts[0].mean(0)
+    eyes = -(cams.R.transpose(1, 2) @ cams.t[..., None])[..., 0]  # (B, 3) camera centres
+    toward = eyes.mean(0) - centre
+    keep = faces[((verts[0][faces].mean(1) - centre) @ toward) < 0]
+    open_drawn = rasterize(verts, keep, cams, backend="torch").face_id
+    open_culled = rasterize(verts, keep, cams, backend="torch", cull_back=True).face_id
+    assert (open_drawn >= 0).sum() > 50 and (open_culled >= 0).sum() < 0.05 * (open_drawn >= 0).sum()
+
+
 def test_screen_filling_triangle_and_off_screen_geometry():
     cams = make_cameras(1, 32, 24, dist=1.0, jitter=0.0)
     # one huge triangle in front, one far off to the side, one behind the camera
