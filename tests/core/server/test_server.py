@@ -652,8 +652,9 @@ def test_core_drops_a_client_that_stops_reading():
             self.conn = conn
 
         def on_message(self, msg):
-            # 64 kB each: the socket buffers (a few MB) hold far fewer than the 4 MB sent
-            for i in range(64):
+            # 64 kB each, 16 MB in all: the kernel's socket buffers (Linux lets a send buffer grow
+            # to tcp_wmem's 4 MB) cannot take it all, so well over the 1 MB budget must queue
+            for i in range(256):
                 self.conn.send(Message("status", job=f"r{i}", buffers={"pad": np.zeros(64 << 10, np.uint8)}))
 
         def on_close(self):
