@@ -71,7 +71,7 @@ def test_bridge_uses_relative_imports_only():
 # core's packages (and top-level modules) from the bottom up. A module imports only from its own
 # package or from a lower tier; the packages of one tier do not import each other. core.cli sits at
 # the bottom: it holds CommandError for every subcommand and names the subcommand modules only as
-# strings (COMMAND_MODULES), imported when the parser is built. core.export sits above
+# strings (COMMANDS), imported when the parser is built. core.export sits above
 # core.geometry: the writers triangulate and take vertex normals from core.geometry.mesh_layout.
 CORE_TIERS: tuple[tuple[str, ...], ...] = (
     ("core.files", "core.cli", "core.geometry"),

@@ -29,3 +29,14 @@ def test_unknown_command_fails():
     out = subprocess.run([str(BIN / "likeness"), "no-such-command"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "invalid choice" in out.stderr
+
+
+def test_a_command_builds_only_its_own_parser():
+    """``likeness fit ...`` registers only ``fit`` (no other command's imports); the bare
+    ``likeness`` parser still lists every command."""
+    from core.cli import COMMANDS, build_parser
+
+    whole = build_parser()
+    names = whole._subparsers._group_actions[0].choices
+    assert list(names) == list(COMMANDS)
+    assert list(build_parser("fit")._subparsers._group_actions[0].choices) == ["fit"]
