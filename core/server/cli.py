@@ -81,6 +81,12 @@ def _serve(args) -> int:
         raise CommandError(f"--ready-file {args.ready_file}: its folder does not exist")
     if args.idle_timeout < 0:
         raise CommandError("--idle-timeout must be >= 0 seconds (0: never)")
+    if args.threads < 0:
+        raise CommandError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     token = resolve_token(args.token_file)
     release_large_blocks()
     registry = JobRegistry()
@@ -131,6 +137,9 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-paths", action="store_true",
                    help="open photo and template paths that clients send (the add-on's own local core); "
                         "otherwise only a same-user Unix-socket client may send paths, others send files inline")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for fits (default 0: torch's choice, one per core); 1 suits a machine busy "
+                        "with other work, such as Blender drawing the live preview on two cores")
     p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, metavar="S",
                    help=f"drop a client that sends nothing for S seconds while none of its jobs runs "
                         f"(default {IDLE_TIMEOUT_S:g}; 0: never)")

@@ -35,6 +35,8 @@ def _cases(tmp: pathlib.Path) -> dict[str, list[str]]:
         "device gpu": fit + ["--device", "gpu"],
         "template is a device": fit + ["--template", "/dev/zero"],
         "normals count": fit + ["--normals", str(a_file), str(a_file)],
+        "threads below zero": fit + ["--threads", "-1"],
+        "serve threads below zero": ["serve", "--threads", "-3"],
         "port out of range": ["serve", "--port", "70000"],
         "ready file in a missing folder": ["serve", "--ready-file", str(tmp / "missing" / "ready.json")],
     }

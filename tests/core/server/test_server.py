@@ -116,7 +116,7 @@ def cores(tmp_path_factory):
     token_file.write_text(TOKEN_IN_FILE + "\n")
     env = {"LIKENESS_TOKEN": TOKEN_IN_ENV}
     with running(Core(tmp, "--token-file", str(token_file), "--allow-paths", env=env, name="tcp"),
-                 Core(tmp, "--unix", str(tmp / "core.sock"), env=env, name="unix"),
+                 Core(tmp, "--unix", str(tmp / "core.sock"), "--threads", "1", env=env, name="unix"),
                  Core(tmp, name="victim")) as started:
         yield started
 
