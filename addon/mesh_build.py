@@ -91,11 +91,14 @@ def add_vertex_groups(obj: bpy.types.Object, joint_names: list[str], skin_idx: n
             groups[int(joints[start])].add(rows[start:stop].tolist(), float(weights[start]), "REPLACE")
 
 
-def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], deltas: np.ndarray) -> list[str]:
-    """Basis + one key per name that moves this mesh, every key at value 0 (the mesh opens at rest).
+def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], deltas: np.ndarray,
+                   keep: frozenset[str] = frozenset()) -> list[str]:
+    """Basis + one key per name that moves this mesh (or is in ``keep``), every key at value 0 (the
+    mesh opens at rest).
 
     basis: (N, 3) float32; deltas: (E, N, 3) float32. Returns the names of the keys added."""
     moves = np.abs(deltas).reshape(len(deltas), -1).max(1, initial=0.0) > wire.SHAPE_KEY_MIN_MOVE
+    moves |= np.array([n in keep for n in names], bool)
     added = [name for name, m in zip(names, moves) if m]
     if not added:
         return added
@@ -109,6 +112,30 @@ def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], d
         key.slider_min, key.slider_max = 0.0, 1.0
         key.value = 0.0  # Blender 5 gives a new key the value 1.0
     return added
+
+
+def drive_shape_keys(follower: bpy.types.Object, leader: bpy.types.Object) -> list[str]:
+    """Drive each of ``follower``'s shape keys from ``leader``'s key of the same name, so one slider
+    (or one keyframe) on the head moves its eyes, teeth and tongue with it. The drivers are simple
+    expressions: Blender evaluates them without running Python. Returns the names driven."""
+    fkeys, lkeys = follower.data.shape_keys, leader.data.shape_keys
+    if fkeys is None or lkeys is None:
+        return []
+    driven = []
+    for kb in fkeys.key_blocks[1:]:
+        if kb.name not in lkeys.key_blocks:
+            continue
+        fcurve = kb.driver_add("value")
+        drv = fcurve.driver
+        drv.type = "SCRIPTED"
+        var = drv.variables.new()
+        var.name, var.type = "value", "SINGLE_PROP"
+        var.targets[0].id_type = "KEY"
+        var.targets[0].id = lkeys
+        var.targets[0].data_path = f'key_blocks["{kb.name}"].value'
+        drv.expression = "value"
+        driven.append(kb.name)
+    return driven
 
 
 def new_armature(name: str, joint_names: list[str], parents: np.ndarray, rest: np.ndarray, tails: np.ndarray,

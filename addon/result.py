@@ -18,6 +18,7 @@ import numpy as np
 
 import bpy
 
+from ..bridge import template as wire
 from . import mesh_build
 
 SHAPE_KEY_NAME = "Likeness Fit"
@@ -121,8 +122,12 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
     if arm_obj is not None:
         mesh_build.add_vertex_groups(head, joint_names, arrays["skin_idx"], arrays["skin_w"])
         mesh_build.bind(head, arm_obj)
+    # The head carries every key, also those that move only the eyes, teeth or tongue: its sliders
+    # drive the parts' keys of the same name (mesh_build.drive_shape_keys).
+    part_moves = frozenset() if part_deltas is None or not len(part_deltas) else frozenset(
+        n for n, d in zip(names, np.asarray(part_deltas)) if np.abs(d).max(initial=0.0) > wire.SHAPE_KEY_MIN_MOVE)
     if deltas is not None and len(deltas):
-        mesh_build.add_shape_keys(head, neutral, names, np.asarray(deltas, np.float32))
+        mesh_build.add_shape_keys(head, neutral, names, np.asarray(deltas, np.float32), keep=part_moves)
     materials, images = [], []
     if "albedo" in buffers and "normal_map" in buffers:
         mat, imgs = skin_material(name, buffers["albedo"], buffers["normal_map"])
@@ -144,6 +149,7 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
             mesh_build.bind(pobj, arm_obj)
         if part_deltas is not None and len(part_deltas):
             mesh_build.add_shape_keys(pobj, np.asarray(parts, np.float32), names, np.asarray(part_deltas, np.float32))
+            mesh_build.drive_shape_keys(pobj, head)
     coll[CREATED_KEY] = {"objects": created, "materials": materials, "images": images}
     return coll
 

@@ -164,10 +164,15 @@ def apply_pose(bpy, arm, mesh, name: str) -> str | None:
     at rest). Returns None, or why the pose cannot be made (missing bones or shape keys)."""
     bones, shapes = next((b, s) for n, b, s in POSES if n == name)
     keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    # The other meshes on the same armature (eyes, teeth, tongue) carry the same keys; the add-on
+    # drives them from the head's, a GLB cannot, so they are set here by name as the drivers would.
+    others = [kb for o in bpy.context.scene.objects
+              if o.type == "MESH" and o is not mesh and o.find_armature() is arm and o.data.shape_keys
+              for kb in o.data.shape_keys.key_blocks]
     for pb in arm.pose.bones:
         pb.rotation_mode = "XYZ"
         pb.rotation_euler = (0, 0, 0)
-    for kb in keys:
+    for kb in (*keys, *others):
         kb.value = 0.0
     missing = [b for b in bones if b not in arm.pose.bones]
     matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
@@ -176,7 +181,7 @@ def apply_pose(bpy, arm, mesh, name: str) -> str | None:
     for b, deg in bones.items():
         arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
     for s, value in shapes.items():
-        for kb in matched[s]:
+        for kb in matched[s] + [kb for kb in others if s.lower() in kb.name.lower()]:
             kb.value = value
     bpy.context.view_layer.update()
     return None

@@ -362,18 +362,61 @@ def test_export_result(bpy_module, ext, tmp_path, fmt):
     result.remove_result(coll)
 
 
-def _default_head_result(ext):
-    """The default template's arrays and a result for it (neutral head and parts at rest)."""
+def _default_head_result(ext, keys: dict | None = None):
+    """The default template's arrays and a result for it (neutral head and parts at rest), with
+    ``keys``: {name: (head deltas (N, 3), part deltas (P, 3))} as its expression shape keys."""
     from core.template import load_default
 
     protocol = sys.modules[MODULE + ".bridge.protocol"]
     t = load_default()
     arrays, meta = t.to_arrays()
+    keys = keys or {}
+    extra = {} if not keys else {
+        "expression_deltas": np.stack([h for h, _ in keys.values()]).astype(np.float32),
+        "part_expression_deltas": np.stack([p for _, p in keys.values()]).astype(np.float32)}
     msg = protocol.Message("result", job="j2", fields={"meta": {
-        "joint_names": meta["joint_names"], "expression_names": [], "views": []}}, buffers={
+        "joint_names": meta["joint_names"], "expression_names": list(keys), "views": []}}, buffers={
         "verts": t.verts, "verts_neutral": t.verts, "joint_rest": t.joint_rest, "joint_tails": t.joint_tails,
-        "parts_neutral": t.part_verts})
+        "parts_neutral": t.part_verts, **extra})
     return protocol.decode_frame(protocol.encode(msg)), (arrays, meta)
+
+
+def test_head_sliders_move_the_eyes_teeth_and_tongue(bpy_module, ext):
+    """One slider per expression, on the head: the parts' keys of the same name follow it through
+    drivers, also for a key that moves only the parts (it still gets its slider on the head)."""
+    bpy = bpy_module
+    result = sys.modules[MODULE + ".addon.result"]
+    mb = sys.modules[MODULE + ".addon.mesh_build"]
+    from core.template import load_default
+
+    t = load_default()
+    n, p = len(t.verts), len(t.part_verts)
+    rng = np.random.default_rng(3)
+    jaw = (rng.normal(0, 0.002, (n, 3)), rng.normal(0, 0.004, (p, 3)))
+    look = (np.zeros((n, 3)), rng.normal(0, 0.003, (p, 3)))
+    msg, template = _default_head_result(ext, {"jawOpen": jaw, "eyeLookUpLeft": look})
+    coll = result.create_result(msg, template)
+    head = next(o for o in coll.objects if o.name.endswith("Head"))
+    parts = next(o for o in coll.objects if o.name.endswith("Eyes and Mouth"))
+    assert [k.name for k in head.data.shape_keys.key_blocks] == ["Basis", "jawOpen", "eyeLookUpLeft"]
+
+    def parts_now():
+        bpy.context.view_layer.update()
+        ev = parts.evaluated_get(bpy.context.evaluated_depsgraph_get())
+        m = ev.to_mesh()
+        co = np.empty(len(m.vertices) * 3, np.float32)
+        m.vertices.foreach_get("co", co)
+        ev.to_mesh_clear()
+        return co.reshape(-1, 3)
+
+    rest = parts_now()
+    np.testing.assert_allclose(rest, mb.read_positions(parts.data), atol=1e-6)
+    for name, (_, part_delta) in (("jawOpen", jaw), ("eyeLookUpLeft", look)):
+        head.data.shape_keys.key_blocks[name].value = 1.0
+        np.testing.assert_allclose(parts_now() - rest, part_delta, atol=1e-5, err_msg=name)
+        head.data.shape_keys.key_blocks[name].value = 0.0
+    np.testing.assert_allclose(parts_now(), rest, atol=1e-6)
+    result.remove_result(coll)
 
 
 def test_result_eyes_have_the_iris_colour_and_keep_their_uvs_in_every_export(bpy_module, ext, tmp_path):
