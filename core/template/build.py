@@ -17,9 +17,11 @@ import pathlib
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 
 from . import mpfb, parts as part_models
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
+from .mouth import LIP_SEAL_RINGS, lip_line, lip_sides
 from .model import Template, TemplateError, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
@@ -53,10 +55,13 @@ ARCH_WIDTH = 0.97  # the helper arch's width scaled by this
 LOWER_LIP_BONES = ("oris01", "oris07.L", "oris07.R")
 LAGGING_BONES = ("head", "levator05.L", "levator05.R")
 LOWER_LIP_MIN = 0.5
+# The jaw's weight band below the mouth is relaxed this many steps (_smooth_jaw_band); the mouth's
+# own weights (these regions and two rings around them) stay MakeHuman's and the lip fix's.
+JAW_BAND_SMOOTHING = 50
+MOUTH_REGIONS = ("lips", "mouth_ring", "lips_outer_ring", "mouth_upper_inner", "mouth_lower_inner", "mouth_corners")
 # Closing the lips at rest: the upper and lower lip overlap this much (mm) seen from the front,
-# the move fading out over these rings of vertices from the mouth's inner line.
+# the move fading out over mouth.LIP_SEAL_RINGS rings of vertices from the mouth's inner line.
 LIP_OVERLAP = 0.25
-LIP_SEAL_RINGS = (3, 7)
 SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
 MASK_THRESHOLD = 128
 SYMMETRY_MATCH_TOL = 0.3  # relative error allowed when pairing a controller side with its mirror
@@ -353,6 +358,7 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     poly_verts = quads.ravel()
     regions = _regions(base, base_ids, remap, head_faces, verts, mirror)
     verts = seal_lips(verts, quads, regions, mirror).astype(np.float32)
+    skin_w = _smooth_jaw_band(skin_idx, skin_w, parents, index, tris, regions)
     parts = _parts(base, deltas, dense, index, verts, quads, regions)
     t = Template(
         verts=verts, poly_verts=poly_verts,
@@ -397,6 +403,49 @@ def _lower_lip_rides_jaw(skin: np.ndarray, index: dict) -> None:
     share = skin[np.ix_(rows, lag)].sum(1)
     skin[np.ix_(rows, lag)] = 0.0
     skin[rows, np.array(lip)[skin[np.ix_(rows, lip)].argmax(1)]] += share
+
+
+def _smooth_jaw_band(skin_idx: np.ndarray, skin_w: np.ndarray, parents: np.ndarray, index: dict,
+                     tris: np.ndarray, regions: dict) -> np.ndarray:
+    """Smooth how much each vertex follows the jaw where the jaw's weight fades out below the mouth.
+
+    MakeHuman's band from jaw to neck is a few vertices wide along the jaw line, so an open jaw
+    folds the skin under it, and more on heads whose chin sits lower than the base mesh's: at 25°
+    the template flipped 82 faces, fitted heads 98-117, most of the difference in a line under the
+    jaw. Here the jaw's share (the jaw and its children) of every vertex strictly between 0 and 1
+    and outside the mouth (lips, mouth rings and two rings around them) is relaxed
+    JAW_BAND_SMOOTHING Jacobi steps towards its neighbours' mean, the rest held; each vertex's
+    jaw-side and other weights are rescaled to the new share (its influences do not change).
+    """
+    jaw = index.get("jaw")
+    if jaw is None:
+        return skin_w
+    subtree = np.zeros(len(parents), bool)
+    subtree[jaw] = True
+    for _ in range(len(parents)):
+        subtree |= (parents >= 0) & subtree[np.maximum(parents, 0)]
+    n = len(skin_w)
+    on_jaw = subtree[skin_idx] & (skin_w > 0)
+    share = np.where(on_jaw, skin_w, 0.0).sum(1)
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    adj = sp.csr_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    adj = ((adj + adj.T) > 0).astype(np.float64)
+    degree = np.asarray(adj.sum(1)).ravel()
+    mouth = np.zeros(n, bool)
+    for name in MOUTH_REGIONS:
+        mouth[regions[name]] = True
+    for _ in range(2):
+        mouth |= adj @ mouth.astype(np.float64) > 0
+    free = (share > 0) & (share < 1) & ~mouth
+    smooth = share.copy()
+    for _ in range(JAW_BAND_SMOOTHING):
+        smooth = np.where(free, 0.5 * smooth + 0.5 * (adj @ smooth) / np.maximum(degree, 1), smooth)
+    smooth = np.clip(smooth, 0.0, 1.0)
+    scale = np.where(on_jaw, smooth[:, None] / np.maximum(share[:, None], 1e-12),
+                     (1 - smooth[:, None]) / np.maximum(1 - share[:, None], 1e-12))
+    out = np.where(free[:, None], skin_w * scale, skin_w).astype(np.float32)
+    out[:, 0] += 1 - out.sum(1)  # exact float32 row sums
+    return out
 
 
 def _affine_transfer(helper: np.ndarray, helper_deltas: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -460,11 +509,11 @@ def _parts(base, deltas, dense, index, verts, quads, regions) -> dict:
         made[f"{name}.L"] = left
         made[f"{name}.R"] = _mirrored(*left)
 
-    lip_line = _lip_line(verts, quads, regions)
+    line = lip_line(verts, quads, regions)
     guide = _incisal_row(world["helper-upper-teeth"], 1.0)
     mid = guide[np.argmin(np.abs(guide[:, 0]))]
     guide = (guide - mid) * np.array([ARCH_WIDTH, 1.0, 1.0]) + mid
-    guide = guide + np.array([0.0, -UPPER_FORWARD * 1e-3, lip_line - UPPER_DISPLAY * 1e-3 - mid[2]])
+    guide = guide + np.array([0.0, -UPPER_FORWARD * 1e-3, line - UPPER_DISPLAY * 1e-3 - mid[2]])
     at, half = part_models.resample_arch(guide * 1000.0)
     s = np.arange(0.0, half + 0.25, 0.5)
     p, n = at(s)
@@ -521,33 +570,6 @@ def _parts(base, deltas, dense, index, verts, quads, regions) -> dict:
     }
 
 
-def _lip_sides(quads: np.ndarray, regions: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ring distance (edges) of every vertex from the upper and from the lower inner lip line
-    (corners excluded), each (n,) int64, large where far."""
-    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
-    corners = set(regions["mouth_corners"].tolist())
-    out = []
-    for key in ("mouth_upper_inner", "mouth_lower_inner"):
-        dist = np.full(n, 1 << 20, np.int64)
-        seeds = np.array([v for v in regions[key] if v not in corners])
-        dist[seeds] = 0
-        for k in range(1, LIP_SEAL_RINGS[1] + 1):
-            a, b = edges[:, 0], edges[:, 1]
-            reach = np.concatenate([b[dist[a] == k - 1], a[dist[b] == k - 1]])
-            reach = reach[dist[reach] > k]
-            dist[reach] = k
-        out.append(dist)
-    return out[0], out[1]
-
-
-def _lip_line(verts: np.ndarray, quads: np.ndarray, regions: dict) -> float:
-    """z (metres) where the lips meet at the midline: the upper lip's lowest point there (its
-    vertices within LIP_SEAL_RINGS[0] rings of the inner lip line, 2 mm either side of x = 0)."""
-    du, dl = _lip_sides(quads, regions, len(verts))
-    ids = np.flatnonzero((du < dl) & (du <= LIP_SEAL_RINGS[0]) & (np.abs(verts[:, 0]) < 2e-3))
-    return float(verts[ids, 2].min())
-
-
 def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.ndarray) -> np.ndarray:
     """The head with its lips meeting at rest (MakeHuman's leave a slit of up to ~0.8 mm).
 
@@ -557,7 +579,7 @@ def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.nd
     inner line and fading to nothing at LIP_SEAL_RINGS[1]; the move is made mirror-symmetric.
     verts: (N, 3); mirror: (N,) the mirror map. Returns a new (N, 3).
     """
-    du, dl = _lip_sides(quads, regions, len(verts))
+    du, dl = lip_sides(quads, regions, len(verts))
     lo, hi = LIP_SEAL_RINGS
     upper, lower = (du < dl) & (du <= hi), (dl < du) & (dl <= hi)
     fade_u = np.clip((hi - du) / (hi - lo), 0.0, 1.0) * upper
@@ -666,7 +688,7 @@ def builder_hash() -> str:
     """Short hash of the builder's source, so a changed builder never reads a stale cache."""
     here = pathlib.Path(__file__).parent
     h = hashlib.sha256()
-    for name in ("build.py", "mpfb.py", "landmarks.py", "model.py", "symmetry.py", "parts.py"):
+    for name in ("build.py", "mpfb.py", "landmarks.py", "model.py", "symmetry.py", "parts.py", "mouth.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:10]
 
