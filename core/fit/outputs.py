@@ -76,7 +76,8 @@ def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos
     np.savez_compressed(paths["npz"], **a, meta=np.frombuffer(json.dumps(_jsonable(meta)).encode(), dtype=np.uint8))
 
     report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
-                                                    "landmark_error_iod_per_view", "views", "animation_check", "multiview")}
+                                                    "landmark_error_iod_per_view", "views", "animation_check", "multiview",
+                                                    "teeth_seated_mm")}
 
     if photos:
         paths["overlay"] = out / "overlay.png"

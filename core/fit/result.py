@@ -9,7 +9,9 @@
   (the joint stage's rotations and scales are baked into ``verts_neutral``),
   so the template's skin weights bind ``verts_neutral`` directly.
 - ``expression_deltas``: per expression controller, the vertex deltas at its
-  upper bound on the neutral identity (the 52 shape keys of the GLB).
+  upper bound (the 52 shape keys of the GLB): the template's keys carried onto
+  ``verts_neutral`` by deformation transfer, so each triangle turns and
+  stretches as the template's does.
 - ``part_expression_deltas``: the same for the eyes, teeth and tongue
   (``parts_neutral``); eye, jaw and tongue shapes move them.
 """
@@ -19,9 +21,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from core.geometry.deformation_transfer import transfer_deltas
 from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
+from core.template.mouth import seat_teeth
 
 from .api import FitResult
 from .observations import ViewObservation
@@ -51,6 +55,12 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     blend = (skin[model.skin_idx][..., :3, :3] * model.skin_w[..., None, None]).sum(1)  # (N, 3, 3)
     offsets_rest = torch.linalg.solve(blend, offsets[..., None])[..., 0]
     verts_neutral = neutral.verts[0] + offsets_rest
+    # The teeth are rigid and follow only the controllers; the offsets may close the lips over
+    # them. Seat them behind the lips again (at rest, then posed by their joints).
+    seated, seat_mm = seat_teeth(t, verts_neutral.cpu().numpy(), neutral.parts[0].cpu().numpy())
+    parts_neutral = torch.as_tensor(seated, device=model.device, dtype=model.dtype)
+    seat = parts_neutral - neutral.parts[0]
+    parts_posed = posed.parts[0] + (skin[model.part_joint][:, :3, :3] @ seat[..., None])[..., 0]
 
     # New rest skeleton: joint heads where the fitted identity puts them, bone
     # orientations as in the template, so poses act on the same axes.
@@ -66,9 +76,16 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     expr_ids = variables.expr_ids
     n_expr = len(expr_ids)
     if n_expr:
-        head, part = expression_deltas(model, ctrl_neutral, expr_ids, joints_neutral)
-        head_deltas = head.cpu().numpy().astype(np.float32)
+        # The eyes, teeth and tongue ride their joints: their keys come from the model as fitted.
+        _, part = expression_deltas(model, ctrl_neutral, expr_ids, joints_neutral)
         part_deltas = part.cpu().numpy().astype(np.float32)
+        # The head's keys are the template's, carried onto this face as deformation gradients:
+        # the template's deltas added to another face fold it (jawOpen: 44-91 flipped faces on
+        # fitted heads against the template's 8).
+        source = model.deform(model.default_controllers(), None, parts=False).verts[0]
+        source_deltas, _ = expression_deltas(model, model.default_controllers(), expr_ids)
+        head_deltas = transfer_deltas(source.cpu().numpy(), source_deltas.cpu().numpy(),
+                                      verts_neutral.cpu().numpy(), t.tris).astype(np.float32)
     else:
         head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
         part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
@@ -84,8 +101,8 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     arrays = {
         "verts": f32(posed.verts[0]),
         "verts_neutral": f32(verts_neutral),
-        "parts": f32(posed.parts[0]),
-        "parts_neutral": f32(neutral.parts[0]),
+        "parts": f32(parts_posed),
+        "parts_neutral": f32(parts_neutral),
         "joint_rest": f32(rest),
         "joint_tails": f32(tails),
         "joint_posed": f32(posed.joints[0]),
@@ -102,6 +119,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     }
     meta = {
         "landmark_error_iod": float(np.mean(errors)),
+        "teeth_seated_mm": seat_mm,
         "landmark_error_iod_per_view": errors,
         "views": [{"name": v.name, "width": v.width, "height": v.height,
                    "focal_px": float(K[i][0, 0]), "focal_35mm": _focal_35mm(float(K[i][0, 0]), v.width, v.height),

@@ -1,0 +1,127 @@
+"""Deformation transfer between two meshes of one topology.
+
+A shape key made on one head (the template's expressions) moved onto another
+head (a fitted identity) by adding its vertex deltas keeps the deltas' world
+directions and lengths. Where the new head's surface is shaped or oriented
+otherwise (a fuller chin, a thinner lip, an eyelid at another angle) the same
+deltas overshoot, and faces fold: the template opens its jaw with 8 flipped
+faces, a fitted head given the template's deltas with 44-91.
+
+Here the key travels as what it does to each triangle instead: its
+deformation gradient (Sumner and Popovic, "Deformation transfer for triangle
+meshes", SIGGRAPH 2004: two edges and a normal scaled by the inverse square
+root of its length span a triangle's frame; the gradient maps the rest frame
+onto the deformed one). On the new head every triangle edge is mapped by its
+triangle's gradient and the new positions are the least-squares fit to those
+edges, with the vertices the key leaves still held. On the source mesh itself
+the transfer returns the source's deltas.
+
+Numpy and scipy on the CPU: it runs once per result, not inside an optimiser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+# A vertex the source key moves less than this (metres) is held where it is.
+STILL_M = 1e-6
+# Solves after the first that up-weight the triangles the transfer alone turned over, and by how much.
+REFINE_STEPS = 6
+REFINE_WEIGHT = 10.0
+# Triangles whose frame is this close to singular carry no gradient of their own.
+_MIN_FRAME_DET = 1e-18
+
+
+def triangle_frames(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) per triangle the columns e1 = v1 - v0, e2 = v2 - v0 and n / sqrt(|n|), n = e1 x e2."""
+    e1 = verts[tris[:, 1]] - verts[tris[:, 0]]
+    e2 = verts[tris[:, 2]] - verts[tris[:, 0]]
+    n = np.cross(e1, e2)
+    n = n / np.sqrt(np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30))
+    return np.stack([e1, e2, n], axis=-1)
+
+
+def deformation_gradients(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) the linear map of each triangle's rest frame onto its moved frame (identity where the
+    rest triangle is degenerate)."""
+    a = triangle_frames(rest, tris)
+    ok = np.abs(np.linalg.det(a)) > _MIN_FRAME_DET
+    out = np.broadcast_to(np.eye(3), a.shape).copy()
+    out[ok] = triangle_frames(moved, tris)[ok] @ np.linalg.inv(a[ok])
+    return out
+
+
+def _flipped(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(F,) bool: the triangle's normal turned by more than 90 degrees."""
+    def normals(v):
+        return np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+
+    return (normals(rest) * normals(moved)).sum(1) < 0
+
+
+def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, tris: np.ndarray,
+                    still: float = STILL_M) -> np.ndarray:
+    """Carry displacement fields made on ``source`` onto ``target`` (same vertex order and triangles).
+
+    source, target: (N, 3) rest positions; deltas: (E, N, 3) the source's keys; tris: (F, 3).
+    Returns (E, N, 3) the target's keys. Each key is solved on the vertices it moves: every directed
+    edge of a triangle touching them is asked to become its triangle's gradient times the target's
+    edge, weighted by 1 / |edge|^2 (a relative error, so short edges at the lids and lips count as
+    much as long ones); the vertices it leaves still stay.
+    """
+    source = np.asarray(source, np.float64)
+    target = np.asarray(target, np.float64)
+    tris = np.asarray(tris, np.int64)
+    deltas = np.asarray(deltas, np.float64)
+    if source.shape != target.shape or deltas.shape[1:] != source.shape:
+        raise ValueError(f"shapes differ: source {source.shape}, target {target.shape}, deltas {deltas.shape}")
+    n = len(target)
+    # Directed triangle edges: a shared edge appears once per triangle, each with its own gradient.
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    edge_tri = np.tile(np.arange(len(tris)), 3)
+    vec = target[edges[:, 1]] - target[edges[:, 0]]
+    weight = 1.0 / np.maximum((vec * vec).sum(1), 1e-16)
+    out = np.zeros_like(deltas)
+    for k, d in enumerate(deltas):
+        moving = np.linalg.norm(d, axis=1) >= still
+        if not moving.any():
+            continue
+        use = moving[edges].any(1)
+        grad = deformation_gradients(source, source + d, tris)
+        want = np.einsum("mij,mj->mi", grad[edge_tri[use]], vec[use])
+        e, w = edges[use], weight[use]
+        col = np.full(n, -1)
+        col[moving] = np.arange(int(moving.sum()))
+        rows = np.arange(len(e))
+        # x_j - x_i = want, unknowns only where the key moves; held ends go to the right-hand side.
+        sign = np.stack([-np.ones(len(e)), np.ones(len(e))], 1)
+        free = col[e] >= 0
+        g = sp.csr_matrix((sign[free], (np.repeat(rows, 2).reshape(-1, 2)[free], col[e][free])),
+                          shape=(len(e), int(moving.sum())))
+        rhs = want - (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
+        flips_source = _flipped(source, source + d, tris)
+        tri_use = edge_tri[use]
+        best = None
+        for _ in range(1 + REFINE_STEPS):
+            gw = g.T.multiply(w[None, :]).tocsr()
+            normal = (gw @ g).tocsc()
+            # A faint pull towards the added deltas keeps a part with no held vertex (a whole mesh
+            # that moves) solvable; 1e-9 of the edges' weight changes nothing where edges decide.
+            lam = 1e-9 * float(normal.diagonal().mean())
+            x = spla.splu((normal + lam * sp.identity(normal.shape[0], format="csc")).tocsc()).solve(
+                np.ascontiguousarray(gw @ rhs + lam * (target[moving] + d[moving])))
+            moved = target.copy()
+            moved[moving] = x
+            # A triangle the least-squares compromise turns over where the source's does not: its
+            # edges count REFINE_WEIGHT times more in the next solve. The solve with the fewest is kept.
+            worse = _flipped(target, moved, tris) & ~flips_source
+            if best is None or worse.sum() < best[0]:
+                best = (int(worse.sum()), x)
+            if not worse.any():
+                break
+            w = np.where(worse[tri_use], w * REFINE_WEIGHT, w)
+        x = best[1]
+        out[k, moving] = x - target[moving]
+    return out
