@@ -69,7 +69,7 @@ def test_batch_fits_photos_and_reports_failures(tmp_path):
     """)
     res = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
     info = json.loads(res.stdout.strip().splitlines()[-1])
-    assert info["keys"] == 52 and info["bound"] and info["uv"] == 1 and info["bones"] > 10
+    assert info["keys"] == 53 and info["bound"] and info["uv"] == 1 and info["bones"] > 10  # Basis + 52 sliders
     assert info["verts"] > 4000 and info["groups"] == info["bones"]
 
 
@@ -101,8 +101,11 @@ def test_batch_through_a_core_process_with_relative_paths_writes_files_that_agre
     assert set(blend["armatures"]) == {"grace_hopper Rig"}
     bones = blend["armatures"]["grace_hopper Rig"]
     for m in (head, parts):
-        assert m["keys"] and all(v == 0.0 for v in m["keys"].values()) and min(m["key_moves"].values()) > 1e-6
-    assert set(head["keys"]) | set(parts["keys"]) == set(ARKIT_EXPRESSIONS)
+        assert m["keys"] and all(v == 0.0 for v in m["keys"].values())
+    # Every key moves the mesh it is on, except the head's tongueOut: a slider that drives the tongue.
+    assert min(v for k, v in head["key_moves"].items() if k != "tongueOut") > 1e-6
+    assert head["key_moves"]["tongueOut"] == 0.0 and min(parts["key_moves"].values()) > 1e-6
+    assert set(head["keys"]) == set(ARKIT_EXPRESSIONS)
     influences = head["max_influences"]
     assert influences > 4
     for ext in ("glb", "fbx", "obj"):
