@@ -133,12 +133,13 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=None, help="bench photo's render cache")
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--picture", default=None, help="a PNG of photos, predicted and true normals, error")
+    p.add_argument("--no-flip", action="store_true", help="one pass per crop, without the mirrored crop's average")
     args = p.parse_args(argv)
 
     from core.priors.face_prior import FacePriorCues
     from core.template import load_default
 
-    provider = FacePriorCues(args.weights)
+    provider = FacePriorCues(args.weights, flip_average=not args.no_flip)
     per_view, tiles = [], []
     all_err = []
     for person, view, rgb, pred, conf, true_n, true_m, skin in cycles_views(

@@ -158,6 +158,17 @@ def load_checkpoint(path) -> tuple[FacePriorNet, dict]:
     return net.eval(), dict(ckpt.get("extra", {}))
 
 
+def _average_with_mirror(out: dict, mirrored: dict) -> dict:
+    """The network's maps averaged with its maps of the mirrored crop, mirrored back: the normals'
+    x (right) flips sign, the mask and the error scale are plain images. The UV map is kept from
+    the crop as given (the template's UV layout is not mirror-symmetric)."""
+    back = {k: v.flip(-1) for k, v in mirrored.items()}
+    n = back["normals"] * torch.tensor([-1.0, 1.0, 1.0], device=back["normals"].device).view(1, 3, 1, 1)
+    return {"normals": F.normalize(out["normals"] + n, dim=1, eps=1e-6), "uv": out["uv"],
+            "mask_logit": 0.5 * (out["mask_logit"] + back["mask_logit"]),
+            "log_scale": 0.5 * (out["log_scale"] + back["log_scale"])}
+
+
 class FacePriorCues(CueProvider):
     """Dense cues (normals, uv) from the face prior network, in the photo's pixel frame.
 
@@ -168,8 +179,10 @@ class FacePriorCues(CueProvider):
     name = "face_prior"
     predicted = True
 
-    def __init__(self, weights=None, device: str | torch.device = "cpu", min_mask: float = 0.5) -> None:
+    def __init__(self, weights=None, device: str | torch.device = "cpu", min_mask: float = 0.5,
+                 flip_average: bool = True) -> None:
         self.weights = pathlib.Path(weights) if weights else DEFAULT_WEIGHTS
+        self.flip_average = bool(flip_average)
         self.device = torch.device(device)
         self.min_mask = float(min_mask)
         self._net: FacePriorNet | None = None
@@ -190,6 +203,8 @@ class FacePriorCues(CueProvider):
         x = torch.as_tensor(crop_rgb, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None] / 255.0
         with torch.no_grad():
             out = self.net(x)
+            if self.flip_average:
+                out = _average_with_mirror(out, self.net(x.flip(-1)))
         return {
             "normals": out["normals"][0].permute(1, 2, 0).cpu().numpy(),
             "uv": out["uv"][0].permute(1, 2, 0).cpu().numpy(),
