@@ -27,7 +27,8 @@ import scipy.sparse.linalg as spla
 
 # A vertex the source key moves less than this (metres) is held where it is.
 STILL_M = 1e-6
-# Solves after the first that up-weight the triangles the transfer alone turned over, and by how much.
+# Solves after the first for the triangles the transfer alone turned over: at most this many, each
+# weighting those triangles' edges this much more and asking them for their gradient's rotation only.
 REFINE_STEPS = 6
 REFINE_WEIGHT = 10.0
 # Triangles whose frame is this close to singular carry no gradient of their own.
@@ -53,6 +54,14 @@ def deformation_gradients(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray)
     return out
 
 
+def _rotation_part(m: np.ndarray) -> np.ndarray:
+    """(K, 3, 3) the rotation of each matrix's polar decomposition."""
+    u, _, vt = np.linalg.svd(m)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[:, :, 2] *= d[:, None]
+    return u @ vt
+
+
 def _flipped(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(F,) bool: the triangle's normal turned by more than 90 degrees."""
     def normals(v):
@@ -69,7 +78,9 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
     Returns (E, N, 3) the target's keys. Each key is solved on the vertices it moves: every directed
     edge of a triangle touching them is asked to become its triangle's gradient times the target's
     edge, weighted by 1 / |edge|^2 (a relative error, so short edges at the lids and lips count as
-    much as long ones); the vertices it leaves still stay.
+    much as long ones); the vertices it leaves still stay. Triangles the solve turns over where the
+    source's do not are then asked for their gradient's rotation alone, with more weight, and solved
+    again (REFINE_STEPS times at most; the solve with the fewest such triangles is kept).
     """
     source = np.asarray(source, np.float64)
     target = np.asarray(target, np.float64)
@@ -122,6 +133,12 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
             if not worse.any():
                 break
             w = np.where(worse[tri_use], w * REFINE_WEIGHT, w)
+            # Such a triangle is asked for its gradient's rotation alone (polar part): a rotation
+            # the source's triangle makes without turning over cannot turn another one over.
+            rot = _rotation_part(grad[worse])
+            grad[worse] = rot
+            want = np.einsum("mij,mj->mi", grad[edge_tri[use]], vec[use])
+            rhs = want - (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
         x = best[1]
         out[k, moving] = x - target[moving]
     return out
