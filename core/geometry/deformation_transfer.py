@@ -89,20 +89,26 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
     if source.shape != target.shape or deltas.shape[1:] != source.shape:
         raise ValueError(f"shapes differ: source {source.shape}, target {target.shape}, deltas {deltas.shape}")
     n = len(target)
-    # Directed triangle edges: a shared edge appears once per triangle, each with its own gradient.
-    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    edge_tri = np.tile(np.arange(len(tris)), 3)
-    vec = target[edges[:, 1]] - target[edges[:, 0]]
-    weight = 1.0 / np.maximum((vec * vec).sum(1), 1e-16)
+    # The source's rest frames, inverted once (identity where degenerate).
+    frames = triangle_frames(source, tris)
+    ok = np.abs(np.linalg.det(frames)) > _MIN_FRAME_DET
+    inverse = np.broadcast_to(np.eye(3), frames.shape).copy()
+    inverse[ok] = np.linalg.inv(frames[ok])
     out = np.zeros_like(deltas)
     for k, d in enumerate(deltas):
         moving = np.linalg.norm(d, axis=1) >= still
         if not moving.any():
             continue
-        use = moving[edges].any(1)
-        grad = deformation_gradients(source, source + d, tris)
-        want = np.einsum("mij,mj->mi", grad[edge_tri[use]], vec[use])
-        e, w = edges[use], weight[use]
+        # The key's own triangles (those touching a vertex it moves) and their directed edges: a
+        # shared edge appears once per triangle, each with its own gradient.
+        tri_ids = np.flatnonzero(moving[tris].any(1))
+        own = tris[tri_ids]
+        grad = np.broadcast_to(np.eye(3), (len(own), 3, 3)).copy()
+        grad[ok[tri_ids]] = triangle_frames(source + d, own)[ok[tri_ids]] @ inverse[tri_ids][ok[tri_ids]]
+        e = np.concatenate([own[:, [0, 1]], own[:, [1, 2]], own[:, [2, 0]]])
+        edge_tri = np.tile(np.arange(len(own)), 3)
+        vec = target[e[:, 1]] - target[e[:, 0]]
+        w = 1.0 / np.maximum((vec * vec).sum(1), 1e-16)
         col = np.full(n, -1)
         col[moving] = np.arange(int(moving.sum()))
         rows = np.arange(len(e))
@@ -111,11 +117,11 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
         free = col[e] >= 0
         g = sp.csr_matrix((sign[free], (np.repeat(rows, 2).reshape(-1, 2)[free], col[e][free])),
                           shape=(len(e), int(moving.sum())))
-        rhs = want - (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
-        flips_source = _flipped(source, source + d, tris)
-        tri_use = edge_tri[use]
+        held = (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
+        flips_source = _flipped(source, source + d, own)
         best = None
         for _ in range(1 + REFINE_STEPS):
+            rhs = np.einsum("mij,mj->mi", grad[edge_tri], vec) - held
             gw = g.T.multiply(w[None, :]).tocsr()
             normal = (gw @ g).tocsc()
             # A faint pull towards the added deltas keeps a part with no held vertex (a whole mesh
@@ -127,18 +133,14 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
             moved[moving] = x
             # A triangle the least-squares compromise turns over where the source's does not: its
             # edges count REFINE_WEIGHT times more in the next solve. The solve with the fewest is kept.
-            worse = _flipped(target, moved, tris) & ~flips_source
+            worse = _flipped(target, moved, own) & ~flips_source
             if best is None or worse.sum() < best[0]:
                 best = (int(worse.sum()), x)
             if not worse.any():
                 break
-            w = np.where(worse[tri_use], w * REFINE_WEIGHT, w)
+            w = np.where(worse[edge_tri], w * REFINE_WEIGHT, w)
             # Such a triangle is asked for its gradient's rotation alone (polar part): a rotation
             # the source's triangle makes without turning over cannot turn another one over.
-            rot = _rotation_part(grad[worse])
-            grad[worse] = rot
-            want = np.einsum("mij,mj->mi", grad[edge_tri[use]], vec[use])
-            rhs = want - (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
-        x = best[1]
-        out[k, moving] = x - target[moving]
+            grad[worse] = _rotation_part(grad[worse])
+        out[k, moving] = best[1] - target[moving]
     return out

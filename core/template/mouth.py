@@ -53,8 +53,14 @@ def teeth_through_lips(template, verts: np.ndarray, parts: np.ndarray) -> int:
     verts: (N, 3) head, parts: (P, 3), template frame (-y the face's front)."""
     names, part = list(template.part_names), np.asarray(template.part_vert_part)
     teeth = np.isin(part, [names.index(n) for n in TEETH_PARTS if n in names])
-    return int(outside_flesh(np.asarray(verts, np.float64), np.asarray(template.tris),
-                             np.asarray(parts, np.float64)[teeth]).sum())
+    points = np.asarray(parts, np.float64)[teeth]
+    verts = np.asarray(verts, np.float64)
+    tris = np.asarray(template.tris)
+    # A ray along y meets only triangles whose x-z box overlaps the teeth's: the rest cannot change it.
+    lo, hi = points[:, [0, 2]].min(0), points[:, [0, 2]].max(0)
+    corners = verts[tris][..., [0, 2]]
+    near = ((corners.max(1) >= lo) & (corners.min(1) <= hi)).all(1)
+    return int(outside_flesh(verts, tris[near], points).sum())
 
 
 def seat_teeth(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, float]:
@@ -64,20 +70,27 @@ def seat_teeth(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarr
 
     The fit reshapes the lips with the shape controllers and per-vertex offsets; the teeth are
     rigid and follow the controllers only, so a fitted mouth can close over them: 48 teeth
-    vertices in the lips of one fitted head against the template's 4. Of the moves tried
-    (SEAT_STEP_MM steps up to SEAT_MAX_MM) the shortest that reaches the template's count wins,
-    else the one with the fewest."""
+    vertices in the lips of one fitted head against the template's 4. Moves are SEAT_STEP_MM steps
+    up to SEAT_MAX_MM, bisected: the shortest that reaches the template's count wins, else the
+    tried one with the fewest."""
     names = list(template.part_names)
     mouth = np.isin(np.asarray(template.part_vert_part), [names.index(n) for n in MOUTH_PARTS if n in names])
     allowed = teeth_through_lips(template, np.asarray(template.verts), np.asarray(template.part_verts))
     parts = np.asarray(parts)
-    best = None
-    for mm in np.arange(0.0, SEAT_MAX_MM + 1e-9, SEAT_STEP_MM):
+    tried: dict[int, tuple[int, np.ndarray]] = {}
+
+    def attempt(step: int) -> bool:
         moved = parts.copy()
-        moved[mouth, 1] += mm * 1e-3
-        count = teeth_through_lips(template, verts, moved)
-        if best is None or count < best[0]:
-            best = (count, moved, float(mm))
-        if count <= allowed:
-            break
-    return best[1], best[2]
+        moved[mouth, 1] += step * SEAT_STEP_MM * 1e-3
+        tried[step] = (teeth_through_lips(template, verts, moved), moved)
+        return tried[step][0] <= allowed
+
+    # Fewer teeth poke through the further back they sit: bisect for the shortest move that is enough.
+    lo, hi = 0, int(round(SEAT_MAX_MM / SEAT_STEP_MM))
+    if not attempt(lo) and attempt(hi):
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if attempt(mid) else (mid, hi)
+    enough = [k for k, (c, _) in tried.items() if c <= allowed]
+    step = min(enough) if enough else min(tried, key=lambda k: (tried[k][0], k))
+    return tried[step][1], step * SEAT_STEP_MM
