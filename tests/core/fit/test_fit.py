@@ -172,6 +172,22 @@ def test_several_photos_get_the_consistency_term(case):
     assert schedule_for(off, [photo, photo])[0].weights["consistency"] == 0.0
 
 
+def test_many_photos_with_predicted_normal_maps_add_the_consistency_term(case):
+    """Predicted maps (the face prior's) from CONSISTENCY_WITH_PREDICTED_MIN_VIEWS photos on: the
+    multi-view settings and the consistency term; fewer photos, or exact maps, the settings alone."""
+    from core.fit.schedule import CONSISTENCY_WITH_PREDICTED_MIN_VIEWS as MANY, PHOTO_CONSISTENCY_WEIGHT, schedule_for
+
+    image = np.full((case.view.height // 4, case.view.width // 4, 3), 0.5, np.float32)
+    exact = dataclasses.replace(case.view, image=image, skin=None, image_scale=0.0)
+    predicted = dataclasses.replace(exact, cues_predicted=True)
+    for views, on in (([predicted] * MANY, True), ([predicted] * (MANY - 1), False), ([exact] * MANY, False),
+                      ([predicted] * (MANY - 1) + [exact], False)):
+        stages = {s.name: s for s in schedule_for(DRAFT, views)}
+        assert stages["vertex"].weights.get("anchor", 0.0) > 0  # the multi-view settings, every time
+        assert all(s.weights.get("consistency", 0.0) == (PHOTO_CONSISTENCY_WEIGHT if on else 0.0)
+                   for s in stages.values() if s.name in ("rig", "joint", "vertex")), (len(views), on)
+
+
 def test_shared_focal_keeps_the_head_in_place():
     from core.fit.variables import with_shared_focal
     from core.geometry.camera import Cameras
