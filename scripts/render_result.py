@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/render_result.py OUT/grace_hopper.blend docs/result_as_opened.png
     .venv/bin/python scripts/render_result.py OUT/grace_hopper.blend docs/result_poses.png \
-        --poses jaw_25,mouthSmileLeft,eyeBlinkLeft,browInnerUp,neck_left
+        --poses jaw_25,jawOpen,mouthSmileLeft,eyeBlinkLeft,browInnerUp,neck_left
 
 Opens the file as saved (shape keys and pose as stored, nothing reset), frames
 the largest mesh, renders with Workbench (needs EGL: Debian's libegl1,
