@@ -40,7 +40,8 @@ def job_from_args(args):
     schedule = read_schedule(args.schedule) if args.schedule else None
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     try:
-        job = FitJob(photos, options=FitOptions(preset=args.preset, schedule=schedule, focal=args.focal, cues=cues),
+        job = FitJob(photos, options=FitOptions(preset=args.preset, schedule=schedule, focal=args.focal, cues=cues,
+                                                holdout_landmarks=args.holdout_landmarks),
                      device=device)
     except ValueError as exc:
         name, _, rest = str(exc).partition(" ")
@@ -143,6 +144,10 @@ def _run(args) -> int:
         raise CommandError(str(exc)) from None
     print(f"landmark error: {result.meta['landmark_error_iod']:.4f} of the eye distance; "
           f"{result.meta['seconds']:.1f} s on {result.meta['device']}")
+    held = result.meta.get("heldout_landmark_error_iod")
+    if held:
+        print(f"held-out landmarks (not fitted): points {held['points']:.4f}, face oval {held['oval']:.4f} "
+              f"of the eye distance")
     for name, path in paths.items():
         print(f"wrote {path}")
     return 0
@@ -215,5 +220,8 @@ def add_parser(sub) -> None:
                         "a number is the 35 mm-equivalent focal length in mm for every photo")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for the fit (default 0: torch's choice, one per core); 1 suits a busy machine")
+    p.add_argument("--holdout-landmarks", action="store_true",
+                   help="check mode: leave every 10th FaceMesh point and the face oval out of the fit and "
+                        "report how far the result lands from them")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=_run)

@@ -46,6 +46,8 @@ class ViewObservation:
         treats them as a weaker cue (``schedule_for``).
     uv_map: (h, w, 2) float32 template UV per photo pixel (a cue provider's), or None.
     uv_weight: (h, w) weights in [0, 1] of ``uv_map`` (0: no UV there), or None (all valid).
+    landmark_heldout: (L,) bool, the detected points left out of the objective to check the
+        fit against (``FitOptions.holdout_landmarks``), or None.
     """
 
     width: int
@@ -64,6 +66,7 @@ class ViewObservation:
     cues_predicted: bool = False
     uv_map: np.ndarray | None = None
     uv_weight: np.ndarray | None = None
+    landmark_heldout: np.ndarray | None = None
 
     def __post_init__(self):
         if self.focal_px is not None:

@@ -123,6 +123,10 @@ class FitOptions:
     multiview_shared_focal: the views share one focal length relative to image
         size (photos from one camera). Left per view, focals drift apart
         (measured on 16 renders with one lens: 0.8-1.7x the true focal).
+    holdout_landmarks: a check of the fit on real photos, where no true head is known: every
+        HOLDOUT_EVERY-th FaceMesh point and the face oval are left out of the objective (and of
+        the camera's start), and the result reports how far the fitted head lands from them
+        (``heldout_landmark_error_iod``, in eye distances).
     """
 
     preset: str = "default"
@@ -137,6 +141,7 @@ class FitOptions:
     multiview_hide_backfacing: bool = True
     multiview_min_cos: float = 0.1
     multiview_shared_focal: bool = True
+    holdout_landmarks: bool = False
 
     def __post_init__(self):
         if self.preset not in PRESETS:

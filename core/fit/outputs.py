@@ -77,7 +77,7 @@ def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos
 
     report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
                                                     "landmark_error_iod_per_view", "views", "animation_check", "multiview",
-                                                    "teeth_seated_mm")}
+                                                    "teeth_seated_mm", "heldout_landmark_error_iod")}
 
     if photos:
         paths["overlay"] = out / "overlay.png"

@@ -33,6 +33,15 @@ from .variables import FitVariables
 
 # Landmarks the fit ignores in the photo: MediaPipe's iris points are not on the skin.
 IRIS_IDS = np.arange(468, 478)
+# The held-out check (FitOptions.holdout_landmarks): every this-many-th FaceMesh point is left out.
+HOLDOUT_EVERY = 10
+
+
+def holdout_landmark_ids() -> np.ndarray:
+    """The FaceMesh points the held-out check leaves out: every HOLDOUT_EVERY-th and the face oval."""
+    from core.priors.skin import face_oval_ids
+
+    return np.union1d(np.arange(0, 468, HOLDOUT_EVERY), face_oval_ids())
 
 
 @dataclass
@@ -59,6 +68,11 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
         face = detect_landmarks(photo, face_index=p.face_index)
         weight = np.full(len(face.points), 1.0, np.float32)
         weight[IRIS_IDS[IRIS_IDS < len(weight)]] = 0.0
+        heldout = None
+        if options.holdout_landmarks:
+            heldout = np.zeros(len(weight), bool)
+            heldout[holdout_landmark_ids()] = True
+            weight[heldout] = 0.0
         w, h = photo.size
         focal_px, source = photo_focal(photo, options.focal)
         image, skin, scale = shading_image(photo.rgb, face.points)
@@ -78,7 +92,7 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
                                             image_scale=scale, cue_source=cue_source, uv_map=uv_map,
-                                            uv_weight=uv_weight,
+                                            uv_weight=uv_weight, landmark_heldout=heldout,
                                             cues_predicted=provider is not None and provider.predicted))
         inputs.photos.append(photo)
         inputs.faces.append(face)

@@ -23,7 +23,7 @@ import torch
 
 from core.geometry.deformation_transfer import transfer_deltas
 from core.priors.landmarks import eye_corner_distance
-from core.template import LMK_CONTOUR, LMK_UNUSED
+from core.template import LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
 from core.template.mouth import seat_teeth
 
@@ -37,6 +37,30 @@ def landmark_error_iod(projected: np.ndarray, detected: np.ndarray, kind: np.nda
     keep = use & (kind != LMK_CONTOUR) & (kind != LMK_UNUSED)
     iod = eye_corner_distance(detected)
     return float(np.linalg.norm(projected[keep] - detected[keep], axis=1).mean() / max(iod, 1e-9))
+
+
+def heldout_landmark_error_iod(projected: np.ndarray, detected: np.ndarray, template, heldout: np.ndarray) -> dict:
+    """How far the fitted head lands from the detected points the fit did not see, in units of the
+    outer-eye-corner distance: "points", the mean distance of the held-out surface points (each
+    names one point of the head); "oval", the mean distance of the held-out face-oval detections
+    to the projected oval's polyline (the oval is a silhouette: a point slides along it).
+
+    projected, detected: (L, 2) pixels; heldout: (L,) bool."""
+    kind = np.asarray(template.lmk_kind)
+    iod = max(eye_corner_distance(detected), 1e-9)
+    points = heldout & (kind == LMK_SURFACE)
+    point_err = np.linalg.norm(projected[points] - detected[points], axis=1)
+    loop = np.asarray(template.lmk_subsets.get("face_oval", []), np.int64)
+    oval = np.flatnonzero(heldout & (kind == LMK_CONTOUR))
+    oval_err = np.zeros(0)
+    if len(loop) >= 2 and len(oval):
+        a, b = projected[loop], projected[np.roll(loop, -1)]
+        q = detected[oval][:, None]
+        ab = (b - a)[None]
+        s = np.clip(((q - a[None]) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1)
+        oval_err = np.linalg.norm(q - (a[None] + s[..., None] * ab), axis=-1).min(1)
+    mean = lambda x: float(x.mean() / iod) if len(x) else float("nan")  # noqa: E731
+    return {"points": mean(point_err), "oval": mean(oval_err), "n_points": int(points.sum()), "n_oval": int(len(oval))}
 
 
 @torch.no_grad()
@@ -96,6 +120,8 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     uv = uv.cpu().numpy()
     errors = [landmark_error_iod(uv[i], v.landmarks, np.asarray(t.lmk_kind), v.landmark_weight > 0)
               for i, v in enumerate(views)]
+    heldout = [heldout_landmark_error_iod(uv[i], v.landmarks, t, v.landmark_heldout)
+               for i, v in enumerate(views) if v.landmark_heldout is not None]
 
     f32 = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
     arrays = {
@@ -119,6 +145,10 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     }
     meta = {
         "landmark_error_iod": float(np.mean(errors)),
+        **({"heldout_landmark_error_iod": {
+            "points": float(np.mean([h["points"] for h in heldout])),
+            "oval": float(np.mean([h["oval"] for h in heldout])),
+            "per_view": heldout}} if heldout else {}),
         "teeth_seated_mm": seat_mm,
         "landmark_error_iod_per_view": errors,
         "views": [{"name": v.name, "width": v.width, "height": v.height,

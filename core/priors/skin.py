@@ -44,6 +44,11 @@ def _landmark_sets() -> dict[str, tuple]:
     }
 
 
+def face_oval_ids() -> np.ndarray:
+    """MediaPipe's face-oval point ids (the outline FaceMesh draws), in loop order."""
+    return np.asarray(_landmark_sets()["oval"], np.int64)
+
+
 def _edge_loop(edges) -> list[int]:
     """The closed loop of point ids that a set of undirected edges forms."""
     nbrs: dict[int, list[int]] = {}

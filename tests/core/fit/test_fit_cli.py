@@ -176,3 +176,58 @@ def test_normals_flag_reaches_the_fit_and_a_map_changes_it(tmp_path):
     err = [ln for ln in res.stderr.splitlines() if ln.startswith("likeness") or "error" in ln.lower()]
     assert len(err) == 1 and "--normals" in err[0] and "aspect" in err[0], res.stderr[-2000:]
     assert "Traceback" not in res.stderr and not (tmp_path / "wide" / "report.json").exists()
+
+
+def test_holdout_landmarks_leaves_points_out_and_reports_them(tmp_path):
+    """--holdout-landmarks: every 10th FaceMesh point and the face oval get no weight in the fit, and
+    the report says how far the result lands from them (a short fit: only that the figures exist,
+    are small, and are not the fitted points' own error)."""
+    import numpy as np
+
+    from core.fit.options import FitOptions
+    from core.fit.pipeline import PhotoInput, holdout_landmark_ids, views_from_photos
+
+    ids = holdout_landmark_ids()
+    assert {0, 10, 460} <= set(ids.tolist()) and 10 in ids and len(ids) > 60  # every 10th and the oval
+    photo = [PhotoInput(name="grace_hopper.jpg", path=PHOTO)]
+    view = views_from_photos(photo, FitOptions(cues=None, holdout_landmarks=True)).views[0]
+    plain = views_from_photos(photo, FitOptions(cues=None)).views[0]
+    assert (view.landmark_weight[ids] == 0).all() and view.landmark_heldout[ids].all()
+    assert view.landmark_heldout.sum() == len(ids) and plain.landmark_heldout is None
+    assert (view.landmark_weight[~view.landmark_heldout] == plain.landmark_weight[~view.landmark_heldout]).all()
+
+    out = tmp_path / "held"
+    res = subprocess.run([str(BIN / "likeness"), "fit", PHOTO, "--out", str(out), "--schedule", TINY,
+                          "--cues", "none", "--holdout-landmarks", "--quiet"], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "held-out landmarks (not fitted)" in res.stdout
+    held = json.loads((out / "report.json").read_text())["heldout_landmark_error_iod"]
+    assert 0 < held["points"] < 0.2 and 0 < held["oval"] < 0.3, held
+    assert held["per_view"][0]["n_points"] > 30 and held["per_view"][0]["n_oval"] == 36, held
+    assert np.isfinite([held["points"], held["oval"]]).all()
+
+
+def test_heldout_error_measures_points_and_slides_along_the_oval():
+    import numpy as np
+
+    from core.fit.result import heldout_landmark_error_iod
+    from core.template import LMK_SURFACE, load_default
+
+    t = load_default()
+    rng = np.random.default_rng(1)
+    detected = rng.uniform(100, 300, (478, 2))
+    detected[263], detected[33] = [300.0, 200.0], [200.0, 200.0]  # eye distance 100 px
+    heldout = np.zeros(478, bool)
+    surface = np.flatnonzero(np.asarray(t.lmk_kind) == LMK_SURFACE)
+    heldout[surface[::10]] = True
+    loop = np.asarray(t.lmk_subsets["face_oval"])
+    heldout[loop] = True
+    projected = detected.copy()
+    projected[surface] += [3.0, 4.0]  # 5 px = 0.05 eye distances
+    # Each detected oval point halfway between two projected ones: on the polyline, no error.
+    projected[loop] = detected[loop]
+    detected[loop] = 0.5 * (projected[loop] + projected[np.roll(loop, -1)])
+    got = heldout_landmark_error_iod(projected, detected, t, heldout)
+    assert got["points"] == pytest.approx(0.05) and got["oval"] == pytest.approx(0.0, abs=1e-9)
+    assert got["n_points"] == len(surface[::10]) and got["n_oval"] == len(loop)
