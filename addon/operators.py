@@ -387,7 +387,7 @@ class LIKENESS_OT_create_result(bpy.types.Operator):
             coll = result.create_result(LIVE.result, LIVE.template, mode=settings.result_mode,
                                         with_armature=settings.with_armature,
                                         with_expressions=settings.with_expressions, source_mesh=source,
-                                        iris_color=tuple(settings.iris_color))
+                                        iris_color=None if settings.iris_from_photo else tuple(settings.iris_color))
         except result.ResultError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -88,7 +88,9 @@ class VIEW3D_PT_likeness_fit(_LikenessPanel, bpy.types.Panel):
         layout.prop(settings, "focal_mode")
         if settings.focal_mode == "GIVEN":
             layout.prop(settings, "focal_35mm")
-        layout.prop(settings, "iris_color")
+        layout.prop(settings, "iris_from_photo")
+        if not settings.iris_from_photo:
+            layout.prop(settings, "iris_color")
         col = layout.column(align=True)
         col.label(text="Stage iterations (override the preset):")
         for stage in ("rig", "joint", "vertex"):

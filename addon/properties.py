@@ -57,6 +57,9 @@ class LikenessSettings(bpy.types.PropertyGroup):
     )
     focal_35mm: bpy.props.FloatProperty(name="Focal (35 mm)", min=4.0, max=2000.0, default=50.0, unit="CAMERA",
                                         description="35 mm-equivalent focal length of the lens that took the photos")
+    iris_from_photo: bpy.props.BoolProperty(name="Iris From Photo", default=True,
+                                            description="Colour the result's irises as the photo shows them "
+                                                        "(else with Iris Color)")
     iris_color: bpy.props.FloatVectorProperty(name="Iris Color", subtype="COLOR_GAMMA", size=3, min=0.0, max=1.0,
                                               default=(0.22, 0.13, 0.07),
                                               description="Colour of the result's irises (the eye texture is made with it)")

@@ -65,14 +65,17 @@ def result_name(base: str) -> str:
 
 def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJECT", with_armature: bool = True,
                   with_expressions: bool = True, source_mesh: bpy.types.Object | None = None,
-                  name: str = "", iris_color=DEFAULT_IRIS_COLOR) -> bpy.types.Collection:
+                  name: str = "", iris_color=None) -> bpy.types.Collection:
     """Create all result data; returns the new collection. Raises ResultError before creating anything.
 
     name: the result's name (objects are "<name> Head", "<name> Rig", ...; numbered when taken, never
     Blender's ".001"); empty: the file stem of the result's first photo. iris_color: (r, g, b) sRGB
-    0..1 of the eyes' irises."""
+    0..1 of the eyes' irises; None: the colour the core read from the photo's irises, else
+    DEFAULT_IRIS_COLOR."""
     arrays, meta = template
     buffers, rmeta = result.buffers, result.fields.get("meta", {})
+    if iris_color is None:
+        iris_color = photo_iris_color(rmeta) or DEFAULT_IRIS_COLOR
     neutral = _need(buffers, "verts_neutral").astype(np.float32)
     n = len(arrays["verts"])
     if neutral.shape != (n, 3):
@@ -152,6 +155,19 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
             mesh_build.drive_shape_keys(pobj, head)
     coll[CREATED_KEY] = {"objects": created, "materials": materials, "images": images}
     return coll
+
+
+def photo_iris_color(result_meta: dict) -> tuple[float, float, float] | None:
+    """The iris colour the core read from the photo (sRGB 0..1), or None when it sent none or a
+    malformed one."""
+    value = result_meta.get("iris_color")
+    try:
+        rgb = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    if len(rgb) != 3 or not all(np.isfinite(rgb)) or min(rgb) < 0.0 or max(rgb) > 1.0:
+        return None
+    return rgb
 
 
 def _image(name: str, pixels: np.ndarray, non_color: bool) -> bpy.types.Image:

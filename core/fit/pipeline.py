@@ -165,6 +165,7 @@ def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | 
     remote core) still gets a textured head.
     """
     from core.template import load_default
+    from core.texture.iris import iris_color
     from core.texture.result import fit_texture_maps
 
     template = job.template if job.template is not None else load_default()
@@ -174,4 +175,9 @@ def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | 
         if record.result is not None and size > 0:
             record.result.textures = fit_texture_maps(template, record.result.arrays, [p.rgb for p in inputs.photos],
                                                       size, job.device)
+        if record.result is not None and inputs.photos:
+            # The first photo's irises colour the result's eye texture (the add-on's default).
+            colour = iris_color(inputs.photos[0].rgb, inputs.faces[0].points)
+            if colour is not None:
+                record.result.meta["iris_color"] = [round(c, 4) for c in colour]
         yield record

@@ -381,6 +381,32 @@ def _default_head_result(ext, keys: dict | None = None):
     return protocol.decode_frame(protocol.encode(msg)), (arrays, meta)
 
 
+def test_the_irises_take_the_photo_colour_unless_one_is_given(bpy_module, ext):
+    """A result that carries the photo's iris colour gets eyes of that colour by default; a colour
+    given wins; without one, or with a malformed one, the default hazel."""
+    result = sys.modules[MODULE + ".addon.result"]
+    protocol = sys.modules[MODULE + ".bridge.protocol"]
+
+    def iris_of(meta_colour, given=None):
+        msg, template = _default_head_result(ext)
+        fields = dict(msg.fields)
+        fields["meta"] = {**fields["meta"], **({} if meta_colour is None else {"iris_color": meta_colour})}
+        msg = protocol.decode_frame(protocol.encode(protocol.Message("result", job="j3", fields=fields,
+                                                                     buffers=msg.buffers)))
+        coll = result.create_result(msg, template, iris_color=given)
+        parts = next(o for o in coll.objects if o.name.endswith("Eyes and Mouth"))
+        eye = next(m for m in parts.data.materials if m.name.endswith("Eye"))
+        got = tuple(eye[result.IRIS_COLOR_KEY])
+        result.remove_result(coll)
+        return got
+
+    assert iris_of([0.2, 0.4, 0.6]) == pytest.approx((0.2, 0.4, 0.6))
+    assert iris_of([0.2, 0.4, 0.6], given=(0.5, 0.3, 0.1)) == pytest.approx((0.5, 0.3, 0.1))
+    assert iris_of(None) == pytest.approx(result.DEFAULT_IRIS_COLOR)
+    assert iris_of([0.2, "blue", 9]) == pytest.approx(result.DEFAULT_IRIS_COLOR)
+    assert iris_of([0.2, 0.4, 1.5]) == pytest.approx(result.DEFAULT_IRIS_COLOR)
+
+
 def test_head_sliders_move_the_eyes_teeth_and_tongue(bpy_module, ext):
     """One slider per expression, on the head: the parts' keys of the same name follow it through
     drivers, also for a key that moves only the parts (it still gets its slider on the head)."""
