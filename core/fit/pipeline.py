@@ -165,7 +165,7 @@ def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | 
     remote core) still gets a textured head.
     """
     from core.template import load_default
-    from core.texture.iris import iris_color
+    from core.priors.iris import iris_color
     from core.texture.result import fit_texture_maps
 
     template = job.template if job.template is not None else load_default()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.priors.landmarks import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
+from .landmarks import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
 
 IRIS_RING = (0.35, 0.85)  # fraction of the iris radius
 TRIM = 0.2  # share of the ring's darkest and of its brightest pixels left out

@@ -1,4 +1,4 @@
-"""The iris colour read from a photo (core/texture/iris.py)."""
+"""The iris colour read from a photo (core/priors/iris.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from conftest import GRACE_HOPPER
 from core.priors.landmarks import LEFT_IRIS_CENTER, RIGHT_IRIS_CENTER
-from core.texture.iris import iris_color
+from core.priors.iris import iris_color
 
 
 @pytest.fixture(scope="module")
