@@ -91,14 +91,20 @@ def add_vertex_groups(obj: bpy.types.Object, joint_names: list[str], skin_idx: n
             groups[int(joints[start])].add(rows[start:stop].tolist(), float(weights[start]), "REPLACE")
 
 
+def moving_keys(names: list[str], deltas: np.ndarray) -> list[str]:
+    """The names whose deltas (E, N, 3) move some vertex by more than SHAPE_KEY_MIN_MOVE."""
+    moves = np.abs(np.asarray(deltas)).reshape(len(deltas), -1).max(1, initial=0.0) > wire.SHAPE_KEY_MIN_MOVE
+    return [name for name, m in zip(names, moves) if m]
+
+
 def add_shape_keys(obj: bpy.types.Object, basis: np.ndarray, names: list[str], deltas: np.ndarray,
                    keep: frozenset[str] = frozenset()) -> list[str]:
     """Basis + one key per name that moves this mesh (or is in ``keep``), every key at value 0 (the
     mesh opens at rest).
 
     basis: (N, 3) float32; deltas: (E, N, 3) float32. Returns the names of the keys added."""
-    moves = np.abs(deltas).reshape(len(deltas), -1).max(1, initial=0.0) > wire.SHAPE_KEY_MIN_MOVE
-    moves |= np.array([n in keep for n in names], bool)
+    moving = set(moving_keys(names, deltas)) | set(keep)
+    moves = [name in moving for name in names]
     added = [name for name, m in zip(names, moves) if m]
     if not added:
         return added

@@ -18,7 +18,6 @@ import numpy as np
 
 import bpy
 
-from ..bridge import template as wire
 from . import mesh_build
 
 SHAPE_KEY_NAME = "Likeness Fit"
@@ -127,8 +126,7 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
         mesh_build.bind(head, arm_obj)
     # The head carries every key, also those that move only the eyes, teeth or tongue: its sliders
     # drive the parts' keys of the same name (mesh_build.drive_shape_keys).
-    part_moves = frozenset() if part_deltas is None or not len(part_deltas) else frozenset(
-        n for n, d in zip(names, np.asarray(part_deltas)) if np.abs(d).max(initial=0.0) > wire.SHAPE_KEY_MIN_MOVE)
+    part_moves = frozenset() if part_deltas is None else frozenset(mesh_build.moving_keys(names, part_deltas))
     if deltas is not None and len(deltas):
         mesh_build.add_shape_keys(head, neutral, names, np.asarray(deltas, np.float32), keep=part_moves)
     materials, images = [], []

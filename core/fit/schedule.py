@@ -327,11 +327,11 @@ def schedule_for(options, views) -> list[StageSpec]:
     several = sum(v.normals is not None and (PREDICTED_NORMALS_MULTIVIEW or not getattr(v, "cues_predicted", False))
                   for v in views) >= MULTIVIEW_MIN_VIEWS
     base = MULTIVIEW_NORMALS_OVERRIDES if several else {}
-    if not several and sum(getattr(v, "image", None) is not None for v in views) >= MULTIVIEW_MIN_VIEWS:
+    photos = sum(getattr(v, "image", None) is not None for v in views)
+    if not several and photos >= MULTIVIEW_MIN_VIEWS:
         # Normal maps, where several photos have them, are the stronger cue: with exact ones
         # (bench photo's oracle_normals, person305, 7 photos) consistency took 0.290 to 0.356 mm.
         base = merge_overrides(PHOTO_CONSISTENCY_OVERRIDES, base)
-    photos = sum(getattr(v, "image", None) is not None for v in views)
     if several and photos >= CONSISTENCY_WITH_PREDICTED_MIN_VIEWS and all(
             getattr(v, "cues_predicted", False) for v in views if v.normals is not None):
         base = merge_overrides(base, PHOTO_CONSISTENCY_OVERRIDES)

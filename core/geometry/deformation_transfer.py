@@ -44,14 +44,27 @@ def triangle_frames(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return np.stack([e1, e2, n], axis=-1)
 
 
+def _inverse_frames(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(F, 3, 3) the inverse of each triangle's frame; 0 where the triangle is degenerate (it then
+    carries no gradient of its own: see _gradients)."""
+    frames = triangle_frames(verts, tris)
+    ok = np.abs(np.linalg.det(frames)) > _MIN_FRAME_DET
+    out = np.zeros_like(frames)
+    out[ok] = np.linalg.inv(frames[ok])
+    return out
+
+
+def _gradients(moved_frames: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """(K, 3, 3) moved frame times rest inverse; the identity where the rest frame had none."""
+    out = moved_frames @ inverse
+    out[~inverse.any(axis=(1, 2))] = np.eye(3)
+    return out
+
+
 def deformation_gradients(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(F, 3, 3) the linear map of each triangle's rest frame onto its moved frame (identity where the
     rest triangle is degenerate)."""
-    a = triangle_frames(rest, tris)
-    ok = np.abs(np.linalg.det(a)) > _MIN_FRAME_DET
-    out = np.broadcast_to(np.eye(3), a.shape).copy()
-    out[ok] = triangle_frames(moved, tris)[ok] @ np.linalg.inv(a[ok])
-    return out
+    return _gradients(triangle_frames(moved, tris), _inverse_frames(rest, tris))
 
 
 def _rotation_part(m: np.ndarray) -> np.ndarray:
@@ -62,12 +75,9 @@ def _rotation_part(m: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
-def _flipped(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(F,) bool: the triangle's normal turned by more than 90 degrees."""
-    def normals(v):
-        return np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-
-    return (normals(rest) * normals(moved)).sum(1) < 0
+def _flipped(rest_frames: np.ndarray, moved_frames: np.ndarray) -> np.ndarray:
+    """(F,) bool: the triangle's normal (its frame's third column) turned by more than 90 degrees."""
+    return (rest_frames[:, :, 2] * moved_frames[:, :, 2]).sum(1) < 0
 
 
 def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, tris: np.ndarray,
@@ -89,11 +99,9 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
     if source.shape != target.shape or deltas.shape[1:] != source.shape:
         raise ValueError(f"shapes differ: source {source.shape}, target {target.shape}, deltas {deltas.shape}")
     n = len(target)
-    # The source's rest frames, inverted once (identity where degenerate).
-    frames = triangle_frames(source, tris)
-    ok = np.abs(np.linalg.det(frames)) > _MIN_FRAME_DET
-    inverse = np.broadcast_to(np.eye(3), frames.shape).copy()
-    inverse[ok] = np.linalg.inv(frames[ok])
+    # The source's and the target's rest frames, once; the source's inverted.
+    frames, target_frames = triangle_frames(source, tris), triangle_frames(target, tris)
+    inverse = _inverse_frames(source, tris)
     out = np.zeros_like(deltas)
     for k, d in enumerate(deltas):
         moving = np.linalg.norm(d, axis=1) >= still
@@ -103,8 +111,8 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
         # shared edge appears once per triangle, each with its own gradient.
         tri_ids = np.flatnonzero(moving[tris].any(1))
         own = tris[tri_ids]
-        grad = np.broadcast_to(np.eye(3), (len(own), 3, 3)).copy()
-        grad[ok[tri_ids]] = triangle_frames(source + d, own)[ok[tri_ids]] @ inverse[tri_ids][ok[tri_ids]]
+        moved_source = triangle_frames(source + d, own)
+        grad = _gradients(moved_source, inverse[tri_ids])
         e = np.concatenate([own[:, [0, 1]], own[:, [1, 2]], own[:, [2, 0]]])
         edge_tri = np.tile(np.arange(len(own)), 3)
         vec = target[e[:, 1]] - target[e[:, 0]]
@@ -118,7 +126,7 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
         g = sp.csr_matrix((sign[free], (np.repeat(rows, 2).reshape(-1, 2)[free], col[e][free])),
                           shape=(len(e), int(moving.sum())))
         held = (sign[..., None] * np.where(free[..., None], 0.0, target[e])).sum(1)
-        flips_source = _flipped(source, source + d, own)
+        flips_source = _flipped(frames[tri_ids], moved_source)
         best = None
         for _ in range(1 + REFINE_STEPS):
             rhs = np.einsum("mij,mj->mi", grad[edge_tri], vec) - held
@@ -133,7 +141,7 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
             moved[moving] = x
             # A triangle the least-squares compromise turns over where the source's does not: its
             # edges count REFINE_WEIGHT times more in the next solve. The solve with the fewest is kept.
-            worse = _flipped(target, moved, own) & ~flips_source
+            worse = _flipped(target_frames[tri_ids], triangle_frames(moved, own)) & ~flips_source
             if best is None or worse.sum() < best[0]:
                 best = (int(worse.sum()), x)
             if not worse.any():

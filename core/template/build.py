@@ -17,7 +17,9 @@ import pathlib
 import sys
 
 import numpy as np
-import scipy.sparse as sp
+import torch
+
+from core.geometry import Laplacian, MeshTopology
 
 from . import mpfb, parts as part_models
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
@@ -427,20 +429,20 @@ def _smooth_jaw_band(skin_idx: np.ndarray, skin_w: np.ndarray, parents: np.ndarr
     n = len(skin_w)
     on_jaw = subtree[skin_idx] & (skin_w > 0)
     share = np.where(on_jaw, skin_w, 0.0).sum(1)
-    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    adj = sp.csr_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    adj = ((adj + adj.T) > 0).astype(np.float64)
-    degree = np.asarray(adj.sum(1)).ravel()
+    topology = MeshTopology.from_faces(torch.as_tensor(tris), n)
+    umbrella = Laplacian.uniform(topology, torch.float64)  # share - its neighbours' mean
+    edges = topology.edges.numpy()
     mouth = np.zeros(n, bool)
     for name in MOUTH_REGIONS:
         mouth[regions[name]] = True
-    for _ in range(2):
-        mouth |= adj @ mouth.astype(np.float64) > 0
-    free = (share > 0) & (share < 1) & ~mouth
-    smooth = share.copy()
+    for _ in range(2):  # grow by one ring of neighbours, twice
+        near = edges[mouth[edges[:, 0]] | mouth[edges[:, 1]]]
+        mouth[near.ravel()] = True
+    free = torch.as_tensor((share > 0) & (share < 1) & ~mouth)
+    smooth = torch.as_tensor(share, dtype=torch.float64)
     for _ in range(JAW_BAND_SMOOTHING):
-        smooth = np.where(free, 0.5 * smooth + 0.5 * (adj @ smooth) / np.maximum(degree, 1), smooth)
-    smooth = np.clip(smooth, 0.0, 1.0)
+        smooth = torch.where(free, smooth - 0.5 * umbrella.apply_c(smooth[None, None])[0, 0], smooth)
+    smooth = np.clip(smooth.numpy(), 0.0, 1.0)
     scale = np.where(on_jaw, smooth[:, None] / np.maximum(share[:, None], 1e-12),
                      (1 - smooth[:, None]) / np.maximum(1 - share[:, None], 1e-12))
     out = np.where(free[:, None], skin_w * scale, skin_w).astype(np.float32)
