@@ -16,7 +16,7 @@ from bridge import __version__
 COMMANDS: dict[str, str] = {
     "doctor": "core.doctor",
     "bench": "core.bench.cli",
-    "template": "core.template.cli",
+    "template": "core.adopt.cli",
     "fit": "core.fit.cli",
     "batch": "core.batch.cli",
     "serve": "core.server.cli",

@@ -19,7 +19,7 @@ simple eyes on the eye-helper centres, two area lights, grey background, 85 mm
 lens at 0.75 m, 384² at 16 samples + denoising) from the front, yaw ±20° and
 pitch ±15°; MediaPipe FaceMesh (478 points with iris refinement,
 ``core.priors.detect_landmarks``) on each; then
-``core.bench.embedding.derive_embedding``: least-squares triangulation of
+``core.geometry.embedding.derive_embedding``: least-squares triangulation of
 every landmark's rays, nearest-point snap to the skin, a second triangulation
 without the views that see the point grazing or occluded, and a refinement over
 the skin (within 4 mm) toward the best multi-view reprojection. The skin is the
@@ -66,7 +66,7 @@ from blender_scene import (  # noqa: E402
 )
 
 from bridge.conventions import opencv_to_blender_camera  # noqa: E402
-from core.bench import embedding as emb  # noqa: E402
+from core.geometry import embedding as emb  # noqa: E402
 from core.export.obj import ObjMesh, read_obj  # noqa: E402
 from core.geometry.camera import Cameras  # noqa: E402
 from core.geometry.mesh_layout import fan_triangulate  # noqa: E402

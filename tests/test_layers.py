@@ -78,7 +78,7 @@ CORE_TIERS: tuple[tuple[str, ...], ...] = (
     ("core.export", "core.render", "core.losses"),
     ("core.template",),
     ("core.priors", "core.texture", "core.multiview"),
-    ("core.fit",),
+    ("core.fit", "core.adopt"),
     ("core.bench", "core.server", "core.batch", "core.doctor"),
 )
 

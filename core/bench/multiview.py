@@ -201,7 +201,7 @@ def detector_bias(template, verts: np.ndarray, cams, views) -> dict:
     """How far the detector's landmarks sit from the points they name, in 3-D: each surface
     landmark triangulated from every detected view with the true cameras, against the
     ground truth's embedded point (mm). More views do not remove this part of the error."""
-    from core.bench.embedding import triangulate
+    from core.geometry.embedding import triangulate
     from core.geometry.constants import MM
     from core.geometry.mesh_layout import surface_points
     from core.template import LMK_SURFACE

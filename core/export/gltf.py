@@ -8,17 +8,25 @@ triangles and per-vertex UVs: quads are split (a, b, c), (a, c, d) and
 vertices are split where a vertex has several UVs (Blender's importer keeps
 the split unless asked to merge). ``vertex_map`` in the mesh extras maps every
 written vertex back to its template vertex, so tools can restore topology.
+
+``read_gltf`` reads one mesh of a .glb or .gltf back (positions in the file's
+own Y-up scene frame, triangles, UVs, morph targets) for checks and imports.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import pathlib
+import re
 import struct
+import urllib.parse
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.files import UnsafeFileError, open_regular
 from core.geometry.mesh_layout import fan_triangulate, vertex_normals
 
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
@@ -281,3 +289,373 @@ def write_glb(path, meshes: list[MeshData], armature: Armature | None = None) ->
         fh.write(struct.pack("<II", len(json_bytes), 0x4E4F534A) + json_bytes)
         fh.write(struct.pack("<II", len(b.blob), 0x004E4942) + bytes(b.blob))
     return doc
+
+
+# --- Reader -------------------------------------------------------------------------------------
+
+MAX_GLTF_BYTES = 512 * 2**20  # the file and the buffer files it names, together
+_COMPONENTS = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+_COMPONENT_NAMES = {5120: "int8", 5121: "uint8", 5122: "int16", 5123: "uint16", 5125: "uint32", 5126: "float32"}
+_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_MODES = {0: "POINTS", 1: "LINES", 2: "LINE_LOOP", 3: "LINE_STRIP", 4: "TRIANGLES", 5: "TRIANGLE_STRIP",
+          6: "TRIANGLE_FAN"}
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@dataclass(frozen=True)
+class GltfMesh:
+    """One mesh of a glTF file in the file's own scene frame (glTF: Y up), vertices in file order.
+
+    verts: (V, 3) float64 with the mesh node's world transform applied (none for a skinned
+    node, whose transform glTF ignores: its positions are the bind pose); tris: (T, 3) int64;
+    uvs: (V, 2) float64 Blender-style (v' = 1 - v), NaN on primitives without TEXCOORD_0,
+    None when no primitive has them; morphs: (M, V, 3) float64 POSITION deltas (same frame)
+    named by ``morph_names`` (``extras.targetNames``, else key_1, key_2, ...).
+    """
+
+    name: str
+    verts: np.ndarray
+    tris: np.ndarray
+    uvs: np.ndarray | None
+    morph_names: list[str]
+    morphs: np.ndarray
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _quat_matrix(q: np.ndarray) -> np.ndarray:
+    """3x3 rotation of a unit quaternion (x, y, z, w)."""
+    x, y, z, w = q
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+class _GltfReader:
+    """A glTF document and its buffers (each read on first use); every error names the file."""
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self.budget = MAX_GLTF_BYTES
+        self.bin: memoryview | None = None
+        self.buffers: dict[int, memoryview] = {}
+        data = self._read_file(path, "glTF file")
+        text = self._glb_json(data) if data[:4] == b"glTF" else data
+        try:
+            self.doc = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise self.error(f"not glTF JSON ({type(exc).__name__}: {exc})") from None
+        if not isinstance(self.doc, dict):
+            raise self.error("the glTF JSON is not an object")
+        version = self.doc.get("asset", {}).get("version") if isinstance(self.doc.get("asset"), dict) else None
+        if not (isinstance(version, str) and version.startswith("2.")):
+            raise self.error(f"asset.version is {_short(version)}; only glTF 2.x is read")
+
+    def error(self, message: str) -> ValueError:
+        return ValueError(f"{self.path}: {message}")
+
+    def _read_file(self, path: pathlib.Path, what: str) -> bytes:
+        """The bytes of a regular file, counted against the reader's byte budget."""
+        try:
+            fh = open_regular(path, what, self.budget)
+        except UnsafeFileError as exc:
+            raise ValueError(str(exc) if path == self.path else f"{self.path}: {exc}") from None
+        with fh:
+            data = fh.read(self.budget + 1)
+        if len(data) > self.budget:
+            raise self.error(f"{path} grew past the limit of {MAX_GLTF_BYTES} bytes while it was read")
+        self.budget -= len(data)
+        return data
+
+    def _glb_json(self, data: bytes) -> bytes:
+        """The JSON chunk of a GLB container (the BIN chunk, if any, goes to ``self.bin``)."""
+        if len(data) < 20:
+            raise self.error(f"truncated GLB: {len(data)} bytes, shorter than its headers")
+        _, version, length = struct.unpack_from("<III", data)
+        if version != 2:
+            raise self.error(f"GLB container version {version}; only version 2 is read")
+        if length > len(data):
+            raise self.error(f"truncated GLB: the header says {length} bytes, the file has {len(data)}")
+        view, pos, chunks = memoryview(data), 12, []
+        while pos + 8 <= length:
+            size, kind = struct.unpack_from("<II", data, pos)
+            if pos + 8 + size > length:
+                raise self.error(f"truncated GLB: chunk {len(chunks)} ends at byte {pos + 8 + size}, "
+                                 f"the file has {length}")
+            chunks.append((kind, view[pos + 8: pos + 8 + size]))
+            pos += 8 + size
+        if not chunks or chunks[0][0] != 0x4E4F534A:
+            raise self.error("GLB without a JSON chunk first")
+        if len(chunks) > 1 and chunks[1][0] == 0x004E4942:
+            self.bin = chunks[1][1]
+        return bytes(chunks[0][1])
+
+    def item(self, kind: str, index) -> dict:
+        """``doc[kind][index]``, checked."""
+        seq = self.doc.get(kind, [])
+        if not isinstance(seq, list):
+            raise self.error(f"'{kind}' is not a list")
+        if not _is_int(index) or not 0 <= index < len(seq):
+            raise self.error(f"{kind} index {_short(index)} is out of range (the file has {len(seq)})")
+        if not isinstance(seq[index], dict):
+            raise self.error(f"{kind}[{index}] is not an object")
+        return seq[index]
+
+    def size(self, obj: dict, key: str, where: str, default: int | None = None) -> int:
+        """A non-negative integer field."""
+        value = obj.get(key, default)
+        if not _is_int(value) or value < 0:
+            raise self.error(f"{where} has {key} {_short(value)}, not a non-negative integer")
+        return value
+
+    def floats(self, value, n: int, where: str) -> np.ndarray:
+        """A list of ``n`` finite numbers."""
+        ok = isinstance(value, list) and len(value) == n and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not ok or not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+            raise self.error(f"{where} is {_short(value)}, not {n} finite numbers")
+        return np.asarray(value, dtype=np.float64)
+
+    def buffer(self, index) -> memoryview:
+        """Buffer ``index`` (GLB binary chunk, base64 data URI or a file next to the glTF), checked for length."""
+        if _is_int(index) and index in self.buffers:
+            return self.buffers[index]
+        buf = self.item("buffers", index)
+        where = f"buffer {index}"
+        length = self.size(buf, "byteLength", where)
+        uri = buf.get("uri")
+        if uri is None:
+            if self.bin is None or index != 0:
+                raise self.error(f"{where} has no uri and is not the GLB binary chunk")
+            data = self.bin
+        elif not isinstance(uri, str):
+            raise self.error(f"{where} has uri {_short(uri)}, not a string")
+        elif uri.startswith("data:"):
+            header, _, payload = uri.partition(",")
+            if not header.endswith(";base64"):
+                raise self.error(f"{where} is a data URI without ';base64'; only base64 data URIs are read")
+            try:
+                data = memoryview(base64.b64decode(payload, validate=True))
+            except binascii.Error as exc:
+                raise self.error(f"{where} has a bad base64 data URI ({exc})") from None
+        else:
+            data = memoryview(self._read_file(self._buffer_path(uri, where), "glTF buffer file"))
+        if len(data) < length:
+            raise self.error(f"{where} is too short: {len(data)} bytes, its byteLength is {length}")
+        self.buffers[index] = data[:length]
+        return self.buffers[index]
+
+    def _buffer_path(self, uri: str, where: str) -> pathlib.Path:
+        """The file a relative buffer URI names; absolute paths, '..' and URL schemes are refused."""
+        if _URL_SCHEME.match(uri):
+            raise self.error(f"{where} has uri {_short(uri)}: only data: URIs and relative file paths are read")
+        rel = urllib.parse.unquote(uri)
+        if not rel or "\x00" in rel or rel.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", rel):
+            raise self.error(f"{where} has uri {_short(uri)}: absolute paths and '..' are refused; "
+                             "buffer files must lie in the glTF file's folder")
+        return self.path.parent / rel
+
+    def accessor(self, index, kind: str, components: tuple[int, ...], what: str) -> np.ndarray:
+        """(count, width) array of accessor ``index`` (its own dtype) after checking type, component and bounds."""
+        where = f"accessor {_short(index)} ({what})"
+        acc = self.item("accessors", index)
+        if "sparse" in acc:
+            raise self.error(f"{where}: sparse accessors are not supported")
+        if acc.get("type") != kind:
+            raise self.error(f"{where} has type {_short(acc.get('type'))}, expected {kind}")
+        comp = acc.get("componentType")
+        if comp not in components:
+            allowed = "/".join(_COMPONENT_NAMES[c] for c in components)
+            raise self.error(f"{where} has componentType {_short(comp)} "
+                             f"({_COMPONENT_NAMES.get(comp, 'unknown') if _is_int(comp) else 'unknown'}); "
+                             f"{what} must be {allowed}")
+        count = self.size(acc, "count", where)
+        if "bufferView" not in acc:
+            raise self.error(f"{where} has no bufferView (all-zero accessors are not supported)")
+        view_where = f"bufferView {_short(acc['bufferView'])}"
+        view = self.item("bufferViews", acc["bufferView"])
+        data = self.buffer(view.get("buffer"))
+        view_offset = self.size(view, "byteOffset", view_where, 0)
+        view_length = self.size(view, "byteLength", view_where)
+        if view_offset + view_length > len(data):
+            raise self.error(f"{view_where} runs past its buffer: it ends at byte {view_offset + view_length}, "
+                             f"the buffer has {len(data)}")
+        dtype = np.dtype(_COMPONENTS[comp])
+        width = _WIDTHS[kind]
+        element = dtype.itemsize * width
+        stride = self.size(view, "byteStride", view_where, element)
+        if stride < element:
+            raise self.error(f"{view_where} has byteStride {stride}, less than one {kind} ({element} bytes)")
+        offset = self.size(acc, "byteOffset", where, 0)
+        if count == 0:
+            return np.zeros((0, width), dtype=dtype)
+        end = offset + stride * (count - 1) + element
+        if end > view_length:
+            raise self.error(f"{where} is too long for its {view_where}: it needs {end} bytes, the view has "
+                             f"{view_length}")
+        return np.ndarray((count, width), dtype=dtype, buffer=data, offset=view_offset + offset,
+                          strides=(stride, dtype.itemsize)).copy()
+
+    def vertex_count(self, mesh: dict) -> int:
+        """Vertices of a mesh as its POSITION accessors declare them (nothing is read)."""
+        total = 0
+        for prim in mesh.get("primitives", []) if isinstance(mesh.get("primitives"), list) else []:
+            attrs = prim.get("attributes") if isinstance(prim, dict) else None
+            if isinstance(attrs, dict) and "POSITION" in attrs:
+                total += self.size(self.item("accessors", attrs["POSITION"]), "count", "a POSITION accessor")
+        return total
+
+    def node_matrix(self, index: int) -> np.ndarray:
+        """A node's local 4x4: its ``matrix`` (column-major) or translation @ rotation @ scale."""
+        node = self.item("nodes", index)
+        where = f"node {index}"
+        out = np.eye(4)
+        if "matrix" in node:
+            return self.floats(node["matrix"], 16, f"{where} matrix").reshape(4, 4).T
+        q = self.floats(node.get("rotation", [0.0, 0.0, 0.0, 1.0]), 4, f"{where} rotation")
+        if np.linalg.norm(q) < 1e-12:
+            raise self.error(f"{where} has a zero rotation quaternion")
+        s = self.floats(node.get("scale", [1.0, 1.0, 1.0]), 3, f"{where} scale")
+        out[:3, :3] = _quat_matrix(q / np.linalg.norm(q)) * s
+        out[:3, 3] = self.floats(node.get("translation", [0.0, 0.0, 0.0]), 3, f"{where} translation")
+        return out
+
+    def world_matrix(self, mesh_index: int) -> np.ndarray:
+        """World 4x4 of the first node (lowest index) showing the mesh; identity when no node does,
+        or when that node is skinned (glTF ignores a skinned mesh node's transform)."""
+        nodes = self.doc.get("nodes", [])
+        if not isinstance(nodes, list):
+            raise self.error("'nodes' is not a list")
+        parent: dict[int, int] = {}
+        owner = None
+        for n in range(len(nodes)):
+            node = self.item("nodes", n)
+            children = node.get("children", [])
+            if not isinstance(children, list):
+                raise self.error(f"node {n} has children {_short(children)}, not a list")
+            for c in children:
+                if not _is_int(c) or not 0 <= c < len(nodes) or c in parent or c == n:
+                    raise self.error(f"node {n} has a bad child {_short(c)} (out of range, itself, or shared)")
+                parent[c] = n
+            if owner is None and _is_int(node.get("mesh")) and node["mesh"] == mesh_index:
+                owner = n
+        if owner is None or "skin" in nodes[owner]:
+            return np.eye(4)
+        chain = [owner]
+        while chain[-1] in parent:
+            chain.append(parent[chain[-1]])
+            if len(chain) > len(nodes):
+                raise self.error(f"the parents of node {owner} form a cycle")
+        world = np.eye(4)
+        for n in reversed(chain):
+            world = world @ self.node_matrix(n)
+        return world
+
+    def primitive(self, prim, where: str):
+        """(verts (V,3), tris (T,3), uvs (V,2) or None, morphs (M,V,3)) of one primitive."""
+        if not isinstance(prim, dict):
+            raise self.error(f"{where} is not an object")
+        mode = prim.get("mode", 4)
+        if mode != 4:
+            mode_name = _MODES.get(mode, "unknown") if _is_int(mode) else "unknown"
+            raise self.error(f"{where} has mode {_short(mode)} ({mode_name}); only TRIANGLES (4) is read")
+        attrs = prim.get("attributes")
+        if not isinstance(attrs, dict) or "POSITION" not in attrs:
+            raise self.error(f"{where} has no POSITION attribute")
+        verts = self.accessor(attrs["POSITION"], "VEC3", (5126,), "POSITION").astype(np.float64)
+        if not np.isfinite(verts).all():
+            raise self.error(f"{where} has NaN or infinite positions")
+        n = len(verts)
+        uvs = None
+        if "TEXCOORD_0" in attrs:
+            uv = self.accessor(attrs["TEXCOORD_0"], "VEC2", (5126,), "TEXCOORD_0").astype(np.float64)
+            if len(uv) != n:
+                raise self.error(f"{where} has {len(uv)} TEXCOORD_0 values for {n} vertices")
+            uvs = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1)
+        if "indices" in prim:
+            idx = self.accessor(prim["indices"], "SCALAR", (5121, 5123, 5125), "indices").astype(np.int64)
+            idx = idx.reshape(-1)
+        else:
+            idx = np.arange(n, dtype=np.int64)
+        if len(idx) % 3:
+            raise self.error(f"{where} has {len(idx)} indices, not a multiple of 3")
+        if len(idx) and idx.max() >= n:
+            raise self.error(f"{where}: index {idx.max()} is out of range for {n} vertices")
+        targets = prim.get("targets", [])
+        if not isinstance(targets, list):
+            raise self.error(f"{where} has targets {_short(targets)}, not a list")
+        morphs = np.zeros((len(targets), n, 3))
+        for k, target in enumerate(targets):
+            if not isinstance(target, dict):
+                raise self.error(f"{where} target {k} is not an object")
+            if "POSITION" in target:
+                d = self.accessor(target["POSITION"], "VEC3", (5126,), f"target {k} POSITION")
+                if len(d) != n:
+                    raise self.error(f"{where} target {k} has {len(d)} POSITION deltas for {n} vertices")
+                morphs[k] = d
+        return verts, idx.reshape(-1, 3), uvs, morphs
+
+    def mesh(self, mesh_name: str | None) -> GltfMesh:
+        """The named mesh, else the one with most vertices (the first on a tie)."""
+        meshes = self.doc.get("meshes", [])
+        if not isinstance(meshes, list) or not meshes:
+            raise self.error("the file has no meshes")
+        all_meshes = [self.item("meshes", i) for i in range(len(meshes))]
+        names = [m["name"] if isinstance(m.get("name"), str) else f"mesh_{i}" for i, m in enumerate(all_meshes)]
+        if mesh_name is not None:
+            if mesh_name not in names:
+                listed = ", ".join(_short(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+                raise self.error(f"no mesh named {_short(mesh_name)}; meshes: {listed}")
+            index = names.index(mesh_name)
+        else:
+            counts = [self.vertex_count(m) for m in all_meshes]
+            index = counts.index(max(counts))
+        mesh = all_meshes[index]
+        prims = mesh.get("primitives")
+        if not isinstance(prims, list) or not prims:
+            raise self.error(f"mesh {_short(names[index])} has no primitives")
+        parts = [self.primitive(p, f"mesh {_short(names[index])} primitive {i}") for i, p in enumerate(prims)]
+        n_targets = sorted({len(p[3]) for p in parts})
+        if len(n_targets) > 1:
+            raise self.error(f"mesh {_short(names[index])}: its primitives have different numbers of morph "
+                             f"targets {n_targets}")
+        offsets = np.cumsum([0] + [len(p[0]) for p in parts])
+        verts = np.concatenate([p[0] for p in parts])
+        tris = np.concatenate([p[1] + off for p, off in zip(parts, offsets)])
+        uvs = None
+        if any(p[2] is not None for p in parts):
+            uvs = np.concatenate([p[2] if p[2] is not None else np.full((len(p[0]), 2), np.nan) for p in parts])
+        morphs = np.concatenate([p[3] for p in parts], axis=1)
+        world = self.world_matrix(index)
+        verts = verts @ world[:3, :3].T + world[:3, 3]
+        morphs = morphs @ world[:3, :3].T
+        extras = mesh.get("extras")
+        given = extras.get("targetNames") if isinstance(extras, dict) else None
+        given = given if isinstance(given, list) else []
+        morph_names = [given[k] if k < len(given) and isinstance(given[k], str) else f"key_{k + 1}"
+                       for k in range(n_targets[0])]
+        return GltfMesh(names[index], verts, tris, uvs, morph_names, morphs)
+
+
+def read_gltf(path, mesh_name: str | None = None) -> GltfMesh:
+    """Read one triangle mesh of a .glb or .gltf file (at most MAX_GLTF_BYTES with its buffers).
+
+    ``mesh_name`` picks the mesh; without it, the mesh with most vertices. Its primitives are
+    concatenated in order, vertices exactly in accessor order. Positions stay in the file's
+    Y-up frame with the node transforms applied (see GltfMesh). Raises a one-line ValueError
+    naming the file for anything it cannot read (sparse accessors, non-triangle modes, ...).
+    """
+    path = pathlib.Path(path)
+    try:
+        return _GltfReader(path).mesh(mesh_name)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:  # a document shaped unlike glTF
+        raise ValueError(f"{path}: malformed glTF ({type(exc).__name__}: {_short(str(exc))})") from None

@@ -172,7 +172,9 @@ def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | 
     inputs = inputs or views_from_photos(job.photos, job.options)
     size = job.options.texture_size
     for record in fit_views(template, inputs.views, job.options, control, job.device):
-        if record.result is not None and size > 0:
+        if record.result is not None and size > 0 and not template.has_uvs:
+            record.result.meta["textures"] = "skipped: the template has no UV map"
+        elif record.result is not None and size > 0:
             record.result.textures = fit_texture_maps(template, record.result.arrays, [p.rgb for p in inputs.photos],
                                                       size, job.device)
         if record.result is not None and inputs.photos:

@@ -1,4 +1,4 @@
-"""``likeness template build|preview``."""
+"""``likeness template build|preview`` (``import`` is added by ``core.adopt.cli``)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ def _preview(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("template", help="build or draw the rigged head template")
+def add_parser(sub):
+    """Register ``template build|preview``; returns the action subparsers (``core.adopt.cli`` adds ``import``)."""
+    p = sub.add_parser("template", help="build, draw or import a rigged head template")
     names = p.add_subparsers(dest="action", metavar="ACTION")
     names.required = True
     b = names.add_parser("build", help="build the default template (deterministic; cached)")
@@ -52,3 +53,4 @@ def add_parser(sub) -> None:
     v.add_argument("--out", metavar="PNG", required=True)
     v.add_argument("--template", metavar="NPZ", help="a template file (default: the default template)")
     v.set_defaults(func=_preview)
+    return names

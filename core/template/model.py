@@ -40,7 +40,7 @@ part_uvs              (Cp,2) f32   UV per part corner (eyes: the iris a disc abo
 part_vert_part        (P,) i64     which part (index into meta part_names) each vertex is in
 part_joint            (P,) i64     the joint each part vertex follows rigidly
 part_ctrl_basis       (R,2,P,3) f32  part vertex delta at +1 / −1
-mirror                (N,) i64     mirrored vertex of each vertex (an involution)
+mirror                (N,) i64     mirrored vertex of each vertex (an involution; -1: none)
 source_vertex_id      (N,) i64     vertex id in the source mesh (base.obj), -1 if none
 lmk_tri               (L,) i64     triangle (row of tris) of each landmark
 lmk_bary              (L,3) f32    barycentrics in that triangle, summing to 1
@@ -159,6 +159,12 @@ class Template:
     def joint_heads(self) -> np.ndarray:
         """(J, 3) float32 rest joint head positions."""
         return self.joint_rest[:, :3, 3]
+
+    @property
+    def has_uvs(self) -> bool:
+        """Whether the skin has a UV layout (some polygon spans UV area): texture maps need one."""
+        spread = self.uvs.max(0) - self.uvs.min(0) if len(self.uvs) else np.zeros(2)
+        return bool((spread > 1e-6).all())
 
     def joint_index(self, name: str) -> int:
         try:
@@ -434,7 +440,7 @@ def validate(t: Template) -> None:
     check_range("part_poly_verts", t.part_poly_verts, 0, p)
     check_range("part_vert_part", t.part_vert_part, 0, len(t.part_names))
     check_range("part_joint", t.part_joint, 0, j)
-    check_range("mirror", t.mirror, 0, n)
+    check_range("mirror", t.mirror, -1, n)
     check_range("source_vertex_id", t.source_vertex_id, -1, np.iinfo(np.int64).max)
     check_range("lmk_tri", t.lmk_tri, 0, sizes["T"])
     check_range("lmk_kind", t.lmk_kind.astype(np.int64), 0, len(LMK_KINDS))
@@ -464,8 +470,9 @@ def validate(t: Template) -> None:
     out = (t.ctrl_default < t.ctrl_bounds[:, 0]) | (t.ctrl_default > t.ctrl_bounds[:, 1])
     if out.any():
         raise TemplateError(f"controller {t.ctrl_names[int(np.flatnonzero(out)[0])]!r} default lies outside its bounds")
-    if not np.array_equal(t.mirror[t.mirror], np.arange(n)):
-        raise TemplateError("array 'mirror' is not an involution (mirror[mirror[i]] != i)")
+    paired = t.mirror >= 0
+    if not np.array_equal(t.mirror[t.mirror[paired]], np.flatnonzero(paired)):
+        raise TemplateError("array 'mirror' is not an involution (mirror[mirror[i]] != i where mirror[i] >= 0)")
     rot = t.joint_rest[:, :3, :3].astype(np.float64)
     ortho_err = np.abs(rot @ rot.transpose(0, 2, 1) - np.eye(3)).max((1, 2))
     bad = np.flatnonzero((ortho_err > ROTATION_TOL) | (np.linalg.det(rot) < 0))

@@ -9,7 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from core.bench import embedding as emb
+from core.geometry import embedding as emb
 from core.export.obj import read_obj
 from core.geometry.mesh_layout import fan_triangulate
 from conftest import REPO

@@ -234,7 +234,7 @@ def test_detector_bias_and_exact_landmarks(template, scene):
     """Triangulating exact projections from the true cameras gives back the embedded
     points; a detector that shifts every landmark by 2 mm in 3-D shows as a 2 mm bias."""
     from core.bench.multiview import detector_bias, with_exact_landmarks, with_normal_maps
-    from core.bench.embedding import triangulate
+    from core.geometry.embedding import triangulate
 
     gt, cams = scene
     blank = [ViewObservation(RES, RES, np.zeros((478, 2), np.float32), np.ones(478, np.float32), name=f"v{j}")

@@ -1,4 +1,4 @@
-"""core.bench.embedding on synthetic data: known meshes, known cameras, projected points."""
+"""core.geometry.embedding on synthetic data: known meshes, known cameras, projected points."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from core.bench import embedding as emb
+from core.geometry import embedding as emb
 from core.geometry.camera import Cameras
 from core.geometry.mesh_layout import fan_triangulate, surface_points
 

@@ -24,14 +24,11 @@ corner, so pixel centres lie at +0.5 and the principal point of a centred
 camera is ``(W / 2, H / 2)``; this is the frame MediaPipe's normalised
 coordinates map to when scaled by the image size.
 
-No bpy here: rendering happens in ``scripts/derive_landmark_embedding.py``.
-
-An offline tool, not part of the runtime: the embedding is derived once by
-that script and shipped as ``core/data/landmarks_mpfb2.json``, which
-``core.template.landmarks`` reads. It lives in ``core.bench`` rather than a
-``tools/`` folder because a benchmark uses it as well (``bench multiview``
-triangulates detections with ``triangulate``), and ``core`` imports nothing
-outside ``core`` and ``bridge``.
+No bpy here: the default head's embedding is derived from Cycles renders by
+``scripts/derive_landmark_embedding.py`` (shipped as
+``core/data/landmarks_mpfb2.json``); an imported head's landmarks are found on
+the core's own renders of it (``core.adopt``); ``bench multiview`` triangulates
+detections with ``triangulate``.
 """
 
 from __future__ import annotations

