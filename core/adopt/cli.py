@@ -65,10 +65,10 @@ def add_parser(sub) -> None:
     from core.template.cli import add_parser as template_actions
 
     names = template_actions(sub)
-    p = names.add_parser("import", help="make a template of any head mesh (.obj, .glb, .gltf)")
-    p.add_argument("file", metavar="FILE", help="the head mesh: .obj or .glb/.gltf (Y up, as exported)")
+    p = names.add_parser("import", help="make a template of any head mesh (.obj, .glb, .gltf; .blend, .fbx with bpy)")
+    p.add_argument("file", metavar="FILE", help="the head mesh: .obj or .glb/.gltf (Y up, as exported), .blend or .fbx")
     p.add_argument("--out", metavar="NPZ", required=True, help="the template file to write")
-    p.add_argument("--object", metavar="NAME", help="the object (OBJ group) or glTF mesh to use")
+    p.add_argument("--object", metavar="NAME", help="the object (OBJ group, glTF mesh, Blender object) to use")
     p.add_argument("--scale", type=float, default=1.0, help="file units to metres (0.01 for centimetres)")
     p.add_argument("--picture", metavar="PNG", help="draw the head, its landmarks and regions")
     p.add_argument("--json", metavar="PATH", help="write the confidence per transferred item")

@@ -2,7 +2,8 @@
 
 ``read_head`` reads ``.obj`` (polygons kept), ``.glb`` / ``.gltf`` (triangles,
 morph targets as shape keys) and, where Blender's ``bpy`` module is installed,
-``.blend`` (an object by name) and ``.fbx``. Both OBJ and glTF are Y-up; they
+``.blend`` (an object by name) and ``.fbx`` (``scripts/dump_head.py`` in a
+process of its own: Blender's data in its own frame). OBJ and glTF are Y-up; they
 are turned into the world frame (Z up, face toward -Y) the way Blender's
 importers do. Vertex order, polygons and UVs are the file's own and never
 change: what goes out of the import comes back in every export.
@@ -20,6 +21,7 @@ import pathlib
 import numpy as np
 
 from core.export.obj import obj_to_world, read_obj
+from core.files import UnsafeFileError, open_regular
 from core.geometry.mesh_layout import fan_triangulate, pad_polygons
 
 # A head from the crown to the chin is ~0.2-0.3 m; a bust with shoulders up to ~0.8 m.
@@ -71,6 +73,10 @@ def read_head(path: str | pathlib.Path, object_name: str | None = None, scale: f
         raise HeadImportError(f"cannot import {path.name!r}: use one of {', '.join(SUFFIXES)}")
     if not np.isfinite(scale) or scale <= 0:
         raise HeadImportError(f"--scale must be a positive number, got {scale}")
+    try:  # a regular file within budget: no FIFO, device or folder is read
+        open_regular(path, "head file", MAX_HEAD_FILE_BYTES).close()
+    except UnsafeFileError as exc:
+        raise HeadImportError(str(exc)) from None
     if suffix == ".obj":
         head = _read_obj(path, object_name)
     elif suffix in (".glb", ".gltf"):
@@ -133,8 +139,35 @@ def _read_gltf(path: pathlib.Path, object_name: str | None) -> HeadMesh:
 
 
 def _read_with_blender(path: pathlib.Path, object_name: str | None) -> HeadMesh:
-    raise HeadImportError(f"{path.suffix} files are read by Blender: import {path.name!r} from the add-on's "
-                          "Template panel, or export the head as .obj or .glb for the command line")
+    """Blender reads the file in a process of its own (``scripts/dump_head.py``; the core never imports bpy)."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    if importlib.util.find_spec("bpy") is None:
+        raise HeadImportError(f"reading {path.suffix} files needs Blender's bpy module (pip install "
+                              f"'likeness[blender]'), or import {path.name!r} from the add-on's Template panel, "
+                              "or export the head as .obj or .glb")
+    with tempfile.TemporaryDirectory(prefix="likeness-head-") as tmp:
+        dump = pathlib.Path(tmp) / "head.npz"
+        script = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "dump_head.py"
+        if not script.is_file():
+            raise HeadImportError(f"reading {path.suffix} files needs the Likeness checkout's scripts/dump_head.py; "
+                                  "export the head as .obj or .glb")
+        cmd = [sys.executable, str(script), str(path), str(dump)]
+        if object_name is not None:
+            cmd += ["--object", object_name]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not dump.is_file():
+            lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+            raise HeadImportError(f"Blender could not read {path.name!r}: {lines[-1] if lines else 'no output'}")
+        with np.load(dump, allow_pickle=False) as d:
+            meta = json.loads(str(d["meta"]))
+            keys = {name: d["keys"][i] for i, name in enumerate(meta["keys"])}
+            return HeadMesh(d["verts"], d["poly_verts"], d["poly_start"], d["uvs"], bool(d["has_uvs"]), keys,
+                            f"{path.name} ({meta['object']})")
 
 
 def pieces(tris: np.ndarray, n: int) -> np.ndarray:

@@ -8,6 +8,7 @@ ones in ``BENCHMARKS``.
 
 # name -> module path
 BENCHMARKS: dict[str, str] = {
+    "adopt": "core.bench.adopt",
     "fit": "core.bench.fit",
     "losses": "core.bench.losses",
     "multiview": "core.bench.multiview",

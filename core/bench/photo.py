@@ -144,6 +144,8 @@ def add_arguments(p) -> None:
     p.add_argument("--schedule", default=None, metavar="JSON",
                    help="schedule overrides passed to every fit (tuning on the tuning people)")
     p.add_argument("--out", default="out/bench_photo", help="folder for fits and pictures")
+    p.add_argument("--template", default=None, metavar="NPZ",
+                   help="fit through this template (an imported head); people and baselines stay the default head's")
     p.add_argument("--cache", default=None, help="render cache folder (default $LIKENESS_CACHE/photo)")
 
 
@@ -426,6 +428,11 @@ def run(args) -> dict:
     exif_modes = {"yes": [True], "no": [False], "both": [True, False]}["yes" if args.quick else args.exif]
     with_expression = args.expression and not args.quick
     template = load_default()
+    fit_template = template
+    if args.template:
+        from core.template import load
+
+        fit_template = load(args.template)
     face_ids = template.regions["face_mask"]
     labels = face_regions(template)
     cache = cache_root(args.cache)
@@ -475,7 +482,7 @@ def run(args) -> dict:
                 out = out_root / person.name / tag
                 ctx = {"person": person, "files": files, "cameras": [cams[n] for n in views], "out": out}
                 # --schedule (tuning) replaces a variant's own schedule overrides.
-                extra = VARIANTS[variant](ctx)
+                extra = VARIANTS[variant](ctx) + (["--template", str(args.template)] if args.template else [])
                 if args.schedule:
                     extra = [a for i, a in enumerate(extra) if a != "--schedule" and (i == 0 or extra[i - 1] != "--schedule")]
                     extra += ["--schedule", args.schedule]
@@ -489,9 +496,9 @@ def run(args) -> dict:
                     print(f"  {tag}: fit failed: {report['error'][-200:]}", flush=True)
                     runs.append(row)
                     continue
-                neutral = truth.score(template, read_result(out / "result.obj"), front)
+                neutral = truth.score(fit_template, read_result(out / "result.obj"), front)
                 if expr:
-                    fit = truth_expr.score(template, read_result(out / "result_posed.obj"), front)
+                    fit = truth_expr.score(fit_template, read_result(out / "result_posed.obj"), front)
                     default = base_expr["default"]
                 else:
                     fit, default = neutral, base["default"]
@@ -513,7 +520,8 @@ def run(args) -> dict:
         if pictures:
             k = max(pictures)
             png = out_root / f"{person.name}.png"
-            draw_person(png, template, truth, base["default"], pictures[k], f"{person.name}: {k} photo(s)")
+            draw_person(png, template, truth, base["default"], pictures[k], f"{person.name}: {k} photo(s)",
+                        fit_template)
             entry["picture"] = str(png)
         people.append(entry)
 
@@ -600,24 +608,26 @@ def _draw(verts: np.ndarray, tris: np.ndarray, colours: np.ndarray, centre: np.n
     return rgb
 
 
-def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title: str, vmax_mm: float = 3.0) -> None:
+def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title: str, fit_template=None,
+                vmax_mm: float = 3.0) -> None:
     """True head, default head and fit (rows) from the front, three-quarter and profile
-    (columns); the last two coloured by their distance to the true surface."""
+    (columns); the last two coloured by their distance to the true surface. ``fit_template``:
+    the fit's own template where it is not the default head's (an imported head)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cmap = matplotlib.colormaps["inferno"]
-    face = np.zeros(template.num_verts, bool)
-    face[template.regions["face_mask"]] = True
     centre = truth.verts[truth.face].mean(0)
     grey = np.full((len(truth.verts), 3), 0.8)
     rows = [("true head", truth.verts, truth.tris, grey)]
-    for name, s in (("default head", default), ("fit", fit)):
+    for name, s, t in (("default head", default, template), ("fit", fit, fit_template or template)):
+        face = np.zeros(t.num_verts, bool)
+        face[t.regions["face_mask"]] = True
         col = cmap(np.clip(s.vertex_error_mm / vmax_mm, 0, 1))[:, :3] * 0.9 + 0.1
         col[~face] = 0.8
-        rows.append((f"{name}: {s.mean_mm:.2f} mm", s.aligned, template.tris, col))
+        rows.append((f"{name}: {s.mean_mm:.2f} mm", s.aligned, t.tris, col))
     fig, axes = plt.subplots(3, 3, figsize=(9.6, 9.6))
     fig.subplots_adjust(left=0.06, right=0.86, top=0.93, bottom=0.03, wspace=0.04, hspace=0.08)
     for i, (name, v, tris, col) in enumerate(rows):

@@ -167,3 +167,38 @@ def test_checks_name_the_problem():
         check_head(_mesh(np.array(quad) * 100, [[0, 1, 2, 3]]))
     with pytest.raises(HeadImportError, match="use one of"):
         read_head("head.stl")
+
+
+MAKE_BLEND = """
+import sys, bpy
+src, dst = sys.argv[1], sys.argv[2]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.wm.obj_import(filepath=src)
+ob = bpy.context.selected_objects[0]
+ob.name = "ArtistHead"
+ob.location = (0.0, 0.0, 0.0)
+ob.shape_key_add(name="Basis")
+key = ob.shape_key_add(name="myBrowRaise")
+for i, p in enumerate(key.data):
+    p.co.z += 0.001 * (i % 2)
+bpy.ops.mesh.primitive_cube_add(size=0.01)
+bpy.ops.wm.save_as_mainfile(filepath=dst)
+"""
+
+
+def test_blend_files_are_read_by_blender_with_their_shape_keys(anny, tmp_path):
+    pytest.importorskip("bpy")
+    path = anny[0]
+    blend = tmp_path / "artist.blend"
+    res = subprocess.run([sys.executable, "-c", MAKE_BLEND, str(path), str(blend)], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    head = read_head(blend, object_name="ArtistHead")
+    obj = read_head(path)
+    assert np.allclose(head.verts, obj.verts, atol=1e-6)  # Blender's OBJ import turns Y up into Z up as we do
+    assert np.array_equal(head.poly_verts, obj.poly_verts)
+    assert list(head.shape_keys) == ["myBrowRaise"]
+    moved = np.linalg.norm(head.shape_keys["myBrowRaise"], axis=1)  # world space (the importer rotates the object)
+    assert np.allclose(moved[1::2], 0.001, atol=1e-8) and np.allclose(moved[0::2], 0.0)
+    with pytest.raises(HeadImportError, match="no mesh object named 'Nose'"):
+        read_head(blend, object_name="Nose")

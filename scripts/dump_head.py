@@ -1,0 +1,86 @@
+"""Read a head out of a ``.blend`` or ``.fbx`` file with Blender, in a process of its own.
+
+``.venv/bin/python scripts/dump_head.py FILE OUT.npz [--object NAME]`` opens the file
+with the ``bpy`` module (Blender's own FBX importer for ``.fbx``), takes the
+named mesh object (or the one with most vertices) and writes its vertices in
+world space (metres, Blender's frame), polygons, active UV layer and shape keys
+(world-space deltas from the basis) to an ``.npz``. The mesh data is read as
+the artist made it: modifiers are not applied, vertex order is kept.
+``core.adopt.mesh.read_head`` runs it; bpy keeps global state, so it never
+runs inside the core's own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def dump(path: str, out: str, object_name: str | None) -> None:
+    import bpy
+
+    if path.lower().endswith(".blend"):
+        bpy.ops.wm.open_mainfile(filepath=path, load_ui=False)
+    else:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.import_scene.fbx(filepath=path)
+    meshes = [ob for ob in bpy.data.objects if ob.type == "MESH"]
+    if not meshes:
+        raise SystemExit("the file has no mesh object")
+    if object_name is not None:
+        chosen = [ob for ob in meshes if ob.name == object_name]
+        if not chosen:
+            raise SystemExit(f"no mesh object named {object_name!r}; meshes: {', '.join(ob.name for ob in meshes)}")
+        ob = chosen[0]
+    else:
+        ob = max(meshes, key=lambda o: len(o.data.vertices))
+    mesh = ob.data
+    n, c, f = len(mesh.vertices), len(mesh.loops), len(mesh.polygons)
+    co = np.empty(n * 3, np.float64)
+    mesh.vertices.foreach_get("co", co)
+    m = np.array(ob.matrix_world, np.float64)
+    verts = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+    loops = np.empty(c, np.int64)
+    mesh.loops.foreach_get("vertex_index", loops)
+    starts, totals = np.empty(f, np.int64), np.empty(f, np.int64)
+    mesh.polygons.foreach_get("loop_start", starts)
+    mesh.polygons.foreach_get("loop_total", totals)
+    order = np.argsort(starts, kind="stable")
+    corners = np.concatenate([loops[s:s + t] for s, t in zip(starts[order], totals[order])]) if f else loops
+    uvs = np.zeros((c, 2), np.float32)
+    has_uvs = mesh.uv_layers.active is not None
+    if has_uvs:
+        raw = np.empty(c * 2, np.float32)
+        mesh.uv_layers.active.data.foreach_get("uv", raw)
+        raw = raw.reshape(-1, 2)
+        uvs = np.concatenate([raw[s:s + t] for s, t in zip(starts[order], totals[order])]) if f else raw
+    keys, names = [], []
+    if mesh.shape_keys is not None:
+        basis = mesh.shape_keys.reference_key
+        for kb in mesh.shape_keys.key_blocks:
+            if kb == basis:
+                continue
+            k = np.empty(n * 3, np.float64)
+            kb.data.foreach_get("co", k)
+            keys.append((k.reshape(-1, 3) - co.reshape(-1, 3)) @ m[:3, :3].T)
+            names.append(kb.name)
+    np.savez(out, verts=verts, poly_verts=corners, poly_start=np.r_[0, np.cumsum(totals[order])].astype(np.int64),
+             uvs=uvs, has_uvs=np.array(has_uvs), keys=np.array(keys).reshape(len(keys), n, 3),
+             meta=np.array(json.dumps({"object": ob.name, "keys": names})))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="dump a head mesh from .blend/.fbx with Blender")
+    p.add_argument("file")
+    p.add_argument("out")
+    p.add_argument("--object", default=None)
+    args = p.parse_args(argv)
+    dump(args.file, args.out, args.object)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
