@@ -33,6 +33,8 @@ AREA_REGIONS = ("lips", "face_mask")
 NEAR_MM = 2.0  # an artist vertex within this of the registered default head is "matched"
 DISPLACEMENT_NEIGHBOURS = 30
 MIRROR_TOL_EDGE = 0.5  # mirror partners lie within this many median edge lengths
+TEAR_FACTOR = 1.5  # a carried key tears an edge it strains this many times more than the template's worst
+TEAR_RINGS = 1
 
 
 def carry(field: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
@@ -54,6 +56,61 @@ def mirror_pairs(verts: np.ndarray, edge_mm: float) -> np.ndarray:
     ok = dist <= MIRROR_TOL_EDGE * edge_mm / MM
     mutual = ok & (nearest[nearest] == np.arange(len(verts)))
     return np.where(mutual, nearest, -1).astype(np.int64)
+
+
+def _edges(tris: np.ndarray) -> np.ndarray:
+    e = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
+    return np.unique(e, axis=0)
+
+
+def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np.ndarray) -> dict:
+    """Re-solve carried key deltas where they would tear the artist's mesh; in place.
+
+    A key read vertex by vertex tears where the artist's surface joins what the default head
+    keeps apart (lips fused by a remesh: one vertex reads the upper lip's jawOpen, its
+    neighbour the lower lip's). The template's own key strains no edge more than G (the
+    largest |delta_a - delta_b| / |a - b| over its edges); on the artist's mesh the vertices
+    of edges strained past ``TEAR_FACTOR`` G, and a ring around them, are re-solved as a
+    harmonic fill from the rest. basis: (R, 2, N, 3). Returns {controller name: vertices re-solved}."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    from .register import uniform_laplacian
+
+    de = _edges(default.tris)
+    dv = default.verts.astype(np.float64)
+    d_len = np.maximum(np.linalg.norm(dv[de[:, 0]] - dv[de[:, 1]], axis=1), 1e-9)
+    ae = _edges(tris)
+    a_len = np.maximum(np.linalg.norm(verts[ae[:, 0]] - verts[ae[:, 1]], axis=1), 1e-9)
+    n = len(verts)
+    lap = uniform_laplacian(tris, n).tocsr()
+    adj = sp.coo_matrix((np.ones(2 * len(ae)), (np.r_[ae[:, 0], ae[:, 1]], np.r_[ae[:, 1], ae[:, 0]])),
+                        shape=(n, n)).tocsr()
+    mended = {}
+    for r in range(basis.shape[0]):
+        for side in range(2):
+            d = basis[r, side]
+            g = (np.linalg.norm(default.ctrl_basis[r, side][de[:, 0]] - default.ctrl_basis[r, side][de[:, 1]], axis=1)
+                 / d_len).max()
+            if g <= 0:
+                continue
+            strain = np.linalg.norm(d[ae[:, 0]] - d[ae[:, 1]], axis=1) / a_len
+            bad = ae[strain > TEAR_FACTOR * g]
+            if not len(bad):
+                continue
+            free = np.zeros(n, bool)
+            free[bad.reshape(-1)] = True
+            for _ in range(TEAR_RINGS):
+                free |= (adj @ free.astype(np.float64)) > 0
+            f, c = np.flatnonzero(free), np.flatnonzero(~free)
+            if not len(c):
+                continue
+            a_ff = lap[f][:, f].tocsc()
+            rhs = -(lap[f][:, c] @ d[c])
+            solve = spla.factorized(a_ff + 1e-9 * sp.eye(len(f), format="csc"))
+            d[f] = np.stack([solve(rhs[:, k]) for k in range(3)], axis=1)
+            mended[default.ctrl_names[r]] = mended.get(default.ctrl_names[r], 0) + int(len(f))
+    return mended
 
 
 def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Template, dict]:
@@ -88,9 +145,12 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
             centre = part_verts[sel].mean(0, keepdims=True)
             part_verts[sel] += _moved(centre, rest, reg.default_verts, tree) - centre
 
-    # controllers: ours read at the artist's vertices, then the artist's own keys
+    # controllers: ours read at the artist's vertices (no edge strained more than the template's own
+    # key strains one), then the artist's own keys
     basis = np.stack([carry(default.ctrl_basis[r].transpose(1, 0, 2), dt, ct, cb).transpose(1, 0, 2)
-                      for r in range(default.num_controllers)]).astype(np.float32)
+                      for r in range(default.num_controllers)])
+    torn = mend_tears(basis, default, reg.verts, tris)
+    basis = basis.astype(np.float32)
     names = list(default.ctrl_names)
     bounds, defaults = default.ctrl_bounds.copy(), default.ctrl_default.copy()
     is_expr = default.ctrl_is_expression.copy()
@@ -153,6 +213,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         "landmarks_off_surface_max_mm": float(lmk_dist.max() * MM),
         "regions": region_conf,
         "mirror_paired": float((mirror >= 0).mean()),
+        "keys_mended": torn,
         "skin_weights": float(matched.mean()),
         "shape_keys_from_artist": [key for key in head.shape_keys],
     }
