@@ -461,13 +461,16 @@ def run(args) -> dict:
         oracle = rig_oracle(template, person.verts.astype(np.float64), face_ids)
         base = {name: truth.score(template, v, front) for name, v in
                 (("default", template.verts), ("mean_head", mean_head), ("oracle", oracle), ("floor", person.verts))}
+        if args.template:  # the imported head untouched: its own do-nothing baseline
+            base["template"] = truth.score(fit_template, fit_template.verts, front)
         base_expr = {"default": truth_expr.score(template, template.verts, front)} if truth_expr else {}
         entry = {"person": person.name, "seed": seed, "held_out": held_out, "render_seconds": round(render_s, 1),
                  "lens_35mm": look["lens_35mm"], "background": look["background"],
                  "baselines": {k: s.summary() for k, s in base.items()}}
         print(f"{person.name} ({'held out' if held_out else 'tuning'}, {look['lens_35mm']} mm): default "
               f"{base['default'].mean_mm:.3f} mm, mean head {base['mean_head'].mean_mm:.3f}, rig oracle "
-              f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}", flush=True)
+              f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}"
+              + (f", the --template head untouched {base['template'].mean_mm:.3f}" if args.template else ""), flush=True)
         pictures = {}
         jobs = [(k, exif, False) for k in counts for exif in exif_modes if exif or k == min(counts)]
         if with_expression:
