@@ -176,6 +176,16 @@ def ensure_preview(arrays: dict) -> bpy.types.Object:
     return mesh_build.link_object(PREVIEW_NAME, mesh, live_collection())
 
 
+def place_preview(meta: dict | None) -> None:
+    """Put the preview where the artist's head is (an imported head's template lives in the
+    default head's frame; its vertices stay in it, the object's matrix moves them)."""
+    from mathutils import Matrix
+
+    obj = preview_object()
+    if obj is not None:
+        obj.matrix_world = Matrix(mesh_build.placement_matrix(meta).tolist())
+
+
 def remove_object(obj: bpy.types.Object) -> None:
     data = obj.data
     bpy.data.objects.remove(obj)
@@ -197,6 +207,7 @@ def ensure_photo_camera(K, R, t, width: int, height: int, photo_path: str = "") 
     from ..bridge.conventions import opencv_to_blender_camera
     from mathutils import Matrix
 
+    R, t = mesh_build.camera_in_artist_frame(R, t, LIVE.template[1] if LIVE.template is not None else None)
     bc = opencv_to_blender_camera(np.asarray(K), np.asarray(R), np.asarray(t), int(width), int(height))
     obj = bpy.data.objects.get(CAMERA_NAME)
     if obj is None or obj.type != "CAMERA":

@@ -183,6 +183,46 @@ def bind(mesh_obj: bpy.types.Object, arm_obj: bpy.types.Object) -> None:
     mod.object = arm_obj
 
 
+# -- where an imported head's template sits -------------------------------------------
+def canonical_placement(meta: dict | None):
+    """(s, R, t) with x_template = s R x_artist + t for a template made by ``likeness template
+    import`` (its info's ``to_canonical``), or None for templates in the scene's own frame."""
+    info = (meta or {}).get("info") or {}
+    tc = info.get("to_canonical") if isinstance(info, dict) else None
+    if not isinstance(tc, dict):
+        return None
+    try:
+        s, R, t = float(tc["scale"]), np.asarray(tc["rotation"], np.float64), np.asarray(tc["translation"], np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if R.shape != (3, 3) or t.shape != (3,) or not (np.isfinite(R).all() and np.isfinite(t).all() and s > 0):
+        return None
+    return s, R, t
+
+
+def placement_matrix(meta: dict | None) -> np.ndarray:
+    """(4, 4) object matrix that puts a template-frame mesh back where the artist's head was
+    (identity for templates in the scene's own frame)."""
+    m = np.eye(4)
+    place = canonical_placement(meta)
+    if place is not None:
+        s, R, t = place
+        m[:3, :3] = R.T / s
+        m[:3, 3] = -R.T @ t / s
+    return m
+
+
+def camera_in_artist_frame(R: np.ndarray, t: np.ndarray, meta: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """A fit's camera (world-to-camera R, t in the template's frame) in the artist's frame. The
+    similarity's scale scales the scene about the camera, which the image does not see."""
+    place = canonical_placement(meta)
+    if place is None:
+        return R, t
+    s, Rc, tc = place
+    R, t = np.asarray(R, np.float64), np.asarray(t, np.float64).reshape(3)
+    return R @ Rc, (R @ tc + t) / s
+
+
 # -- an artist's rig -> template arrays ------------------------------------------------
 class RigReport:
     """What a custom rig provides and what the fit will miss."""

@@ -210,7 +210,7 @@ class LIKENESS_OT_start_fit(bpy.types.Operator):
         else:
             entries = [bpy.path.abspath(p.filepath) for p in photos]
 
-        custom = None
+        custom, template_file = None, None
         if settings.template_source == "SELECTED":
             mesh, arm = selected_rig(context)
             if mesh is None:
@@ -226,6 +226,15 @@ class LIKENESS_OT_start_fit(bpy.types.Operator):
                 self.report({"ERROR"}, f"the rig cannot be sent: {exc}")
                 return {"CANCELLED"}
             LIVE.template_source = {"mesh": mesh.name, "armature": arm.name if arm else ""}
+        elif settings.template_source == "FILE":
+            template_file = bpy.path.abspath(settings.template_file)
+            if not template_file.lower().endswith(".npz") or not os.path.isfile(template_file):
+                self.report({"ERROR"}, "Template is 'File': choose a .npz template (likeness template import)")
+                return {"CANCELLED"}
+            if link.remote:
+                self.report({"ERROR"}, "a remote core cannot open your template file; use a local core")
+                return {"CANCELLED"}
+            LIVE.template_source = {"file": template_file}
         else:
             LIVE.template_source = {}
 
@@ -246,6 +255,11 @@ class LIKENESS_OT_start_fit(bpy.types.Operator):
             if custom is not None:
                 template_id = client.send_template(custom)
                 template = (custom.arrays, custom.meta)
+            elif template_file is not None:
+                # the core reads and checks the file; the preview needs its arrays back
+                template_id = client.send_template(template_file)
+                wire = client.get_template(template_id)
+                template = (wire.arrays, wire.meta)
             else:
                 template_id = None
                 if LIVE.default_template is None:
@@ -273,6 +287,7 @@ class LIKENESS_OT_start_fit(bpy.types.Operator):
                 except (AttributeError, ConnectionLost):
                     pass  # the link is gone: the tick reports it
             live.ensure_preview(template[0])
+            live.place_preview(template[1])
             LIVE.last_verts = template[0]["verts"].astype("float32")
             if LIVE.state == live.PREPARING:
                 LIVE.state = live.RUNNING

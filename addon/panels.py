@@ -74,6 +74,9 @@ class VIEW3D_PT_likeness_template(_LikenessPanel, bpy.types.Panel):
             col.prop(settings, "template_armature")
             col.label(text="Empty fields: the active mesh and its armature", icon="INFO")
             layout.operator("likeness.check_template", icon="VIEWZOOM")
+        elif settings.template_source == "FILE":
+            layout.prop(settings, "template_file")
+            layout.label(text="Any head: likeness template import HEAD --out T.npz", icon="INFO")
 
 
 class VIEW3D_PT_likeness_fit(_LikenessPanel, bpy.types.Panel):

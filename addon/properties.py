@@ -24,9 +24,12 @@ class LikenessSettings(bpy.types.PropertyGroup):
             ("DEFAULT", "Default Head", "The rigged head that ships with the core"),
             ("SELECTED", "Selected Rig", "The selected mesh and its armature: vertex groups as weights, "
                                          "bones as joints, shape keys as controllers"),
+            ("FILE", "File", "A template file: any head made into a template by 'likeness template import'"),
         ),
         default="DEFAULT",
     )
+    template_file: bpy.props.StringProperty(name="Template File", subtype="FILE_PATH",
+                                            description="A .npz template (likeness template import HEAD --out T.npz)")
     template_mesh: bpy.props.PointerProperty(name="Mesh", type=bpy.types.Object,
                                              poll=lambda self, obj: obj.type == "MESH")
     template_armature: bpy.props.PointerProperty(name="Armature", type=bpy.types.Object,

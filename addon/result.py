@@ -18,6 +18,8 @@ import numpy as np
 
 import bpy
 
+from mathutils import Matrix
+
 from . import mesh_build
 
 SHAPE_KEY_NAME = "Likeness Fit"
@@ -151,6 +153,10 @@ def create_result(result, template: tuple[dict, dict], *, mode: str = "NEW_OBJEC
         if part_deltas is not None and len(part_deltas):
             mesh_build.add_shape_keys(pobj, np.asarray(parts, np.float32), names, np.asarray(part_deltas, np.float32))
             mesh_build.drive_shape_keys(pobj, head)
+    # An imported head's template lives in the default head's frame: the result goes back onto the artist's head.
+    placement = Matrix(mesh_build.placement_matrix(meta).tolist())
+    for obj in ([arm_obj] if arm_obj is not None else [bpy.data.objects[n] for n in created]):
+        obj.matrix_world = placement
     coll[CREATED_KEY] = {"objects": created, "materials": materials, "images": images}
     return coll
 

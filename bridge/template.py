@@ -168,7 +168,7 @@ class TemplateMessage:
             _fail(f"part_uvs must be finite ({sizes['Cp']}, 2) float32, got {uvs.dtype}{uvs.shape}")
         _in_range("part_vert_part", a["part_vert_part"], 0, len(part_names))
         _in_range("part_joint", a["part_joint"], 0, j)
-        _in_range("mirror", a["mirror"], 0, n)
+        _in_range("mirror", a["mirror"], -1, n)  # -1: no mirror partner (imported heads)
         if a["source_vertex_id"].size and a["source_vertex_id"].min() < -1:
             _fail("source_vertex_id must be >= -1")
         _in_range("lmk_tri", a["lmk_tri"], 0, sizes["T"])

@@ -137,7 +137,7 @@ def test_every_panel_draws_and_references_existing_props_and_operators(bpy_modul
                            pins={3: np.zeros(3, np.float32)}, held=True, message="Fitting..."),
               dict(state=live.PAUSED)]
     try:
-        for template_source in ("DEFAULT", "SELECTED"):
+        for template_source in ("DEFAULT", "SELECTED", "FILE"):
             scene.likeness.template_source = template_source
             for state in states:
                 live.LIVE.reset_job()

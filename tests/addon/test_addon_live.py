@@ -406,3 +406,65 @@ def test_a_local_core_finds_its_python_or_names_the_setting(live, tmp_path, monk
     link.start()
     assert link.wait(10) == core_process.FAILED
     assert "Core Python" in link.error and "host" not in link.error
+
+
+def test_an_imported_head_fits_from_its_template_file_on_the_artists_head(bpy_module, live, tmp_path):
+    """Template: File. A head of another topology, placed away from the default head's spot, made
+    a template by ``likeness template import``: the fit runs on it and the preview, the photo
+    camera and the result sit on the artist's head, not in the default head's frame."""
+    from core.bench.heads import make_head
+    from core.export.obj import obj_to_world, read_obj, world_to_obj
+    from core.template import load, load_default
+
+    bpy = bpy_module
+    mb = sys.modules[MODULE + ".addon.mesh_build"]
+    head = read_obj(make_head("anny", load_default(), tmp_path))
+    angle = np.radians(20.0)
+    turn = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    artist = obj_to_world(head.verts) @ turn.T + np.array([0.3, 0.0, 0.1])
+    moved = tmp_path / "moved.obj"
+    lines = ["v %.6f %.6f %.6f" % tuple(v) for v in world_to_obj(artist)]
+    lines += ["f " + " ".join(str(i + 1) for i in p if i >= 0) for p in head.polygons]
+    moved.write_text("\n".join(lines) + "\n")
+    npz = tmp_path / "moved.npz"
+    res = subprocess.run([sys.executable, "-m", "core.cli", "template", "import", str(moved), "--out", str(npz)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    template = load(npz)
+    settings = bpy.context.scene.likeness
+    settings.photos.clear()
+    photo = settings.photos.add()
+    photo.name, photo.filepath = "grace_hopper.jpg", os.path.abspath(PHOTO)
+    settings.template_source, settings.template_file, settings.preset = "FILE", str(npz), "draft"
+    for stage, n in (("rig", 6), ("joint", 3), ("vertex", 3)):
+        setattr(settings, f"override_{stage}", True)
+        setattr(settings, f"{stage}_iterations", n)
+    try:
+        live.LIVE.reset_job()
+        _fit_until_final(bpy, live, timeout=300)
+        assert live.LIVE.state == live.DONE, live.LIVE.message
+        preview = live.preview_object()
+        assert len(preview.data.vertices) == template.num_verts
+        m = np.array(preview.matrix_world)
+        placed = template.verts.astype(np.float64) @ m[:3, :3].T + m[:3, 3]
+        assert np.abs(placed - artist).max() < 1e-4  # the template's rest, put back on the artist's head
+        assert bpy.ops.likeness.create_result() == {"FINISHED"}
+        coll = sys.modules[MODULE + ".addon.result"].result_collections()[-1]
+        rig = next(o for o in coll.objects if o.type == "ARMATURE")
+        assert np.allclose(np.array(rig.matrix_world), m, atol=1e-6)
+        head_obj = next(o for o in coll.objects if o.name.endswith("Head"))
+        world = np.array([head_obj.matrix_world @ v.co for v in head_obj.data.vertices])
+        assert np.linalg.norm(world.mean(0) - artist.mean(0)) < 0.02  # the fitted head is where the artist's is
+        # the photo camera looks at the head in the artist's frame: the head's centre projects inside the photo
+        cam = np.array(bpy.data.objects[live.CAMERA_NAME].matrix_world)
+        toward = artist.mean(0) - cam[:3, 3]
+        forward = -cam[:3, 2] / np.linalg.norm(cam[:3, 2])  # Blender cameras look down -Z
+        assert toward @ forward / np.linalg.norm(toward) > np.cos(np.radians(12.0))
+        sys.modules[MODULE + ".addon.result"].remove_result(coll)
+        assert mb.placement_matrix(None).tolist() == np.eye(4).tolist()
+    finally:
+        for stage in ("rig", "joint", "vertex"):
+            setattr(settings, f"override_{stage}", False)
+        settings.template_source, settings.template_file = "DEFAULT", ""
+        settings.photos.clear()
+        live.LIVE.reset_job()
