@@ -126,6 +126,19 @@ class Live:
 LIVE = Live()
 
 
+class HeadImport:
+    """The one head import that may run: the core's ``likeness template import`` in a process of its own
+    (``process``: its Popen while it runs; ``message``: what the Template panel shows)."""
+
+    def __init__(self):
+        self.process = None
+        self.cancelled = False
+        self.message = ""
+
+
+IMPORT = HeadImport()
+
+
 # -- text datablocks the artist can read -------------------------------------------
 def write_text(name: str, content: str) -> bpy.types.Text:
     text = bpy.data.texts.get(name) or bpy.data.texts.new(name)

@@ -11,7 +11,7 @@ from ..bridge.client import BridgeError, ConnectionLost, new_job_id
 from ..bridge.protocol import ProtocolError
 from ..bridge.template import TemplateMessage
 from . import core_process, live, mesh_build, result
-from .live import LIVE
+from .live import IMPORT, LIVE
 from .preferences import get_preferences
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
@@ -172,6 +172,98 @@ class LIKENESS_OT_check_template(bpy.types.Operator):
         level = {"ERROR"} if not report.ok else ({"WARNING"} if report.missing else {"INFO"})
         self.report(level, "; ".join(report.lines())[:500])
         return {"FINISHED"} if report.ok else {"CANCELLED"}
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "head"
+
+
+class LIKENESS_OT_import_head(bpy.types.Operator):
+    """Make a template of the selected head mesh, whatever its topology: the core finds its face, lays the default
+    head onto it and carries the rig over (about half a minute); then Template is set to that file"""
+
+    bl_idname = "likeness.import_head"
+    bl_label = "Import Head"
+
+    @classmethod
+    def poll(cls, context):
+        return IMPORT.process is None
+
+    def execute(self, context):
+        import subprocess
+        import tempfile
+
+        settings = _settings(context)
+        mesh, _ = selected_rig(context)
+        if mesh is None:
+            self.report({"ERROR"}, "select the head mesh to import")
+            return {"CANCELLED"}
+        prefs = get_preferences(context)
+        try:
+            python = core_process.find_core_python(bpy.path.abspath(prefs.python_path) if prefs.python_path else "")
+        except core_process.CoreError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        folder = bpy.path.abspath("//") if bpy.data.filepath else tempfile.mkdtemp(prefix="likeness-heads-")
+        out = os.path.join(folder, f"{_safe_name(mesh.name)}_template.npz")
+        work_dir = tempfile.mkdtemp(prefix="likeness-import-")
+        # The mesh object alone (its data and shape keys, vertex order kept) goes to a .blend the core reads.
+        source = os.path.join(work_dir, "head.blend")
+        bpy.data.libraries.write(source, {mesh}, fake_user=True)
+        cmd = [os.path.join(os.path.dirname(python), "likeness"), "template", "import", source, "--object", mesh.name,
+               "--out", out]
+        IMPORT.cancelled, IMPORT.message = False, f"Importing {mesh.name}..."
+        IMPORT.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          cwd=work_dir)
+        process, name = IMPORT.process, mesh.name
+
+        def work():
+            stdout, stderr = process.communicate()
+            return process.returncode, stdout, stderr
+
+        def done(value, error, tb):
+            import shutil
+
+            IMPORT.process = None
+            shutil.rmtree(work_dir, ignore_errors=True)
+            if IMPORT.cancelled:
+                IMPORT.message = f"Import of {name} cancelled"
+                return
+            code, stdout, stderr = value if value is not None else (None, "", str(error))
+            if code != 0:
+                lines = [ln for ln in (stderr or "").splitlines() if ln.strip()]
+                IMPORT.message = f"Import of {name} failed"
+                live.report_problem(f"The head could not be imported: {lines[-1] if lines else 'no output'}", tb)
+                return
+            settings.template_source, settings.template_file = "FILE", out
+            IMPORT.message = f"Imported {name}: Template is now {os.path.basename(out)}"
+            live.write_text(live.REPORT_TEXT, f"Head import: {name}\n{stdout}")
+
+        LIVE.run_async(work, done)
+        return {"FINISHED"}
+
+
+class LIKENESS_OT_cancel_import(bpy.types.Operator):
+    """Stop the running head import; nothing is written"""
+
+    bl_idname = "likeness.cancel_import"
+    bl_label = "Cancel Import"
+
+    @classmethod
+    def poll(cls, context):
+        return IMPORT.process is not None
+
+    def execute(self, context):
+        import signal
+
+        IMPORT.cancelled = True
+        if IMPORT.process is not None:
+            # an interrupt lets the command remove its half-written file; terminate where there is none
+            if hasattr(signal, "SIGINT") and os.name == "posix":
+                IMPORT.process.send_signal(signal.SIGINT)
+            else:
+                IMPORT.process.terminate()
+        return {"FINISHED"}
 
 
 class LIKENESS_OT_start_fit(bpy.types.Operator):
@@ -482,6 +574,8 @@ classes = (
     LIKENESS_OT_stop_core,
     LIKENESS_OT_show_core_log,
     LIKENESS_OT_check_template,
+    LIKENESS_OT_import_head,
+    LIKENESS_OT_cancel_import,
     LIKENESS_OT_start_fit,
     LIKENESS_OT_pause_fit,
     LIKENESS_OT_resume_fit,

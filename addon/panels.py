@@ -4,7 +4,7 @@ import bpy
 
 from ..bridge import __version__
 from . import core_process, live, result
-from .live import LIVE
+from .live import IMPORT, LIVE
 
 
 class _LikenessPanel:
@@ -60,6 +60,15 @@ class VIEW3D_PT_likeness_photos(_LikenessPanel, bpy.types.Panel):
             layout.prop(settings.photos[settings.photo_index], "filepath", text="")
 
 
+def _import_status(layout) -> None:
+    if IMPORT.process is not None:
+        row = layout.row(align=True)
+        row.label(text=IMPORT.message, icon="TIME")
+        row.operator("likeness.cancel_import", text="", icon="CANCEL")
+    elif IMPORT.message:
+        layout.label(text=IMPORT.message)
+
+
 class VIEW3D_PT_likeness_template(_LikenessPanel, bpy.types.Panel):
     bl_label = "Template"
     bl_parent_id = "VIEW3D_PT_likeness_main"
@@ -73,10 +82,14 @@ class VIEW3D_PT_likeness_template(_LikenessPanel, bpy.types.Panel):
             col.prop(settings, "template_mesh")
             col.prop(settings, "template_armature")
             col.label(text="Empty fields: the active mesh and its armature", icon="INFO")
-            layout.operator("likeness.check_template", icon="VIEWZOOM")
+            row = layout.row(align=True)
+            row.operator("likeness.check_template", icon="VIEWZOOM")
+            row.operator("likeness.import_head", icon="IMPORT")
+            _import_status(layout)
         elif settings.template_source == "FILE":
             layout.prop(settings, "template_file")
-            layout.label(text="Any head: likeness template import HEAD --out T.npz", icon="INFO")
+            layout.label(text="Any head: Selected Rig > Import Head, or likeness template import", icon="INFO")
+            _import_status(layout)
 
 
 class VIEW3D_PT_likeness_fit(_LikenessPanel, bpy.types.Panel):

@@ -19,6 +19,15 @@ import sys
 import numpy as np
 
 
+def _world(ob) -> np.ndarray:
+    """(4, 4) the object's world matrix from its own transform and its parents' (a file written with
+    ``bpy.data.libraries.write`` has no scene, so Blender never evaluated ``matrix_world``)."""
+    m = np.array(ob.matrix_basis, np.float64)
+    if ob.parent is not None:
+        m = _world(ob.parent) @ np.array(ob.matrix_parent_inverse, np.float64) @ m
+    return m
+
+
 def dump(path: str, out: str, object_name: str | None) -> None:
     import bpy
 
@@ -41,7 +50,7 @@ def dump(path: str, out: str, object_name: str | None) -> None:
     n, c, f = len(mesh.vertices), len(mesh.loops), len(mesh.polygons)
     co = np.empty(n * 3, np.float64)
     mesh.vertices.foreach_get("co", co)
-    m = np.array(ob.matrix_world, np.float64)
+    m = _world(ob)
     verts = co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
     loops = np.empty(c, np.int64)
     mesh.loops.foreach_get("vertex_index", loops)

@@ -5,9 +5,11 @@ Edit Mode, cancel, a killed core (restarted), a killed client (the core cancels 
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -468,3 +470,44 @@ def test_an_imported_head_fits_from_its_template_file_on_the_artists_head(bpy_mo
         settings.template_source, settings.template_file = "DEFAULT", ""
         settings.photos.clear()
         live.LIVE.reset_job()
+
+
+def test_import_head_makes_a_template_of_the_selected_mesh_and_can_be_cancelled(bpy_module, live, tmp_path):
+    """Selected Rig > Import Head: the core imports the mesh in a process of its own; Template becomes
+    that file; the artist's object is untouched. A cancelled import writes nothing."""
+    from core.bench.heads import make_head
+    from core.template import load, load_default
+
+    bpy = bpy_module
+    path = make_head("anny", load_default(), tmp_path)
+    bpy.ops.wm.obj_import(filepath=str(path))
+    obj = bpy.context.selected_objects[0]
+    bpy.context.view_layer.objects.active = obj
+    before = np.array([v.co[:] for v in obj.data.vertices])
+    objects = sorted(o.name for o in bpy.data.objects)
+    settings = bpy.context.scene.likeness
+    settings.template_source, settings.template_mesh, settings.template_armature = "SELECTED", obj, None
+    try:
+        # cancelled at once: the process is interrupted, no template appears, Template is unchanged
+        assert bpy.ops.likeness.import_head() == {"FINISHED"}
+        assert live.IMPORT.process is not None and bpy.ops.likeness.import_head.poll() is False
+        assert bpy.ops.likeness.cancel_import() == {"FINISHED"}
+        assert pump(live.tick, lambda: live.IMPORT.process is None, 60)
+        assert "cancelled" in live.IMPORT.message and settings.template_source == "SELECTED"
+        out = pathlib.Path(tempfile.gettempdir()) if not bpy.data.filepath else None
+        leftovers = [p for p in (out or tmp_path).glob(f"**/{obj.name}_template.npz")]
+        assert not leftovers, leftovers
+
+        assert bpy.ops.likeness.import_head() == {"FINISHED"}
+        assert pump(live.tick, lambda: live.IMPORT.process is None, 300)
+        assert settings.template_source == "FILE", bpy.data.texts[live.REPORT_TEXT].as_string()[-600:]
+        template = load(settings.template_file)
+        assert template.num_verts == len(obj.data.vertices) and template.num_landmarks == 478
+        report = bpy.data.texts[live.REPORT_TEXT].as_string()
+        assert "landmarks    transferred vs found" in report, report
+        assert np.array_equal(np.array([v.co[:] for v in obj.data.vertices]), before)  # the artist's mesh untouched
+        assert sorted(o.name for o in bpy.data.objects) == objects
+    finally:
+        settings.template_source, settings.template_mesh, settings.template_file = "DEFAULT", None, ""
+        live.IMPORT.message = ""
+        bpy.data.objects.remove(obj)
