@@ -128,10 +128,12 @@ LIVE = Live()
 
 class HeadImport:
     """The one head import that may run: the core's ``likeness template import`` in a process of its own
-    (``process``: its Popen while it runs; ``message``: what the Template panel shows)."""
+    (``process``: its Popen while it runs; ``out``: the template file it writes; ``message``: what the
+    Template panel shows)."""
 
     def __init__(self):
         self.process = None
+        self.out = ""
         self.cancelled = False
         self.message = ""
 

@@ -212,7 +212,7 @@ class LIKENESS_OT_import_head(bpy.types.Operator):
         bpy.data.libraries.write(source, {mesh}, fake_user=True)
         cmd = [os.path.join(os.path.dirname(python), "likeness"), "template", "import", source, "--object", mesh.name,
                "--out", out]
-        IMPORT.cancelled, IMPORT.message = False, f"Importing {mesh.name}..."
+        IMPORT.cancelled, IMPORT.message, IMPORT.out = False, f"Importing {mesh.name}...", out
         IMPORT.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           cwd=work_dir)
         process, name = IMPORT.process, mesh.name
