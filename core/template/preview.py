@@ -114,7 +114,10 @@ def draw_preview(t: Template, out: str | pathlib.Path) -> None:
             nose = verts[np.argmin(verts[:, 1])]
             ax.set_xlim(nose[0] - 0.03, nose[0] + 0.03)
             ax.set_ylim(nose[2] - 0.03, nose[2] + 0.025)
-    fig.suptitle("Likeness default head template (MakeHuman/MPFB2, CC0) — metres, Blender frame")
+    source = str(t.info.get("source", ""))
+    title = f"template {source}" if source.startswith("imported") else \
+        "Likeness default head template (MakeHuman/MPFB2, CC0)"
+    fig.suptitle(f"{title} — metres, Blender frame")
     fig.tight_layout()
     out = pathlib.Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
