@@ -76,9 +76,44 @@ def dump(path: str, out: str, object_name: str | None) -> None:
             kb.data.foreach_get("co", k)
             keys.append((k.reshape(-1, 3) - co.reshape(-1, 3)) @ m[:3, :3].T)
             names.append(kb.name)
+    bones = _armature(ob, n)
+    extra = {} if bones is None else {f"bone_{k}": v for k, v in bones.items() if k != "names"}
     np.savez(out, verts=verts, poly_verts=corners, poly_start=np.r_[0, np.cumsum(totals[order])].astype(np.int64),
              uvs=uvs, has_uvs=np.array(has_uvs), keys=np.array(keys).reshape(len(keys), n, 3),
-             meta=np.array(json.dumps({"object": ob.name, "keys": names})))
+             meta=np.array(json.dumps({"object": ob.name, "keys": names,
+                                       "bones": bones["names"] if bones is not None else None})), **extra)
+
+
+def _armature(ob, n: int):
+    """The mesh's armature (its Armature modifier's object, else an armature parent): bone names
+    (parents first), parents, rest frames and tails in world space, and the weights of the vertex
+    groups named like bones ((N, J)); None without one."""
+    arm = next((m.object for m in ob.modifiers if m.type == "ARMATURE" and m.object is not None), None)
+    if arm is None and ob.parent is not None and ob.parent.type == "ARMATURE":
+        arm = ob.parent
+    if arm is None or not len(arm.data.bones):
+        return None
+    depth = {}
+    for b in arm.data.bones:
+        d, p = 0, b.parent
+        while p is not None:
+            d, p = d + 1, p.parent
+        depth[b.name] = d
+    bones = sorted(arm.data.bones, key=lambda b: depth[b.name])  # stable: file order within a depth
+    index = {b.name: i for i, b in enumerate(bones)}
+    world = _world(arm)
+    rest = np.stack([world @ np.array(b.matrix_local, np.float64) for b in bones])
+    tails = np.array([world[:3, :3] @ np.array(b.tail_local, np.float64) + world[:3, 3] for b in bones])
+    weights = np.zeros((n, len(bones)))
+    group_bone = {g.index: index[g.name] for g in ob.vertex_groups if g.name in index}
+    for v in ob.data.vertices:  # vertex groups have no bulk accessor
+        for g in v.groups:
+            j = group_bone.get(g.group)
+            if j is not None:
+                weights[v.index, j] += g.weight
+    return {"names": [b.name for b in bones], "parents": np.array([index[b.parent.name] if b.parent else -1
+                                                                   for b in bones], np.int64),
+            "rest": rest, "tails": tails, "weights": weights}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,8 @@ class HeadMesh:
     verts (N, 3) float64; poly_verts (C,) int64 and poly_start (F+1,) int64 as in the
     template format; uvs (C, 2) float32 per corner (zeros when ``has_uvs`` is False);
     shape_keys: name -> (N, 3) float64 delta; source: file name and object.
+    armature: the artist's bones where the file has them (``.blend``, ``.fbx``): names (parents
+    first), parents (J,), rest (J, 4, 4) world frames, tails (J, 3), weights (N, J); else None.
     """
 
     verts: np.ndarray
@@ -50,6 +52,7 @@ class HeadMesh:
     has_uvs: bool
     shape_keys: dict
     source: str
+    armature: dict | None = None
 
     @property
     def polygons(self) -> np.ndarray:
@@ -84,7 +87,12 @@ def read_head(path: str | pathlib.Path, object_name: str | None = None, scale: f
     else:
         head = _read_with_blender(path, object_name)
     if scale != 1.0:
-        head = dataclasses.replace(head, verts=head.verts * scale,
+        arm = head.armature
+        if arm is not None:
+            rest = arm["rest"].copy()
+            rest[:, :3, 3] *= scale
+            arm = {**arm, "rest": rest, "tails": arm["tails"] * scale}
+        head = dataclasses.replace(head, verts=head.verts * scale, armature=arm,
                                    shape_keys={k: v * scale for k, v in head.shape_keys.items()})
     check_head(head)
     return head
@@ -166,8 +174,12 @@ def _read_with_blender(path: pathlib.Path, object_name: str | None) -> HeadMesh:
         with np.load(dump, allow_pickle=False) as d:
             meta = json.loads(str(d["meta"]))
             keys = {name: d["keys"][i] for i, name in enumerate(meta["keys"])}
+            armature = None
+            if meta.get("bones"):
+                armature = {"names": list(meta["bones"]), **{k: d[f"bone_{k}"] for k in
+                                                             ("parents", "rest", "tails", "weights")}}
             return HeadMesh(d["verts"], d["poly_verts"], d["poly_start"], d["uvs"], bool(d["has_uvs"]), keys,
-                            f"{path.name} ({meta['object']})")
+                            f"{path.name} ({meta['object']})", armature)
 
 
 def pieces(tris: np.ndarray, n: int) -> np.ndarray:

@@ -113,6 +113,47 @@ def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np
     return mended
 
 
+def artist_joints(arm: dict, reg: Registration, default_heads: np.ndarray, joint_basis: np.ndarray,
+                  tail_basis: np.ndarray, default: Template, k: int):
+    """The artist's bones as the template's joints, in the canonical frame, with their own weights.
+
+    Each bone takes the shape controllers' joint offsets of the registered default joint nearest
+    its head; the eyes, teeth and tongue follow the bone nearest their default joint. Returns
+    (names, parents, rest, tails, skin_idx, skin_w, joint_basis, tail_basis, part_joint, confidence)."""
+    from .mesh import HeadImportError
+
+    names, parents = list(arm["names"]), np.asarray(arm["parents"], np.int64)
+    if (parents == -1).sum() != 1:
+        raise HeadImportError(f"the armature must have exactly one root bone, it has {int((parents == -1).sum())}")
+    s, R, t = reg.to_canonical
+    rest = np.asarray(arm["rest"], np.float64).copy()
+    u, _, vt = np.linalg.svd(rest[:, :3, :3])  # the armature object's scale stays out of the frames
+    rot = u @ vt
+    rot[np.linalg.det(rot) < 0] *= np.array([1.0, 1.0, -1.0])
+    rest[:, :3, :3] = np.asarray(R) @ rot
+    rest[:, :3, 3] = s * rest[:, :3, 3] @ np.asarray(R).T + t
+    rest[:, 3] = np.array([0.0, 0.0, 0.0, 1.0])
+    tails = s * np.asarray(arm["tails"], np.float64) @ np.asarray(R).T + t
+    w = np.asarray(arm["weights"], np.float64)
+    kk = min(k, len(names))
+    skin_idx = np.argsort(-w, axis=1)[:, :kk]
+    skin_w = np.take_along_axis(w, skin_idx, axis=1)
+    sums = skin_w.sum(1, keepdims=True)
+    unweighted = sums[:, 0] <= 0
+    root = int(np.flatnonzero(parents == -1)[0])
+    skin_idx[unweighted], skin_w[unweighted] = root, 0.0
+    skin_w[unweighted, 0], sums[unweighted] = 1.0, 1.0
+    skin_w = skin_w / sums
+    _, near = cKDTree(default_heads).query(rest[:, :3, 3])
+    _, bone_of = cKDTree(rest[:, :3, 3]).query(default_heads)
+    part_joint = bone_of[default.part_joint]
+    follows = {default.part_names[p]: names[int(part_joint[np.flatnonzero(default.part_vert_part == p)[0]])]
+               for p in range(len(default.part_names)) if (default.part_vert_part == p).any()}
+    conf = {"bones": len(names), "unweighted_vertices": int(unweighted.sum()), "parts_follow": follows}
+    return (names, parents, rest, tails, skin_idx, skin_w, joint_basis[:, :, near].copy(),
+            tail_basis[:, :, near].copy(), part_joint.astype(np.int64), conf)
+
+
 def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Template, dict]:
     """(template, confidence) for the artist's head; see the module docstring."""
     n = len(reg.verts)
@@ -178,6 +219,14 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         joint_basis, tail_basis = np.concatenate([joint_basis, zj]), np.concatenate([tail_basis, zj])
         part_basis = np.concatenate([part_basis, np.zeros((len(extra), 2, len(part_verts), 3), np.float32)])
 
+    # the artist's own armature, where the file brings one, replaces our joints and weights
+    joint_names, joint_parents, part_joint = list(default.joint_names), default.joint_parents.copy(), \
+        default.part_joint.copy()
+    armature_conf = None
+    if head.armature is not None:
+        (joint_names, joint_parents, joint_rest, joint_tails, skin_idx, skin_w, joint_basis, tail_basis, part_joint,
+         armature_conf) = artist_joints(head.armature, reg, moved_heads, joint_basis, tail_basis, default, k)
+
     # regions: areas by membership read at each vertex, curves vertex by vertex in order
     art_tree = cKDTree(reg.verts)
     regions, region_conf = {}, {}
@@ -214,6 +263,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         "regions": region_conf,
         "mirror_paired": float((mirror >= 0).mean()),
         "keys_mended": torn,
+        "armature": armature_conf,
         "skin_weights": float(matched.mean()),
         "shape_keys_from_artist": [key for key in head.shape_keys],
     }
@@ -229,7 +279,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         verts=reg.verts.astype(np.float32), poly_verts=head.poly_verts, poly_start=head.poly_start,
         uvs=head.uvs.astype(np.float32), tris=tris, tri_poly=tri_poly,
         skin_idx=skin_idx.astype(np.int64), skin_w=skin_w.astype(np.float32),
-        joint_names=list(default.joint_names), joint_parents=default.joint_parents.copy(),
+        joint_names=joint_names, joint_parents=joint_parents,
         joint_rest=joint_rest.astype(np.float32), joint_tails=joint_tails.astype(np.float32),
         ctrl_names=names, ctrl_basis=basis, ctrl_joint_basis=joint_basis, ctrl_tail_basis=tail_basis,
         ctrl_bounds=bounds.astype(np.float32), ctrl_default=defaults.astype(np.float32),
@@ -237,7 +287,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         part_names=list(default.part_names), part_verts=part_verts.astype(np.float32),
         part_poly_verts=default.part_poly_verts.copy(), part_poly_start=default.part_poly_start.copy(),
         part_uvs=default.part_uvs.copy(), part_vert_part=default.part_vert_part.copy(),
-        part_joint=default.part_joint.copy(), part_ctrl_basis=part_basis.astype(np.float32),
+        part_joint=part_joint, part_ctrl_basis=part_basis.astype(np.float32),
         mirror=mirror, source_vertex_id=np.full(n, -1, np.int64), regions=regions,
         lmk_tri=lmk_tri.astype(np.int64), lmk_bary=lmk_bary.astype(np.float32),
         lmk_kind=default.lmk_kind.copy(), lmk_subsets={k2: v.copy() for k2, v in default.lmk_subsets.items()},

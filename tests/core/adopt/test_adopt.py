@@ -202,3 +202,69 @@ def test_blend_files_are_read_by_blender_with_their_shape_keys(anny, tmp_path):
     assert np.allclose(moved[1::2], 0.001, atol=1e-8) and np.allclose(moved[0::2], 0.0)
     with pytest.raises(HeadImportError, match="no mesh object named 'Nose'"):
         read_head(blend, object_name="Nose")
+
+
+RIG_ARTIST_HEAD = """
+import bpy, sys, json
+src, dst, bones = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.wm.obj_import(filepath=src)
+head = bpy.context.selected_objects[0]
+head.name = "ArtistHead"
+arm = bpy.data.objects.new("ArtistRig", bpy.data.armatures.new("ArtistRig"))
+bpy.context.scene.collection.objects.link(arm)
+bpy.context.view_layer.objects.active = arm
+bpy.ops.object.mode_set(mode="EDIT")
+made = {}
+for name, parent, h, t in bones:
+    b = arm.data.edit_bones.new(name)
+    b.head, b.tail = h, t
+    if parent:
+        b.parent = made[parent]
+    made[name] = b
+bpy.ops.object.mode_set(mode="OBJECT")
+for o in bpy.context.view_layer.objects:
+    o.select_set(False)
+head.select_set(True)
+arm.select_set(True)
+bpy.context.view_layer.objects.active = arm
+assert bpy.ops.object.parent_set(type="ARMATURE_AUTO") == {"FINISHED"}
+bpy.ops.wm.save_as_mainfile(filepath=dst)
+"""
+
+
+def test_the_artists_armature_and_bone_names_are_kept_through_a_fit(anny, default, tmp_path):
+    """A head rigged by the artist (their bone names, automatic weights): the template's joints and
+    weights are theirs, the eyes and teeth follow their bones, and the fitted GLB carries their names."""
+    pytest.importorskip("bpy")
+    import struct
+
+    heads, tails = default.joint_heads.astype(float), default.joint_tails.astype(float)
+
+    def at(name):
+        i = default.joint_index(name)
+        return heads[i].tolist(), tails[i].tolist()
+
+    bones = [("Neck", None, *at("neck01")), ("HeadBone", "Neck", *at("head")), ("Jaw", "HeadBone", *at("jaw")),
+             ("Eye_L", "HeadBone", *at("eye.L")), ("Eye_R", "HeadBone", *at("eye.R"))]
+    blend = tmp_path / "rigged.blend"
+    res = subprocess.run([sys.executable, "-c", RIG_ARTIST_HEAD, str(anny[0]), str(blend), json.dumps(bones)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    template, confidence, _ = import_head(blend, "ArtistHead", default=default)
+    names = [b[0] for b in bones]
+    assert template.joint_names == names
+    assert confidence["armature"]["unweighted_vertices"] == 0
+    assert confidence["armature"]["parts_follow"]["eyeball.L"] == "Eye_L"
+    assert confidence["armature"]["parts_follow"]["teeth.lower"] == "Jaw"
+    assert len(np.unique(template.skin_idx[template.skin_w > 0.5])) >= 4  # the artist's weights, several bones
+    npz = tmp_path / "rigged.npz"
+    template.save(npz)
+    out = tmp_path / "fit"
+    res = subprocess.run([str(BIN / "likeness"), "fit", str(GRACE_HOPPER), "--template", str(npz), "--out", str(out),
+                          "--preset", "draft", "--schedule", TINY, "--threads", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    glb = (out / "result.glb").read_bytes()
+    doc = json.loads(glb[20:20 + struct.unpack("<I", glb[12:16])[0]])
+    assert [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]] == names
