@@ -194,7 +194,7 @@ class LIKENESS_OT_import_head(bpy.types.Operator):
         import tempfile
 
         settings = _settings(context)
-        mesh, _ = selected_rig(context)
+        mesh, arm = selected_rig(context)
         if mesh is None:
             self.report({"ERROR"}, "select the head mesh to import")
             return {"CANCELLED"}
@@ -207,9 +207,9 @@ class LIKENESS_OT_import_head(bpy.types.Operator):
         folder = bpy.path.abspath("//") if bpy.data.filepath else tempfile.mkdtemp(prefix="likeness-heads-")
         out = os.path.join(folder, f"{_safe_name(mesh.name)}_template.npz")
         work_dir = tempfile.mkdtemp(prefix="likeness-import-")
-        # The mesh object alone (its data and shape keys, vertex order kept) goes to a .blend the core reads.
+        # The mesh object (its data and shape keys, vertex order kept) and its armature go to a .blend the core reads.
         source = os.path.join(work_dir, "head.blend")
-        bpy.data.libraries.write(source, {mesh}, fake_user=True)
+        bpy.data.libraries.write(source, {mesh, arm} if arm is not None else {mesh}, fake_user=True)
         cmd = [os.path.join(os.path.dirname(python), "likeness"), "template", "import", source, "--object", mesh.name,
                "--out", out]
         IMPORT.cancelled, IMPORT.message, IMPORT.out = False, f"Importing {mesh.name}...", out
