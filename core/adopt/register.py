@@ -252,6 +252,13 @@ def _embed(points: np.ndarray, verts: np.ndarray, tris: np.ndarray) -> tuple[np.
     return tri, bary
 
 
+RIG_LANDMARK_FLOOR = 0.3  # the landmark weight's share at the rig fit's end: the surface decides last
+
+
+def _decay(step: int) -> float:
+    return 1.0 - (1.0 - RIG_LANDMARK_FLOOR) * step / max(RIG_STEPS - 1, 1)
+
+
 def _fit_rig(default: Template, art: np.ndarray, art_tris: np.ndarray, art_normals: np.ndarray,
              found: np.ndarray, use: np.ndarray):
     """(registered default verts (Nd, 3), (s, R, t) applied to the default) after fitting the shape
@@ -294,7 +301,8 @@ def _fit_rig(default: Template, art: np.ndarray, art_tris: np.ndarray, art_norma
         back = (((vb - art_t) * art_n).sum(1) * MM) ** 2
         lmk = ((v[lmk_tri] * lmk_bary[..., None]).sum(1) - target_lmk).norm(dim=1) * MM
         loss = ((fwd * w).sum() / w.sum().clamp(min=1) + (back * a_w).sum() / a_w.sum().clamp(min=1)
-                + LANDMARK_WEIGHT * (torch.sqrt(lmk ** 2 + 1.0) - 1.0).mean() + 1e-3 * (ctrl - ctrl0).pow(2).sum())
+                + LANDMARK_WEIGHT * _decay(step) * (torch.sqrt(lmk ** 2 + 1.0) - 1.0).mean()
+                + 1e-3 * (ctrl - ctrl0).pow(2).sum())
         opt.zero_grad()
         loss.backward()
         opt.step()
