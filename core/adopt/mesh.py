@@ -16,13 +16,14 @@ than four corners, no faces, a scale that is not a head's.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 
 import numpy as np
 
 from core.export.obj import obj_to_world, read_obj
 from core.files import UnsafeFileError, open_regular
-from core.geometry.mesh_layout import fan_triangulate, pad_polygons
+from core.geometry.mesh_layout import fan_triangulate, pad_polygons, polygon_edges, triangle_edges
 
 # A head from the crown to the chin is ~0.2-0.3 m; a bust with shoulders up to ~0.8 m.
 HEAD_SIZE_M = (0.12, 0.9)
@@ -59,13 +60,19 @@ class HeadMesh:
         """(F, 4) vertex ids padded with -1 (triangles and quads)."""
         return pad_polygons(self.poly_verts, self.poly_start)
 
+    @functools.cached_property
+    def _fans(self) -> tuple[np.ndarray, np.ndarray]:
+        return fan_triangulate(self.polygons)
+
     @property
     def tris(self) -> np.ndarray:
-        return fan_triangulate(self.polygons)[0]
+        """(T, 3) the fan triangles of the polygons."""
+        return self._fans[0]
 
     @property
     def tri_poly(self) -> np.ndarray:
-        return fan_triangulate(self.polygons)[1]
+        """(T,) the polygon each triangle comes from."""
+        return self._fans[1]
 
 
 def read_head(path: str | pathlib.Path, object_name: str | None = None, scale: float = 1.0) -> HeadMesh:
@@ -187,8 +194,7 @@ def pieces(tris: np.ndarray, n: int) -> np.ndarray:
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
-    a = np.concatenate([tris[:, 0], tris[:, 1]])
-    b = np.concatenate([tris[:, 1], tris[:, 2]])
+    a, b = triangle_edges(tris).T
     graph = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     used = np.zeros(n, bool)
@@ -214,10 +220,7 @@ def check_head(head: HeadMesh) -> None:
         raise HeadImportError(f"{head.source}: the mesh has {len(sizes)} separate pieces (largest "
                               f"{int(sizes.max())} of {int((labels >= 0).sum())} vertices); import the skin alone "
                               "(eyes and teeth are added) or join the pieces")
-    edges = np.sort(np.concatenate([head.polygons[:, [0, 1]], head.polygons[:, [1, 2]],
-                                    _closing_edges(head.polygons)]), axis=1)
-    edges = edges[(edges >= 0).all(1)]
-    _, edge_use = np.unique(edges, axis=0, return_counts=True)
+    _, edge_use = np.unique(polygon_edges(head.poly_verts, head.poly_start), axis=0, return_counts=True)
     if (edge_use > 2).any():
         raise HeadImportError(f"{head.source}: {int((edge_use > 2).sum())} edges are shared by more than two "
                               "faces (non-manifold); clean them up (Blender: Select > Select All by Trait > "
@@ -231,10 +234,3 @@ def check_head(head: HeadMesh) -> None:
         raise HeadImportError(f"{head.source}: the mesh is {size:.4g} units across, not a head's "
                               f"{lo}-{hi} m{hint}")
 
-
-def _closing_edges(polygons: np.ndarray) -> np.ndarray:
-    """(P, 2) the remaining edges of each polygon: (c, a) for triangles, (c, d) and (d, a) for quads."""
-    tri = polygons[:, 3] < 0
-    first = np.where(tri[:, None], polygons[:, [2, 0]], polygons[:, [2, 3]])
-    second = np.where(tri[:, None], -1, polygons[:, [3, 0]])
-    return np.concatenate([first, second])

@@ -17,15 +17,9 @@ from core.geometry.camera import Cameras
 from core.geometry.mesh_layout import surface_points
 from core.template import LMK_SURFACE, Template, TemplateModel
 
-from .register import DISTANCE_PER_HEIGHT, FOCAL_PX, RENDER_PX, Registration, render_grey
+from .register import RENDER_PX, Registration, render_grey, view_camera
 
 POSE = {"jawOpen": 1.0, "eyeBlinkLeft": 1.0}
-
-
-def _camera(verts: np.ndarray, yaw: float) -> Cameras:
-    lo, hi = verts.min(0), verts.max(0)
-    return Cameras.orbit((lo + hi) / 2, DISTANCE_PER_HEIGHT * float(hi[2] - lo[2]), yaw, 0.0, FOCAL_PX,
-                         RENDER_PX, RENDER_PX)
 
 
 def _pixels(camera: Cameras, points: np.ndarray) -> np.ndarray:
@@ -50,7 +44,7 @@ def draw_import(t: Template, reg: Registration, out: str | pathlib.Path) -> None
             ctrl[0, t.ctrl_index(name)] = value
     posed = model.deform(ctrl).verts[0].numpy()
     for row, yaw in enumerate((0.0, 35.0)):
-        cam = _camera(verts, yaw)
+        cam = view_camera(verts, yaw)
         image = render_grey(verts, t.tris, cam)
         ax = axes[row, 0]
         ax.imshow(image)

@@ -10,13 +10,15 @@
    ones (trimmed Umeyama). The artist's mesh is then expressed in the default
    head's frame (metres, Z up, face toward -Y, symmetric about x = 0): the
    *canonical* frame, the one the fit and its symmetry term expect.
-3. **Rig.** The default head's 149 shape controllers and a small similarity are
-   fitted to the artist's surface (both ways, point-to-plane on the closest
-   facing points, refreshed as it moves) and to the found landmarks.
+3. **Rig.** The default head's 149 shape controllers are fitted to the
+   artist's surface (both ways, point-to-plane on the closest facing points,
+   refreshed as it moves) and to the found landmarks, whose weight falls over
+   the fit so that the surface decides last.
 4. **Every vertex.** A non-rigid ICP: the registered vertices solve a sparse
    least-squares problem of closest facing points on the artist's surface (and
-   the artist's vertices on the registered surface), the found landmarks and a
-   Laplacian stiffness toward the rig fit, relaxed over the rounds. Vertices
+   the artist's vertices on the registered surface), the landmarks held where
+   the rig fit put them and a Laplacian stiffness toward the rig fit, both
+   relaxed over the rounds. Vertices
    whose closest point is far or faces away (the mouth bag, the eye sockets
    of a head whose artist closed them) follow the stiffness alone.
 
@@ -57,6 +59,7 @@ SIMILARITY_KEEP = 0.8
 RIG_STEPS = 160
 RIG_REFRESH = 16
 RIG_LR = 0.03
+RIG_LANDMARK_FLOOR = 0.3  # the landmark weight's share at the rig fit's end: the surface decides last
 PAIR_MAX_MM = 15.0
 FACING_COS = 0.3
 NONRIGID_STIFFNESS = (30.0, 10.0, 4.0, 1.5, 0.6)
@@ -79,7 +82,7 @@ class Registration:
     found: (L, 3) the detector's landmarks on the artist's surface; found_ok: (L,) bool.
     corr_tri, corr_bary: (N,) / (N, 3) each artist vertex's closest facing point on the
     registered default head (rows of the default's ``tris``); corr_dist: (N,) its distance.
-    front_yaw: where the face was found (0: toward -Y). images: the front render (RGB uint8).
+    front_yaw: where the face was found (0: toward -Y). front_image: the front render (RGB uint8).
     """
 
     to_canonical: tuple[float, np.ndarray, np.ndarray]
@@ -105,12 +108,15 @@ def render_grey(verts: np.ndarray, tris: np.ndarray, camera: Cameras) -> np.ndar
     return (np.clip(rgb, 0.0, 1.0) ** (1.0 / 2.2) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _cameras(verts: np.ndarray, front: float) -> list[Cameras]:
+def view_camera(verts: np.ndarray, yaw: float, pitch: float = 0.0) -> Cameras:
+    """A camera on the head's bounding box centre, framing its height (yaw 0 looks along +Y)."""
     lo, hi = verts.min(0), verts.max(0)
-    centre = (lo + hi) / 2.0
-    height = float(hi[2] - lo[2])
-    return [Cameras.orbit(centre, DISTANCE_PER_HEIGHT * height, front + yaw, pitch, FOCAL_PX, RENDER_PX, RENDER_PX)
-            for yaw, pitch in VIEWS]
+    return Cameras.orbit((lo + hi) / 2.0, DISTANCE_PER_HEIGHT * float(hi[2] - lo[2]), yaw, pitch, FOCAL_PX,
+                         RENDER_PX, RENDER_PX)
+
+
+def _cameras(verts: np.ndarray, front: float) -> list[Cameras]:
+    return [view_camera(verts, front + yaw, pitch) for yaw, pitch in VIEWS]
 
 
 def find_landmarks(verts: np.ndarray, tris: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
@@ -121,9 +127,9 @@ def find_landmarks(verts: np.ndarray, tris: np.ndarray, source: str) -> tuple[np
 
     for front in FRONTS:
         cams = _cameras(verts, front)
-        images = [render_grey(verts, tris, cam) for cam in cams[:1]]
+        image = render_grey(verts, tris, cams[0])
         try:
-            first = detect_landmarks(images[0])
+            first = detect_landmarks(image)
         except NoFaceError:
             continue
         detections = [first.points.astype(np.float64)]
@@ -139,7 +145,7 @@ def find_landmarks(verts: np.ndarray, tris: np.ndarray, source: str) -> tuple[np
             continue
         emb = derive_embedding(verts, tris, cams, np.stack(detections), np.stack(valid), refine_neighbours=0)
         ok = np.isfinite(emb.snap.points).all(1)
-        return emb.snap.points, ok, front, images[0]
+        return emb.snap.points, ok, front, image
     raise RegistrationError(f"{source}: no face found on renders of the mesh from -Y, +Y, +X or -X; "
                             "is it a human head with an open face (eyes, nose, mouth)?")
 
@@ -233,15 +239,8 @@ def register_head(default: Template, verts: np.ndarray, tris: np.ndarray, source
         raise RegistrationError(f"{source}: the faces point inward; recalculate the normals outside "
                                 "(Blender: Mesh > Normals > Recalculate Outside) and import again")
 
-    rig_verts, (s2, R2, t2) = _fit_rig(default, canon, tris, art_normals, found_c, use)
-    # Fold the rig fit's similarity into the artist's frame, so the default stays canonical.
-    inv_s, inv_R = 1.0 / s2, R2.T
-    canon = inv_s * (canon - t2) @ inv_R.T
-    found_c = inv_s * (found_c - t2) @ inv_R.T
-    rig_verts = inv_s * (rig_verts - t2) @ inv_R.T
-    s, R, t = inv_s * s, inv_R @ R, inv_s * inv_R @ (t - t2)
-
-    reg = _nonrigid(default, rig_verts, canon, tris, found_c, use)
+    rig_verts = _fit_rig(default, canon, tris, art_normals, found_c, use)
+    reg = _nonrigid(default, rig_verts, canon, tris, use)
     closest = FacingClosest(reg, default.tris)
     tri, bary, _, dist, _ = closest.query(canon, vertex_normals(canon, tris))
     return Registration((float(s), R, t), canon, reg, found_c, ok, tri, bary, dist, front, image)
@@ -252,30 +251,21 @@ def _embed(points: np.ndarray, verts: np.ndarray, tris: np.ndarray) -> tuple[np.
     return tri, bary
 
 
-RIG_LANDMARK_FLOOR = 0.3  # the landmark weight's share at the rig fit's end: the surface decides last
-
-
 def _decay(step: int) -> float:
     return 1.0 - (1.0 - RIG_LANDMARK_FLOOR) * step / max(RIG_STEPS - 1, 1)
 
 
 def _fit_rig(default: Template, art: np.ndarray, art_tris: np.ndarray, art_normals: np.ndarray,
-             found: np.ndarray, use: np.ndarray):
-    """(registered default verts (Nd, 3), (s, R, t) applied to the default) after fitting the shape
-    controllers and a similarity of the default head to the artist's surface and landmarks."""
-    from core.geometry.camera import axis_angle_to_matrix
-
+             found: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """(Nd, 3) the default head with its shape controllers fitted to the artist's surface and
+    landmarks (the default head's frame: the similarity was settled by the landmarks)."""
     dtype = torch.float64
     model = TemplateModel(default, dtype=dtype)
     shape = torch.as_tensor(~default.ctrl_is_expression)
     ctrl0 = model.default_controllers()
     lo, hi = model.ctrl_bounds[:, 0], model.ctrl_bounds[:, 1]
     ctrl = ctrl0.clone().requires_grad_(True)
-    rot = torch.zeros(3, dtype=dtype, requires_grad=True)
-    log_s = torch.zeros((), dtype=dtype, requires_grad=True)
-    trans = torch.zeros(3, dtype=dtype, requires_grad=True)
-    opt = torch.optim.Adam([{"params": [ctrl], "lr": RIG_LR}, {"params": [rot, log_s], "lr": 0.0},
-                            {"params": [trans], "lr": 0.0}])
+    opt = torch.optim.Adam([ctrl], lr=RIG_LR)
     lmk_tri = torch.as_tensor(default.tris[default.lmk_tri[use]])
     lmk_bary = torch.as_tensor(default.lmk_bary[use], dtype=dtype)
     target_lmk = torch.as_tensor(found[use], dtype=dtype)
@@ -284,19 +274,13 @@ def _fit_rig(default: Template, art: np.ndarray, art_tris: np.ndarray, art_norma
     art_n = torch.as_tensor(art_normals, dtype=dtype)
     dtris = torch.as_tensor(default.tris)
 
-    def posed() -> torch.Tensor:
-        c = torch.where(shape, ctrl, ctrl0)
-        v = model.deform(c).verts[0]
-        centre = v.detach().mean(0)
-        return torch.exp(log_s) * (v - centre) @ axis_angle_to_matrix(rot).T + centre + trans
-
     pairs = None
     for step in range(RIG_STEPS):
-        v = posed()
+        v = model.deform(torch.where(shape, ctrl, ctrl0)).verts[0]
         if step % RIG_REFRESH == 0:
             pairs = _pairs(v.detach().numpy(), default.tris, art, art_normals, art_closest)
-        d_idx, q, qn, w, a_tri, a_bary, a_w = pairs
-        fwd = (((v[d_idx] - q) * qn).sum(1) * MM) ** 2
+        q, qn, w, a_tri, a_bary, a_w = pairs
+        fwd = (((v - q) * qn).sum(1) * MM) ** 2
         vb = (v[dtris[a_tri]] * a_bary[..., None]).sum(1)
         back = (((vb - art_t) * art_n).sum(1) * MM) ** 2
         lmk = ((v[lmk_tri] * lmk_bary[..., None]).sum(1) - target_lmk).norm(dim=1) * MM
@@ -309,26 +293,20 @@ def _fit_rig(default: Template, art: np.ndarray, art_tris: np.ndarray, art_norma
         with torch.no_grad():
             ctrl.copy_(torch.maximum(torch.minimum(ctrl, hi), lo))
     with torch.no_grad():
-        c = torch.where(shape, ctrl, ctrl0)
-        v0 = model.deform(c).verts[0]
-        centre = v0.mean(0)
-        s, R = float(torch.exp(log_s)), axis_angle_to_matrix(rot).numpy()
-        t = (centre - s * centre @ torch.as_tensor(R).T + trans).numpy()
-        return (s * v0.numpy() @ R.T + t), (s, R, t)
+        return model.deform(torch.where(shape, ctrl, ctrl0)).verts[0].numpy()
 
 
 def _pairs(dverts: np.ndarray, dtris: np.ndarray, art: np.ndarray, art_normals: np.ndarray,
            art_closest: FacingClosest):
-    """Correspondences both ways for the current default head: default vertex -> artist surface
-    (point, normal, weight) and artist vertex -> default surface (tri, bary, weight)."""
+    """Correspondences both ways for the current default head: each default vertex -> artist
+    surface (point, normal, weight) and each artist vertex -> default surface (tri, bary, weight)."""
     dn = vertex_normals(dverts, dtris)
     tri, _, q, dist, cos = art_closest.query(dverts, dn)
     w = (dist < PAIR_MAX_MM / MM) & (cos > FACING_COS)
-    idx = np.arange(len(dverts))
     a_tri, a_bary, _, a_dist, a_cos = FacingClosest(dverts, dtris).query(art, art_normals)
     a_w = (a_dist < PAIR_MAX_MM / MM) & (a_cos > FACING_COS)
     f = torch.float64
-    return (torch.as_tensor(idx), torch.as_tensor(q, dtype=f), torch.as_tensor(art_closest.normals[tri], dtype=f),
+    return (torch.as_tensor(q, dtype=f), torch.as_tensor(art_closest.normals[tri], dtype=f),
             torch.as_tensor(w, dtype=f), torch.as_tensor(a_tri), torch.as_tensor(a_bary, dtype=f),
             torch.as_tensor(a_w, dtype=f))
 
@@ -346,12 +324,13 @@ def uniform_laplacian(tris: np.ndarray, n: int) -> sp.csr_matrix:
 
 
 def _nonrigid(default: Template, rig_verts: np.ndarray, art: np.ndarray, art_tris: np.ndarray,
-              found: np.ndarray, use: np.ndarray) -> np.ndarray:
+              use: np.ndarray) -> np.ndarray:
     """(Nd, 3) the default head's vertices moved onto the artist's surface (metres).
 
     Point-to-plane both ways (vertices may slide along the surface only as the stiffness and
-    the few landmarks let them), a weak point-to-point pull, a Laplacian stiffness toward the
-    rig fit's shape; unknowns are the 3 Nd coordinates, interleaved (x0, y0, z0, x1, ...)."""
+    the landmarks let them), a weak point-to-point pull, a Laplacian stiffness toward the
+    rig fit's shape; unknowns are the 3 Nd coordinates, interleaved (x0, y0, z0, x1, ...). The
+    landmarks are held where the rig fit put them (the detector's own points carry its bias)."""
     n = len(rig_verts)
     lap = uniform_laplacian(default.tris, n)
     lap3 = sp.kron(lap, sp.eye(3)).tocsr()
@@ -363,15 +342,14 @@ def _nonrigid(default: Template, rig_verts: np.ndarray, art: np.ndarray, art_tri
     lmk3 = sp.kron(lmk, sp.eye(3)).tocsr()
     rest_delta = lap3 @ (rig_verts * MM).reshape(-1)
     x = (rig_verts * MM).reshape(-1)
-    # The landmarks stay where the rig fit put them (the detector's own points carry its bias).
-    art_mm, found_mm = art * MM, lmk3 @ x
+    art_mm, held_mm = art * MM, lmk3 @ x
     cols3 = np.arange(3)
     for stiffness in NONRIGID_STIFFNESS:
-        # The detector's points place the surface at first; the surface itself decides at the end.
+        # the held landmarks relax with the stiffness: the surface decides at the end
         lw = LANDMARK_WEIGHT * stiffness / NONRIGID_STIFFNESS[0]
         for _ in range(NONRIGID_ROUNDS):
             v = x.reshape(-1, 3) / MM
-            _, q, qn, w, a_tri, a_bary, a_w = (t.numpy() for t in _pairs(v, default.tris, art, art_n, art_closest))
+            q, qn, w, a_tri, a_bary, a_w = (t.numpy() for t in _pairs(v, default.tris, art, art_n, art_closest))
             # forward: n_i . (x_i - q_i), one row per paired default vertex
             fi = np.flatnonzero(w > 0)
             fwd = sp.csr_matrix((qn[fi].reshape(-1), (np.repeat(np.arange(len(fi)), 3),
@@ -388,7 +366,7 @@ def _nonrigid(default: Template, rig_verts: np.ndarray, art: np.ndarray, art_tri
             pull = sp.diags(np.repeat(np.where(w > 0, POINT_WEIGHT, 0.0), 3))
             A = (fwd.T @ fwd + back.T @ back + pull + lw * (lmk3.T @ lmk3) + stiffness * (lap3.T @ lap3)
                  + 1e-6 * sp.eye(3 * n)).tocsc()
-            b = (fwd.T @ fwd_b + back.T @ back_b + pull @ (q * MM).reshape(-1) + lw * (lmk3.T @ found_mm)
+            b = (fwd.T @ fwd_b + back.T @ back_b + pull @ (q * MM).reshape(-1) + lw * (lmk3.T @ held_mm)
                  + stiffness * (lap3.T @ rest_delta))
             x = spla.spsolve(A, b)
     return x.reshape(-1, 3) / MM

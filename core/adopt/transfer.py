@@ -21,7 +21,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from core.geometry.constants import MM
-from core.geometry.mesh_layout import surface_points, vertex_normals
+from core.geometry.mesh_layout import surface_points, triangle_edges, vertex_normals
 from core.template import LMK_SURFACE, Template
 from core.template.model import validate
 
@@ -35,12 +35,6 @@ DISPLACEMENT_NEIGHBOURS = 30
 MIRROR_TOL_EDGE = 0.5  # mirror partners lie within this many median edge lengths
 TEAR_FACTOR = 1.5  # a carried key tears an edge it strains this many times more than the template's worst
 TEAR_RINGS = 1
-
-
-def carry(field: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """A per-vertex field (Nd, ...) of the default head read at surface points (tri, bary): (N, ...)."""
-    corners = np.asarray(field)[np.asarray(tris)[tri]]  # (N, 3, ...)
-    return (corners * bary.reshape(bary.shape + (1,) * (corners.ndim - 2))).sum(1)
 
 
 def _moved(points: np.ndarray, rest: np.ndarray, moved: np.ndarray, tree: cKDTree) -> np.ndarray:
@@ -58,11 +52,6 @@ def mirror_pairs(verts: np.ndarray, edge_mm: float) -> np.ndarray:
     return np.where(mutual, nearest, -1).astype(np.int64)
 
 
-def _edges(tris: np.ndarray) -> np.ndarray:
-    e = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
-    return np.unique(e, axis=0)
-
-
 def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np.ndarray) -> dict:
     """Re-solve carried key deltas where they would tear the artist's mesh; in place.
 
@@ -77,10 +66,10 @@ def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np
 
     from .register import uniform_laplacian
 
-    de = _edges(default.tris)
+    de = triangle_edges(default.tris)
     dv = default.verts.astype(np.float64)
     d_len = np.maximum(np.linalg.norm(dv[de[:, 0]] - dv[de[:, 1]], axis=1), 1e-9)
-    ae = _edges(tris)
+    ae = triangle_edges(tris)
     a_len = np.maximum(np.linalg.norm(verts[ae[:, 0]] - verts[ae[:, 1]], axis=1), 1e-9)
     n = len(verts)
     lap = uniform_laplacian(tris, n).tocsr()
@@ -166,7 +155,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
     dense = np.zeros((default.num_verts, j))
     np.add.at(dense, (np.repeat(np.arange(default.num_verts), k), default.skin_idx.reshape(-1)),
               default.skin_w.reshape(-1))
-    w = carry(dense, dt, ct, cb)
+    w = surface_points(dense, dt, ct, cb)
     skin_idx = np.argsort(-w, axis=1)[:, :k]
     skin_w = np.take_along_axis(w, skin_idx, axis=1)
     skin_w = skin_w / np.maximum(skin_w.sum(1, keepdims=True), 1e-12)
@@ -188,7 +177,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
 
     # controllers: ours read at the artist's vertices (no edge strained more than the template's own
     # key strains one), then the artist's own keys
-    basis = np.stack([carry(default.ctrl_basis[r].transpose(1, 0, 2), dt, ct, cb).transpose(1, 0, 2)
+    basis = np.stack([surface_points(default.ctrl_basis[r].transpose(1, 0, 2), dt, ct, cb).transpose(1, 0, 2)
                       for r in range(default.num_controllers)])
     torn = mend_tears(basis, default, reg.verts, tris)
     basis = basis.astype(np.float32)
@@ -234,7 +223,7 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
         if name in AREA_REGIONS:
             member = np.zeros(default.num_verts)
             member[ids] = 1.0
-            out = np.flatnonzero(carry(member, dt, ct, cb) >= 0.5)
+            out = np.flatnonzero(surface_points(member, dt, ct, cb) >= 0.5)
         else:
             _, near = art_tree.query(reg.default_verts[ids])
             _, first = np.unique(near, return_index=True)

@@ -20,11 +20,12 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 
 from core.adopt.mesh import pieces
 from core.adopt.register import FacingClosest
-from core.adopt.transfer import carry
 from core.export.obj import obj_to_world, read_obj, write_obj
+from core.geometry.areas import vertex_areas
 from core.geometry.constants import MM
 from core.geometry.mesh_layout import fan_triangulate, surface_points, vertex_normals
 from core.template import Template
@@ -94,16 +95,12 @@ def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndar
     used = default.lmk_kind > 0
     err = np.linalg.norm(moved - truth, axis=1)[used] * MM
     tri, bary, _, _, _ = FacingClosest(dv, default.tris).query(head_verts, vertex_normals(head_verts, head_tris))
-    corners = head_verts[head_tris]
-    area = np.zeros(len(head_verts))
-    tri_area = np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1) / 6
-    for k in range(3):
-        np.add.at(area, head_tris[:, k], tri_area)
+    area = vertex_areas(torch.as_tensor(head_verts)[None], torch.as_tensor(head_tris, dtype=torch.int64))[0].numpy()
     iou = {}
     for name in AREA_REGIONS:
         member = np.zeros(default.num_verts)
         member[default.regions[name]] = 1.0
-        want = carry(member, default.tris, tri, bary) >= 0.5
+        want = surface_points(member, default.tris, tri, bary) >= 0.5
         got = np.zeros(len(head_verts), bool)
         got[template.regions[name]] = True
         iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))

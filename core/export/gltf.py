@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.conventions import quaternion_to_rotation
 from core.files import UnsafeFileError, open_regular
 from core.geometry.mesh_layout import fan_triangulate, vertex_normals
 
@@ -330,16 +331,6 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _quat_matrix(q: np.ndarray) -> np.ndarray:
-    """3x3 rotation of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 class _GltfReader:
     """A glTF document and its buffers (each read on first use); every error names the file."""
 
@@ -525,7 +516,7 @@ class _GltfReader:
         if np.linalg.norm(q) < 1e-12:
             raise self.error(f"{where} has a zero rotation quaternion")
         s = self.floats(node.get("scale", [1.0, 1.0, 1.0]), 3, f"{where} scale")
-        out[:3, :3] = _quat_matrix(q / np.linalg.norm(q)) * s
+        out[:3, :3] = quaternion_to_rotation(np.r_[q[3], q[:3]]) * s  # glTF stores (x, y, z, w)
         out[:3, 3] = self.floats(node.get("translation", [0.0, 0.0, 0.0]), 3, f"{where} translation")
         return out
 

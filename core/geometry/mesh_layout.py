@@ -48,11 +48,29 @@ def fan_triangulate(polygons: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def surface_points(verts: np.ndarray, tris: np.ndarray, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """Points given by triangle ids and barycentrics (landmark embeddings) on numpy vertices.
 
-    verts: (V, D) float (positions, or any per-vertex field such as normals); tris: (T, 3)
-    int; tri: (L,) int rows of ``tris``; bary: (L, 3) float. Returns (L, D) in the
-    promoted dtype of verts and bary.
+    verts: (V, ...) float (positions, or any per-vertex field such as normals, weights or
+    controller deltas); tris: (T, 3) int; tri: (L,) int rows of ``tris``; bary: (L, 3) float.
+    Returns (L, ...) in the promoted dtype of verts and bary.
     """
-    return (np.asarray(verts)[np.asarray(tris)[tri]] * np.asarray(bary)[..., None]).sum(1)
+    corners = np.asarray(verts)[np.asarray(tris)[tri]]  # (L, 3, ...)
+    bary = np.asarray(bary)
+    return (corners * bary.reshape(bary.shape + (1,) * (corners.ndim - 2))).sum(1)
+
+
+def polygon_edges(poly_verts: np.ndarray, poly_start: np.ndarray) -> np.ndarray:
+    """(C, 2) int64 every polygon side as (smaller id, larger id), one row per corner, repeats kept
+    (an edge shared by two polygons appears twice). poly_verts (C,), poly_start (P+1,) as in the
+    template format; triangles are polygons too (``poly_start = arange(0, 3 T + 1, 3)``)."""
+    poly_verts = np.asarray(poly_verts, np.int64)
+    nxt = np.arange(len(poly_verts)) + 1
+    nxt[np.asarray(poly_start)[1:] - 1] = np.asarray(poly_start)[:-1]
+    return np.sort(np.stack([poly_verts, poly_verts[nxt]], 1), 1)
+
+
+def triangle_edges(tris: np.ndarray) -> np.ndarray:
+    """(E, 2) int64 the unique edges of a triangle mesh (tris (T, 3))."""
+    tris = np.asarray(tris, np.int64)
+    return np.unique(polygon_edges(tris.reshape(-1), np.arange(0, tris.size + 1, 3)), axis=0)
 
 
 def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:

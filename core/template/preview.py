@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import torch
 
-from core.geometry.mesh_layout import surface_points
+from core.geometry.mesh_layout import polygon_edges, surface_points
 
 from .model import LMK_CONTOUR, LMK_SURFACE, Template
 
@@ -20,9 +20,7 @@ SWEEPS = (  # (title, controller, value, view)
 
 def unique_edges(t: Template) -> np.ndarray:
     """(E, 2) int64 undirected polygon edges."""
-    nxt = np.arange(len(t.poly_verts)) + 1
-    nxt[t.poly_start[1:] - 1] = t.poly_start[:-1]
-    return np.unique(np.sort(np.stack([t.poly_verts, t.poly_verts[nxt]], 1), 1), axis=0)
+    return np.unique(polygon_edges(t.poly_verts, t.poly_start), axis=0)
 
 
 def _project(points: np.ndarray, view: str) -> np.ndarray:
