@@ -8,7 +8,11 @@
    crops and predicts). The truth is the rendered surface's own normal map through the true
    camera. Reported over the face's skin (``core.priors.skin.skin_mask`` of the detected
    landmarks, where the network gave a normal): normal angle error in degrees, median and
-   p90, and the share of the face the network covered.
+   p90, and the share of the face the network covered. Beside it, what a cue blind to the
+   person scores: the default head placed on the person by the similarity that aligns their
+   faces (the average face in the true pose), and how much of the person's departure from
+   it the network carries: the least-squares gain of (predicted - default) on (true -
+   default) and their correlation (gain 1 and correlation 1: all of it; 0: none).
 2. Real photos (matplotlib's Grace Hopper, ``skimage.data.astronaut()`` and
    ``skimage.data.camera()``): no true normals, so the check is the predicted UV at
    MediaPipe's 478 points against the UV of the landmark embedding, in pixels (through the
@@ -44,12 +48,14 @@ def normal_picture(n: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def cycles_views(provider, people: list[int], cache_arg: str | None):
-    """Yield (person, view, photo rgb, predicted normals, confidence, true normals, true mask, skin)."""
+    """Yield (person, view, photo rgb, predicted normals, confidence, true normals, true mask, skin,
+    the placed default head's normals, its mask)."""
     import torch
 
     from core.bench.photo import VIEW_ANGLES, person_look, render_person
     from core.bench.synthetic import make_person
     from core.geometry.camera import Cameras
+    from core.geometry.similarity import similarity_align
     from core.priors.image import load_image
     from core.priors.landmarks import detect_landmarks
     from core.priors.skin import skin_mask
@@ -68,16 +74,20 @@ def cycles_views(provider, people: list[int], cache_arg: str | None):
         surface = np.load(folder / "surface.npz")
         verts = torch.as_tensor(surface["verts"], dtype=torch.float64)[None]
         tris = torch.as_tensor(surface["tris"], dtype=torch.int64)
+        placed = torch.as_tensor(similarity_align(template.verts, person.verts, template.regions["face_mask"]))[None]
+        template_tris = torch.as_tensor(template.tris, dtype=torch.int64)
         for name in VIEW_ANGLES:
             photo = load_image(folder / f"{name}.jpg")
             face = detect_landmarks(photo)
             cues = provider.predict(photo, face)
             K, R, t = cams[name]
             w, h = photo.size
-            true_n, true_m = render_normals(verts, tris, Cameras.from_numpy(K, R, t, w, h))
+            camera = Cameras.from_numpy(K, R, t, w, h)
+            true_n, true_m = render_normals(verts, tris, camera)
+            default_n, default_m = render_normals(placed, template_tris, camera)
             skin = skin_mask(face.points, w, h)
             yield (person.name, name, photo.rgb, cues["normals"].values, cues["normals"].confidence,
-                   true_n[0].numpy(), true_m[0].numpy() > 0.5, skin)
+                   true_n[0].numpy(), true_m[0].numpy() > 0.5, skin, default_n[0].numpy(), default_m[0].numpy() > 0.5)
 
 
 def uv_check(provider, template) -> list[dict]:
@@ -141,15 +151,22 @@ def main(argv=None) -> int:
 
     provider = FacePriorCues(args.weights, flip_average=not args.no_flip)
     per_view, tiles = [], []
-    all_err = []
-    for person, view, rgb, pred, conf, true_n, true_m, skin in cycles_views(
+    all_err, all_default, towards, spread, product = [], [], 0.0, [0.0, 0.0], 0.0
+    for person, view, rgb, pred, conf, true_n, true_m, skin, default_n, default_m in cycles_views(
             provider, [int(s) for s in args.people.split(",")], args.cache):
         region = skin & true_m
         covered = region & (conf > 0)
         err = _angle_deg(pred, true_n)[covered]
         all_err.append(err)
+        both = covered & default_m
+        all_default.append(_angle_deg(default_n, true_n)[both])
+        person_dev, pred_dev = true_n[both] - default_n[both], pred[both] - default_n[both]
+        towards += float((pred_dev * person_dev).sum())
+        spread[0] += float((person_dev ** 2).sum())
+        spread[1] += float((pred_dev ** 2).sum())
         per_view.append({"person": person, "view": view, "normal_deg_median": round(float(np.median(err)), 2),
                          "normal_deg_p90": round(float(np.percentile(err, 90)), 2),
+                         "default_head_deg_median": round(float(np.median(all_default[-1])), 2),
                          "covered": round(float(covered.sum() / max(region.sum(), 1)), 3)})
         print(json.dumps(per_view[-1]), flush=True)
         if args.picture and view in ("front", "yaw+30") and len(tiles) < 8:
@@ -161,7 +178,11 @@ def main(argv=None) -> int:
     summary = {"cycles_normal_deg_median": round(float(np.median(err)), 2),
                "cycles_normal_deg_mean": round(float(err.mean()), 2),
                "cycles_normal_deg_p90": round(float(np.percentile(err, 90)), 2),
-               "cycles_covered": round(float(np.mean([r["covered"] for r in per_view])), 3)}
+               "cycles_covered": round(float(np.mean([r["covered"] for r in per_view])), 3),
+               "default_head_deg_median": round(float(np.median(np.concatenate(all_default))), 2),
+               "default_head_deg_mean": round(float(np.concatenate(all_default).mean()), 2),
+               "person_gain": round(towards / max(spread[0], 1e-12), 3),
+               "person_correlation": round(towards / max(np.sqrt(spread[0] * spread[1]), 1e-12), 3)}
     uv_rows = uv_check(provider, load_default())
     out = {"weights": str(provider.weights), "summary": summary, "views": per_view, "real_photos_uv": uv_rows}
     print(json.dumps(summary))

@@ -89,20 +89,18 @@ def _fit_args_landmarks(ctx) -> list[str]:
     return ["--schedule", json.dumps(LANDMARKS_SCHEDULE), "--cues", "none"]
 
 
-def _fit_args_oracle_normals(ctx) -> list[str]:
-    """A bound, not a user's fit: each photo gets the camera-space normal map of the true
-    (rendered) surface seen by the true camera, as ``--normals`` files (.npy, zero off the
-    head), so the gap between the pixel cues and the fitter shows per person."""
+def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: str) -> list[str]:
+    """``--normals`` files (.npy, zero off the head): the camera-space normal map of the mesh
+    (``verts``, ``tris``) seen by each photo's true camera."""
     import torch
     from PIL import Image
 
     from core.geometry.camera import Cameras
     from core.render import render_normals
 
-    surface = np.load(ctx["files"][0].parent / "surface.npz")
-    verts = torch.as_tensor(surface["verts"], dtype=torch.float64)[None]
-    tris = torch.as_tensor(surface["tris"], dtype=torch.int64)
-    folder = ctx["out"].parent / (ctx["out"].name + "_normals")
+    verts = torch.as_tensor(verts, dtype=torch.float64)[None]
+    tris = torch.as_tensor(tris, dtype=torch.int64)
+    folder = ctx["out"].parent / (ctx["out"].name + folder_suffix)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for file, (K, R, t) in zip(ctx["files"], ctx["cameras"]):
@@ -115,17 +113,48 @@ def _fit_args_oracle_normals(ctx) -> list[str]:
     return ["--normals", *paths]
 
 
+def _fit_args_oracle_normals(ctx) -> list[str]:
+    """A bound, not a user's fit: each photo gets the camera-space normal map of the true
+    (rendered) surface seen by the true camera, so the gap between the pixel cues and the
+    fitter shows per person."""
+    surface = np.load(ctx["files"][0].parent / "surface.npz")
+    return _normal_map_args(ctx, surface["verts"], surface["tris"], "_normals")
+
+
+def _fit_args_default_normals(ctx) -> list[str]:
+    """A diagnosis, not a user's fit: each photo gets the normal map of the default head,
+    placed on the true head by the similarity that best aligns their faces and seen by the
+    true camera: a cue as good as a perfect one about pose and about the average face, and
+    blind to the person. What a cue must beat to carry the person."""
+    from core.geometry.similarity import similarity_align
+
+    template = ctx["template"]
+    placed = similarity_align(template.verts, ctx["person"].verts, template.regions["face_mask"])
+    return _normal_map_args(ctx, placed, template.tris, "_default_normals")
+
+
 def _fit_args_no_prior(ctx) -> list[str]:
     return ["--cues", "none"]
 
 
+# The shipped fit without the outline term (the head's silhouette in each photo).
+NO_OUTLINE_SCHEDULE = {"stages": {name: {"weights": {"outline": 0.0}} for name in ("rig", "joint", "vertex")}}
+
+
+def _fit_args_no_outline(ctx) -> list[str]:
+    return ["--schedule", json.dumps(NO_OUTLINE_SCHEDULE)]
+
+
 # Variant -> extra ``likeness fit`` arguments for a run (``ctx``: person, files, cameras).
-# "fit" is the fit as shipped (the face prior's normals; consistency only where several
-# photos have no normal maps); ablations: "no_prior" (the same fit without the face prior),
+# "fit" is the fit as shipped (the face prior's normals and outline; consistency only where
+# several photos have no normal maps); ablations: "no_prior" (the same fit without the face
+# prior), "no_outline" (without the outline term),
 # "landmarks" (the landmark terms only), "shading" (+ the shading term);
-# "oracle_normals" is the bound: the fit given normal maps of the true head.
+# "oracle_normals" is the bound: the fit given normal maps of the true head;
+# "default_normals" the diagnosis: the fit given the default head's normal maps, posed on the true head.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
-            "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior}
+            "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior,
+            "no_outline": _fit_args_no_outline, "default_normals": _fit_args_default_normals}
 
 
 def add_arguments(p) -> None:
@@ -483,7 +512,8 @@ def run(args) -> dict:
                 render_files += files
                 tag = f"{variant}_{k}photos_{'exif' if exif else 'noexif'}{'_expression' if expr else ''}"
                 out = out_root / person.name / tag
-                ctx = {"person": person, "files": files, "cameras": [cams[n] for n in views], "out": out}
+                ctx = {"person": person, "files": files, "cameras": [cams[n] for n in views], "out": out,
+                       "template": template}
                 # --schedule (tuning) replaces a variant's own schedule overrides.
                 extra = VARIANTS[variant](ctx) + (["--template", str(args.template)] if args.template else [])
                 if args.schedule:

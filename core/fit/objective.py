@@ -17,6 +17,11 @@ Units, so that weights of 1 are balanced:
   one whose UV is nearest its own (``core.priors.uv_targets``, fixed at the start);
   Huber of the pixel distance in eye distances (``DENSE_HUBER``), weighted by the map's
   confidence, averaged over the vertices that have a target;
+- outline: where a view has the head's outline (``core.priors.outline``: the signed
+  distance to the head's silhouette in the photo), the mesh's occluding contour is
+  pulled onto it: vertices near the silhouette of the head as rendered at the stage's
+  start, weighted by how squarely the view grazes them now (``OUTLINE_COS_SIGMA``);
+  Huber of the signed distance in eye distances (``OUTLINE_HUBER``), averaged;
 - pins: squared distance in centimetres, plus, while pins act, a hold on
   the rest of the head: the squared move (mm²) of each vertex since the pins
   were set (or the stage began), weighted by 1 − exp(−(d/PIN_HOLD_RADIUS)²)
@@ -79,6 +84,17 @@ PIN_HOLD_WEIGHT = 1.0
 # is quadratic up to this many eye distances, linear beyond.
 DENSE_UV_THRESHOLD = 0.01
 DENSE_HUBER = 0.03
+# Outline: a vertex is a contour candidate for a stage when its normal is within this
+# cosine of perpendicular to the view and it lies next to the background of the head
+# rendered at the stage's start (within OUTLINE_NEAR_PX pixels of a map at most
+# OUTLINE_RES on its long side); during the stage a candidate weighs
+# exp(-(cos / OUTLINE_COS_SIGMA)^2), so the contour slides as the surface turns.
+OUTLINE_BAND_COS = 0.2
+OUTLINE_COS_SIGMA = 0.05
+OUTLINE_NEAR_PX = 1
+OUTLINE_RES = 512
+# The residual is quadratic up to this many eye distances, linear beyond.
+OUTLINE_HUBER = 0.02
 
 
 class Objective:
@@ -139,6 +155,16 @@ class Objective:
             self.colour_images.append((img, v.image_scale))
         self._stage_images = list(self.images)
         self._stage_colours = list(self.colour_images)
+        # Per view: ((signed distance, weight) image (h, w, 2) of the head's outline, its
+        # pixels per photo pixel), or None.
+        self.outlines = [None if v.outline is None else
+                         (torch.stack([torch.as_tensor(v.outline, device=dev, dtype=dt),
+                                       torch.as_tensor(v.outline_weight, device=dev, dtype=dt)], -1), v.outline_scale)
+                         for v in views]
+        # The skin's own vertices may be contour points, except the neck's cut (its open rim).
+        self.outline_vertices = ~_near_rim(self.topology)
+        # Per stage: the contour candidates (M,) of any view and which view each serves (V, M).
+        self.outline_select: tuple[torch.Tensor, torch.Tensor] | None = None
         tri_ids, bary = face_samples(model.tris.cpu().numpy(), t.regions["face_mask"])
         self.samples = (torch.as_tensor(tri_ids, device=dev), torch.as_tensor(bary, device=dev, dtype=dt))
         self.sample_weights: torch.Tensor | None = None  # (V, S), set per stage
@@ -198,6 +224,9 @@ class Objective:
         self.anchor = self._unseen_weights(ref, variables) if spec.weights.get("anchor", 0.0) else None
         self.set_normal_res(spec.normal_res)
         self._set_pin_hold(ref[0])
+        self.outline_select = None
+        if spec.weights.get("outline", 0.0) and any(o is not None for o in self.outlines):
+            self.outline_select = self._outline_candidates(ref, variables)
         self.sample_weights = None
         if spec.weights.get("consistency", 0.0):
             self.sample_weights = self._sample_visibility(ref, variables)
@@ -236,6 +265,65 @@ class Objective:
                 frags = rasterize(verts, self.model.tris, cams)
                 weights[i] = weights[i] * visible_points(pts[None], cams, frags)[0].to(weights.dtype)
         return weights
+
+    def _outline_candidates(self, verts: torch.Tensor, variables: FitVariables) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (M,), select (V, M)): the vertices that may be on some view's outer silhouette this
+        stage (see ``OUTLINE_BAND_COS``), and 1 where a view may see one there, else 0."""
+        import torch.nn.functional as F
+
+        from core.geometry.normals import vertex_normals
+        from core.render import rasterize
+
+        with torch.no_grad():
+            n = vertex_normals(verts, self.model.tris)[0]
+            cams = self.cameras(variables)
+            cos = self._grazing(verts[0], n, cams)  # (V, N)
+            select = (cos.abs() < OUTLINE_BAND_COS) & self.outline_vertices[None]
+            for i, outline in enumerate(self.outlines):
+                if outline is None:
+                    select[i] = False
+                    continue
+                w, h = variables.sizes[i]
+                scale = min(1.0, OUTLINE_RES / max(w, h))
+                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+                cam = self.cameras(variables, scale=scale, view=i, size=size)
+                background = (rasterize(verts, self.model.tris, cam).face_id < 0).to(verts.dtype)
+                k = 2 * OUTLINE_NEAR_PX + 1
+                near = F.max_pool2d(background[:, None], k, stride=1, padding=OUTLINE_NEAR_PX)[0, 0]
+                px, _ = cam.project(verts)
+                select[i] &= sample_image(near[..., None], px[0])[:, 0] > 0.5
+            ids = torch.nonzero(select.any(0))[:, 0]  # once a stage: the only host read
+        return ids, select[:, ids].to(verts.dtype)
+
+    @staticmethod
+    def _grazing(verts: torch.Tensor, normals: torch.Tensor, cams: Cameras) -> torch.Tensor:
+        """(V, N) cosine between each vertex normal and the direction from each camera to it."""
+        ray = verts[None] - cams.centers()[:, None]
+        return (ray * normals[None]).sum(-1) / ray.norm(dim=-1).clamp_min(1e-12)
+
+    def _outline_loss(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
+        """The outline term (see the module's notes); zero without outlines or candidates."""
+        from core.geometry.normals import vertex_normals
+
+        if self.outline_select is None:
+            return verts.new_zeros(())
+        ids, select = self.outline_select
+        cams = self.cameras(variables)
+        points = verts[:, ids]  # (1, M, 3)
+        with torch.no_grad():
+            cos = self._grazing(points[0], vertex_normals(verts, self.model.tris)[0, ids], cams)
+            soft = select * torch.exp(-(cos / OUTLINE_COS_SIGMA) ** 2)
+        px, _ = cams.project(points.expand(len(self.views), -1, -1))  # (V, M, 2)
+        terms = []
+        for i, outline in enumerate(self.outlines):
+            if outline is None:
+                continue
+            field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
+            w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
+            r = field[:, 0].abs() / self.iod[i]
+            huber = torch.where(r < OUTLINE_HUBER, 0.5 * r ** 2, OUTLINE_HUBER * (r - 0.5 * OUTLINE_HUBER))
+            terms.append((w * huber).sum() / w.sum().clamp_min(1e-9))
+        return torch.stack(terms).mean() if terms else verts.new_zeros(())
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
@@ -367,6 +455,8 @@ class Objective:
                     normal_terms.append(normal_consistency_loss(n_t[None], rendered[b:b + 1],
                                                                 mask[b:b + 1] * m_t[None].to(verts.dtype)))
             out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
+        if wanted("outline"):
+            out["outline"] = self._outline_loss(verts, variables)
         if wanted("shading"):
             shading_terms = []
             for i in range(len(self.views)):
@@ -420,6 +510,16 @@ class Objective:
                 out[name] = term()
         return out
 
+
+
+def _near_rim(topology: MeshTopology, rings: int = 2) -> torch.Tensor:
+    """(N,) bool: vertices within ``rings`` edges of an open boundary of the mesh."""
+    edges = topology.edges
+    near = torch.zeros(topology.num_verts, dtype=torch.bool, device=edges.device)
+    near[edges[topology.edge_face_count == 1].flatten()] = True
+    for _ in range(rings):
+        near[edges[near[edges].any(1)].flatten()] = True
+    return near
 
 
 def _downsample(normals: torch.Tensor, mask: torch.Tensor, scale: float, res: int):

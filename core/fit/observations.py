@@ -48,6 +48,11 @@ class ViewObservation:
     uv_weight: (h, w) weights in [0, 1] of ``uv_map`` (0: no UV there), or None (all valid).
     landmark_heldout: (L,) bool, the detected points left out of the objective to check the
         fit against (``FitOptions.holdout_landmarks``), or None.
+    outline: (h, w) float32 signed distance in photo pixels to the head's outer silhouette
+        (negative inside; ``core.priors.outline.outline_field``), or None; may be smaller than
+        the photo (same aspect).
+    outline_weight: (h, w) float32 in [0, 1], where ``outline`` may be trusted (None: everywhere).
+    outline_scale: pixels of ``outline`` per photo pixel (0: its width over the photo's).
     """
 
     width: int
@@ -67,6 +72,9 @@ class ViewObservation:
     uv_map: np.ndarray | None = None
     uv_weight: np.ndarray | None = None
     landmark_heldout: np.ndarray | None = None
+    outline: np.ndarray | None = None
+    outline_weight: np.ndarray | None = None
+    outline_scale: float = 0.0
 
     def __post_init__(self):
         if self.focal_px is not None:
@@ -88,6 +96,12 @@ class ViewObservation:
         if self.uv_map is not None:
             self.uv_map, self.uv_weight = self._weighted_map(self.uv_map, self.uv_weight, 2, "UV map", "UV weights",
                                                              "the UV map")
+        if self.outline is not None:
+            sdf, wt = self._weighted_map(np.asarray(self.outline, np.float32)[..., None], self.outline_weight, 1,
+                                         "outline", "outline weights", "the outline")
+            self.outline, self.outline_weight = sdf[..., 0], wt
+            if not self.outline_scale:
+                self.outline_scale = sdf.shape[1] / self.width
         if self.image is not None:
             img = np.asarray(self.image, dtype=np.float32)
             if img.ndim != 3 or img.shape[2] != 3:

@@ -46,7 +46,7 @@ BA_METHODS = ("topology_ba", "colmap_then_largesteps")
 
 # Loss terms a stage may weight (names match core/fit/objective.py).
 LOSSES = (
-    "landmark", "normal", "shading", "consistency", "dense", "pins",
+    "landmark", "normal", "shading", "consistency", "dense", "outline", "pins",
     "evgcc", "conformal", "flip", "curve", "disp", "laplacian", "symmetry", "anchor",
     "controller_prior", "joint_prior",
 )
@@ -137,13 +137,21 @@ def solver_options(settings: dict, where: str = "solver") -> BAOptions:
         raise ValueError(f"{where}: {exc}") from None
 
 
+# The head's silhouette in each photo (the face prior's head mask, trusted where it meets the
+# background; core/priors/outline.py), in every stage. Chosen on bench photo's tuning people
+# (301-304, EXIF, mean surface distance over the face): 3 photos 0.780 -> 0.708 mm with
+# weight 300 (100: 0.736, 1000: 0.735, 3000: 0.797 with an earlier, looser contour band);
+# one photo 0.884 -> 0.864.
+OUTLINE_WEIGHT = 300.0
+
+
 def _rig(iterations: int) -> StageSpec:
     return StageSpec(
         name="rig",
         variables=("shape", "expression", "pose", "camera", "focal"),
         iterations=iterations,
         lr={"shape": 0.05, "expression": 0.03, "pose": 0.005, "camera": 0.002, "focal": 0.005},
-        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "controller_prior": 0.3},
+        weights={"landmark": 100.0, "normal": 1.0, "outline": OUTLINE_WEIGHT, "pins": 1.0, "controller_prior": 0.3},
         normal_res=128,
     )
 
@@ -154,7 +162,8 @@ def _joint(iterations: int) -> StageSpec:
         variables=("joints", "camera"),
         iterations=iterations,
         lr={"joints": 0.004, "camera": 0.0005},
-        weights={"landmark": 100.0, "normal": 1.0, "pins": 1.0, "joint_prior": 1e-2, "evgcc": 0.05,
+        weights={"landmark": 100.0, "normal": 1.0, "outline": OUTLINE_WEIGHT, "pins": 1.0, "joint_prior": 1e-2,
+                 "evgcc": 0.05,
                  "conformal": 0.05, "flip": 0.05},
         normal_res=192,
         plateau_patience=40,
@@ -171,7 +180,8 @@ def _vertex(iterations: int) -> StageSpec:
         iterations=iterations,
         # Offsets move through (I + 20 L)^-1 (large steps): smooth updates.
         lr={"offsets": 1e-3, "camera": 5e-4, "focal": 2e-3},
-        weights={"landmark": 50.0, "normal": 1.0, "pins": 1.0, "evgcc": 0.1, "conformal": 0.1, "flip": 0.1,
+        weights={"landmark": 50.0, "normal": 1.0, "outline": OUTLINE_WEIGHT, "pins": 1.0, "evgcc": 0.1,
+                 "conformal": 0.1, "flip": 0.1,
                  "curve": 0.01, "disp": 1e-3, "laplacian": 0.5},
         large_steps_lambda=20.0,
         plateau_patience=60,

@@ -189,7 +189,7 @@ class FacePriorCues(CueProvider):
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return ("normals", "uv")
+        return ("normals", "uv", "head")
 
     @property
     def net(self) -> FacePriorNet:
@@ -237,6 +237,12 @@ class FacePriorCues(CueProvider):
         # neighbourhood was inside it.
         inside = back(keep) > 0.999
         conf = np.where(inside, conf, 0.0).astype(np.float32)
+        # The head mask (face, scalp, ears, neck) where the crop covers the photo: its outline
+        # is the head's silhouette (core.priors.outline).
+        head = back(np.ascontiguousarray(maps["mask"]))
+        covered = back(np.ones_like(maps["mask"])) > 0.999
         return DenseCues(image_size=(w, h), maps={"normals": CueMap(normals.astype(np.float32), conf),
-                                                  "uv": CueMap(uv.astype(np.float32), conf)},
+                                                  "uv": CueMap(uv.astype(np.float32), conf),
+                                                  "head": CueMap(head[..., None].astype(np.float32),
+                                                                 covered.astype(np.float32))},
                          source=f"face prior {self.weights.name}")

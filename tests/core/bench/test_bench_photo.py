@@ -100,3 +100,29 @@ def test_oracle_normals_variant_writes_the_true_heads_normal_maps(template, tmp_
         covered = np.linalg.norm(n, axis=-1) > 0.5
         assert n.shape == (120, 96, 3) and 0.05 < covered.mean() < 0.9
         assert np.median(n[covered][:, 2]) < -0.5  # seen surfaces face the camera (n_z < 0)
+
+
+def test_default_normals_variant_places_the_default_head_on_the_person(template, tmp_path):
+    import types
+
+    from PIL import Image
+
+    from core.bench.photo import _fit_args_default_normals, _fit_args_oracle_normals
+
+    # A "person" that is the default head turned, moved and scaled: placed on it by the
+    # similarity, the default head's maps are the person's own.
+    a = np.deg2rad(10.0)
+    turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    person = types.SimpleNamespace(verts=(1.05 * template.verts.astype(np.float64) @ turn.T + [0.01, 0.0, 0.02]))
+    cams = person_cameras(template, person.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
+    photos = tmp_path / "renders"
+    photos.mkdir()
+    np.savez(photos / "surface.npz", verts=person.verts, tris=template.tris)
+    Image.new("RGB", (96, 120)).save(photos / "front.png")
+    ctx = {"files": [photos / "front.png"], "cameras": [cams["front"]], "out": tmp_path / "fit",
+           "person": person, "template": template}
+    placed = np.load(_fit_args_default_normals(ctx)[1])
+    truth = np.load(_fit_args_oracle_normals(ctx)[1])
+    covered = np.linalg.norm(truth, axis=-1) > 0.5
+    assert 0.05 < covered.mean() < 0.9
+    assert np.abs(placed - truth)[covered].max() < 1e-3
