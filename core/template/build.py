@@ -148,7 +148,7 @@ def _select_faces(base: mpfb.BaseMesh, mirror: np.ndarray) -> tuple[np.ndarray, 
     return body[kept], body[head]
 
 
-def _strategy_matrix(rig: dict, names: list[str], end: str, base: mpfb.BaseMesh) -> np.ndarray:
+def strategy_matrix(rig: dict, names: list[str], end: str, base: mpfb.BaseMesh) -> np.ndarray:
     """(J, V) float64 S such that S @ verts gives the joint ends ('head' or 'tail') in the MH frame."""
     s = np.zeros((len(names), len(base.verts)))
     for j, name in enumerate(names):
@@ -285,8 +285,8 @@ def build_default(embedding_path: pathlib.Path | None = EMBEDDING_PATH) -> Templ
     names = _joint_order(rig)
     index = {nm: i for i, nm in enumerate(names)}
     parents = np.array([-1] + [index[rig[nm]["parent"]] for nm in names[1:]], dtype=np.int64)
-    s_head = _strategy_matrix(rig, names, "head", base)
-    s_tail = _strategy_matrix(rig, names, "tail", base)
+    s_head = strategy_matrix(rig, names, "head", base)
+    s_tail = strategy_matrix(rig, names, "tail", base)
     jm = mirror_joint_names(names)
     heads = mpfb.to_world(s_head @ base.verts)
     tails = mpfb.to_world(s_tail @ base.verts)

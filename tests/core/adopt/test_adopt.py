@@ -274,3 +274,35 @@ def test_the_artists_armature_and_bone_names_are_kept_through_a_fit(anny, defaul
     glb = (_fit_through(template, tmp_path) / "result.glb").read_bytes()
     doc = json.loads(glb[20:20 + struct.unpack("<I", glb[12:16])[0]])
     assert [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]] == names
+
+
+def test_a_rigify_face_rig_is_kept_with_its_bone_names(default, heads_dir, tmp_path):
+    """The default head bound to MPFB2's Rigify face rig instead of its own joints (the issue's third
+    test head): the rig's bones become the joints under their own names, its weights the skin
+    weights, the landmarks land where the default head's are, and the layout is the file's."""
+    _needs_bpy()
+    from core.bench.heads import HEAD_OBJECTS, rigify_arrays
+
+    path = make_head("rigify", default, heads_dir)
+    template, confidence, reg = import_head(path, HEAD_OBJECTS["rigify"], default=default)
+    rig = rigify_arrays(default)
+    names = [str(n) for n in rig["bone_names"]]
+    assert sorted(template.joint_names) == sorted(names) and len(names) > 90
+    assert {"jaw", "lid.T.L", "lid.B.R", "lip.T.L", "lip.B.R", "brow.T.L", "nose"} <= set(template.joint_names)
+    assert confidence["armature"]["unweighted_vertices"] == 0
+    # Each vertex rides the bone the rig's weights favour.
+    dense = np.zeros((default.num_verts, len(names)))
+    np.add.at(dense, (rig["weight_vertex"], rig["weight_bone"]), rig["weight_value"])
+    want = np.array(names)[dense.argmax(1)]
+    got = np.array(template.joint_names)[template.skin_idx[np.arange(default.num_verts), template.skin_w.argmax(1)]]
+    assert (want == got).mean() > 0.95
+    score = score_transfer(default, read_head(path, HEAD_OBJECTS["rigify"]).verts,
+                           read_head(path, HEAD_OBJECTS["rigify"]).tris, template, reg.to_canonical)
+    assert score["landmark_median_mm"] < 0.5
+    assert min(score["region_iou"].values()) > 0.95
+    # A fit through it exports the rig's bones under their names.
+    import struct
+
+    glb = (_fit_through(template, tmp_path) / "result.glb").read_bytes()
+    doc = json.loads(glb[20:20 + struct.unpack("<I", glb[12:16])[0]])
+    assert [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]] == list(template.joint_names)
