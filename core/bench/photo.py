@@ -165,7 +165,8 @@ def add_arguments(p) -> None:
     p.add_argument("--photos", default=None, help="comma-separated view counts from 1,3,7 (default 1,3,7)")
     p.add_argument("--variants", default="fit", help="comma-separated subset of " + ",".join(VARIANTS))
     p.add_argument("--exif", default="both", choices=("yes", "no", "both"),
-                   help="photos with the EXIF focal length (JPEG), without (PNG), or both (without: one photo only)")
+                   help="photos with the EXIF focal length (JPEG), without (PNG: the fit estimates it, and each "
+                        "run reports its error), or both (without: one photo only)")
     p.add_argument("--no-expression", dest="expression", action="store_false", help="skip the expression runs")
     p.add_argument("--width", type=int, default=384, help="render width (pixels)")
     p.add_argument("--height", type=int, default=480, help="render height (pixels)")
@@ -430,6 +431,16 @@ def read_result(path: pathlib.Path) -> np.ndarray:
     return obj_to_world(read_obj(path).verts.astype(np.float64))
 
 
+def focal_error(report: dict, lens_35mm: float) -> float | None:
+    """The fit's estimated focal length against the true lens, as a fraction (+0.1: 10 % long),
+    the mean over views of their 35 mm-equivalent focal lengths; None when a view's focal
+    length was given (EXIF) rather than estimated."""
+    views = report.get("views", [])
+    if not views or any(v.get("focal_source") in ("exif", "given") or v.get("focal_35mm") is None for v in views):
+        return None
+    return float(np.mean([v["focal_35mm"] for v in views]) / lens_35mm - 1.0)
+
+
 def _camera_centre(cam) -> np.ndarray:
     _, R, t = cam
     return -R.T @ t
@@ -501,7 +512,9 @@ def run(args) -> dict:
               f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}"
               + (f", the --template head untouched {base['template'].mean_mm:.3f}" if args.template else ""), flush=True)
         pictures = {}
-        jobs = [(k, exif, False) for k in counts for exif in exif_modes if exif or k == min(counts)]
+        # With both modes, photos without EXIF run for the smallest view count only (time).
+        jobs = [(k, exif, False) for k in counts for exif in exif_modes
+                if exif or k == min(counts) or len(exif_modes) == 1]
         if with_expression:
             jobs.append((1, True, True))
         for variant in variants:
@@ -543,13 +556,16 @@ def run(args) -> dict:
                     "regions": fit.regions, "landmark_error_iod": report.get("landmark_error_iod"),
                     "focal_35mm": [v.get("focal_35mm") for v in report.get("views", [])],
                     "focal_source": [v.get("focal_source") for v in report.get("views", [])],
+                    "focal_error": focal_error(report, look["lens_35mm"]),
                 })
                 runs.append(row)
                 if not expr and exif and variant == variants[0]:
                     pictures[k] = fit
+                focal = "" if row["focal_error"] is None else f", focal {100 * row['focal_error']:+.1f} %"
                 print(f"  {tag}: fit {fit.mean_mm:.3f} mm (median {fit.median_mm:.3f}, p90 {fit.p90_mm:.3f}; front "
                       f"{fit.front_mm:.3f}, oblique {fit.oblique_mm:.3f}), neutral {neutral.mean_mm:.3f}, default "
-                      f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}, {seconds:.0f} s", flush=True)
+                      f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}{focal}, {seconds:.0f} s",
+                      flush=True)
         if pictures:
             k = max(pictures)
             png = out_root / f"{person.name}.png"

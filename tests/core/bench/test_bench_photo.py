@@ -126,3 +126,12 @@ def test_default_normals_variant_places_the_default_head_on_the_person(template,
     covered = np.linalg.norm(truth, axis=-1) > 0.5
     assert 0.05 < covered.mean() < 0.9
     assert np.abs(placed - truth)[covered].max() < 1e-3
+
+
+def test_focal_error_is_reported_only_for_estimated_focal_lengths():
+    from core.bench.photo import focal_error
+
+    views = [{"focal_35mm": 55.0, "focal_source": "estimated"}, {"focal_35mm": 45.0, "focal_source": "estimated"}]
+    assert focal_error({"views": views}, 40.0) == pytest.approx(0.25)
+    assert focal_error({"views": [{"focal_35mm": 50.0, "focal_source": "exif"}]}, 50.0) is None
+    assert focal_error({"views": []}, 50.0) is None
