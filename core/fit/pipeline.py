@@ -59,7 +59,7 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
     from core.priors.errors import CueError, PriorError
     from core.priors.image import load_image
     from core.priors.landmarks import detect_landmarks
-    from core.priors.outline import person_mask, photo_outline
+    from core.priors.outline import photo_outline
 
     options = options or FitOptions()
     providers = options.cues.providers(len(photos)) if options.cues is not None else [None] * len(photos)
@@ -94,7 +94,7 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
                 uv_map, uv_weight = cues["uv"].values, cues["uv"].confidence
             if "head" in cues:
                 outline, outline_weight, outline_scale = photo_outline(
-                    cues["head"].values[..., 0], cues["head"].confidence > 0, person_mask(photo.rgb))
+                    cues["head"].values[..., 0], cues["head"].confidence > 0, photo.rgb)
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,
                                             focal_px=focal_px, focal_source=source, image=image, skin=skin,
                                             image_scale=scale, cue_source=cue_source, uv_map=uv_map,

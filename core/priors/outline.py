@@ -12,18 +12,18 @@ photo are not the head's outline and are left out. Where the head mask stops at
 hair, a hat or a collar, its boundary is not the head's silhouette either: with a
 person mask (MediaPipe's selfie segmentation, ``person_mask``: the whole person,
 hair and clothes included) only boundary pixels with background just outside
-them are trusted. The field is the signed
-distance to the trusted boundary in photo pixels (negative inside the head) and a
-weight that is 1 where that boundary is the nearest boundary of any kind and
-within ``reach`` pixels, else 0: a contour point near an untrusted edge (a
-crop's border, hair the mask stopped at) is not pulled anywhere.
+them are trusted. The field is the signed distance to the trusted boundary in
+pixels (negative inside the head) and a weight that is 1 where that boundary is
+the nearest boundary of any kind and within ``reach`` pixels, else 0: a contour
+point near an untrusted edge (a crop's border, hair the mask stopped at) is not
+pulled anywhere.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 import threading
+
+import numpy as np
 
 # Boundary pixels this close (pixels) to the edge of the covered region are not trusted.
 EDGE_MARGIN_PX = 4
@@ -58,10 +58,10 @@ def person_mask(rgb: np.ndarray) -> np.ndarray:
 def outline_field(head: np.ndarray, covered: np.ndarray | None = None, person: np.ndarray | None = None,
                   reach: float = 20.0, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """head: (h, w) probability that a pixel shows the head; covered: (h, w) bool, where
-    ``head`` was predicted (None: everywhere); person: (h, w) probability that a pixel
-    shows the person (None: the head's boundary is background everywhere). Returns (signed distance (h, w) float32 in
-    pixels, negative inside; weight (h, w) float32 in {0, 1}). No trusted boundary: all
-    weights 0."""
+    ``head`` was predicted (None: everywhere); person: (h, w) probability that a pixel shows
+    the person (None: the head's boundary is background everywhere). Returns (signed
+    distance (h, w) float32 in pixels, negative inside; weight (h, w) float32 in {0, 1}).
+    No trusted boundary: all weights 0."""
     import cv2
 
     head = np.asarray(head, np.float32)
@@ -107,22 +107,26 @@ def outline_field(head: np.ndarray, covered: np.ndarray | None = None, person: n
     return sdf, weight
 
 
-def photo_outline(head: np.ndarray, covered: np.ndarray | None, person: np.ndarray | None,
+def photo_outline(head: np.ndarray, covered: np.ndarray | None, rgb: np.ndarray | None,
                   max_res: int = OUTLINE_MAX_RES) -> tuple[np.ndarray, np.ndarray, float]:
-    """``outline_field`` of photo-sized masks at most ``max_res`` pixels on the long side.
-    Returns (signed distance in photo pixels, weight, scale: field pixels per photo pixel)."""
+    """The outline of a photo: ``head`` and ``covered`` are photo-sized masks as in
+    ``outline_field``, ``rgb`` the photo (its ``person_mask`` decides what is background;
+    None: all of it is). Worked at most ``max_res`` pixels on the long side, so memory
+    does not grow with the photo. Returns (signed distance in photo pixels, weight, scale:
+    field pixels per photo pixel)."""
     import cv2
 
     h, w = head.shape
     scale = min(1.0, max_res / max(h, w))
-    if scale < 1.0:
-        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-        scale = size[0] / w
+    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+    scale = size[0] / w
 
-        def shrink(m):
-            return None if m is None else cv2.resize(np.asarray(m, np.float32), size, interpolation=cv2.INTER_AREA)
+    def shrink(m):
+        if m is None or scale == 1.0:
+            return m
+        return cv2.resize(np.asarray(m), size, interpolation=cv2.INTER_AREA)
 
-        head, person = shrink(head), shrink(person)
-        covered = None if covered is None else shrink(covered) > 0.999
-    sdf, weight = outline_field(head, covered, person)
+    person = None if rgb is None else person_mask(shrink(np.ascontiguousarray(rgb[..., :3], dtype=np.uint8)))
+    covered = None if covered is None else shrink(np.asarray(covered, np.float32)) > 0.999
+    sdf, weight = outline_field(shrink(np.asarray(head, np.float32)), covered, person)
     return sdf / scale, weight, scale

@@ -142,3 +142,15 @@ def test_a_large_photos_outline_is_kept_small_and_measured_in_photo_pixels():
     # The same distances, in the photo's pixels (within the coarse grid's pixel).
     assert sdf[300, 250 + 100] == pytest.approx(full[600, 500 + 200], abs=2.0)
     assert sdf[300, 250 + 160] == pytest.approx(full[600, 500 + 320], abs=2.0)
+
+
+def test_a_large_photos_person_mask_is_read_at_the_fields_size():
+    import skimage.data
+
+    from core.priors.outline import photo_outline
+
+    rgb = np.repeat(np.repeat(skimage.data.astronaut(), 2, axis=0), 2, axis=1)  # 1024 x 1024
+    head = _disc(h=1024, w=1024, r=150.0, centre=(460.0, 280.0))
+    sdf, weight, scale = photo_outline(head, None, rgb, max_res=512)
+    assert scale == pytest.approx(0.5) and sdf.shape == weight.shape == (512, 512)
+    assert sdf[140, 230] < 0  # inside the head disc, in the field's pixels
