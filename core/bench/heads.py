@@ -154,7 +154,7 @@ def rigify_arrays(default: Template) -> dict:
         while parent:
             keep.add(parent)
             parent = rig[parent]["parent"]
-    names = [name for name in rig if name in keep]  # the file's order lists parents first
+    names = [name for name in rig if name in keep]  # in the file's order (the .blend sets parents after all bones)
 
     def ends(end: str) -> np.ndarray:
         plain = [n for n in names if rig[n][end]["strategy"] != "XYZ"]

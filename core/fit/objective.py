@@ -321,8 +321,7 @@ class Objective:
             field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
             w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
             r = field[:, 0].abs() / self.iod[i]
-            huber = torch.where(r < OUTLINE_HUBER, 0.5 * r ** 2, OUTLINE_HUBER * (r - 0.5 * OUTLINE_HUBER))
-            terms.append((w * huber).sum() / w.sum().clamp_min(1e-9))
+            terms.append((w * _huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
         return torch.stack(terms).mean() if terms else verts.new_zeros(())
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
@@ -332,12 +331,8 @@ class Objective:
         from core.geometry.normals import vertex_normals
 
         with torch.no_grad():
-            v = verts[0]
             n = vertex_normals(verts, self.model.tris)[0]
-            _, R, t = variables.cameras()
-            centres = -(R.transpose(1, 2) @ t[..., None])[..., 0]  # (V, 3)
-            to_cam = centres[:, None, :] - v[None]  # (V, N, 3)
-            cos = (to_cam * n[None]).sum(-1) / to_cam.norm(dim=-1).clamp_min(1e-9)
+            cos = -self._grazing(verts[0], n, self.cameras(variables))  # (V, N): toward each camera
             cover = (cos.max(0).values / ANCHOR_COS).clamp(0.0, 1.0)
         return 1.0 - cover
 
@@ -438,8 +433,7 @@ class Objective:
             targets, w = self.dense
             px, _ = self.cameras(variables).project(verts.expand(len(self.views), -1, -1))  # (Vw, N, 2)
             r = ((px - targets) ** 2).sum(-1).add(1e-12).sqrt() / self.iod[:, None]
-            huber = torch.where(r < DENSE_HUBER, 0.5 * r ** 2, DENSE_HUBER * (r - 0.5 * DENSE_HUBER))
-            out["dense"] = (w * huber).sum() / w.sum().clamp_min(1e-9)
+            out["dense"] = (w * _huber(r, DENSE_HUBER)).sum() / w.sum().clamp_min(1e-9)
         if wanted("normal"):
             normal_terms = []
             for views in self._normal_groups:
@@ -510,6 +504,11 @@ class Objective:
                 out[name] = term()
         return out
 
+
+
+def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    """Huber of non-negative residuals: r²/2 up to ``delta``, linear beyond."""
+    return torch.where(r < delta, 0.5 * r ** 2, delta * (r - 0.5 * delta))
 
 
 def _near_rim(topology: MeshTopology, rings: int = 2) -> torch.Tensor:
