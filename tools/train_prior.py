@@ -1,13 +1,15 @@
 """Train the face prior (core/priors/face_prior.py) on data from tools/prior_data.py.
 
     .venv/bin/python tools/train_prior.py DATA_DIR --val VAL_DIR --out core/data/face_prior.pt \
-        [--steps 2400] [--batch 16] [--seed 0] [--resume RUN_DIR/last.pt]
+        [--steps 2400] [--batch 16] [--seed 0] [--resume RUN_DIR/last.pt] [--init WEIGHTS.pt]
 
 Reproducible from ``--seed`` (the batches, augmentations and initial weights are drawn
 from it), resumable (``RUN_DIR/last.pt`` every ``--save-every`` steps holds the weights,
 the optimiser and the random state; ``--resume`` continues where it stopped), and
 bounded: the step count fixes the work (about 1 s a step of 16 crops at 192² on two
-CPU cores). Writes ``RUN_DIR/curves.json`` (training loss every 25 steps, validation
+CPU cores). ``--init`` starts a run from trained weights instead of random ones (a second
+run that trains a committed network further, with a fresh optimiser and rate schedule; the
+weights it wrote keep the first run's record under ``init``). Writes ``RUN_DIR/curves.json`` (training loss every 25 steps, validation
 figures every ``--val-every`` steps) and the final weights in fp16 to ``--out``.
 
 Losses, per pixel of the head's skin (label 1 or 2; the face mask counts twice):
@@ -33,7 +35,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from core.priors.face_prior import FacePriorConfig, FacePriorNet, save_checkpoint  # noqa: E402
+from core.priors.face_prior import FacePriorConfig, FacePriorNet, load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def load_shards(root: pathlib.Path) -> dict[str, np.ndarray]:
@@ -134,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--val-every", type=int, default=400)
     p.add_argument("--resume", type=pathlib.Path, default=None)
+    p.add_argument("--init", type=pathlib.Path, default=None,
+                   help="start from these trained weights (a checkpoint from --out) instead of random ones")
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop (resumably) after this step, keeping the schedule of --steps")
     args = p.parse_args(argv)
@@ -146,13 +150,20 @@ def main(argv=None) -> int:
     print(f"{len(data['image'])} training crops, {len(val['image'])} validation crops, {size}²", flush=True)
     torch.manual_seed(args.seed)
     net = FacePriorNet(FacePriorConfig(size=size))
+    init_record = None
+    if args.init:
+        trained, init_record = load_checkpoint(args.init)
+        if trained.config.size != size:
+            raise SystemExit(f"{args.init} was trained on {trained.config.size}² crops, the data is {size}²")
+        net = trained.train()
+        print(f"starting from {args.init} ({init_record.get('steps', '?')} steps)", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     gen = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     curves = {"train": [], "val": [], "config": vars(args) | {"data": str(args.data), "val": str(args.val),
                                                               "out": str(args.out), "run": str(run),
-                                                              "resume": str(args.resume)}}
+                                                              "resume": str(args.resume), "init": str(args.init)}}
     step = 0
     seconds = 0.0
     if args.resume:
@@ -213,7 +224,9 @@ def main(argv=None) -> int:
         recipe[str(r.parent.name)] = json.loads(r.read_text())
     save_checkpoint(args.out, net.eval(), extra={"steps": step, "seconds": round(seconds, 1), "seed": args.seed,
                                                  "batch": args.batch, "train_crops": int(len(data["image"])),
-                                                 "validation": final, "data": recipe})
+                                                 "validation": final, "data": recipe,
+                                                 **({"init": {k: v for k, v in init_record.items() if k != "data"}}
+                                                    if init_record is not None else {})})
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB)", flush=True)
     return 0
 

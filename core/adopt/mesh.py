@@ -42,7 +42,7 @@ class HeadMesh:
     verts (N, 3) float64; poly_verts (C,) int64 and poly_start (F+1,) int64 as in the
     template format; uvs (C, 2) float32 per corner (zeros when ``has_uvs`` is False);
     shape_keys: name -> (N, 3) float64 delta; source: file name and object.
-    armature: the artist's bones where the file has them (``.blend``, ``.fbx``): names (parents
+    armature: the artist's bones where the file has them (``.blend``, ``.fbx``, a skinned ``.glb``): names (parents
     first), parents (J,), rest (J, 4, 4) world frames, tails (J, 3), weights (N, J); else None.
     """
 
@@ -143,14 +143,33 @@ def _read_gltf(path: pathlib.Path, object_name: str | None) -> HeadMesh:
         mesh = read_gltf(path, object_name)
     except (ValueError, OSError) as exc:
         raise HeadImportError(str(exc).splitlines()[0] if str(exc) else f"cannot read {path.name!r}") from None
+    # glTF splits a vertex wherever its UVs do (a seam): vertices at exactly one position are
+    # welded back into one, in the order each first appears, so the head is one piece again.
+    verts = np.asarray(mesh.verts, np.float64)
+    _, first, inverse = np.unique(verts, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    keep = first[order]  # the file's vertex kept for each welded one, in file order
+    welded = rank[inverse]  # file vertex -> welded vertex
     tris = np.asarray(mesh.tris, np.int64)
-    poly_verts = tris.reshape(-1)
+    corners = tris.reshape(-1)
+    poly_verts = welded[corners]
     poly_start = np.arange(0, len(poly_verts) + 1, 3, dtype=np.int64)
     has_uvs = mesh.uvs is not None
-    uvs = (mesh.uvs[poly_verts].astype(np.float32) if has_uvs else np.zeros((len(poly_verts), 2), np.float32))
-    keys = {name: obj_to_world(np.asarray(d, np.float64)) for name, d in zip(mesh.morph_names, mesh.morphs)}
-    return HeadMesh(obj_to_world(np.asarray(mesh.verts, np.float64)), poly_verts, poly_start, uvs, has_uvs,
-                    keys, f"{path.name} ({mesh.name})")
+    uvs = (mesh.uvs[corners].astype(np.float32) if has_uvs else np.zeros((len(poly_verts), 2), np.float32))
+    keys = {name: obj_to_world(np.asarray(d, np.float64)[keep]) for name, d in zip(mesh.morph_names, mesh.morphs)}
+    armature = None
+    if mesh.skin is not None:
+        # glTF's Y-up frames into ours (Z up), as the vertices: the bones keep their own axes.
+        to_world = np.eye(4)
+        to_world[:3, :3] = obj_to_world(np.eye(3)).T
+        armature = {"names": list(mesh.skin.names), "parents": mesh.skin.parents,
+                    "rest": to_world @ mesh.skin.rest, "tails": obj_to_world(mesh.skin.tails),
+                    "weights": mesh.skin.weights[keep].astype(np.float64)}
+    return HeadMesh(obj_to_world(verts[keep]), poly_verts, poly_start, uvs, has_uvs,
+                    keys, f"{path.name} ({mesh.name})", armature)
 
 
 def _read_with_blender(path: pathlib.Path, object_name: str | None) -> HeadMesh:

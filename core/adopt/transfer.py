@@ -102,6 +102,11 @@ def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np
     return mended
 
 
+# A bone named like a default joint wins over the nearest bone when its head is at most this much
+# (metres) further from the default joint's.
+SAME_NAME_SLACK = 0.005
+
+
 def artist_joints(arm: dict, reg: Registration, default_heads: np.ndarray, joint_basis: np.ndarray,
                   tail_basis: np.ndarray, default: Template, k: int):
     """The artist's bones as the template's joints, in the canonical frame, with their own weights.
@@ -134,7 +139,14 @@ def artist_joints(arm: dict, reg: Registration, default_heads: np.ndarray, joint
     skin_w[unweighted, 0], sums[unweighted] = 1.0, 1.0
     skin_w = skin_w / sums
     _, near = cKDTree(default_heads).query(rest[:, :3, 3])
-    _, bone_of = cKDTree(rest[:, :3, 3]).query(default_heads)
+    dist, bone_of = cKDTree(rest[:, :3, 3]).query(default_heads)
+    # Where the artist's rig has a bone of the default joint's name close by (bones often share a
+    # head: the eye and the lid muscles start at the eye's centre), that bone is the one.
+    index = {name: i for i, name in enumerate(names)}
+    for j, name in enumerate(default.joint_names):
+        i = index.get(name)
+        if i is not None and np.linalg.norm(rest[i, :3, 3] - default_heads[j]) <= dist[j] + SAME_NAME_SLACK:
+            bone_of[j] = i
     part_joint = bone_of[default.part_joint]
     follows = {default.part_names[p]: names[int(part_joint[np.flatnonzero(default.part_vert_part == p)[0]])]
                for p in range(len(default.part_names)) if (default.part_vert_part == p).any()}

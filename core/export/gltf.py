@@ -297,7 +297,9 @@ def write_glb(path, meshes: list[MeshData], armature: Armature | None = None) ->
 MAX_GLTF_BYTES = 512 * 2**20  # the file and the buffer files it names, together
 _COMPONENTS = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
 _COMPONENT_NAMES = {5120: "int8", 5121: "uint8", 5122: "int16", 5123: "uint16", 5125: "uint32", 5126: "float32"}
-_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT4": 16}
+# A skin's dense (vertices x joints) weights are bounded: 50 M entries (200 MB in float32).
+MAX_SKIN_ENTRIES = 50_000_000
 _MODES = {0: "POINTS", 1: "LINES", 2: "LINE_LOOP", 3: "LINE_STRIP", 4: "TRIANGLES", 5: "TRIANGLE_STRIP",
           6: "TRIANGLE_FAN"}
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
@@ -320,6 +322,26 @@ class GltfMesh:
     uvs: np.ndarray | None
     morph_names: list[str]
     morphs: np.ndarray
+    skin: "GltfSkin | None" = None
+
+
+@dataclass
+class GltfSkin:
+    """The armature a skinned glTF mesh is bound to, in the file's frame (glTF: Y up).
+
+    names: J joint node names, parents before children; parents: (J,) int64, -1 for a root
+    (the nearest ancestor node that is a joint of the skin); rest: (J, 4, 4) float64 bind-pose
+    world frames (the inverse bind matrices inverted; the nodes' own world transforms where the
+    skin has none); tails: (J, 3) float64, where glTF keeps no tails: the only child joint's
+    head, else the head plus the frame's Y axis times the parent's length (a root: a tenth of
+    the skeleton's size); weights: (V, J) float32, each vertex's JOINTS_k / WEIGHTS_k summed.
+    """
+
+    names: list[str]
+    parents: np.ndarray
+    rest: np.ndarray
+    tails: np.ndarray
+    weights: np.ndarray
 
 
 def _is_int(value) -> bool:
@@ -520,36 +542,25 @@ class _GltfReader:
         out[:3, 3] = self.floats(node.get("translation", [0.0, 0.0, 0.0]), 3, f"{where} translation")
         return out
 
+    def owner(self, mesh_index: int) -> int | None:
+        """The first node (lowest index) showing the mesh, or None."""
+        for n in range(len(self.doc.get("nodes", []))):
+            node = self.item("nodes", n)
+            if _is_int(node.get("mesh")) and node["mesh"] == mesh_index:
+                return n
+        return None
+
     def world_matrix(self, mesh_index: int) -> np.ndarray:
         """World 4x4 of the first node (lowest index) showing the mesh; identity when no node does,
         or when that node is skinned (glTF ignores a skinned mesh node's transform)."""
         nodes = self.doc.get("nodes", [])
         if not isinstance(nodes, list):
             raise self.error("'nodes' is not a list")
-        parent: dict[int, int] = {}
-        owner = None
-        for n in range(len(nodes)):
-            node = self.item("nodes", n)
-            children = node.get("children", [])
-            if not isinstance(children, list):
-                raise self.error(f"node {n} has children {_short(children)}, not a list")
-            for c in children:
-                if not _is_int(c) or not 0 <= c < len(nodes) or c in parent or c == n:
-                    raise self.error(f"node {n} has a bad child {_short(c)} (out of range, itself, or shared)")
-                parent[c] = n
-            if owner is None and _is_int(node.get("mesh")) and node["mesh"] == mesh_index:
-                owner = n
+        parent = self.parents()
+        owner = self.owner(mesh_index)
         if owner is None or "skin" in nodes[owner]:
             return np.eye(4)
-        chain = [owner]
-        while chain[-1] in parent:
-            chain.append(parent[chain[-1]])
-            if len(chain) > len(nodes):
-                raise self.error(f"the parents of node {owner} form a cycle")
-        world = np.eye(4)
-        for n in reversed(chain):
-            world = world @ self.node_matrix(n)
-        return world
+        return self.node_world(owner, parent)
 
     def primitive(self, prim, where: str):
         """(verts (V,3), tris (T,3), uvs (V,2) or None, morphs (M,V,3)) of one primitive."""
@@ -593,7 +604,112 @@ class _GltfReader:
                 if len(d) != n:
                     raise self.error(f"{where} target {k} has {len(d)} POSITION deltas for {n} vertices")
                 morphs[k] = d
-        return verts, idx.reshape(-1, 3), uvs, morphs
+        return verts, idx.reshape(-1, 3), uvs, morphs, self.influences(attrs, n, where)
+
+    def influences(self, attrs: dict, n: int, where: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(joints (V, 4K) int64, weights (V, 4K) float64) from JOINTS_k / WEIGHTS_k, or None."""
+        joints, weights = [], []
+        k = 0
+        while f"JOINTS_{k}" in attrs or f"WEIGHTS_{k}" in attrs:
+            if f"JOINTS_{k}" not in attrs or f"WEIGHTS_{k}" not in attrs:
+                raise self.error(f"{where} has only one of JOINTS_{k} and WEIGHTS_{k}")
+            j = self.accessor(attrs[f"JOINTS_{k}"], "VEC4", (5121, 5123), f"JOINTS_{k}").astype(np.int64)
+            w = self.accessor(attrs[f"WEIGHTS_{k}"], "VEC4", (5121, 5123, 5126), f"WEIGHTS_{k}")
+            # Integer weights are normalised (glTF 2.0, 3.7.2.1): 255 or 65535 is one.
+            w = w.astype(np.float64) / (np.iinfo(w.dtype).max if w.dtype.kind == "u" else 1.0)
+            if len(j) != n or len(w) != n:
+                raise self.error(f"{where}: JOINTS_{k} / WEIGHTS_{k} have {len(j)} / {len(w)} values for {n} vertices")
+            if not np.isfinite(w).all() or (w < 0).any():
+                raise self.error(f"{where}: WEIGHTS_{k} holds negative or non-finite weights")
+            joints.append(j)
+            weights.append(w)
+            k += 1
+        return (np.concatenate(joints, 1), np.concatenate(weights, 1)) if joints else None
+
+    def parents(self) -> dict[int, int]:
+        """child node -> parent node, checked: children in range, no node under two parents."""
+        nodes = self.doc.get("nodes", [])
+        if not isinstance(nodes, list):
+            raise self.error("'nodes' is not a list")
+        parent: dict[int, int] = {}
+        for n in range(len(nodes)):
+            children = self.item("nodes", n).get("children", [])
+            if not isinstance(children, list):
+                raise self.error(f"node {n} has children {_short(children)}, not a list")
+            for c in children:
+                if not _is_int(c) or not 0 <= c < len(nodes) or c in parent or c == n:
+                    raise self.error(f"node {n} has a bad child {_short(c)} (out of range, itself, or shared)")
+                parent[c] = n
+        return parent
+
+    def node_world(self, node: int, parent: dict[int, int]) -> np.ndarray:
+        """World 4x4 of a node: its ancestors' transforms and its own."""
+        chain = [node]
+        while chain[-1] in parent:
+            chain.append(parent[chain[-1]])
+            if len(chain) > len(parent) + 1:
+                raise self.error(f"the parents of node {node} form a cycle")
+        world = np.eye(4)
+        for n in reversed(chain):
+            world = world @ self.node_matrix(n)
+        return world
+
+    def skin(self, index, influences: tuple[np.ndarray, np.ndarray] | None, n: int) -> GltfSkin:
+        """Skin ``index`` read with the mesh's per-vertex influences (see GltfSkin)."""
+        where = f"skin {_short(index)}"
+        skin = self.item("skins", index)
+        joints = skin.get("joints")
+        nodes = self.doc.get("nodes", [])
+        if (not isinstance(joints, list) or not joints or len(set(map(str, joints))) != len(joints)
+                or not all(_is_int(j) and 0 <= j < len(nodes) for j in joints)):
+            raise self.error(f"{where} has no joints, or joints that are not distinct node indices")
+        if influences is None:
+            raise self.error(f"{where} binds a mesh without JOINTS_0 / WEIGHTS_0")
+        n_joints = len(joints)
+        if n * n_joints > MAX_SKIN_ENTRIES:
+            raise self.error(f"{where}: {n_joints} joints over {n} vertices is more than the "
+                             f"{MAX_SKIN_ENTRIES} weights a head may have")
+        parent = self.parents()
+        if "inverseBindMatrices" in skin:
+            ibm = self.accessor(skin["inverseBindMatrices"], "MAT4", (5126,), "inverseBindMatrices")
+            if len(ibm) != n_joints:
+                raise self.error(f"{where} has {len(ibm)} inverse bind matrices for {n_joints} joints")
+            ibm = ibm.astype(np.float64).reshape(-1, 4, 4).transpose(0, 2, 1)  # column-major
+            if not np.isfinite(ibm).all() or (np.abs(np.linalg.det(ibm[:, :3, :3])) < 1e-12).any():
+                raise self.error(f"{where} has a singular or non-finite inverse bind matrix")
+            rest = np.linalg.inv(ibm)
+        else:  # glTF: without them the joints' bind pose is where their nodes are
+            rest = np.stack([self.node_world(j, parent) for j in joints])
+        slot = {node: i for i, node in enumerate(joints)}
+
+        def joint_parent(node: int) -> int:
+            p = parent.get(node)
+            while p is not None and p not in slot:
+                p = parent.get(p)
+            return -1 if p is None else slot[p]
+
+        up = np.array([joint_parent(j) for j in joints], np.int64)
+        depth = np.zeros(n_joints, np.int64)
+        for i in range(n_joints):
+            p, d = up[i], 0
+            while p >= 0:
+                p, d = up[p], d + 1
+            depth[i] = d
+        order = np.argsort(depth, kind="stable")  # parents first, the file's order within a depth
+        new = np.empty(n_joints, np.int64)
+        new[order] = np.arange(n_joints)
+        parents = np.where(up[order] >= 0, new[np.maximum(up[order], 0)], -1)
+        rest = rest[order]
+        names = [self.item("nodes", joints[i]).get("name") for i in order]
+        names = [nm if isinstance(nm, str) and nm else f"joint_{joints[i]}" for nm, i in zip(names, order)]
+        if len(set(names)) != len(names):
+            raise self.error(f"{where}: its joints' names are not distinct; rename them in the source file")
+        ids, wts = influences
+        if ids.max(initial=0) >= n_joints:
+            raise self.error(f"{where}: JOINTS refer to joint {int(ids.max())}, the skin has {n_joints}")
+        weights = np.zeros((n, n_joints), np.float32)
+        np.add.at(weights, (np.repeat(np.arange(n), ids.shape[1]), new[ids.reshape(-1)]), wts.reshape(-1))
+        return GltfSkin(names, parents, rest, _bone_tails(parents, rest), weights)
 
     def mesh(self, mesh_name: str | None) -> GltfMesh:
         """The named mesh, else the one with most vertices (the first on a tie)."""
@@ -626,6 +742,16 @@ class _GltfReader:
         if any(p[2] is not None for p in parts):
             uvs = np.concatenate([p[2] if p[2] is not None else np.full((len(p[0]), 2), np.nan) for p in parts])
         morphs = np.concatenate([p[3] for p in parts], axis=1)
+        skin = None
+        owner = self.owner(index)
+        if owner is not None and "skin" in self.doc["nodes"][owner]:
+            if any(p[4] is None for p in parts):
+                raise self.error(f"mesh {_short(names[index])} is skinned but a primitive has no JOINTS_0 / WEIGHTS_0")
+            width = max(p[4][0].shape[1] for p in parts)
+            pad = [(np.pad(p[4][0], ((0, 0), (0, width - p[4][0].shape[1]))),
+                    np.pad(p[4][1], ((0, 0), (0, width - p[4][1].shape[1])))) for p in parts]
+            skin = self.skin(self.doc["nodes"][owner]["skin"],
+                             (np.concatenate([q[0] for q in pad]), np.concatenate([q[1] for q in pad])), len(verts))
         world = self.world_matrix(index)
         verts = verts @ world[:3, :3].T + world[:3, 3]
         morphs = morphs @ world[:3, :3].T
@@ -634,7 +760,25 @@ class _GltfReader:
         given = given if isinstance(given, list) else []
         morph_names = [given[k] if k < len(given) and isinstance(given[k], str) else f"key_{k + 1}"
                        for k in range(n_targets[0])]
-        return GltfMesh(names[index], verts, tris, uvs, morph_names, morphs)
+        return GltfMesh(names[index], verts, tris, uvs, morph_names, morphs, skin)
+
+
+def _bone_tails(parents: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """(J, 3) tails for joints given as frames (see GltfSkin)."""
+    heads = rest[:, :3, 3]
+    children = [np.flatnonzero(parents == j) for j in range(len(parents))]
+    size = float(np.linalg.norm(heads.max(0) - heads.min(0))) if len(heads) > 1 else 0.0
+    tails = np.empty_like(heads)
+    length = np.zeros(len(parents))
+    for j in range(len(parents)):  # parents first: a parent's length is known before its children's
+        if len(children[j]) == 1 and np.linalg.norm(heads[children[j][0]] - heads[j]) > 1e-9:
+            tails[j] = heads[children[j][0]]
+        else:
+            axis = rest[j, :3, 1] / max(np.linalg.norm(rest[j, :3, 1]), 1e-12)
+            reach = length[parents[j]] if parents[j] >= 0 else 0.1 * size
+            tails[j] = heads[j] + axis * (reach if reach > 1e-9 else max(0.1 * size, 0.01))
+        length[j] = np.linalg.norm(tails[j] - heads[j])
+    return tails
 
 
 def read_gltf(path, mesh_name: str | None = None) -> GltfMesh:

@@ -306,3 +306,27 @@ def test_a_rigify_face_rig_is_kept_with_its_bone_names(default, heads_dir, tmp_p
     glb = (_fit_through(template, tmp_path) / "result.glb").read_bytes()
     doc = json.loads(glb[20:20 + struct.unpack("<I", glb[12:16])[0]])
     assert [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]] == list(template.joint_names)
+
+
+def test_a_skinned_glb_head_is_welded_and_keeps_its_rig(default, tmp_path):
+    """A .glb is split at its UV seams (glTF keeps one UV per vertex): the import welds it back into
+    one piece in the file's vertex order, keeps its skin (bone names, bind frames, weights) as the
+    template's joints and weights, and the eyes follow the eye bones, not the lid bones that share
+    their heads. The default head's own GLB is such a file."""
+    from core.fit.outputs import write_template_glb
+
+    path = tmp_path / "rigged.glb"
+    write_template_glb(path, default)
+    head = read_head(path)
+    assert head.verts.shape == default.verts.shape and head.has_uvs
+    np.testing.assert_allclose(head.verts, default.verts, atol=1e-6)  # welded, in the file's first-seen order
+    template, confidence, _ = import_head(path, default=default)
+    assert template.joint_names == default.joint_names
+    np.testing.assert_array_equal(template.joint_parents, default.joint_parents)
+    follows = confidence["armature"]["parts_follow"]
+    assert follows["eyeball.L"] == "eye.L" and follows["eyeball.R"] == "eye.R" and follows["teeth.lower"] == "jaw"
+    dense = np.zeros((default.num_verts, default.num_joints))
+    np.add.at(dense, (np.arange(default.num_verts)[:, None], default.skin_idx), default.skin_w)
+    got = np.zeros_like(dense)
+    np.add.at(got, (np.arange(default.num_verts)[:, None], template.skin_idx), template.skin_w)
+    assert np.abs(got - dense).max() < 1e-4

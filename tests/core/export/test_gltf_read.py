@@ -124,6 +124,56 @@ def test_hand_built_gltf_with_node_transform_and_morph(tmp_path):
     assert mesh.morph_names == ["key_1"]
 
 
+def test_a_skinned_head_reads_back_with_its_armature(tmp_path):
+    """write_glb's armature and weights come back: joint names parents first, the bind-pose frames,
+    the weights per vertex (file order), and tails (glTF keeps none) toward the one child."""
+    verts, polys, corner_uvs = head_mesh()
+    rest = np.repeat(np.eye(4)[None], 3, 0)
+    rest[1, :3, 3] = [0.0, 0.0, 0.1]
+    rest[2, :3, :3] = [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]  # turned 90 degrees about z
+    rest[2, :3, 3] = [0.05, 0.0, 0.15]
+    arm = Armature(["root", "upper", "tip"], np.array([-1, 0, 1]), rest)
+    share = np.clip(verts[:, 2] / 0.2, 0.0, 1.0)  # up the grid from "root" to "tip"
+    skin = Skin(np.tile([0, 2], (len(verts), 1)), np.stack([1.0 - share, share], 1))
+    path = tmp_path / "head.glb"
+    write_glb(path, [MeshData("likeness_head", verts, polys, corner_uvs, skin)], arm)
+
+    mesh = read_gltf(path)
+    _, vmap, _ = split_by_uv(polys, corner_uvs)
+    sk = mesh.skin
+    assert sk.names == ["root", "upper", "tip"] and sk.parents.tolist() == [-1, 0, 1]
+    y_up = np.eye(4)
+    y_up[:3, :3] = [[1, 0, 0], [0, 0, 1], [0, -1, 0]]  # the writer's frame: (x, z, -y)
+    np.testing.assert_allclose(sk.rest, y_up @ rest, atol=1e-6)
+    want = np.zeros((len(verts), 3))
+    want[:, 0], want[:, 2] = 1.0 - share, share
+    np.testing.assert_allclose(sk.weights, want[vmap], atol=1e-6)
+    np.testing.assert_allclose(sk.tails[0], sk.rest[1, :3, 3], atol=1e-9)  # the only child's head
+    parent_length = np.linalg.norm(rest[2, :3, 3] - rest[1, :3, 3])
+    np.testing.assert_allclose(sk.tails[2] - sk.rest[2, :3, 3], parent_length * sk.rest[2, :3, 1], atol=1e-6)
+    assert read_gltf(path, mesh_name="likeness_head").skin is not None
+
+    # An unskinned mesh has none; JOINTS naming a joint the skin lacks is refused in one line.
+    assert read_gltf(_quad_file(tmp_path / "q.gltf")).skin is None
+    doc_path = tmp_path / "bad.glb"
+    write_glb(doc_path, [MeshData("likeness_head", verts, polys, corner_uvs, Skin(np.full((len(verts), 1), 2),
+                                                                                    np.ones((len(verts), 1))))],
+              Armature(["root", "upper", "tip"], np.array([-1, 0, 1]), rest))
+    data = bytearray(doc_path.read_bytes())
+    json_len = int.from_bytes(data[12:16], "little")
+    doc = json.loads(bytes(data[20:20 + json_len]))
+    doc["skins"][0]["joints"] = doc["skins"][0]["joints"][:2]
+    doc["skins"][0]["inverseBindMatrices"] = None
+    del doc["skins"][0]["inverseBindMatrices"]
+    text = json.dumps(doc).encode()
+    text += b" " * (-len(text) % 4)
+    out = data[:12] + len(text).to_bytes(4, "little") + data[16:20] + text + data[20 + json_len:]
+    out[8:12] = len(out).to_bytes(4, "little")
+    doc_path.write_bytes(bytes(out))
+    with pytest.raises(ValueError, match="JOINTS refer to joint 2, the skin has 2"):
+        read_gltf(doc_path)
+
+
 def test_interleaved_primitives_concatenate_in_file_order(tmp_path):
     uv = np.float32([[0.0, 0.0], [1.0, 0.0], [1.0, 0.25], [0.0, 1.0]])
     interleaved = np.concatenate([QUAD, uv], 1)  # 20-byte stride: xyz uv
