@@ -13,9 +13,15 @@ figures.
     python scripts/animation_check.py RESULT.glb TEMPLATE.glb --json OUT.json
     blender -b -P scripts/animation_check.py -- RESULT.glb TEMPLATE.glb --json OUT.json
     python scripts/animation_check.py A.glb B.glb C.glb TEMPLATE.glb --json OUT.json
+    python scripts/animation_check.py RESULT.glb HEAD_TEMPLATE.glb --template HEAD.npz --json OUT.json
 
 With several results the template is measured once and OUT.json holds a list
-of summaries, one per result, in order.
+of summaries, one per result, in order. ``--template`` names the template the
+results were fitted through when it is not the default head (an imported head,
+``likeness template import``): the mouth and blink checks then read its layout
+and regions, and the poses turn the artist's bones that stand for the default
+joints (the import's ``default_joints``). A pose whose bones the rig lacks on
+both files (a face rig without a neck) is not applicable, not a failure.
 """
 
 from __future__ import annotations
@@ -103,14 +109,16 @@ def _measure(rest, posed, tris) -> dict:
     return {"flipped_faces": flipped, "max_edge_stretch": stretch}
 
 
-def check(bpy, path) -> dict:
+def check(bpy, path, template=None) -> dict:
+    """The figures of every pose of POSES on one GLB; ``template``: the Template the GLB's head has the
+    layout of (None: the default head's)."""
     mesh, arm = _load(bpy, path)
     tris = _triangles(mesh)
     rest = evaluated_vertices(bpy, mesh)
-    faces = _FaceChecks(bpy, mesh)
+    faces = _FaceChecks(bpy, mesh, template)
     out = {}
     for name, *_ in POSES:
-        skipped = apply_pose(bpy, arm, mesh, name)
+        skipped = apply_pose(bpy, arm, mesh, name, faces.aliases)
         if skipped:
             out[name] = {"skipped": skipped}
             continue
@@ -126,13 +134,16 @@ class _FaceChecks:
     template's order (the GLB writer's layout, split at UV seams); a head of another layout is
     measured for bending only."""
 
-    def __init__(self, bpy, mesh):
+    def __init__(self, bpy, mesh, template=None):
         import torch
 
         from core.template.mesh_layout import glb_head_vertex_map, glb_part_vertex_map
         from core.template import load_default
 
-        self.bpy, self.torch, self.t = bpy, torch, load_default()
+        self.bpy, self.torch, self.t = bpy, torch, template if template is not None else load_default()
+        # default joint name -> the rig's bone that stands for it (an imported head's), else itself
+        armature = self.t.info.get("confidence", {}).get("armature") or {}
+        self.aliases = dict(armature.get("default_joints", {}))
         self.vmap, self.pmap = glb_head_vertex_map(self.t), glb_part_vertex_map(self.t)
         self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh
                            and len(o.data.vertices) == len(self.pmap)), None)
@@ -144,7 +155,7 @@ class _FaceChecks:
         if pose not in TEETH_POSES and pose not in BLINKS:
             return {}
         if not self.ok:
-            return {"face_checks": "skipped: the head or its parts differ from the default template's layout"}
+            return {"face_checks": "skipped: the head or its parts differ from the template's layout"}
         head = np.zeros((self.t.num_verts, 3))
         head[self.vmap] = posed
         verts = self.torch.as_tensor(head, dtype=self.torch.float32)
@@ -159,10 +170,12 @@ class _FaceChecks:
                 "lid_line_dihedral": fc.lid_line_dihedral(self.t, verts, side)}
 
 
-def apply_pose(bpy, arm, mesh, name: str) -> str | None:
+def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | None:
     """Put the armature and the head's shape keys in the pose ``name`` of POSES (everything else
-    at rest). Returns None, or why the pose cannot be made (missing bones or shape keys)."""
+    at rest); ``aliases`` maps a default joint's name to the rig's bone for it. Returns None, or
+    why the pose cannot be made (missing bones or shape keys)."""
     bones, shapes = next((b, s) for n, b, s in POSES if n == name)
+    bones = {(aliases or {}).get(b, b): deg for b, deg in bones.items()}
     keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
     # The other meshes on the same armature (eyes, teeth, tongue) carry the same keys; the add-on
     # drives them from the head's, a GLB cannot, so they are set here by name as the drivers would.
@@ -202,6 +215,8 @@ def pose_failures(result: dict, template: dict) -> list[str]:
     out = []
     for name, *_ in POSES:
         r, t = result.get(name, {"skipped": "absent"}), template.get(name, {"skipped": "absent"})
+        if not_applicable(r, t):
+            continue
         if "skipped" in r or "skipped" in t:
             out.append(f"{name}: skipped ({r.get('skipped') or t.get('skipped')})")
             continue
@@ -212,6 +227,12 @@ def pose_failures(result: dict, template: dict) -> list[str]:
                        f"(template {t['max_edge_stretch']:.2f}, allowed {STRETCH_RATIO_MAX}x)")
         out += _face_failures(name, r, t)
     return out
+
+
+def not_applicable(r: dict, t: dict) -> bool:
+    """A pose neither file's rig can make, for the same missing bones (a face rig without a neck)."""
+    return ("skipped" in r and "skipped" in t and r["skipped"] == t["skipped"]
+            and r["skipped"].startswith("missing bones") and "shape keys []" in r["skipped"])
 
 
 def _face_failures(name: str, r: dict, t: dict) -> list[str]:
@@ -241,6 +262,7 @@ def compare(result: dict, template: dict) -> dict:
     return {
         "failures": pose_failures(result, template),
         "poses": len(poses),
+        "not_applicable": [p for p in result if not_applicable(result[p], template.get(p, {}))],
         "flipped_faces_max": max((result[p]["flipped_faces"] for p in poses), default=0),
         "template_flipped_faces_max": max((template[p]["flipped_faces"] for p in poses), default=0),
         "max_edge_stretch": max((result[p]["max_edge_stretch"] for p in poses), default=0.0),
@@ -260,6 +282,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("glbs", nargs="+", metavar="GLB", help="one or more result GLBs, then the template GLB")
     p.add_argument("--json", help="write the figures here")
+    p.add_argument("--template", help="the .npz template the results were fitted through (default: the default head)")
     args = p.parse_args(argv)
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
     from core.fit.result_set import ResultSetError, check_result_file
@@ -275,8 +298,17 @@ def main(argv=None) -> int:
         return 2
     import bpy
 
-    template = check(bpy, template_glb)
-    summaries = [compare(check(bpy, path), template) for path in results]
+    layout = None
+    if args.template:
+        from core.template import TemplateError, load
+
+        try:
+            layout = load(args.template)
+        except (TemplateError, OSError) as exc:
+            print(f"animation_check: {exc}", file=sys.stderr)
+            return 2
+    template = check(bpy, template_glb, layout)
+    summaries = [compare(check(bpy, path, layout), template) for path in results]
     if args.json:
         with open(args.json, "w") as fh:
             fh.write(json.dumps(summaries[0] if len(summaries) == 1 else summaries, indent=2) + "\n")

@@ -105,6 +105,9 @@ def mend_tears(basis: np.ndarray, default: Template, verts: np.ndarray, tris: np
 # A bone named like a default joint wins over the nearest bone when its head is at most this much
 # (metres) further from the default joint's.
 SAME_NAME_SLACK = 0.005
+# An artist's bone stands for a default joint (``default_joints`` in the confidence) within this
+# distance (metres) of it, after registration.
+STAND_IN_REACH = 0.01
 
 
 def artist_joints(arm: dict, reg: Registration, default_heads: np.ndarray, joint_basis: np.ndarray,
@@ -150,7 +153,12 @@ def artist_joints(arm: dict, reg: Registration, default_heads: np.ndarray, joint
     part_joint = bone_of[default.part_joint]
     follows = {default.part_names[p]: names[int(part_joint[np.flatnonzero(default.part_vert_part == p)[0]])]
                for p in range(len(default.part_names)) if (default.part_vert_part == p).any()}
-    conf = {"bones": len(names), "unweighted_vertices": int(unweighted.sum()), "parts_follow": follows}
+    # The artist's bone standing for each default joint it lies close to (the rig binding check
+    # poses "jaw", "eye.L", ... through it); a default joint with no bone near has none.
+    stands = {name: names[int(bone_of[j])] for j, name in enumerate(default.joint_names)
+              if np.linalg.norm(rest[bone_of[j], :3, 3] - default_heads[j]) <= STAND_IN_REACH}
+    conf = {"bones": len(names), "unweighted_vertices": int(unweighted.sum()), "parts_follow": follows,
+            "default_joints": stands}
     return (names, parents, rest, tails, skin_idx, skin_w, joint_basis[:, :, near].copy(),
             tail_basis[:, :, near].copy(), part_joint.astype(np.int64), conf)
 

@@ -303,9 +303,29 @@ def test_a_rigify_face_rig_is_kept_with_its_bone_names(default, heads_dir, tmp_p
     # A fit through it exports the rig's bones under their names.
     import struct
 
-    glb = (_fit_through(template, tmp_path) / "result.glb").read_bytes()
+    out = _fit_through(template, tmp_path)
+    glb = (out / "result.glb").read_bytes()
     doc = json.loads(glb[20:20 + struct.unpack("<I", glb[12:16])[0]])
     assert [doc["nodes"][j]["name"] for s in doc["skins"] for j in s["joints"]] == list(template.joint_names)
+
+    # The rig binding check runs on it through the imported template: the rig's own bones stand for
+    # the default joints (jaw, eyes), the mouth and blink checks read the template's layout, and the
+    # neck poses, which this face rig cannot make, are not applicable rather than failed.
+    from core.fit.outputs import write_template_glb
+
+    stands = confidence["armature"]["default_joints"]
+    assert stands["eye.L"] == "eye.L" and stands["eye.R"] == "eye.R" and "jaw" in stands and "neck02" not in stands
+    write_template_glb(tmp_path / "head.glb", template)
+    res = subprocess.run([sys.executable, str(pathlib.Path(__file__).parents[3] / "scripts" / "animation_check.py"),
+                          str(out / "result.glb"), str(tmp_path / "head.glb"), "--template", str(tmp_path / "head.npz"),
+                          "--json", str(tmp_path / "anim.json")], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    check = json.loads((tmp_path / "anim.json").read_text())
+    assert check["not_applicable"] == ["neck_left", "neck_right"] and check["poses"] == 14
+    posed = check["template"]
+    assert posed["jaw_30"]["max_edge_stretch"] > 0.1 and posed["eyes_up"]["max_edge_stretch"] > 0.05
+    assert "lid_line_dihedral" in posed["eyeBlinkLeft"] and "rays_between_lips" in posed["jaw_0"]
+    assert not any("skipped" in f for f in check["failures"]), check["failures"]
 
 
 def test_a_skinned_glb_head_is_welded_and_keeps_its_rig(default, tmp_path):
