@@ -175,6 +175,9 @@ def main(argv=None) -> int:
         rng.bit_generator.state = state["rng"]
         step, seconds, curves["train"], curves["val"] = state["step"], state["seconds"], state["train"], state["val"]
         print(f"resumed at step {step}", flush=True)
+    if args.init and step == 0:  # where the trained weights start, on this run's validation people
+        curves["val"].append({"step": 0, **{k: round(v, 4) for k, v in evaluate(net, val).items()}})
+        print("  validation:", json.dumps(curves["val"][-1]), flush=True)
     net.train()
     t_last = time.perf_counter()
     running: dict[str, float] = {}

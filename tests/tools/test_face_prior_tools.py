@@ -88,3 +88,19 @@ def test_training_is_reproducible_and_resumes(rendered, tmp_path):
     net, extra = load_checkpoint(tmp_path / "a.pt")
     assert extra["steps"] == 4 and set(extra["validation"]) >= {"normal_deg_median", "uv_px_median", "mask_iou"}
     assert net.config.size == 64
+
+
+def test_a_run_can_start_from_trained_weights(rendered, tmp_path):
+    """--init: a second run starts from a first run's weights (its validation before any step is the
+    first run's last), trains them further, and its weights keep the first run's record."""
+    first = _train(rendered, tmp_path / "first.pt")
+    second = _train(rendered, tmp_path / "second.pt", "--init", str(tmp_path / "first.pt"), "--seed", "1")
+    start = {k: v for k, v in second["val"][0].items() if k != "step"}
+    end = {k: v for k, v in first["val"][-1].items() if k != "step"}
+    assert second["val"][0]["step"] == 0
+    # fp16 weights: the figures agree to rounding
+    assert all(abs(start[k] - end[k]) <= 0.02 * max(abs(end[k]), 1.0) for k in end), (start, end)
+    from core.priors.face_prior import load_checkpoint
+
+    _, extra = load_checkpoint(tmp_path / "second.pt")
+    assert extra["steps"] == 4 and extra["init"]["steps"] == 4 and extra["init"]["seed"] == 0
