@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 
 import bpy
 
@@ -213,6 +214,7 @@ class LIKENESS_OT_import_head(bpy.types.Operator):
         cmd = [os.path.join(os.path.dirname(python), "likeness"), "template", "import", source, "--object", mesh.name,
                "--out", out]
         IMPORT.cancelled, IMPORT.message, IMPORT.out = False, f"Importing {mesh.name}...", out
+        started = time.time()
         IMPORT.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                           cwd=work_dir)
         process, name = IMPORT.process, mesh.name
@@ -227,6 +229,10 @@ class LIKENESS_OT_import_head(bpy.types.Operator):
             IMPORT.process = None
             shutil.rmtree(work_dir, ignore_errors=True)
             if IMPORT.cancelled:
+                # An interrupt that came too late (or was swallowed while the command started up)
+                # may have let it finish: a cancelled import leaves nothing, so its file goes.
+                if os.path.exists(out) and os.path.getmtime(out) >= started - 1.0:
+                    os.remove(out)
                 IMPORT.message = f"Import of {name} cancelled"
                 return
             code, stdout, stderr = value if value is not None else (None, "", str(error))
