@@ -120,7 +120,8 @@ def check(bpy, path, template=None) -> dict:
     for name, *_ in POSES:
         skipped = apply_pose(bpy, arm, mesh, name, faces.aliases)
         if skipped:
-            out[name] = {"skipped": skipped}
+            bones, keys = missing_for_pose(arm, mesh, name, faces.aliases)
+            out[name] = {"skipped": skipped, "missing_bones": bones, "missing_keys": keys}
             continue
         posed = evaluated_vertices(bpy, mesh)
         out[name] = {**_measure(rest, posed, tris), **faces.measure(name, posed)}
@@ -170,12 +171,25 @@ class _FaceChecks:
                 "lid_line_dihedral": fc.lid_line_dihedral(self.t, verts, side)}
 
 
+def _pose(name: str, aliases: dict | None) -> tuple[dict, dict]:
+    """({bone: degrees}, {shape key: value}) of pose ``name``, the bones renamed by ``aliases``."""
+    bones, shapes = next((b, s) for n, b, s in POSES if n == name)
+    return {(aliases or {}).get(b, b): deg for b, deg in bones.items()}, shapes
+
+
+def missing_for_pose(arm, mesh, name: str, aliases: dict | None = None) -> tuple[list[str], list[str]]:
+    """(bones, shape keys) pose ``name`` needs that the armature or the head lacks."""
+    bones, shapes = _pose(name, aliases)
+    keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+    return ([b for b in bones if b not in arm.pose.bones],
+            [s for s in shapes if not any(s.lower() in kb.name.lower() for kb in keys)])
+
+
 def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | None:
     """Put the armature and the head's shape keys in the pose ``name`` of POSES (everything else
     at rest); ``aliases`` maps a default joint's name to the rig's bone for it. Returns None, or
     why the pose cannot be made (missing bones or shape keys)."""
-    bones, shapes = next((b, s) for n, b, s in POSES if n == name)
-    bones = {(aliases or {}).get(b, b): deg for b, deg in bones.items()}
+    bones, shapes = _pose(name, aliases)
     keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
     # The other meshes on the same armature (eyes, teeth, tongue) carry the same keys; the add-on
     # drives them from the head's, a GLB cannot, so they are set here by name as the drivers would.
@@ -187,10 +201,10 @@ def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | 
         pb.rotation_euler = (0, 0, 0)
     for kb in (*keys, *others):
         kb.value = 0.0
-    missing = [b for b in bones if b not in arm.pose.bones]
+    missing, missing_keys = missing_for_pose(arm, mesh, name, aliases)
+    if missing or missing_keys:
+        return f"missing bones {missing} or shape keys {missing_keys}"
     matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
-    if missing or any(not m for m in matched.values()):
-        return f"missing bones {missing} or shape keys {[s for s, m in matched.items() if not m]}"
     for b, deg in bones.items():
         arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
     for s, value in shapes.items():
@@ -231,8 +245,8 @@ def pose_failures(result: dict, template: dict) -> list[str]:
 
 def not_applicable(r: dict, t: dict) -> bool:
     """A pose neither file's rig can make, for the same missing bones (a face rig without a neck)."""
-    return ("skipped" in r and "skipped" in t and r["skipped"] == t["skipped"]
-            and r["skipped"].startswith("missing bones") and "shape keys []" in r["skipped"])
+    return (bool(r.get("missing_bones")) and r.get("missing_bones") == t.get("missing_bones")
+            and not r.get("missing_keys") and not t.get("missing_keys"))
 
 
 def _face_failures(name: str, r: dict, t: dict) -> list[str]:

@@ -550,15 +550,10 @@ class _GltfReader:
                 return n
         return None
 
-    def world_matrix(self, mesh_index: int) -> np.ndarray:
-        """World 4x4 of the first node (lowest index) showing the mesh; identity when no node does,
-        or when that node is skinned (glTF ignores a skinned mesh node's transform)."""
-        nodes = self.doc.get("nodes", [])
-        if not isinstance(nodes, list):
-            raise self.error("'nodes' is not a list")
-        parent = self.parents()
-        owner = self.owner(mesh_index)
-        if owner is None or "skin" in nodes[owner]:
+    def world_matrix(self, owner: int | None, parent: dict[int, int]) -> np.ndarray:
+        """World 4x4 of the mesh's first node ``owner`` (see ``owner``); identity when no node shows
+        the mesh, or when that node is skinned (glTF ignores a skinned mesh node's transform)."""
+        if owner is None or "skin" in self.doc["nodes"][owner]:
             return np.eye(4)
         return self.node_world(owner, parent)
 
@@ -654,14 +649,16 @@ class _GltfReader:
             world = world @ self.node_matrix(n)
         return world
 
-    def skin(self, index, influences: tuple[np.ndarray, np.ndarray] | None, n: int) -> GltfSkin:
-        """Skin ``index`` read with the mesh's per-vertex influences (see GltfSkin)."""
+    def skin(self, index, influences: tuple[np.ndarray, np.ndarray] | None, n: int,
+             parent: dict[int, int]) -> GltfSkin:
+        """Skin ``index`` read with the mesh's per-vertex influences and the node tree ``parent``
+        (child -> parent, see ``parents``); see GltfSkin."""
         where = f"skin {_short(index)}"
         skin = self.item("skins", index)
         joints = skin.get("joints")
         nodes = self.doc.get("nodes", [])
-        if (not isinstance(joints, list) or not joints or len(set(map(str, joints))) != len(joints)
-                or not all(_is_int(j) and 0 <= j < len(nodes) for j in joints)):
+        if (not isinstance(joints, list) or not joints or not all(_is_int(j) and 0 <= j < len(nodes) for j in joints)
+                or len(set(joints)) != len(joints)):
             raise self.error(f"{where} has no joints, or joints that are not distinct node indices")
         if influences is None:
             raise self.error(f"{where} binds a mesh without JOINTS_0 / WEIGHTS_0")
@@ -669,7 +666,6 @@ class _GltfReader:
         if n * n_joints > MAX_SKIN_ENTRIES:
             raise self.error(f"{where}: {n_joints} joints over {n} vertices is more than the "
                              f"{MAX_SKIN_ENTRIES} weights a head may have")
-        parent = self.parents()
         if "inverseBindMatrices" in skin:
             ibm = self.accessor(skin["inverseBindMatrices"], "MAT4", (5126,), "inverseBindMatrices")
             if len(ibm) != n_joints:
@@ -743,7 +739,7 @@ class _GltfReader:
             uvs = np.concatenate([p[2] if p[2] is not None else np.full((len(p[0]), 2), np.nan) for p in parts])
         morphs = np.concatenate([p[3] for p in parts], axis=1)
         skin = None
-        owner = self.owner(index)
+        parent, owner = self.parents(), self.owner(index)  # parents() also checks the node tree
         if owner is not None and "skin" in self.doc["nodes"][owner]:
             if any(p[4] is None for p in parts):
                 raise self.error(f"mesh {_short(names[index])} is skinned but a primitive has no JOINTS_0 / WEIGHTS_0")
@@ -751,8 +747,9 @@ class _GltfReader:
             pad = [(np.pad(p[4][0], ((0, 0), (0, width - p[4][0].shape[1]))),
                     np.pad(p[4][1], ((0, 0), (0, width - p[4][1].shape[1])))) for p in parts]
             skin = self.skin(self.doc["nodes"][owner]["skin"],
-                             (np.concatenate([q[0] for q in pad]), np.concatenate([q[1] for q in pad])), len(verts))
-        world = self.world_matrix(index)
+                             (np.concatenate([q[0] for q in pad]), np.concatenate([q[1] for q in pad])), len(verts),
+                             parent)
+        world = self.world_matrix(owner, parent)
         verts = verts @ world[:3, :3].T + world[:3, 3]
         morphs = morphs @ world[:3, :3].T
         extras = mesh.get("extras")
