@@ -28,7 +28,7 @@ TASK_RETRIES = 2
 OBJECT_STORE_BYTES = 128 * 1024 * 1024
 
 
-def _options(args):
+def batch_options(args):
     """(the options dict the people's folder keys hash, the ``FitOptions`` the workers fit with)."""
     from core.fit.cli import check_device, read_schedule
     from core.fit.options import FitOptions
@@ -58,7 +58,7 @@ def _start_ray(args):
     return ray
 
 
-def _write_summary(out: pathlib.Path, rows: list[dict]) -> dict:
+def write_summary(out: pathlib.Path, rows: list[dict]) -> dict:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
     summary = {"photos": rows, **counts}
     tmp = out / ".summary.json.tmp"
@@ -75,7 +75,7 @@ def _run(args) -> int:
 
     if args.workers < 1 or args.people_per_task < 1 or args.gpus_per_task < 0 or args.threads < 0:
         raise CommandError("--workers and --people-per-task must be >= 1, --gpus-per-task and --threads >= 0")
-    options, fit_options = _options(args)
+    options, fit_options = batch_options(args)
     try:
         people = collect_people(args.photos, options)
     except BatchInputError as exc:
@@ -114,12 +114,12 @@ def _run(args) -> int:
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
-        summary = _write_summary(out, rows)
+        summary = write_summary(out, rows)
         print(f"batch cancelled: {summary['ok']} fitted before; summary in {out / 'summary.json'}", file=sys.stderr)
         return 130
     finally:
         ray.shutdown()
-    summary = _write_summary(out, rows)
+    summary = write_summary(out, rows)
     fitted = summary["ok"]
     rate = f"; {60.0 * fitted / seconds:.1f} heads/min" if fitted and seconds > 0 else ""
     print(f"batch: {fitted} fitted, {summary['skipped']} skipped (done before), {summary['failed']} failed "

@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "stream": "core.bench.stream",
     "template": "core.bench.template",
     "texture": "core.bench.texture",
+    "throughput": "core.bench.throughput",
 }

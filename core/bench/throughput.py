@@ -1,0 +1,180 @@
+"""Heads per minute: many people fitted in one process, or as a ``likeness batch`` on a local Ray.
+
+Each row fits the same N photos (one person each) from scratch in a fresh
+process and times it whole, start-up included, as a studio would see it:
+
+- ``process``: one Python process fits the people in turn (``core.batch.work``,
+  the template loaded once) with ``--threads`` torch threads, one row per
+  thread count;
+- ``ray``: ``likeness batch PHOTOS --workers W --threads 1`` starts its own
+  local Ray with W workers, one row per worker count.
+
+Every row is one person per optimisation (``batch`` is 1: many people in one
+batched optimisation is not built). ``max_mm_vs_solo`` is the largest vertex
+distance between a row's results and the first row's (one process, first
+thread count), person by person: the same fit wherever it runs. ``fit_seconds
+per head`` is the mean of the people's own fit times (without start-up); on
+CUDA ``gpu_mb_per_head`` is the process's peak allocation.
+
+Photos: ``--photos`` (files or folders, as ``likeness batch`` takes them), or
+by default the first ``--count`` of ``bench photo``'s renders of its eight
+people (JPEG with EXIF, seven views each, every view a person of its own),
+rendered in Blender when the cache lacks them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--photos", nargs="*", default=None, metavar="PHOTO_OR_FOLDER",
+                   help="photos to fit (default: bench photo's renders)")
+    p.add_argument("--count", type=int, default=16, help="how many of bench photo's renders (default 16)")
+    p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts for the process rows "
+                                                   "(empty: none)")
+    p.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts (empty: no Ray rows)")
+    p.add_argument("--preset", default="default", choices=("draft", "default", "high"))
+    p.add_argument("--schedule", default=None, metavar="JSON", help="schedule overrides for every fit")
+    p.add_argument("--out", default="out/bench_throughput", help="folder for the rows' results")
+    p.add_argument("--cache", default=None, help="bench photo's render cache (default $LIKENESS_CACHE/photo)")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def default_photos(count: int, cache_arg: str | None) -> list[str]:
+    """The first ``count`` JPEGs of bench photo's people, person by person, view by view (rendered if missing)."""
+    from core.bench.photo import HELD_OUT_SEEDS, TUNE_SEEDS, VIEW_ANGLES, cache_root, person_look, render_person
+    from core.bench.synthetic import make_person
+    from core.template import load_default
+
+    template = load_default()
+    render_args = argparse.Namespace(width=384, height=480, samples=24)  # bench photo's defaults
+    names = list(VIEW_ANGLES)
+    photos: list[str] = []
+    for seed in (*TUNE_SEEDS, *HELD_OUT_SEEDS):
+        if len(photos) >= count:
+            break
+        person = make_person(template, seed)
+        look = person_look(seed, person.ethnicity)
+        folder, _, _ = render_person(template, person, look, "neutral", names, render_args, cache_root(cache_arg))
+        photos += [str(folder / f"{n}.jpg") for n in names]
+    if len(photos) < count:
+        raise SystemExit(f"--count {count}: bench photo has {len(photos)} photos; pass --photos for more")
+    return photos[:count]
+
+
+def _fit_args(args) -> list[str]:
+    return ["--preset", args.preset, *(["--schedule", args.schedule] if args.schedule else [])]
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO), env=env)
+    seconds = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):  # 1: somebody failed, which the rows report
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+def _results(photos: list[str], out: pathlib.Path, args) -> dict:
+    """person key -> (fit seconds, neutral vertices or None) from the row's output folder."""
+    from core.batch.cli import batch_options
+    from core.batch.people import collect_people
+
+    options, _ = batch_options(argparse.Namespace(device=args.device, preset=args.preset, schedule=args.schedule,
+                                                  focal="auto"))
+    rows = {r["out"]: r for r in json.loads((out / "summary.json").read_text())["photos"]}
+    found = {}
+    for person in collect_people(photos, options):
+        folder = person.folder(out)
+        row = rows.get(str(folder), {})
+        verts = None
+        if row.get("status") == "ok":
+            with np.load(folder / "result.npz") as z:
+                verts = z["verts_neutral"].astype(np.float64)
+        found[person.key] = (float(row.get("seconds", 0.0)), verts)
+    return found
+
+
+def run(args) -> dict:
+    photos = args.photos or default_photos(args.count, args.cache)
+    out_root = pathlib.Path(args.out).resolve()
+    out_root.mkdir(parents=True, exist_ok=True)
+    plans = [("process", 1, t) for t in _ints(args.threads)] + [("ray", w, 1) for w in _ints(args.workers)]
+    if not plans:
+        raise SystemExit("--threads and --workers are both empty: nothing to measure")
+    rows, solo = [], None
+    for mode, workers, threads in plans:
+        out = pathlib.Path(tempfile.mkdtemp(prefix=f"{mode}-w{workers}-t{threads}-", dir=out_root))
+        if mode == "process":
+            spec = {"photos": photos, "out": str(out), "device": args.device, "threads": threads,
+                    "preset": args.preset, "schedule": args.schedule}
+            # OpenMP's thread count set as Ray sets it in its workers (one per CPU a task asks for): it
+            # changes float rounding in the libraries below torch, and the fit turns that into
+            # different results (see the README, *Studio batches on Ray*).
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            seconds, stdout = _timed([sys.executable, "-m", "core.bench.throughput", json.dumps(spec)], env)
+            gpu_bytes = json.loads(stdout.strip().splitlines()[-1])["gpu_peak_bytes"]
+        else:
+            seconds, _ = _timed([sys.executable, "-m", "core.cli", "batch", *photos, "--out", str(out),
+                                 "--workers", str(workers), "--threads", str(threads), "--device", args.device,
+                                 *_fit_args(args)])
+            gpu_bytes = None
+        found = _results(photos, out, args)
+        fitted = [k for k, (_, v) in found.items() if v is not None]
+        if solo is None:
+            solo = found
+        gaps = [1000.0 * float(np.linalg.norm(found[k][1] - solo[k][1], axis=1).max())
+                for k in fitted if solo.get(k, (0, None))[1] is not None]
+        row = {"device": args.device, "batch": 1, "mode": mode, "workers": workers, "threads": threads,
+               "heads": len(fitted), "failed": len(found) - len(fitted), "seconds": round(seconds, 2),
+               "heads_per_min": round(60.0 * len(fitted) / seconds, 2) if fitted else 0.0,
+               "seconds_per_head": round(seconds / len(fitted), 3) if fitted else None,
+               "fit_seconds_per_head": round(float(np.mean([found[k][0] for k in fitted])), 3) if fitted else None,
+               "gpu_mb_per_head": None if gpu_bytes is None else round(gpu_bytes / 2**20, 1),
+               "max_mm_vs_solo": round(max(gaps), 4) if gaps else None}
+        rows.append(row)
+        print(f"{mode} workers {workers} threads {threads}: {row['heads']} heads in {seconds:.1f} s, "
+              f"{row['heads_per_min']} heads/min", flush=True)
+    best_process = max((r["heads_per_min"] for r in rows if r["mode"] == "process"), default=None)
+    for r in rows:
+        r["vs_best_process"] = round(r["heads_per_min"] / best_process, 3) if best_process else None
+    return {"rows": rows, "photos": photos, "preset": args.preset, "schedule": args.schedule,
+            "table": rows}
+
+
+def _process_row(spec: dict) -> None:
+    """One process row: fit the people in turn here, write summary.json as ``likeness batch`` does, and
+    print the peak GPU allocation as the last line."""
+    import torch
+
+    from core.batch.cli import batch_options, write_summary
+    from core.batch.people import collect_people
+    from core.batch.work import fit_people
+
+    ns = argparse.Namespace(device=spec["device"], preset=spec["preset"], schedule=spec["schedule"], focal="auto")
+    options, fit_options = batch_options(ns)
+    people = collect_people(spec["photos"], options)
+    out = pathlib.Path(spec["out"])
+    rows = fit_people(people, str(out), fit_options, spec["device"], spec["threads"])
+    write_summary(out, rows)
+    cuda = torch.device(spec["device"]).type == "cuda"
+    print(json.dumps({"gpu_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None}))
+
+
+if __name__ == "__main__":
+    _process_row(json.loads(sys.argv[1]))

@@ -1,0 +1,42 @@
+"""`likeness bench throughput`: the same photos fitted in one process and on a local 2-worker Ray, timed whole,
+with every row's results compared to the one-process fit person by person."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+from PIL import Image
+from conftest import GRACE_HOPPER
+
+TINY = json.dumps({"stages": {"rig": {"iterations": 5}, "joint": {"iterations": 2}, "vertex": {"iterations": 2}}})
+ROW_KEYS = {"device", "batch", "heads_per_min", "seconds_per_head", "max_mm_vs_solo"}
+
+
+def test_throughput_rows_time_the_same_fits_in_a_process_and_on_ray(tmp_path):
+    from skimage import data
+
+    from core.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(GRACE_HOPPER, photos / "a_grace.jpg")
+    Image.fromarray(data.astronaut()).save(photos / "b_astronaut.png")
+    Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(photos / "c_noise.png")
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "throughput", "--photos", str(photos), "--threads", "1", "--workers", "2", "--preset", "draft",
+               "--schedule", TINY, "--out", str(tmp_path / "runs"), "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["workers"], r["threads"]) for r in rows] == [("process", 1, 1), ("ray", 2, 1)]
+    for r in rows:
+        assert ROW_KEYS <= set(r) and r["device"] == "cpu" and r["batch"] == 1
+        # the photo without a face is a failed person in both rows; the two faces are fitted
+        assert (r["heads"], r["failed"]) == (2, 1), r
+        assert r["heads_per_min"] > 0 and abs(r["heads_per_min"] * r["seconds_per_head"] - 60.0) < 0.1, r
+        assert 0 < r["fit_seconds_per_head"] < r["seconds"], r
+    # The same fit wherever it runs: the first row is the reference, and a Ray worker (one torch and one
+    # OpenMP thread, as the process row) gives the very same vertices.
+    assert rows[0]["max_mm_vs_solo"] == 0.0
+    assert rows[1]["max_mm_vs_solo"] == 0.0, rows[1]
