@@ -7,6 +7,7 @@ row's error and the batch goes on.
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import time
 
@@ -57,13 +58,19 @@ def fit_person(person: Person, out: pathlib.Path, options, device: str, template
     return row
 
 
-def fit_people(people: list[Person], out: str, options, device: str, threads: int) -> list[dict]:
-    """A batch task: several people in turn in one process (the template loaded once)."""
-    import torch
-
+@functools.lru_cache(maxsize=1)
+def _default_template():
+    """The default template, loaded once per worker process (a Ray worker runs many tasks)."""
     from core.template import load_default
+
+    return load_default()
+
+
+def fit_people(people: list[Person], out: str, options, device: str, threads: int) -> list[dict]:
+    """A batch task: several people in turn in one process (the template loaded once a process)."""
+    import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
-    template = load_default()
+    template = _default_template()
     return [fit_person(p, pathlib.Path(out), options, device, template) for p in people]

@@ -134,7 +134,7 @@ def _roll_back(spec: StageSpec, report: StageReport, snapshot: _Snapshot, opt: A
         )
     snapshot.restore()
     for g in opt.param_groups:
-        g["lr"] *= 0.5
+        g["lr0"] *= 0.5
 
 
 def _lazy_state(objective: Objective, variables: FitVariables, terms: dict, total: torch.Tensor):
@@ -183,7 +183,7 @@ def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | N
             variables.set_large_steps(LargeSteps(objective.topology, spec.large_steps_lambda, variables.model.device))
         objective.begin_stage(spec, variables)
         uniform = spec.large_steps_lambda > 0 and spec.uniform_offsets
-        groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "name": v,
+        groups = [{"params": variables.tensors(v), "lr": spec.lr[v], "lr0": spec.lr[v], "name": v,
                    "uniform": uniform and v == "offsets"} for v in spec.variables]
         params = [p for g in groups for p in g["params"]]
         opt = Adam(groups)
@@ -235,6 +235,9 @@ def run_stages(state: FitState, stages: list[StageSpec], control: FitControl | N
             broken = ~finite if broken is None else broken | ~finite
             if held is not None:
                 variables.hold_head_placement(held)  # clears those gradients before the step
+            anneal = spec.lr_final + (1.0 - spec.lr_final) * 0.5 * (1.0 + math.cos(math.pi * it / spec.iterations))
+            for g in opt.param_groups:  # lr0: the schedule's, halved by each rollback
+                g["lr"] = g["lr0"] * anneal
             opt.step(active=plateau.active)  # no step once the plateau test fired
             if held is not None:
                 variables.hold_head_placement(held)

@@ -155,6 +155,42 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
         make_schedule("draft", {"stages": {"rig": {"iterations_scale": 0}}})
 
 
+def test_one_photo_with_a_predicted_normal_map_gets_short_annealed_stages(case):
+    from core.fit.schedule import PRESETS, schedule_for
+
+    full = {s.name: s for s in PRESETS["default"]}
+    predicted = dataclasses.replace(case.view, cues_predicted=True)
+    one = {s.name: s for s in schedule_for(FitOptions(), [predicted])}
+    for name in ("rig", "joint", "vertex"):
+        assert one[name].iterations == round(full[name].iterations / 2) and one[name].lr_final == 0.1, name
+    # Several photos keep the full stages at constant steps, and so do an exact map and the other presets.
+    two = {s.name: s for s in schedule_for(FitOptions(), [predicted] * 2)}
+    assert two["rig"].iterations == full["rig"].iterations and two["vertex"].iterations == 2 * full["vertex"].iterations
+    assert all(s.lr_final == 1.0 for s in two.values())
+    assert schedule_for(FitOptions(), [case.view]) == PRESETS["default"]
+    assert all(s.lr_final == 1.0 for s in schedule_for(DRAFT, [predicted]))
+    # The caller's settings win.
+    mine = schedule_for(FitOptions(schedule={"stages": {"rig": {"iterations": 9, "lr_final": 1.0}}}), [predicted])
+    assert (mine[0].iterations, mine[0].lr_final) == (9, 1.0)
+    with pytest.raises(ValueError, match="lr_final"):
+        make_schedule("draft", {"stages": {"rig": {"lr_final": 0.0}}})
+
+
+def test_annealed_steps_shrink_toward_the_stage_end(template, case):
+    """lr_final: the first step is the constant schedule's, bit for bit; the last one a small fraction of it."""
+    steps, first = {}, {}
+    for final in (1.0, 0.01):
+        options = {"preset": "draft", "schedule": {"only": ["rig"], "stages": {"rig": {
+            "iterations": 20, "plateau_patience": 1000, "lr_final": final}}}}
+        frames = [r.verts.astype(np.float64) for r in fit_views(template, [case.view], FitOptions.from_dict(options))
+                  if r.stage == "rig"]  # read as the fit goes: a record's frame is the fit as it is when read
+        assert len(frames) == 20
+        first[final] = frames[0]
+        steps[final] = [np.linalg.norm(b - a, axis=1).max() for a, b in zip(frames, frames[1:])]
+    assert np.array_equal(first[0.01], first[1.0])
+    assert steps[0.01][-1] < 0.1 * steps[1.0][-1], (steps[0.01][-1], steps[1.0][-1])
+
+
 def test_several_photos_get_the_consistency_term(case):
     from core.fit.schedule import PHOTO_CONSISTENCY_WEIGHT, schedule_for
 
