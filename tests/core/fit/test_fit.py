@@ -156,17 +156,23 @@ def test_several_views_with_normal_maps_get_the_multiview_schedule(template, cas
 
 
 def test_one_photo_with_a_predicted_normal_map_gets_short_annealed_stages(case):
-    from core.fit.schedule import PRESETS, schedule_for
+    from core.fit.schedule import CONSISTENCY_WITH_PREDICTED_MIN_VIEWS, PRESETS, schedule_for
 
     full = {s.name: s for s in PRESETS["default"]}
     predicted = dataclasses.replace(case.view, cues_predicted=True)
     one = {s.name: s for s in schedule_for(FitOptions(), [predicted])}
     for name in ("rig", "joint", "vertex"):
         assert one[name].iterations == round(full[name].iterations / 2) and one[name].lr_final == 0.1, name
-    # Several photos keep the full stages at constant steps, and so do an exact map and the other presets.
+    # A few predicted maps: full rig and joint stages, the vertex stage at the preset's length (not
+    # twice it), annealed; many keep the multi-view stages at constant steps, and so do exact maps.
     two = {s.name: s for s in schedule_for(FitOptions(), [predicted] * 2)}
-    assert two["rig"].iterations == full["rig"].iterations and two["vertex"].iterations == 2 * full["vertex"].iterations
-    assert all(s.lr_final == 1.0 for s in two.values())
+    assert two["rig"].iterations == full["rig"].iterations and two["rig"].lr_final == 1.0
+    assert (two["vertex"].iterations, two["vertex"].lr_final) == (full["vertex"].iterations, 0.1)
+    assert two["vertex"].weights.get("anchor", 0.0) > 0  # still the multi-view settings
+    for views in ([predicted] * CONSISTENCY_WITH_PREDICTED_MIN_VIEWS, [case.view] * 2):
+        many = {s.name: s for s in schedule_for(FitOptions(), views)}
+        assert many["vertex"].iterations == 2 * full["vertex"].iterations
+        assert all(s.lr_final == 1.0 for s in many.values())
     assert schedule_for(FitOptions(), [case.view]) == PRESETS["default"]
     assert all(s.lr_final == 1.0 for s in schedule_for(DRAFT, [predicted]))
     # The caller's settings win.
