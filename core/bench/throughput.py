@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from core.cli import CommandError
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -51,8 +53,14 @@ def add_arguments(p) -> None:
     p.add_argument("--cache", default=None, help="bench photo's render cache (default $LIKENESS_CACHE/photo)")
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+def _ints(text: str, flag: str, least: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise CommandError(f"{flag} takes comma-separated whole numbers, got {text!r}") from None
+    if any(v < least for v in values):
+        raise CommandError(f"{flag}: every count must be >= {least}, got {text!r}")
+    return values
 
 
 def default_photos(count: int, cache_arg: str | None) -> list[str]:
@@ -73,7 +81,7 @@ def default_photos(count: int, cache_arg: str | None) -> list[str]:
         folder, _, _ = render_person(template, person, look, "neutral", names, render_args, cache_root(cache_arg))
         photos += [str(folder / f"{n}.jpg") for n in names]
     if len(photos) < count:
-        raise SystemExit(f"--count {count}: bench photo has {len(photos)} photos; pass --photos for more")
+        raise CommandError(f"--count {count}: bench photo has {len(photos)} photos; pass --photos for more")
     return photos[:count]
 
 
@@ -110,13 +118,32 @@ def _results(photos: list[str], out: pathlib.Path, args) -> dict:
     return found
 
 
+def _check_photos(photos: list[str], args) -> None:
+    """The photos name people (as ``likeness batch`` reads them), else a one-line CommandError."""
+    from core.batch.cli import batch_options
+    from core.batch.people import BatchInputError, collect_people
+
+    options, _ = batch_options(argparse.Namespace(device=args.device, preset=args.preset, schedule=args.schedule,
+                                                  focal="auto"))
+    try:
+        collect_people(photos, options)
+    except BatchInputError as exc:
+        raise CommandError(f"--photos {exc}") from None
+
+
 def run(args) -> dict:
+    plans = [("process", 1, t) for t in _ints(args.threads, "--threads", 1)] + \
+            [("ray", w, 1) for w in _ints(args.workers, "--workers", 1)]
+    if not plans:
+        raise CommandError("--threads and --workers are both empty: nothing to measure")
+    if args.photos is not None and not args.photos:
+        raise CommandError("--photos needs at least one photo or folder")
+    if args.count < 1:
+        raise CommandError(f"--count must be >= 1, got {args.count}")
     photos = args.photos or default_photos(args.count, args.cache)
+    _check_photos(photos, args)
     out_root = pathlib.Path(args.out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
-    plans = [("process", 1, t) for t in _ints(args.threads)] + [("ray", w, 1) for w in _ints(args.workers)]
-    if not plans:
-        raise SystemExit("--threads and --workers are both empty: nothing to measure")
     rows, solo = [], None
     for mode, workers, threads in plans:
         out = pathlib.Path(tempfile.mkdtemp(prefix=f"{mode}-w{workers}-t{threads}-", dir=out_root))

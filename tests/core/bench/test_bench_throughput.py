@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 from conftest import GRACE_HOPPER
 
@@ -40,3 +41,19 @@ def test_throughput_rows_time_the_same_fits_in_a_process_and_on_ray(tmp_path):
     # OpenMP thread, as the process row) gives the very same vertices.
     assert rows[0]["max_mm_vs_solo"] == 0.0
     assert rows[1]["max_mm_vs_solo"] == 0.0, rows[1]
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--photos", "no/such/photo.jpg"], "no such file"),
+    (["--threads", "one"], "whole numbers"),
+    (["--workers", "0"], ">= 1"),
+    (["--threads", "", "--workers", ""], "nothing to measure"),
+    (["--count", "0"], "--count"),
+])
+def test_bad_arguments_are_one_line_errors(extra, words, tmp_path, capsys):
+    from core.cli import main
+
+    assert main(["bench", "throughput", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())  # nothing was run
