@@ -98,16 +98,24 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     return seconds, proc.stdout
 
 
-def _results(photos: list[str], out: pathlib.Path, args) -> dict:
-    """person key -> (fit seconds, neutral vertices or None) from the row's output folder."""
+def _people(photos: list[str], args) -> list:
+    """The people the photos name (as ``likeness batch`` reads and keys them), else a one-line CommandError."""
     from core.batch.cli import batch_options
-    from core.batch.people import collect_people
+    from core.batch.people import BatchInputError, collect_people
 
     options, _ = batch_options(argparse.Namespace(device=args.device, preset=args.preset, schedule=args.schedule,
                                                   focal="auto"))
+    try:
+        return collect_people(photos, options)
+    except BatchInputError as exc:
+        raise CommandError(f"--photos {exc}") from None
+
+
+def _results(people: list, out: pathlib.Path) -> dict:
+    """person key -> (fit seconds, neutral vertices or None) from the row's output folder."""
     rows = {r["out"]: r for r in json.loads((out / "summary.json").read_text())["photos"]}
     found = {}
-    for person in collect_people(photos, options):
+    for person in people:
         folder = person.folder(out)
         row = rows.get(str(folder), {})
         verts = None
@@ -116,19 +124,6 @@ def _results(photos: list[str], out: pathlib.Path, args) -> dict:
                 verts = z["verts_neutral"].astype(np.float64)
         found[person.key] = (float(row.get("seconds", 0.0)), verts)
     return found
-
-
-def _check_photos(photos: list[str], args) -> None:
-    """The photos name people (as ``likeness batch`` reads them), else a one-line CommandError."""
-    from core.batch.cli import batch_options
-    from core.batch.people import BatchInputError, collect_people
-
-    options, _ = batch_options(argparse.Namespace(device=args.device, preset=args.preset, schedule=args.schedule,
-                                                  focal="auto"))
-    try:
-        collect_people(photos, options)
-    except BatchInputError as exc:
-        raise CommandError(f"--photos {exc}") from None
 
 
 def run(args) -> dict:
@@ -141,7 +136,7 @@ def run(args) -> dict:
     if args.count < 1:
         raise CommandError(f"--count must be >= 1, got {args.count}")
     photos = args.photos or default_photos(args.count, args.cache)
-    _check_photos(photos, args)
+    people = _people(photos, args)
     out_root = pathlib.Path(args.out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     rows, solo = [], None
@@ -161,7 +156,7 @@ def run(args) -> dict:
                                  "--workers", str(workers), "--threads", str(threads), "--device", args.device,
                                  *_fit_args(args)])
             gpu_bytes = None
-        found = _results(photos, out, args)
+        found = _results(people, out)
         fitted = [k for k, (_, v) in found.items() if v is not None]
         if solo is None:
             solo = found

@@ -261,7 +261,8 @@ CONSISTENCY_WITH_PREDICTED_MIN_VIEWS = 5
 # (ground-truth maps) the median face RMSE went 1.583 -> 1.973 mm halved and annealed, and
 # 1.724 annealed at full length. Several photos keep them too: there shorter rig and joint
 # stages cost (3 photos, tuning: 0.684 -> 0.712 at a third) and annealing gained nothing (0.689).
-ONE_VIEW_PRESETS = ("default",)
+# The presets whose stages the two settings below shorten (draft and high keep theirs).
+SHORTER_STAGE_PRESETS = ("default",)
 ONE_VIEW_OVERRIDES = {"stages": {name: {"iterations_scale": 0.5, "lr_final": 0.1} for name in ("rig", "joint", "vertex")}}
 # A few photos (fewer than CONSISTENCY_WITH_PREDICTED_MIN_VIEWS) whose maps are all predicted,
 # default preset: the multi-view vertex stage at the preset's length instead of twice it, its
@@ -365,7 +366,7 @@ def schedule_for(options, views) -> list[StageSpec]:
     several = sum(v.normals is not None and (PREDICTED_NORMALS_MULTIVIEW or not getattr(v, "cues_predicted", False))
                   for v in views) >= MULTIVIEW_MIN_VIEWS
     base = MULTIVIEW_NORMALS_OVERRIDES if several else {}
-    if len(views) == 1 and options.preset in ONE_VIEW_PRESETS and views[0].normals is not None and \
+    if len(views) == 1 and options.preset in SHORTER_STAGE_PRESETS and views[0].normals is not None and \
             getattr(views[0], "cues_predicted", False):
         base = ONE_VIEW_OVERRIDES
     photos = sum(getattr(v, "image", None) is not None for v in views)
@@ -377,7 +378,7 @@ def schedule_for(options, views) -> list[StageSpec]:
     if several and photos >= CONSISTENCY_WITH_PREDICTED_MIN_VIEWS and all_predicted:
         base = merge_overrides(base, PHOTO_CONSISTENCY_OVERRIDES)
     if several and len(views) < CONSISTENCY_WITH_PREDICTED_MIN_VIEWS and all_predicted and \
-            options.preset in ONE_VIEW_PRESETS:
+            options.preset in SHORTER_STAGE_PRESETS:
         base = merge_overrides(base, FEW_PREDICTED_VIEWS_OVERRIDES)
     ba = None
     if len(views) >= 2 and options.multiview_ba != "off":
