@@ -4,6 +4,9 @@
 - ``verts_neutral``: the identity with expression controllers at 0 and no
   head pose; vertex offsets are carried back through the inverse of each
   vertex's blended skinning rotation, so they stay where they were fitted.
+  Fine edges at the lids and lips the fit squeezed are lengthened back and
+  lips left parted are sealed (core/template/rig_ready.py, mouth.py), so the
+  bones and keys pose it as they pose the template.
 - ``joint_rest``: the re-fitted rest skeleton: joint heads moved by the
   controllers and the joint stage, bone orientations kept from the template
   (the joint stage's rotations and scales are baked into ``verts_neutral``),
@@ -11,9 +14,12 @@
 - ``expression_deltas``: per expression controller, the vertex deltas at its
   upper bound (the 52 shape keys of the GLB): the template's keys carried onto
   ``verts_neutral`` by deformation transfer, so each triangle turns and
-  stretches as the template's does.
+  stretches as the template's does; softened where the transfer stretches
+  an edge far past the template's, and the blinks closing the lids as the
+  template's close.
 - ``part_expression_deltas``: the same for the eyes, teeth and tongue
-  (``parts_neutral``); eye, jaw and tongue shapes move them.
+  (``parts_neutral``); eye, jaw and tongue shapes move them. The teeth are
+  seated behind the closed lips and placed to show with the mouth open.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from core.geometry.deformation_transfer import transfer_deltas
 from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
-from core.template.mouth import seat_teeth
+from core.template.mouth import place_teeth, seal_neutral_lips
+from core.template.rig_ready import blink_like_template, relax_fine_edges, soften_key
 
 from .api import FitResult
 from .observations import ViewObservation
@@ -79,12 +86,15 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     blend = (skin[model.skin_idx][..., :3, :3] * model.skin_w[..., None, None]).sum(1)  # (N, 3, 3)
     offsets_rest = torch.linalg.solve(blend, offsets[..., None])[..., 0]
     verts_neutral = neutral.verts[0] + offsets_rest
-    # The teeth are rigid and follow only the controllers; the offsets may close the lips over
-    # them. Seat them behind the lips again (at rest, then posed by their joints).
-    seated, seat_mm = seat_teeth(t, verts_neutral.cpu().numpy(), neutral.parts[0].cpu().numpy())
-    parts_neutral = torch.as_tensor(seated, device=model.device, dtype=model.dtype)
-    seat = parts_neutral - neutral.parts[0]
-    parts_posed = posed.parts[0] + (skin[model.part_joint][:, :3, :3] @ seat[..., None])[..., 0]
+    # Rig-safe touches at rest: fine edges at the lids and lips the fit squeezed stretch when the
+    # bones turn, so they are lengthened back (rig_ready.py); lips it left parted (a slightly open
+    # mouth in the photo, a small face) meet as the template's do (mouth.py). The fitted pose
+    # carries the moves.
+    relaxed, fine_mm = relax_fine_edges(t, verts_neutral.cpu().numpy())
+    touched = seal_neutral_lips(t, relaxed)
+    touch = torch.as_tensor(touched, device=model.device, dtype=model.dtype) - verts_neutral
+    verts_neutral = verts_neutral + touch
+    posed_verts = posed.verts[0] + (blend @ touch[..., None])[..., 0]
 
     # New rest skeleton: joint heads where the fitted identity puts them, bone
     # orientations as in the template, so poses act on the same axes.
@@ -99,6 +109,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
 
     expr_ids = variables.expr_ids
     n_expr = len(expr_ids)
+    names = [str(n) for n in np.asarray(t.ctrl_names)[expr_ids.cpu().numpy()]]
     if n_expr:
         # The eyes, teeth and tongue ride their joints: their keys come from the model as fitted.
         _, part = expression_deltas(model, ctrl_neutral, expr_ids, joints_neutral)
@@ -108,11 +119,31 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         # fitted heads against the template's 8).
         source = model.deform(model.default_controllers(), None, parts=False).verts[0]
         source_deltas, _ = expression_deltas(model, model.default_controllers(), expr_ids)
-        head_deltas = transfer_deltas(source.cpu().numpy(), source_deltas.cpu().numpy(),
-                                      verts_neutral.cpu().numpy(), t.tris).astype(np.float32)
+        source, source_deltas = source.cpu().numpy(), source_deltas.cpu().numpy()
+        head_deltas = transfer_deltas(source, source_deltas, verts_neutral.cpu().numpy(), t.tris).astype(np.float32)
+        # A key the transfer stretches far past the template's is softened there, and a blink
+        # closes the fitted lids as the template's close (rig_ready.py).
+        for k, name in enumerate(names):
+            head_deltas[k] = soften_key(t, verts_neutral.cpu().numpy(), head_deltas[k], source, source_deltas[k])
+            if name.startswith("eyeBlink"):
+                head_deltas[k] = blink_like_template(t, source, source_deltas[k], verts_neutral.cpu().numpy(),
+                                                     head_deltas[k])
     else:
         head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
         part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
+
+    # The teeth are rigid and follow only the controllers; the offsets may close the lips over
+    # them, and fuller lips hide them with the mouth open. Seat them behind the lips at rest and
+    # place them so that they show with the jaw open (mouth.py), then pose them by their joints.
+    opened = ([_jaw_turned(model, ctrl_neutral, joints_neutral, neutral, verts_neutral, JAW_CHECK_DEGREES)]
+              if "jaw" in t.joint_names else [])
+    if "jawOpen" in names:
+        k = names.index("jawOpen")
+        opened.append((verts_neutral.cpu().numpy() + head_deltas[k], part_deltas[k]))
+    placed, teeth = place_teeth(t, verts_neutral.cpu().numpy(), neutral.parts[0].cpu().numpy(), opened)
+    parts_neutral = torch.as_tensor(placed, device=model.device, dtype=model.dtype)
+    seat = parts_neutral - neutral.parts[0]
+    parts_posed = posed.parts[0] + (skin[model.part_joint][:, :3, :3] @ seat[..., None])[..., 0]
 
     K, R, tr = variables.cameras()
     pts = objective.landmark_points(posed.verts)
@@ -125,7 +156,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
 
     f32 = lambda x: x.detach().cpu().numpy().astype(np.float32)  # noqa: E731
     arrays = {
-        "verts": f32(posed.verts[0]),
+        "verts": f32(posed_verts),
         "verts_neutral": f32(verts_neutral),
         "parts": f32(parts_posed),
         "parts_neutral": f32(parts_neutral),
@@ -149,7 +180,11 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
             "points": float(np.mean([h["points"] for h in heldout])),
             "oval": float(np.mean([h["oval"] for h in heldout])),
             "per_view": heldout}} if heldout else {}),
-        "teeth_seated_mm": seat_mm,
+        "teeth_seated_mm": teeth["seated_mm"],
+        "rig_ready": {"fine_edges_moved_mm": fine_mm,
+                      "lips_sealed_mm": float(np.abs(touched - relaxed).max() * 1e3),
+                      "teeth_closed_in_mm": teeth["closed_in_mm"],
+                      "front_teeth_seen_open": teeth["front_teeth_seen"]},
         "landmark_error_iod_per_view": errors,
         "views": [{"name": v.name, "width": v.width, "height": v.height,
                    "focal_px": float(K[i][0, 0]), "focal_35mm": _focal_35mm(float(K[i][0, 0]), v.width, v.height),
@@ -163,6 +198,24 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         "pose_joint": t.joint_names[variables.pose_joint],
     }
     return FitResult(arrays, meta)
+
+
+# The jaw bone's turn (degrees) at which the teeth must show (the rig binding checks' jaw_25).
+JAW_CHECK_DEGREES = 25.0
+
+
+def _jaw_turned(model, ctrl, joints, neutral, verts: torch.Tensor, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted head ``verts`` (N, 3) at rest, its jaw bone turned ``degrees`` about its own x axis:
+    (head (N, 3), what the turn adds to the parts (P, 3)). ctrl, joints: the neutral controllers and
+    joint parameters ``neutral`` (their deform) was made with."""
+    t = model.template
+    turned = joints.clone()
+    turned[0, t.joint_index("jaw"), 0] += float(np.radians(degrees))
+    moved = model.deform(ctrl, turned)
+    rel = (moved.joints[0] @ torch.linalg.inv(neutral.joints[0]))[:, :3, :].reshape(-1, 12)
+    blend = (model.skin_dense @ rel).view(-1, 3, 4)
+    head = (blend[..., :3] @ verts[..., None])[..., 0] + blend[..., 3]
+    return head.cpu().numpy(), (moved.parts[0] - neutral.parts[0]).cpu().numpy()
 
 
 def _focal_35mm(focal_px: float, width: int, height: int) -> float:

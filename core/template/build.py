@@ -23,7 +23,7 @@ from core.geometry import Laplacian, MeshTopology
 
 from . import mpfb, parts as part_models
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
-from .mouth import LIP_SEAL_RINGS, lip_line, lip_sides
+from .mouth import lip_line, seal_lips
 from .model import Template, TemplateError, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
@@ -61,9 +61,6 @@ LOWER_LIP_MIN = 0.5
 # own weights (these regions and two rings around them) stay MakeHuman's and the lip fix's.
 JAW_BAND_SMOOTHING = 50
 MOUTH_REGIONS = ("lips", "mouth_ring", "lips_outer_ring", "mouth_upper_inner", "mouth_lower_inner", "mouth_corners")
-# Closing the lips at rest: the upper and lower lip overlap this much (mm) seen from the front,
-# the move fading out over mouth.LIP_SEAL_RINGS rings of vertices from the mouth's inner line.
-LIP_OVERLAP = 0.25
 SKIN_LABELS = ("head", "eye_cavity.L", "eye_cavity.R", "mouth_cavity")
 MASK_THRESHOLD = 128
 SYMMETRY_MATCH_TOL = 0.3  # relative error allowed when pairing a controller side with its mirror
@@ -570,47 +567,6 @@ def _parts(base, deltas, dense, index, verts, quads, regions) -> dict:
         "part_joint": np.concatenate(out_joint).astype(np.int64),
         "part_ctrl_basis": np.concatenate(out_delta, axis=2).astype(np.float32),
     }
-
-
-def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.ndarray) -> np.ndarray:
-    """The head with its lips meeting at rest (MakeHuman's leave a slit of up to ~0.8 mm).
-
-    Seen from the front, per x the upper lip's lowest point (on the edges within the first
-    LIP_SEAL_RINGS[0] rings of its inner line) must sit LIP_OVERLAP below the lower lip's highest;
-    each lip moves half the shortfall vertically, fully up to LIP_SEAL_RINGS[0] rings from its
-    inner line and fading to nothing at LIP_SEAL_RINGS[1]; the move is made mirror-symmetric.
-    verts: (N, 3); mirror: (N,) the mirror map. Returns a new (N, 3).
-    """
-    du, dl = lip_sides(quads, regions, len(verts))
-    lo, hi = LIP_SEAL_RINGS
-    upper, lower = (du < dl) & (du <= hi), (dl < du) & (dl <= hi)
-    fade_u = np.clip((hi - du) / (hi - lo), 0.0, 1.0) * upper
-    fade_l = np.clip((hi - dl) / (hi - lo), 0.0, 1.0) * lower
-    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
-    out = verts.astype(np.float64).copy()
-    for _ in range(3):  # the lips' front outline moves with them: measure again after each move
-        x = out[:, 0]
-        grid = np.linspace(x[upper | lower].min(), x[upper | lower].max(), 161)
-        need = np.zeros(len(grid))
-        sides = []
-        for near in (upper & (du <= lo), lower & (dl <= lo)):
-            e = edges[near[edges].all(1)]
-            t = np.linspace(0.0, 1.0, 9)[:, None, None]
-            pts = (out[e[:, 0]][None] * (1 - t) + out[e[:, 1]][None] * t).reshape(-1, 3)
-            cell = np.clip(np.searchsorted(grid, pts[:, 0]), 0, len(grid) - 1)
-            sides.append((cell, pts[:, 2]))
-        (cu, zu), (cl, zl) = sides
-        bottom_upper = np.full(len(grid), np.inf)
-        np.minimum.at(bottom_upper, cu, zu)
-        top_lower = np.full(len(grid), -np.inf)
-        np.maximum.at(top_lower, cl, zl)
-        seen = np.isfinite(bottom_upper) & np.isfinite(top_lower)
-        need[seen] = np.clip(bottom_upper[seen] - top_lower[seen] + LIP_OVERLAP * 1e-3, 0.0, None)
-        if not need.any():
-            break
-        move = 0.5 * np.interp(x, grid[seen], need[seen]) * (fade_l - fade_u)
-        out[:, 2] += 0.5 * (move + move[mirror])
-    return out
 
 
 def _regions(base, base_ids, remap, head_faces, verts, mirror) -> dict[str, np.ndarray]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .parts import outside_flesh
+from .parts import first_hit_along_y, outside_flesh
 
 # Closing the lips at rest: the upper and lower lip overlap this much (mm) seen from the front,
 # the move fading out over these rings of vertices from the mouth's inner line.
 LIP_SEAL_RINGS = (3, 7)
+LIP_OVERLAP = 0.25
+# A fitted head's lips are sealed when a slit shows between them: at most this far (mm).
+SEAL_MAX_MM = 2.0
 
 
 def lip_sides(quads: np.ndarray, regions: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +41,116 @@ def lip_line(verts: np.ndarray, quads: np.ndarray, regions: dict) -> float:
     du, dl = lip_sides(quads, regions, len(verts))
     ids = np.flatnonzero((du < dl) & (du <= LIP_SEAL_RINGS[0]) & (np.abs(verts[:, 0]) < 2e-3))
     return float(verts[ids, 2].min())
+
+
+def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.ndarray) -> np.ndarray:
+    """The head with its lips meeting at rest (MakeHuman's leave a slit of up to ~0.8 mm).
+
+    Seen from the front, per x the upper lip's lowest point (on the edges within the first
+    LIP_SEAL_RINGS[0] rings of its inner line) must sit LIP_OVERLAP below the lower lip's highest;
+    each lip moves half the shortfall vertically, fully up to LIP_SEAL_RINGS[0] rings from its
+    inner line and fading to nothing at LIP_SEAL_RINGS[1]; the move is made mirror-symmetric.
+    verts: (N, 3); mirror: (N,) the mirror map. Returns a new (N, 3).
+    """
+    du, dl = lip_sides(quads, regions, len(verts))
+    lo, hi = LIP_SEAL_RINGS
+    upper, lower = (du < dl) & (du <= hi), (dl < du) & (dl <= hi)
+    fade_u = np.clip((hi - du) / (hi - lo), 0.0, 1.0) * upper
+    fade_l = np.clip((hi - dl) / (hi - lo), 0.0, 1.0) * lower
+    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    out = verts.astype(np.float64).copy()
+    for _ in range(3):  # the lips' front outline moves with them: measure again after each move
+        grid, bottom_upper, top_lower = _lip_columns(out, edges, upper & (du <= lo), lower & (dl <= lo),
+                                                     upper | lower)
+        seen = np.isfinite(bottom_upper) & np.isfinite(top_lower)
+        need = np.zeros(len(grid))
+        need[seen] = np.clip(bottom_upper[seen] - top_lower[seen] + LIP_OVERLAP * 1e-3, 0.0, None)
+        if not need.any():
+            break
+        move = 0.5 * np.interp(out[:, 0], grid[seen], need[seen]) * (fade_l - fade_u)
+        out[:, 2] += 0.5 * (move + move[mirror])
+    return out
+
+
+def _lip_columns(verts: np.ndarray, edges: np.ndarray, upper: np.ndarray, lower: np.ndarray, span: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seen from the front, per column of x (161 across the ``span`` vertices): the lowest z of the
+    ``upper`` lip's edges and the highest of the ``lower`` lip's (inf / -inf where a lip has none).
+    upper, lower, span: (N,) bool vertex masks; an edge counts when both its ends are in. Returns
+    (grid, bottom_upper, top_lower), each (161,)."""
+    x = verts[:, 0]
+    grid = np.linspace(x[span].min(), x[span].max(), 161)
+    sides = []
+    for near in (upper, lower):
+        e = edges[near[edges].all(1)]
+        t = np.linspace(0.0, 1.0, 9)[:, None, None]
+        pts = (verts[e[:, 0]][None] * (1 - t) + verts[e[:, 1]][None] * t).reshape(-1, 3)
+        cell = np.clip(np.searchsorted(grid, pts[:, 0]), 0, len(grid) - 1)
+        sides.append((cell, pts[:, 2]))
+    (cu, zu), (cl, zl) = sides
+    bottom_upper = np.full(len(grid), np.inf)
+    np.minimum.at(bottom_upper, cu, zu)
+    top_lower = np.full(len(grid), -np.inf)
+    np.maximum.at(top_lower, cl, zl)
+    return grid, bottom_upper, top_lower
+
+
+# Rays cast per column where the lips' inner lines stand apart, and how much deeper than the
+# deepest point of those lines (metres) a ray must reach to pass (face_checks.DEPTH_TOL).
+GAP_RAYS = 5
+GAP_DEPTH_TOL = 5e-4
+
+
+def light_between_lips(template, verts: np.ndarray) -> int:
+    """How many front rays pass between the lips of a head of ``template``'s layout (all-quad, with
+    the mouth's inner lines) at rest: rays are cast straight in (+y) at GAP_RAYS heights between the
+    two inner lines in every column where they stand apart (``_lip_columns``), and pass when they
+    meet no skin or meet it deeper than the lines' deepest point. A cheap stand-in for
+    ``face_checks.rays_between_lips`` (which rasterises 0.4 M pixels, ~1 s): it sees the slits that
+    one finds (46-375 rays on fitted heads) and none where that finds none."""
+    quads = np.asarray(template.poly_verts).reshape(-1, 4)
+    regions = template.regions
+    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    du, dl = lip_sides(quads, regions, len(verts))
+    lo, hi = LIP_SEAL_RINGS
+    verts = np.asarray(verts, np.float64)
+    grid, bottom_upper, top_lower = _lip_columns(verts, edges, (du < dl) & (du <= lo), (dl < du) & (dl <= lo),
+                                                 ((du < dl) & (du <= hi)) | ((dl < du) & (dl <= hi)))
+    apart = np.flatnonzero(np.isfinite(bottom_upper) & np.isfinite(top_lower) & (bottom_upper > top_lower))
+    if not len(apart):
+        return 0
+    s = (np.arange(GAP_RAYS) + 0.5) / GAP_RAYS
+    z = top_lower[apart, None] + s[None] * (bottom_upper - top_lower)[apart, None]
+    points = np.stack([np.repeat(grid[apart], GAP_RAYS), np.full(z.size, verts[:, 1].min() - 0.01), z.ravel()], 1)
+    inner = np.concatenate([np.asarray(regions[k]) for k in ("mouth_upper_inner", "mouth_lower_inner")])
+    hit, y, _ = first_hit_along_y(verts, np.asarray(template.tris), points, 1.0)
+    return int((~hit | (y > verts[inner, 1].max() + GAP_DEPTH_TOL)).sum())
+
+
+def seal_neutral_lips(template, verts: np.ndarray) -> np.ndarray:
+    """A head of ``template``'s layout at rest (N, 3), its lips sealed (``seal_lips``) if light passes
+    between them (``light_between_lips``), else as it is. A head without quads or the mouth's inner
+    lines comes back as it is.
+
+    Only where light passes: a fitted mouth whose lips already hide the mouth's inside keeps its
+    shape (the seal would move lips that overlap in depth but not in height, by up to 3.5 mm); and
+    only a slit: lips further apart than SEAL_MAX_MM, or a seal that turns a face over, stay."""
+    start, regions = np.asarray(template.poly_start), template.regions
+    if not (np.diff(start) == 4).all() or not {"mouth_upper_inner", "mouth_lower_inner", "mouth_corners"} <= set(regions):
+        return np.asarray(verts).copy()
+    if light_between_lips(template, verts) == 0:
+        return np.asarray(verts).copy()
+    quads = np.asarray(template.poly_verts).reshape(-1, 4)
+    sealed = seal_lips(np.asarray(verts), quads, regions, np.asarray(template.mirror))
+    # A slit closes; lips that stand apart (a mouth that rests open) or a seal that would turn
+    # faces over stay as fitted.
+    tris = np.asarray(template.tris)
+    def normals(v):
+        return np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+    turned = ((normals(np.asarray(verts, np.float64)) * normals(sealed)).sum(1) < 0).any()
+    if turned or np.abs(sealed - verts).max() > SEAL_MAX_MM * 1e-3:
+        return np.asarray(verts).copy()
+    return sealed.astype(np.asarray(verts).dtype)
 
 
 # The parts that sit in the mouth and move together when the teeth are seated, and the teeth.
@@ -94,3 +207,63 @@ def seat_teeth(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarr
     enough = [k for k, (c, _) in tried.items() if c <= allowed]
     step = min(enough) if enough else min(tried, key=lambda k: (tried[k][0], k))
     return tried[step][1], step * SEAT_STEP_MM
+
+
+def front_teeth_seen(template, verts: np.ndarray, parts: np.ndarray) -> float:
+    """Share (0..1) of the front teeth's front-facing vertices (``face_checks.front_teeth_ids``) from
+    which a ray toward a front camera (-y) leaves the mouth without meeting the head or a part,
+    starting ``face_checks.DEPTH_TOL`` in front of the tooth: the rasterised check's
+    ``front_teeth_visible`` with an orthographic camera, ~30x cheaper, for searches.
+    verts: (N, 3) head, parts: (P, 3), template frame."""
+    from core.geometry.mesh_layout import fan_triangulate
+
+    from .face_checks import DEPTH_TOL, front_teeth_ids
+    from .mesh_layout import padded_part_polygons
+
+    part_tris, _ = fan_triangulate(padded_part_polygons(template))
+    allv = np.concatenate([np.asarray(verts, np.float64), np.asarray(parts, np.float64)])
+    tris = np.concatenate([np.asarray(template.tris), part_tris + template.num_verts])
+    points = np.asarray(parts, np.float64)[front_teeth_ids(template)] - [0.0, DEPTH_TOL, 0.0]
+    hit, _, _ = first_hit_along_y(allv, tris, points, -1.0)
+    return float((~hit).mean())
+
+
+# Placing the teeth for an open mouth: each arch closes in on the lip line (the upper one down, the
+# lower one up) in TEETH_CLOSE_STEP_MM steps, at most TEETH_CLOSE_MAX_MM, until a front camera sees
+# TEETH_SEEN_TARGET of the front teeth in every open pose; each try is seated (``seat_teeth``).
+TEETH_CLOSE_STEP_MM = 0.5
+TEETH_CLOSE_MAX_MM = 2.0
+TEETH_SEEN_TARGET = 0.6
+UPPER_ARCH = ("teeth.upper", "gums.upper")
+LOWER_ARCH = ("teeth.lower", "gums.lower", "tongue")
+
+
+def place_teeth(template, verts: np.ndarray, parts: np.ndarray,
+                opened: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, dict]:
+    """Seat the mouth's parts behind a fitted head's lips at rest and show the teeth with it open.
+
+    verts: (N, 3) head and parts: (P, 3) at rest, template frame; opened: per open-mouth pose the
+    head (N, 3) and what that pose adds to the parts (P, 3). The fitted lips are fuller or part
+    less than the template's: with the teeth where the controllers put them, a front camera sees
+    39-45 % of the front teeth with the jaw open on fitted heads against the template's 57-62 %.
+    The arches close in on the lip line until TEETH_SEEN_TARGET of them is seen in every open pose
+    (the smallest move that does, else the one that shows the most), each try seated so that no
+    more teeth poke through the closed lips than on the template.
+    Returns the new (P, 3) parts and {"seated_mm", "closed_in_mm", "front_teeth_seen"}."""
+    names, part = list(template.part_names), np.asarray(template.part_vert_part)
+    upper = np.isin(part, [names.index(n) for n in UPPER_ARCH if n in names])
+    lower = np.isin(part, [names.index(n) for n in LOWER_ARCH if n in names])
+    parts = np.asarray(parts)
+    best = None
+    for k in range(int(round(TEETH_CLOSE_MAX_MM / TEETH_CLOSE_STEP_MM)) + 1):
+        close = k * TEETH_CLOSE_STEP_MM
+        moved = parts.copy()
+        moved[upper, 2] -= close * 1e-3
+        moved[lower, 2] += close * 1e-3
+        seated, back = seat_teeth(template, verts, moved)
+        seen = min((front_teeth_seen(template, head, seated + delta) for head, delta in opened), default=1.0)
+        if best is None or seen > best[2]["front_teeth_seen"] + 1e-9:
+            best = (seated, close, {"seated_mm": back, "closed_in_mm": close, "front_teeth_seen": seen})
+        if seen >= TEETH_SEEN_TARGET:
+            break
+    return best[0], best[2]

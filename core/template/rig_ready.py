@@ -1,0 +1,254 @@
+"""A fitted head's lids and lips kept close enough to the template's that its bones and keys
+pose them as they pose the template's.
+
+Along the lid margins and the lips' inner lines the template's skin folds sharply over edges of
+0.3-1 mm, and across them the skin weights step (the eye bones' by up to 0.1, the jaw's more).
+The shape controllers and the per-vertex offsets reshape those folds freely:
+
+- they may squeeze the fine edges to half their length (a narrow or small eye, thin lips in the
+  photo), so the same weight step acts over half the distance and the edge stretches twice as
+  far when the eyes look up or down (0.44-0.56 against the template's 0.26-0.29) or the jaw
+  opens (2.23 against 1.47): ``relax_fine_edges`` lengthens the edges shorter than
+  FINE_EDGE on the template within FINE_RINGS rings of the lid rings and the lips' inner lines
+  back to FINE_EDGE_MIN of the template's (after the head's scale), least squares with a pull
+  toward where the fit put each vertex (Gauss-Newton): 0.6-0.8 mm at most on fitted heads;
+- they may open the fold by 15 degrees, and a blink carried onto it as the template's
+  deformation bends it 15 degrees further, folding the lid line over (172-178 degrees against
+  the template's 158): ``blink_like_template`` draws a blink key's lid region toward the
+  template's closed lid, turned and scaled onto the fitted eye, faded into the carried key over
+  BLINK_FADE_RINGS rings, as far as the lid line and the faces turned over need.
+
+Deformation transfer itself can stretch a fine edge at a fitted mouth corner 9 times as far as the
+template's key stretches the same edge (jawOpen: 2.2 against 0.25; the template's worst is 1.47):
+``soften_key`` averages a key's deltas around such edges until none stretches more than
+KEY_STRETCH_MAX times the template's worst.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from core.geometry.mesh_layout import triangle_edges
+from core.geometry.similarity import similarity_transform
+
+# Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
+# regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template length
+# (after the head's scale), moving only vertices within those rings, at most RELAX_STEPS
+# Gauss-Newton steps, a move of 1 mm costing PULL, none turning a face more than RELAX_TURN_MAX
+# degrees.
+FINE_AREAS = (("eye_l_ring",), ("eye_r_ring",), ("mouth_upper_inner", "mouth_lower_inner"))
+FINE_EDGE = 2e-3
+FINE_EDGE_MIN = 1.0
+FINE_RINGS = 5
+RELAX_STEPS = 30
+PULL = 1e-3
+RELAX_TURN_MAX = 45.0
+# A blink key is drawn toward the template's closed lid fully within BLINK_RINGS rings of the lid
+# ring, fading over the next BLINK_FADE_RINGS; a key closes a lid when its template delta moves
+# that lid's ring BLINK_MOVES metres (the template's blink moves its own lid 12.5 mm, the other
+# one 1.1 mm).
+BLINK_RINGS = 2
+BLINK_FADE_RINGS = 6
+BLINK_MOVES = 5e-3
+# Shares of the way toward the template's closed lid tried, least first (none: the carried key as
+# it is); how far (degrees) past the template's blink the lid line may bend (the rig checks allow 10).
+BLINK_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+BLINK_DIHEDRAL_SLACK = 5.0
+SIDES = ("l", "r")
+
+
+def ring_distance(template, seeds: np.ndarray, rings: int) -> np.ndarray:
+    """(N,) int64: edge rings from ``seeds`` (0 there), -1 beyond ``rings``."""
+    edges = triangle_edges(np.asarray(template.tris))
+    dist = np.full(template.num_verts, -1, np.int64)
+    dist[np.asarray(seeds)] = 0
+    for k in range(1, rings + 1):
+        for a, b in ((edges[:, 0], edges[:, 1]), (edges[:, 1], edges[:, 0])):
+            dist[b[(dist[a] == k - 1) & (dist[b] < 0)]] = k
+    return dist
+
+
+def lid_distance(template, side: str, rings: int) -> np.ndarray:
+    """ring_distance from the lid ring of eye ``side`` ("l" or "r")."""
+    return ring_distance(template, np.asarray(template.regions[f"eye_{side}_ring"]), rings)
+
+
+def relax_fine_edges(template, verts: np.ndarray) -> tuple[np.ndarray, float]:
+    """verts: (N, 3) a fitted head at rest in the template's frame. Returns the head with the fine
+    edges around its lids and lips lengthened to FINE_EDGE_MIN of the template's (module doc), and
+    the largest move (mm). Each of FINE_AREAS is relaxed on its own; a template without their
+    regions: the head as it is."""
+    tv = np.asarray(template.verts, np.float64)
+    v0 = np.asarray(verts, np.float64)
+    edges = triangle_edges(np.asarray(template.tris))
+    lt = np.linalg.norm(tv[edges[:, 0]] - tv[edges[:, 1]], axis=1)
+    scale = float(np.median(np.linalg.norm(v0[edges[:, 0]] - v0[edges[:, 1]], axis=1) / np.maximum(lt, 1e-12)))
+    out = v0.copy()
+    for area in FINE_AREAS:
+        if not all(k in template.regions for k in area):
+            continue
+        region = ring_distance(template, np.concatenate([np.asarray(template.regions[k]) for k in area]),
+                               FINE_RINGS) >= 0
+        pick = (region[edges[:, 0]] | region[edges[:, 1]]) & (lt < FINE_EDGE)
+        out = _relax_area(template, out, region, edges[pick], FINE_EDGE_MIN * scale * lt[pick])
+    return out.astype(np.asarray(verts).dtype), float(np.linalg.norm(out - v0, axis=1).max() * 1e3)
+
+
+def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """v0 (N, 3) with the vertices of ``region`` moved so that the edges ``e`` (M, 2) reach their
+    ``target`` lengths (M,): Gauss-Newton on f = sum(((target - length) / target)^2 over the short
+    edges) + PULL * sum(|move in mm|^2), each step halved until f falls without turning a face of
+    the area further than RELAX_TURN_MAX degrees: each squeezed edge is lengthened, its neighbours
+    following smoothly."""
+    length = np.linalg.norm(v0[e[:, 0]] - v0[e[:, 1]], axis=1)
+    if not (length < target).any():
+        return v0
+    free = np.flatnonzero(region)
+    col = np.full(len(v0), -1)
+    col[free] = np.arange(len(free))
+    tris = np.asarray(template.tris)
+    tris = tris[region[tris].any(1)]
+    pull = PULL / 1e-6
+    min_cos = np.cos(np.radians(RELAX_TURN_MAX))
+
+    def cost(x):
+        if (_turn_cosine(v0, x, tris) < min_cos).any():
+            return np.inf
+        length = np.linalg.norm(x[e[:, 0]] - x[e[:, 1]], axis=1)
+        return float((np.clip(target - length, 0, None) ** 2 / target ** 2).sum() + pull * ((x - v0) ** 2).sum())
+
+    out = v0.copy()
+    f = cost(out)
+    for _ in range(RELAX_STEPS):
+        vec = out[e[:, 0]] - out[e[:, 1]]
+        length = np.linalg.norm(vec, axis=1)
+        short = length < target
+        pair, tg = e[short], target[short]
+        unit = vec[short] / np.maximum(length[short], 1e-12)[:, None]
+        r = (tg - length[short]) / tg
+        rows = np.repeat(np.arange(len(tg)), 6)
+        cols = np.stack([3 * col[pair[:, 0]][:, None] + np.arange(3), 3 * col[pair[:, 1]][:, None] + np.arange(3)], 1)
+        vals = np.stack([-unit / tg[:, None], unit / tg[:, None]], 1)
+        keep = (cols >= 0).reshape(-1)
+        jac = sp.csr_matrix((vals.reshape(-1)[keep], (rows[keep], cols.reshape(-1)[keep])),
+                            shape=(len(tg), 3 * len(free)))
+        moved = (out[free] - v0[free]).reshape(-1)
+        lhs = (jac.T @ jac + pull * sp.identity(3 * len(free))).tocsc()
+        step = spla.spsolve(lhs, -(jac.T @ r + pull * moved)).reshape(-1, 3)
+        for alpha in 0.5 ** np.arange(8):
+            trial = out.copy()
+            trial[free] += alpha * step
+            f_trial = cost(trial)
+            if f_trial < f:
+                break
+        if f_trial >= f * (1 - 1e-4):
+            break
+        out, f = trial, f_trial
+    return out
+
+
+def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, rest: np.ndarray,
+                        delta: np.ndarray) -> np.ndarray:
+    """One blink key's deltas on a fitted head, its lids closed as the template's are.
+
+    source, source_delta: (N, 3) the template's rest head and the key's deltas on it; rest,
+    delta: (N, 3) the fitted head at rest and the key carried onto it. For each eye whose lid the
+    key moves, the lid region is drawn toward the template's closed lid, mapped by the similarity
+    that best takes the template's lid region onto the fitted one at rest: by the least of
+    BLINK_SHARES that bends the lid line no more than BLINK_DIHEDRAL_SLACK degrees past the
+    template's blink and turns over no more faces than it (``blink_share``). Returns the new
+    (N, 3) deltas."""
+    from .face_checks import lid_line_dihedral
+
+    source, source_delta = np.asarray(source, np.float64), np.asarray(source_delta, np.float64)
+    rest = np.asarray(rest, np.float64)
+    closed = rest + np.asarray(delta, np.float64)
+    tris = np.asarray(template.tris)
+    for side in SIDES:
+        dist = lid_distance(template, side, BLINK_RINGS + BLINK_FADE_RINGS)
+        region = np.flatnonzero(dist >= 0)
+        if np.linalg.norm(source_delta[dist == 0], axis=1).max() < BLINK_MOVES:
+            continue
+        s, R, t = similarity_transform(source[region], rest[region])
+        theirs = s * (source[region] + source_delta[region]) @ R.T + t
+        fade = np.clip((BLINK_RINGS + BLINK_FADE_RINGS + 1 - dist[region]) / (BLINK_FADE_RINGS + 1), 0, 1)
+        near = np.isin(tris, region).any(1)
+        want_dihedral = lid_line_dihedral(template, torch.as_tensor(source + source_delta), side) + BLINK_DIHEDRAL_SLACK
+        want_flips = int(_turned(source, source + source_delta, tris[near]).sum())
+        tries = []
+        for share in BLINK_SHARES:
+            moved = closed.copy()
+            moved[region] += share * fade[:, None] * (theirs - closed[region])
+            bend = lid_line_dihedral(template, torch.as_tensor(moved), side)
+            flips = int(_turned(rest, moved, tris[near]).sum())
+            tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0), share, moved))
+            if tries[-1][0] == 0:
+                break
+        closed = min(tries, key=lambda x: (x[0], x[1]))[2]
+    return (closed - rest).astype(np.asarray(delta).dtype)
+
+
+def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(T,) bool: triangles whose normal turns by more than 90 degrees from ``rest`` to ``moved``."""
+    return _turn_cosine(rest, moved, tris) < 0
+
+
+def _turn_cosine(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(T,) cosine of the angle each triangle's normal turns from ``rest`` to ``moved``."""
+    def normals(v):
+        n = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
+    return (normals(rest) * normals(moved)).sum(1)
+
+
+# A key may stretch no edge of a fitted head further than KEY_STRETCH_MAX times the most it
+# stretches any of the template's (the rig checks allow 1.5); softening averages the key's deltas
+# over the offending edges' vertices and the rings around them, at most SOFTEN_STEPS times.
+KEY_STRETCH_MAX = 1.25
+SOFTEN_RINGS = 2
+SOFTEN_STEPS = 50
+
+
+def edge_stretch(rest: np.ndarray, delta: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(E,) |l_moved / l_rest - 1| of each edge when ``delta`` is added to ``rest``."""
+    a = np.linalg.norm(rest[edges[:, 0]] - rest[edges[:, 1]], axis=1)
+    moved = rest + delta
+    b = np.linalg.norm(moved[edges[:, 0]] - moved[edges[:, 1]], axis=1)
+    return np.abs(b / np.maximum(a, 1e-12) - 1)
+
+
+def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray, source_delta: np.ndarray
+               ) -> np.ndarray:
+    """A key carried onto a fitted head, softened where it stretches an edge further than
+    KEY_STRETCH_MAX times the template's worst (deformation transfer can stretch a fine edge at a
+    fitted mouth corner 9x as far as the template's same edge). rest, delta: (N, 3) the fitted head
+    and the key on it; source, source_delta: the template's. Returns the new (N, 3) deltas: the
+    softening step with the least worst stretch that turns no more faces over than the carried key
+    (the key as carried where none does better)."""
+    edges = triangle_edges(np.asarray(template.tris))
+    rest, out = np.asarray(rest, np.float64), np.asarray(delta, np.float64).copy()
+    limit = KEY_STRETCH_MAX * float(edge_stretch(np.asarray(source, np.float64),
+                                                 np.asarray(source_delta, np.float64), edges).max())
+    both = np.concatenate([edges, edges[:, ::-1]])
+    degree = np.bincount(both[:, 0], minlength=len(rest)).astype(np.float64)
+    tris = np.asarray(template.tris)
+    flips = int(_turned(rest, rest + out, tris).sum())
+    best = (float(edge_stretch(rest, out, edges).max()), out.copy())
+    for _ in range(SOFTEN_STEPS):
+        stretch = edge_stretch(rest, out, edges)
+        if stretch.max() <= limit:
+            break
+        near = ring_distance(template, np.unique(edges[stretch > limit]), SOFTEN_RINGS) >= 0
+        mean = np.zeros_like(out)
+        np.add.at(mean, both[:, 0], out[both[:, 1]])
+        mean /= np.maximum(degree, 1)[:, None]
+        out[near] = 0.5 * out[near] + 0.5 * mean[near]
+        # Kept only while it turns no more faces over than the carried key: averaging across the
+        # mouth's corners can mix the lips' opposite moves.
+        worst = float(edge_stretch(rest, out, edges).max())
+        if worst < best[0] and int(_turned(rest, rest + out, tris).sum()) <= flips:
+            best = (worst, out.copy())
+    return best[1].astype(np.asarray(delta).dtype)
