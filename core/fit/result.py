@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from core.geometry.deformation_transfer import transfer_deltas
+from core.geometry.mesh_layout import triangle_edges
 from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
@@ -123,8 +124,9 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         head_deltas = transfer_deltas(source, source_deltas, verts_neutral.cpu().numpy(), t.tris).astype(np.float32)
         # A key the transfer stretches far past the template's is softened there, and a blink
         # closes the fitted lids as the template's close (rig_ready.py).
+        edges = triangle_edges(np.asarray(t.tris))
         for k, name in enumerate(names):
-            head_deltas[k] = soften_key(t, verts_neutral.cpu().numpy(), head_deltas[k], source, source_deltas[k])
+            head_deltas[k] = soften_key(t, verts_neutral.cpu().numpy(), head_deltas[k], source, source_deltas[k], edges)
             if name.startswith("eyeBlink"):
                 head_deltas[k] = blink_like_template(t, source, source_deltas[k], verts_neutral.cpu().numpy(),
                                                      head_deltas[k])
