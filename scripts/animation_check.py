@@ -5,7 +5,8 @@ or ``blender -b -P``), poses jaw, eyes, neck and a few expressions at their
 extremes, and compares each pose with the rest shape: faces whose normal
 flips and the worst edge stretch |l_posed / l_rest - 1|; with the mouth open
 or at rest, the share of the front teeth a front camera sees and the rays
-passing between the lips; on a blink, the eyeball seen past the lid and the
+passing between the lips, and at rest the teeth seen or in the lips' flesh; on a blink, the
+eyeball seen past the lid and the
 lid line's largest dihedral angle (core/template/face_checks.py). The template under
 the same poses is the yardstick: a result that binds well has about the same
 figures.
@@ -164,8 +165,11 @@ class _FaceChecks:
         parts[self.pmap] = evaluated_vertices(self.bpy, self.parts)
         parts = self.torch.as_tensor(parts, dtype=self.torch.float32)
         if pose in TEETH_POSES:
-            return {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
-                    "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}
+            out = {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
+                   "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}
+            if pose == "jaw_0":
+                out["teeth_outside_lips"] = fc.teeth_outside_lips(self.t, verts, parts)
+            return out
         side = BLINKS[pose]
         return {"eyeball_seen": fc.eyeball_visible(self.t, verts, parts, side),
                 "lid_line_dihedral": fc.lid_line_dihedral(self.t, verts, side)}
@@ -250,7 +254,8 @@ def not_applicable(r: dict, t: dict) -> bool:
 
 
 def _face_failures(name: str, r: dict, t: dict) -> list[str]:
-    """The mouth and blink targets: at rest no ray between the lips; >= FRONT_TEETH_SEEN_MIN of the
+    """The mouth and blink targets: at rest no ray between the lips and no tooth seen or in the
+    lips' flesh; >= FRONT_TEETH_SEEN_MIN of the
     front teeth seen with the mouth open; a blink hides its eyeball and its lid line bends at most
     LID_DIHEDRAL_MARGIN degrees more than the template's."""
     if "face_checks" in r:
@@ -259,6 +264,8 @@ def _face_failures(name: str, r: dict, t: dict) -> list[str]:
     if name == "jaw_0" and r.get("rays_between_lips", 0) > 0:
         out.append(f"{name}: {r['rays_between_lips']} front rays ({r['rays_between_lips'] * 0.01:.1f} mm²) "
                    f"pass between the lips at rest")
+    if name == "jaw_0" and r.get("teeth_outside_lips", 0) > 0:
+        out.append(f"{name}: {r['teeth_outside_lips']} teeth vertices seen or in the lips' flesh at rest")
     if name in TEETH_POSES and name != "jaw_0" and r.get("front_teeth_seen", 1.0) < FRONT_TEETH_SEEN_MIN:
         out.append(f"{name}: {r['front_teeth_seen']:.0%} of the front teeth seen "
                    f"(template {t.get('front_teeth_seen', float('nan')):.0%}, {FRONT_TEETH_SEEN_MIN:.0%} wanted)")

@@ -23,7 +23,7 @@ from core.geometry import Laplacian, MeshTopology
 
 from . import mpfb, parts as part_models
 from .landmarks import EMBEDDING_PATH, embed_landmarks, read_embedding
-from .mouth import lip_line, seal_lips
+from .mouth import lip_line, seal_lips, tuck_teeth
 from .model import Template, TemplateError, load, validate
 from .symmetry import MIRROR_SIGN, match_mirrored_rows, mirror_joint_names
 
@@ -523,6 +523,13 @@ def _parts(base, deltas, dense, index, verts, quads, regions) -> dict:
     upper_crown, upper_gum = part_models.teeth_arch(guide, spec, 1.0, np.zeros(3))
     lower_guide = guide - (lingual + LINGUAL_CLEARANCE) * 1e-3 * normal + np.array([0.0, 0.0, OVERBITE * 1e-3])
     lower_crown, lower_gum = part_models.teeth_arch(lower_guide, part_models.LOWER_TEETH, -1.0, np.zeros(3))
+    # Crown vertices in the lips' flesh at rest (the lower canine necks: MakeHuman's mouth bag is
+    # narrow there) are tucked in, their gums with them.
+    tris = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    tucked = tuck_teeth(verts, tris, np.concatenate([lower_crown[0], lower_gum[0]]),
+                        np.arange(len(lower_crown[0])))
+    lower_crown = (tucked[:len(lower_crown[0])].astype(lower_crown[0].dtype), *lower_crown[1:])
+    lower_gum = (tucked[len(lower_crown[0]):].astype(lower_gum[0].dtype), *lower_gum[1:])
     for name, (v, pl, uv), vlo in (("teeth.upper", upper_crown, 0.5), ("gums.upper", upper_gum, 0.5),
                                    ("teeth.lower", lower_crown, 0.0), ("gums.lower", lower_gum, 0.0)):
         # the upper arch takes the top half of UV space, the lower the bottom half

@@ -161,6 +161,32 @@ SEAT_STEP_MM = 0.5
 SEAT_MAX_MM = 4.0
 
 
+# Teeth vertices in the lips' flesh are tucked in: steps (mm), the pull's Gaussian radius (mm), at
+# most this many steps.
+TUCK_STEP_MM = 0.25
+TUCK_RADIUS_MM = 3.0
+TUCK_MAX_STEPS = 24
+
+
+def tuck_teeth(verts: np.ndarray, tris: np.ndarray, points: np.ndarray, teeth: np.ndarray) -> np.ndarray:
+    """``points`` (M, 3) (an arch's crowns and gums) with the ``teeth`` among them (indices) that
+    sit in the head's flesh at rest (``outside_flesh``: seen from the front or under skin that faces
+    away) tucked in: each pulls the points around it inward (toward x = 0) and back (+y),
+    TUCK_STEP_MM a step fading as a Gaussian of TUCK_RADIUS_MM, until none is left or after
+    TUCK_MAX_STEPS. verts: (N, 3) head, tris: (T, 3). Returns the new (M, 3)."""
+    head = np.asarray(verts, np.float64)
+    out = np.asarray(points, np.float64).copy()
+    for _ in range(TUCK_MAX_STEPS):
+        bad = out[teeth][outside_flesh(head, tris, out[teeth])]
+        if not len(bad):
+            break
+        way = np.stack([-np.sign(bad[:, 0]), np.ones(len(bad)), np.zeros(len(bad))], 1) / np.sqrt(2.0)
+        fall = np.exp(-0.5 * ((out[:, None] - bad[None]) ** 2).sum(-1) / (TUCK_RADIUS_MM * 1e-3) ** 2)
+        pull = fall @ way
+        out += TUCK_STEP_MM * 1e-3 * pull / np.maximum(np.linalg.norm(pull, axis=1, keepdims=True), 1.0)
+    return out
+
+
 def teeth_through_lips(template, verts: np.ndarray, parts: np.ndarray) -> int:
     """How many teeth vertices a front camera sees or that sit in the lips' or cheeks' flesh.
     verts: (N, 3) head, parts: (P, 3), template frame (-y the face's front)."""
@@ -238,6 +264,21 @@ UPPER_ARCH = ("teeth.upper", "gums.upper")
 LOWER_ARCH = ("teeth.lower", "gums.lower", "tongue")
 
 
+def _tuck_arches(template, verts: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """``parts`` with each arch's teeth that still sit in the lips' flesh at rest tucked in, the
+    arch's crowns and gums with them (``tuck_teeth``)."""
+    names, part = list(template.part_names), np.asarray(template.part_vert_part)
+    out = np.asarray(parts).copy()
+    tris = np.asarray(template.tris)
+    for crown, gum in (("teeth.upper", "gums.upper"), ("teeth.lower", "gums.lower")):
+        if crown not in names:
+            continue
+        ids = np.flatnonzero(np.isin(part, [names.index(n) for n in (crown, gum) if n in names]))
+        teeth = np.flatnonzero(part[ids] == names.index(crown))
+        out[ids] = tuck_teeth(verts, tris, out[ids], teeth)
+    return out
+
+
 def place_teeth(template, verts: np.ndarray, parts: np.ndarray,
                 opened: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, dict]:
     """Seat the mouth's parts behind a fitted head's lips at rest and show the teeth with it open.
@@ -248,7 +289,7 @@ def place_teeth(template, verts: np.ndarray, parts: np.ndarray,
     39-45 % of the front teeth with the jaw open on fitted heads against the template's 57-62 %.
     The arches close in on the lip line until TEETH_SEEN_TARGET of them is seen in every open pose
     (the smallest move that does, else the one that shows the most), each try seated so that no
-    more teeth poke through the closed lips than on the template.
+    more teeth poke through the closed lips than on the template, and what still does tucked in.
     Returns the new (P, 3) parts and {"seated_mm", "closed_in_mm", "front_teeth_seen"}."""
     names, part = list(template.part_names), np.asarray(template.part_vert_part)
     upper = np.isin(part, [names.index(n) for n in UPPER_ARCH if n in names])
@@ -261,6 +302,7 @@ def place_teeth(template, verts: np.ndarray, parts: np.ndarray,
         moved[upper, 2] -= close * 1e-3
         moved[lower, 2] += close * 1e-3
         seated, back = seat_teeth(template, verts, moved)
+        seated = _tuck_arches(template, verts, seated)
         seen = min((front_teeth_seen(template, head, seated + delta) for head, delta in opened), default=1.0)
         if best is None or seen > best[2]["front_teeth_seen"] + 1e-9:
             best = (seated, close, {"seated_mm": back, "closed_in_mm": close, "front_teeth_seen": seen})

@@ -5,9 +5,10 @@ imported into one fresh Blender (bpy), its head bound to its armature, and
 posed: jaw 0/15/25/30°, neck ±30°, eyes ±25°, and eyeBlinkLeft/Right,
 mouthSmileLeft, jawOpen, mouthPucker, browInnerUp at 1. Per pose a result
 may flip no more faces than the template and stretch its worst edge at most
-1.5x the template's; at rest no front ray passes between the lips, with the
-mouth open >= 50 % of the front teeth are seen, a blink hides its eyeball and
-bends its lid line at most 10° more than the template's. A failure names the
+1.5x the template's; at rest no front ray passes between the lips and no tooth
+is seen or sits in their flesh, with the mouth open >= 50 % of the front teeth
+are seen, a blink hides its eyeball and bends its lid line at most 10° more
+than the template's. A failure names the
 photo, the pose and the figures.
 """
 
@@ -73,6 +74,7 @@ def test_template_binds_and_poses(checks):
     assert all(moved[p] > 0.05 for p in ("eyes_left", "eyeBlinkLeft", "mouthPucker", "browInnerUp")), moved
     # The mouth and blink checks ran on the bound meshes: a blink hides its eyeball on the template.
     assert {"front_teeth_seen", "rays_between_lips"} <= set(template["jaw_25"]), template["jaw_25"]
+    assert template["jaw_0"]["teeth_outside_lips"] == 0, template["jaw_0"]
     assert template["eyeBlinkLeft"]["eyeball_seen"] == 0.0 and template["eyeBlinkLeft"]["lid_line_dihedral"] > 90
 
 
@@ -108,10 +110,11 @@ def test_fitted_result_animates_like_the_template(photo, checks):
 
 @pytest.mark.parametrize("photo", PHOTOS)
 def test_fitted_result_mouth_seals_at_rest_and_shows_its_teeth_open(photo, checks):
-    """The issue's mouth targets on each fitted result: no front ray between the lips at rest,
-    >= 50 % of the front teeth's front-facing vertices seen at jaw 25° and at jawOpen = 1."""
+    """The issue's mouth targets on each fitted result: no front ray between the lips and no tooth
+    seen or in the lips' flesh at rest, >= 50 % of the front teeth's front-facing vertices seen at
+    jaw 25° and at jawOpen = 1."""
     r = checks[photo]["result"]
-    figures = {p: {k: r[p].get(k) for k in ("front_teeth_seen", "rays_between_lips")} for p in ("jaw_0", "jaw_25",
-                                                                                                "jawOpen")}
-    assert r["jaw_0"]["rays_between_lips"] == 0, f"{photo}: {figures}"
+    figures = {p: {k: r[p].get(k) for k in ("front_teeth_seen", "rays_between_lips", "teeth_outside_lips")}
+               for p in ("jaw_0", "jaw_25", "jawOpen")}
+    assert r["jaw_0"]["rays_between_lips"] == 0 and r["jaw_0"]["teeth_outside_lips"] == 0, f"{photo}: {figures}"
     assert min(r["jaw_25"]["front_teeth_seen"], r["jawOpen"]["front_teeth_seen"]) >= 0.5, f"{photo}: {figures}"

@@ -186,5 +186,5 @@ def test_teeth_are_placed_to_show_with_the_mouth_open(heads):
     for head, delta in opened:
         seen = front_teeth_visible(t, torch.as_tensor(head), torch.as_tensor(placed + delta))
         # The cheap ray check the placement uses agrees with the rasterised one.
-        assert abs(front_teeth_seen(t, head, placed + delta) - seen) <= 0.03
+        assert abs(front_teeth_seen(t, head, placed + delta) - seen) <= 0.05
         assert seen >= 0.5, info
