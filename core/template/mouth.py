@@ -13,7 +13,7 @@ from .parts import first_hit_along_y, outside_flesh
 LIP_SEAL_RINGS = (3, 7)
 LIP_OVERLAP = 0.25
 # A fitted head's lips are sealed when a slit shows between them: at most this far (mm).
-SEAL_MAX_MM = 2.0
+SEAL_MAX_MM = 8.0
 
 
 def lip_sides(quads: np.ndarray, regions: dict, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -37,15 +37,15 @@ from core.geometry.similarity import similarity_transform
 # Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
 # regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template length
 # (after the head's scale), moving only vertices within those rings, at most RELAX_STEPS
-# Gauss-Newton steps, a move of 1 mm costing PULL, none turning a face more than RELAX_TURN_MAX
-# degrees.
-FINE_AREAS = (("eye_l_ring",), ("eye_r_ring",), ("mouth_upper_inner", "mouth_lower_inner"))
+# Gauss-Newton steps, a move of 1 mm costing PULL.
+# Each area: its regions and how far (degrees) a relax step may turn one of its faces: a lid's
+# slivers may turn until they would flip, the mouth's bend the lips' folds no more than 45.
+FINE_AREAS = ((("eye_l_ring",), 90.0), (("eye_r_ring",), 90.0), (("mouth_upper_inner", "mouth_lower_inner"), 45.0))
 FINE_EDGE = 2e-3
 FINE_EDGE_MIN = 1.0
 FINE_RINGS = 5
 RELAX_STEPS = 30
 PULL = 1e-3
-RELAX_TURN_MAX = 45.0
 # A blink key is drawn toward the template's closed lid fully within BLINK_RINGS rings of the lid
 # ring, fading over the next BLINK_FADE_RINGS; a key closes a lid when its template delta moves
 # that lid's ring BLINK_MOVES metres (the template's blink moves its own lid 12.5 mm, the other
@@ -87,22 +87,23 @@ def relax_fine_edges(template, verts: np.ndarray) -> tuple[np.ndarray, float]:
     lt = np.linalg.norm(tv[edges[:, 0]] - tv[edges[:, 1]], axis=1)
     scale = float(np.median(np.linalg.norm(v0[edges[:, 0]] - v0[edges[:, 1]], axis=1) / np.maximum(lt, 1e-12)))
     out = v0.copy()
-    for area in FINE_AREAS:
+    for area, turn_max in FINE_AREAS:
         if not all(k in template.regions for k in area):
             continue
         region = ring_distance(template, np.concatenate([np.asarray(template.regions[k]) for k in area]),
                                FINE_RINGS) >= 0
         pick = (region[edges[:, 0]] | region[edges[:, 1]]) & (lt < FINE_EDGE)
-        out = _relax_area(template, out, region, edges[pick], FINE_EDGE_MIN * scale * lt[pick])
+        out = _relax_area(template, out, region, edges[pick], FINE_EDGE_MIN * scale * lt[pick], turn_max)
     return out.astype(np.asarray(verts).dtype), float(np.linalg.norm(out - v0, axis=1).max() * 1e3)
 
 
-def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, target: np.ndarray) -> np.ndarray:
+def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, target: np.ndarray,
+                turn_max: float) -> np.ndarray:
     """v0 (N, 3) with the vertices of ``region`` moved so that the edges ``e`` (M, 2) reach their
     ``target`` lengths (M,): Gauss-Newton on f = sum(((target - length) / target)^2 over the short
     edges) + PULL * sum(|move in mm|^2), each step halved until f falls without turning a face of
-    the area further than RELAX_TURN_MAX degrees: each squeezed edge is lengthened, its neighbours
-    following smoothly."""
+    the area further than ``turn_max`` degrees (below 90: nor over): each squeezed edge is
+    lengthened, its neighbours following smoothly."""
     length = np.linalg.norm(v0[e[:, 0]] - v0[e[:, 1]], axis=1)
     if not (length < target).any():
         return v0
@@ -112,7 +113,7 @@ def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, tar
     tris = np.asarray(template.tris)
     tris = tris[region[tris].any(1)]
     pull = PULL / 1e-6
-    min_cos = np.cos(np.radians(RELAX_TURN_MAX))
+    min_cos = max(np.cos(np.radians(turn_max)), 1e-9)
 
     def cost(x):
         if (_turn_cosine(v0, x, tris) < min_cos).any():
