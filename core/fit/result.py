@@ -129,7 +129,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
             head_deltas[k] = soften_key(t, verts_neutral.cpu().numpy(), head_deltas[k], source, source_deltas[k], edges)
             if name.startswith("eyeBlink"):
                 head_deltas[k] = blink_like_template(t, source, source_deltas[k], verts_neutral.cpu().numpy(),
-                                                     head_deltas[k])
+                                                     head_deltas[k], neutral.parts[0].cpu().numpy() + part_deltas[k])
     else:
         head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
         part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)

@@ -136,16 +136,22 @@ def _inside_polygon(poly: torch.Tensor, height: int, width: int) -> torch.Tensor
     return ((cross & (xs < x_at)).sum(0) % 2) == 1
 
 
-def eyeball_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor, side: str) -> float:
-    """Share (0..1) of the eyeball's (side "l" or "r") front vertices inside the lid ring, as placed
-    at rest, that a front camera sees."""
+def eyeball_front_ids(t: Template, side: str) -> np.ndarray:
+    """Part-vertex ids of the eyeball's (side "l" or "r") front vertices inside its lid ring, as
+    placed at rest on the template."""
     ring = np.asarray(t.regions[f"eye_{side}_ring"])
     names, p, part = list(t.part_names), np.asarray(t.part_verts), np.asarray(t.part_vert_part)
     ids = np.flatnonzero(part == names.index("eyeball.L" if side == "l" else "eyeball.R"))
     v = np.asarray(t.verts)
     lo, hi = v[ring].min(0), v[ring].max(0)
-    ids = ids[(p[ids, 1] < p[ids, 1].mean()) & (p[ids, 0] > lo[0]) & (p[ids, 0] < hi[0])
-              & (p[ids, 2] > lo[2]) & (p[ids, 2] < hi[2])]
+    return ids[(p[ids, 1] < p[ids, 1].mean()) & (p[ids, 0] > lo[0]) & (p[ids, 0] < hi[0])
+               & (p[ids, 2] > lo[2]) & (p[ids, 2] < hi[2])]
+
+
+def eyeball_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor, side: str) -> float:
+    """Share (0..1) of the eyeball's (side "l" or "r") front vertices inside the lid ring, as placed
+    at rest, that a front camera sees."""
+    ids = eyeball_front_ids(t, side)
     allv, tris, cam = _scene(t, verts, parts, f"eye_{side}_ring")
     with torch.no_grad():
         frags = rasterize(allv, tris, cam)

@@ -152,7 +152,7 @@ def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, tar
 
 
 def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, rest: np.ndarray,
-                        delta: np.ndarray) -> np.ndarray:
+                        delta: np.ndarray, parts: np.ndarray | None = None) -> np.ndarray:
     """One blink key's deltas on a fitted head, its lids closed as the template's are.
 
     source, source_delta: (N, 3) the template's rest head and the key's deltas on it; rest,
@@ -160,8 +160,9 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
     key moves, the lid region is drawn toward the template's closed lid, mapped by the similarity
     that best takes the template's lid region onto the fitted one at rest: by the least of
     BLINK_SHARES that bends the lid line no more than BLINK_DIHEDRAL_SLACK degrees past the
-    template's blink and turns over no more faces than it (``blink_share``). Returns the new
-    (N, 3) deltas."""
+    template's blink and turns over no more faces than it, and, given ``parts`` (P, 3: the parts
+    with the key applied), leaves none of the eyeball's front seen (``eyeball_seen``). Returns
+    the new (N, 3) deltas."""
     from .face_checks import lid_line_dihedral
 
     source, source_delta = np.asarray(source, np.float64), np.asarray(source_delta, np.float64)
@@ -185,11 +186,25 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
             moved[region] += share * fade[:, None] * (theirs - closed[region])
             bend = lid_line_dihedral(template, torch.as_tensor(moved), side)
             flips = int(_turned(rest, moved, tris[near]).sum())
-            tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0), share, moved))
+            seen = 0.0 if parts is None else eyeball_seen(template, moved, parts, side)
+            tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0) + 100.0 * seen, share, moved))
             if tries[-1][0] == 0:
                 break
         closed = min(tries, key=lambda x: (x[0], x[1]))[2]
     return (closed - rest).astype(np.asarray(delta).dtype)
+
+
+def eyeball_seen(template, verts: np.ndarray, parts: np.ndarray, side: str) -> float:
+    """Share (0..1) of an eyeball's front vertices inside its lid ring (``face_checks.eyeball_visible``'s
+    choice) from which a ray toward a front camera (-y) leaves without meeting the head: that
+    check with an orthographic camera, for searches. verts: (N, 3) head, parts: (P, 3)."""
+    from .face_checks import DEPTH_TOL, eyeball_front_ids
+    from .parts import first_hit_along_y
+
+    ids = eyeball_front_ids(template, side)
+    points = np.asarray(parts, np.float64)[ids] - [0.0, DEPTH_TOL, 0.0]
+    hit, _, _ = first_hit_along_y(np.asarray(verts, np.float64), np.asarray(template.tris), points, -1.0)
+    return float((~hit).mean())
 
 
 def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
