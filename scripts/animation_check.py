@@ -5,9 +5,9 @@ or ``blender -b -P``), poses jaw, eyes, neck and a few expressions at their
 extremes, and compares each pose with the rest shape: faces whose normal
 flips and the worst edge stretch |l_posed / l_rest - 1|; with the mouth open
 or at rest, the share of the front teeth a front camera sees and the rays
-passing between the lips, and at rest the teeth seen or in the lips' flesh; on a blink, the
-eyeball seen past the lid and the
-lid line's largest dihedral angle (core/template/face_checks.py). The template under
+passing between the lips, and at rest the teeth seen or in the lips' flesh;
+on a blink, the eyeball seen past the lid and the lid line's largest
+dihedral angle (core/template/face_checks.py). The template under
 the same poses is the yardstick: a result that binds well has about the same
 figures.
 
@@ -255,9 +255,9 @@ def not_applicable(r: dict, t: dict) -> bool:
 
 def _face_failures(name: str, r: dict, t: dict) -> list[str]:
     """The mouth and blink targets: at rest no ray between the lips and no tooth seen or in the
-    lips' flesh; >= FRONT_TEETH_SEEN_MIN of the
-    front teeth seen with the mouth open; a blink hides its eyeball and its lid line bends at most
-    LID_DIHEDRAL_MARGIN degrees more than the template's."""
+    lips' flesh; >= FRONT_TEETH_SEEN_MIN of the front teeth seen with the mouth open; a blink
+    hides its eyeball and its lid line bends at most LID_DIHEDRAL_MARGIN degrees more than the
+    template's."""
     if "face_checks" in r:
         return [f"{name}: {r['face_checks']}"]
     out = []

@@ -96,6 +96,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     touch = torch.as_tensor(touched, device=model.device, dtype=model.dtype) - verts_neutral
     verts_neutral = verts_neutral + touch
     posed_verts = posed.verts[0] + (blend @ touch[..., None])[..., 0]
+    rest_np = verts_neutral.cpu().numpy()
 
     # New rest skeleton: joint heads where the fitted identity puts them, bone
     # orientations as in the template, so poses act on the same axes.
@@ -121,15 +122,15 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         source = model.deform(model.default_controllers(), None, parts=False).verts[0]
         source_deltas, _ = expression_deltas(model, model.default_controllers(), expr_ids)
         source, source_deltas = source.cpu().numpy(), source_deltas.cpu().numpy()
-        head_deltas = transfer_deltas(source, source_deltas, verts_neutral.cpu().numpy(), t.tris).astype(np.float32)
+        head_deltas = transfer_deltas(source, source_deltas, rest_np, t.tris).astype(np.float32)
         # A key the transfer stretches far past the template's is softened there, and a blink
         # closes the fitted lids as the template's close (rig_ready.py).
         edges = triangle_edges(np.asarray(t.tris))
         for k, name in enumerate(names):
-            head_deltas[k] = soften_key(t, verts_neutral.cpu().numpy(), head_deltas[k], source, source_deltas[k], edges)
+            head_deltas[k] = soften_key(t, rest_np, head_deltas[k], source, source_deltas[k], edges)
             if name.startswith("eyeBlink"):
-                head_deltas[k] = blink_like_template(t, source, source_deltas[k], verts_neutral.cpu().numpy(),
-                                                     head_deltas[k], neutral.parts[0].cpu().numpy() + part_deltas[k])
+                head_deltas[k] = blink_like_template(t, source, source_deltas[k], rest_np, head_deltas[k],
+                                                     neutral.parts[0].cpu().numpy() + part_deltas[k])
     else:
         head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
         part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
@@ -141,8 +142,8 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
               if "jaw" in t.joint_names else [])
     if "jawOpen" in names:
         k = names.index("jawOpen")
-        opened.append((verts_neutral.cpu().numpy() + head_deltas[k], part_deltas[k]))
-    placed, teeth = place_teeth(t, verts_neutral.cpu().numpy(), neutral.parts[0].cpu().numpy(), opened)
+        opened.append((rest_np + head_deltas[k], part_deltas[k]))
+    placed, teeth = place_teeth(t, rest_np, neutral.parts[0].cpu().numpy(), opened)
     parts_neutral = torch.as_tensor(placed, device=model.device, dtype=model.dtype)
     seat = parts_neutral - neutral.parts[0]
     parts_posed = posed.parts[0] + (skin[model.part_joint][:, :3, :3] @ seat[..., None])[..., 0]

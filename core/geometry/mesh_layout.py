@@ -73,6 +73,15 @@ def triangle_edges(tris: np.ndarray) -> np.ndarray:
     return np.unique(polygon_edges(tris.reshape(-1), np.arange(0, tris.size + 1, 3)), axis=0)
 
 
+def face_turn_cosine(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(T,) the cosine of the angle each triangle's normal turns from ``rest`` to ``moved`` (both
+    (V, 3)); negative where it turned over, 0 where either is degenerate."""
+    def unit_normals(v):
+        n = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), NORMALIZE_EPS)
+    return (unit_normals(np.asarray(rest, np.float64)) * unit_normals(np.asarray(moved, np.float64))).sum(1)
+
+
 def vertex_normals(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals: verts (V, 3) float, tris (T, 3) int -> (V, 3).
 

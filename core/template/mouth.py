@@ -6,20 +6,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.geometry.mesh_layout import face_turn_cosine, polygon_edges
+
 from .parts import first_hit_along_y, outside_flesh
 
-# Closing the lips at rest: the upper and lower lip overlap this much (mm) seen from the front,
-# the move fading out over these rings of vertices from the mouth's inner line.
+# Closing the lips at rest: the move fades out over these rings of vertices from the mouth's inner
+# line, and the upper and lower lip overlap this much (mm) seen from the front.
 LIP_SEAL_RINGS = (3, 7)
 LIP_OVERLAP = 0.25
 # A fitted head's lips are sealed when a slit shows between them: at most this far (mm).
 SEAL_MAX_MM = 8.0
 
 
+def _quad_edges(quads: np.ndarray) -> np.ndarray:
+    """(4 Q, 2) the sides of quads (Q, 4), each as (smaller id, larger id), shared ones repeated."""
+    quads = np.asarray(quads, np.int64)
+    return polygon_edges(quads.reshape(-1), np.arange(0, quads.size + 1, 4))
+
+
 def lip_sides(quads: np.ndarray, regions: dict, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Ring distance (edges) of every vertex from the upper and from the lower inner lip line
     (corners excluded), each (n,) int64, large where far."""
-    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    edges = _quad_edges(quads)
     corners = set(regions["mouth_corners"].tolist())
     out = []
     for key in ("mouth_upper_inner", "mouth_lower_inner"):
@@ -57,7 +65,7 @@ def seal_lips(verts: np.ndarray, quads: np.ndarray, regions: dict, mirror: np.nd
     upper, lower = (du < dl) & (du <= hi), (dl < du) & (dl <= hi)
     fade_u = np.clip((hi - du) / (hi - lo), 0.0, 1.0) * upper
     fade_l = np.clip((hi - dl) / (hi - lo), 0.0, 1.0) * lower
-    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    edges = _quad_edges(quads)
     out = verts.astype(np.float64).copy()
     for _ in range(3):  # the lips' front outline moves with them: measure again after each move
         grid, bottom_upper, top_lower = _lip_columns(out, edges, upper & (du <= lo), lower & (dl <= lo),
@@ -110,7 +118,7 @@ def light_between_lips(template, verts: np.ndarray) -> int:
     one finds (46-375 rays on fitted heads) and none where that finds none."""
     quads = np.asarray(template.poly_verts).reshape(-1, 4)
     regions = template.regions
-    edges = np.concatenate([quads[:, [0, 1]], quads[:, [1, 2]], quads[:, [2, 3]], quads[:, [3, 0]]])
+    edges = _quad_edges(quads)
     du, dl = lip_sides(quads, regions, len(verts))
     lo, hi = LIP_SEAL_RINGS
     verts = np.asarray(verts, np.float64)
@@ -144,10 +152,7 @@ def seal_neutral_lips(template, verts: np.ndarray) -> np.ndarray:
     sealed = seal_lips(np.asarray(verts), quads, regions, np.asarray(template.mirror))
     # A slit closes; lips that stand apart (a mouth that rests open) or a seal that would turn
     # faces over stay as fitted.
-    tris = np.asarray(template.tris)
-    def normals(v):
-        return np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-    turned = ((normals(np.asarray(verts, np.float64)) * normals(sealed)).sum(1) < 0).any()
+    turned = (face_turn_cosine(verts, sealed, np.asarray(template.tris)) < 0).any()
     if turned or np.abs(sealed - verts).max() > SEAL_MAX_MM * 1e-3:
         return np.asarray(verts).copy()
     return sealed.astype(np.asarray(verts).dtype)

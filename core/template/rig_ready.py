@@ -31,15 +31,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from core.geometry.mesh_layout import triangle_edges
+from core.geometry.mesh_layout import face_turn_cosine, triangle_edges
 from core.geometry.similarity import similarity_transform
 
 # Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
-# regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template length
-# (after the head's scale), moving only vertices within those rings, at most RELAX_STEPS
-# Gauss-Newton steps, a move of 1 mm costing PULL.
-# Each area: its regions and how far (degrees) a relax step may turn one of its faces: a lid's
-# slivers may turn until they would flip, the mouth's bend the lips' folds no more than 45.
+# regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template
+# length (after the head's scale), moving only vertices within those rings, at most RELAX_STEPS
+# Gauss-Newton steps, a move of 1 mm costing PULL. Each area: its regions and how far (degrees) a
+# relax step may turn one of its faces: a lid's slivers until they would flip, the mouth's 45.
 FINE_AREAS = ((("eye_l_ring",), 90.0), (("eye_r_ring",), 90.0), (("mouth_upper_inner", "mouth_lower_inner"), 45.0))
 FINE_EDGE = 2e-3
 FINE_EDGE_MIN = 1.0
@@ -60,9 +59,10 @@ BLINK_DIHEDRAL_SLACK = 5.0
 SIDES = ("l", "r")
 
 
-def ring_distance(template, seeds: np.ndarray, rings: int) -> np.ndarray:
-    """(N,) int64: edge rings from ``seeds`` (0 there), -1 beyond ``rings``."""
-    edges = triangle_edges(np.asarray(template.tris))
+def ring_distance(template, seeds: np.ndarray, rings: int, edges: np.ndarray | None = None) -> np.ndarray:
+    """(N,) int64: edge rings from ``seeds`` (0 there), -1 beyond ``rings``; edges: the template's
+    ``triangle_edges`` when the caller has them."""
+    edges = triangle_edges(np.asarray(template.tris)) if edges is None else edges
     dist = np.full(template.num_verts, -1, np.int64)
     dist[np.asarray(seeds)] = 0
     for k in range(1, rings + 1):
@@ -91,7 +91,7 @@ def relax_fine_edges(template, verts: np.ndarray) -> tuple[np.ndarray, float]:
         if not all(k in template.regions for k in area):
             continue
         region = ring_distance(template, np.concatenate([np.asarray(template.regions[k]) for k in area]),
-                               FINE_RINGS) >= 0
+                               FINE_RINGS, edges) >= 0
         pick = (region[edges[:, 0]] | region[edges[:, 1]]) & (lt < FINE_EDGE)
         out = _relax_area(template, out, region, edges[pick], FINE_EDGE_MIN * scale * lt[pick], turn_max)
     return out.astype(np.asarray(verts).dtype), float(np.linalg.norm(out - v0, axis=1).max() * 1e3)
@@ -116,7 +116,7 @@ def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, tar
     min_cos = max(np.cos(np.radians(turn_max)), 1e-9)
 
     def cost(x):
-        if (_turn_cosine(v0, x, tris) < min_cos).any():
+        if (face_turn_cosine(v0, x, tris) < min_cos).any():
             return np.inf
         length = np.linalg.norm(x[e[:, 0]] - x[e[:, 1]], axis=1)
         return float((np.clip(target - length, 0, None) ** 2 / target ** 2).sum() + pull * ((x - v0) ** 2).sum())
@@ -209,15 +209,7 @@ def eyeball_seen(template, verts: np.ndarray, parts: np.ndarray, side: str) -> f
 
 def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(T,) bool: triangles whose normal turns by more than 90 degrees from ``rest`` to ``moved``."""
-    return _turn_cosine(rest, moved, tris) < 0
-
-
-def _turn_cosine(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """(T,) cosine of the angle each triangle's normal turns from ``rest`` to ``moved``."""
-    def normals(v):
-        n = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-    return (normals(rest) * normals(moved)).sum(1)
+    return face_turn_cosine(rest, moved, tris) < 0
 
 
 # A key may stretch no edge of a fitted head further than KEY_STRETCH_MAX times the most it
@@ -261,7 +253,7 @@ def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray
         stretch = edge_stretch(rest, out, edges)
         if stretch.max() <= limit:
             break
-        near = ring_distance(template, np.unique(edges[stretch > limit]), SOFTEN_RINGS) >= 0
+        near = ring_distance(template, np.unique(edges[stretch > limit]), SOFTEN_RINGS, edges) >= 0
         mean = np.zeros_like(out)
         np.add.at(mean, both[:, 0], out[both[:, 1]])
         mean /= np.maximum(degree, 1)[:, None]
