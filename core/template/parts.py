@@ -249,27 +249,71 @@ def first_hit_along_y(verts: np.ndarray, tris: np.ndarray, points: np.ndarray, s
     """Where rays from ``points`` along ``sign`` * y (-1: toward a front camera) first meet a mesh.
 
     verts: (N, 3); tris: (T, 3) int; points: (M, 3). Returns (hit (M,) bool, y of the hit (M,),
-    y component of the hit triangle's (unnormalised, outward for a head) normal (M,))."""
+    y component of the hit triangle's (unnormalised, outward for a head) normal (M,)).
+
+    A ray along y meets a triangle where the point lies inside the triangle's x-z projection, so
+    only the (point, triangle) pairs that share a cell of an x-z grid are tested
+    (``_pairs_sharing_cells``): a few per point instead of every triangle near the points. Ties
+    between triangles at the same distance go to the lower triangle index."""
     a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
     lo, hi = points.min(0) - 1e-3, points.max(0) + 1e-3
-    near = ((np.maximum(np.maximum(a, b), c)[:, [0, 2]] >= lo[[0, 2]])
-            & (np.minimum(np.minimum(a, b), c)[:, [0, 2]] <= hi[[0, 2]])).all(1)
-    a, b, c = a[near], b[near], c[near]
+    box_lo = np.minimum(np.minimum(a, b), c)[:, [0, 2]]
+    box_hi = np.maximum(np.maximum(a, b), c)[:, [0, 2]]
+    near = ((box_hi >= lo[[0, 2]]) & (box_lo <= hi[[0, 2]])).all(1)
+    a, b, c, box_lo, box_hi = a[near], b[near], c[near], box_lo[near], box_hi[near]
     e1, e2 = (b - a)[:, [0, 2]], (c - a)[:, [0, 2]]
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     ok = np.abs(det) > 1e-14
     a, b, c, e1, e2, det = a[ok], b[ok], c[ok], e1[ok], e2[ok], det[ok]
     normal_y = np.cross(b - a, c - a)[:, 1]
-    d = points[:, None, [0, 2]] - a[None, :, [0, 2]]
-    u = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
-    w = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
-    y = a[:, 1] + u * (b[:, 1] - a[:, 1]) + w * (c[:, 1] - a[:, 1])
-    ahead = (u >= 0) & (w >= 0) & (u + w <= 1) & ((y - points[:, 1:2]) * sign > 0)
-    dist = np.where(ahead, (y - points[:, 1:2]) * sign, np.inf)
-    first = dist.argmin(1)
-    rows = np.arange(len(points))
-    hit = ahead.any(1)
-    return hit, np.where(hit, y[rows, first], np.nan), np.where(hit, normal_y[first], np.nan)
+    p, t = _pairs_sharing_cells(points[:, [0, 2]], box_lo[ok], box_hi[ok])
+    d = points[p][:, [0, 2]] - a[t][:, [0, 2]]
+    u = (d[:, 0] * e2[t, 1] - d[:, 1] * e2[t, 0]) / det[t]
+    w = (e1[t, 0] * d[:, 1] - e1[t, 1] * d[:, 0]) / det[t]
+    y = a[t, 1] + u * (b[t, 1] - a[t, 1]) + w * (c[t, 1] - a[t, 1])
+    dist = (y - points[p, 1]) * sign
+    ahead = (u >= 0) & (w >= 0) & (u + w <= 1) & (dist > 0)
+    p, t, y, dist = p[ahead], t[ahead], y[ahead], dist[ahead]
+    order = np.lexsort((t, dist, p))  # per point: nearest first, then the lower triangle index
+    first = order[np.r_[True, p[order][1:] != p[order][:-1]]] if len(order) else order
+    hit = np.zeros(len(points), bool)
+    hit[p[first]] = True
+    hit_y = np.full(len(points), np.nan)
+    hit_y[p[first]] = y[first]
+    hit_normal = np.full(len(points), np.nan)
+    hit_normal[p[first]] = normal_y[t[first]]
+    return hit, hit_y, hit_normal
+
+
+def _pairs_sharing_cells(points: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray):
+    """(point index, box index) pairs whose point may lie in the box: both touch a common cell of
+    a 2-D grid sized by the boxes (points (M, 2); boxes (T, 2) corners). Every pair of a point
+    inside a box is among them (the grid is padded against rounding); others may be too."""
+    empty = np.zeros(0, np.int64)
+    if not len(points) or not len(box_lo):
+        return empty, empty
+    size = max(float(np.median((box_hi - box_lo).max(1))), 1e-9)
+    origin = points.min(0) - size
+    cells = np.floor((points - origin) / size).astype(np.int64)
+    n = cells.max(0) + 2
+    pad = 1e-9 + 1e-12 * np.abs(box_hi).max()
+    first = np.clip(np.floor((box_lo - pad - origin) / size), 0, n - 1).astype(np.int64)
+    last = np.clip(np.floor((box_hi + pad - origin) / size), 0, n - 1).astype(np.int64)
+    span = last - first + 1
+    count = span.prod(1)
+    box = np.repeat(np.arange(len(box_lo)), count)
+    local = np.arange(len(box)) - np.repeat(np.cumsum(count) - count, count)
+    cx = first[box, 0] + local % span[box, 0]
+    cz = first[box, 1] + local // span[box, 0]
+    key = cx * n[1] + cz
+    order = np.argsort(key, kind="stable")
+    key, box = key[order], box[order]
+    point_key = cells[:, 0] * n[1] + cells[:, 1]
+    start = np.searchsorted(key, point_key, "left")
+    many = np.searchsorted(key, point_key, "right") - start
+    point = np.repeat(np.arange(len(points)), many)
+    at = np.repeat(start, many) + np.arange(len(point)) - np.repeat(np.cumsum(many) - many, many)
+    return point, box[at]
 
 
 def outside_flesh(verts: np.ndarray, tris: np.ndarray, points: np.ndarray) -> np.ndarray:

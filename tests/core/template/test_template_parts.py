@@ -83,3 +83,45 @@ def test_triangle_and_vertex_uvs_follow_the_head_polygons(template):
     corners = {(int(v), tuple(np.round(uv, 6))) for v, uv in zip(template.poly_verts, template.uvs)}
     assert all((int(v), tuple(np.round(uv, 6))) in corners
                for v, uv in zip(template.tris.reshape(-1)[::97], tri_uv.reshape(-1, 2)[::97]))
+
+
+def _first_hit_every_triangle(verts, tris, points, sign):
+    """The reference: every ray against every triangle, (M, T) at once."""
+    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
+    e1, e2 = (b - a)[:, [0, 2]], (c - a)[:, [0, 2]]
+    det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    det = np.where(np.abs(det) > 1e-14, det, np.nan)
+    d = points[:, None, [0, 2]] - a[None, :, [0, 2]]
+    u = (d[..., 0] * e2[:, 1] - d[..., 1] * e2[:, 0]) / det
+    w = (e1[:, 0] * d[..., 1] - e1[:, 1] * d[..., 0]) / det
+    y = a[:, 1] + u * (b[:, 1] - a[:, 1]) + w * (c[:, 1] - a[:, 1])
+    ahead = (u >= 0) & (w >= 0) & (u + w <= 1) & ((y - points[:, 1:2]) * sign > 0)
+    dist = np.where(ahead, (y - points[:, 1:2]) * sign, np.inf)
+    first = dist.argmin(1)
+    hit = ahead.any(1)
+    normal_y = np.cross(b - a, c - a)[:, 1]
+    return hit, np.where(hit, y[np.arange(len(points)), first], np.nan), np.where(hit, normal_y[first], np.nan)
+
+
+def test_first_hit_along_y_matches_every_triangle_tested(template):
+    """The grid that picks which triangles a ray is tested against changes no answer: on the
+    head from the teeth (toward the camera and away), from jittered vertices and from random
+    points, hits, depths and the hit triangle's normal equal testing every triangle."""
+    from core.template.parts import first_hit_along_y
+
+    verts, tris = np.asarray(template.verts, np.float64), np.asarray(template.tris)
+    rng = np.random.default_rng(0)
+    cases = [(np.asarray(template.part_verts, np.float64), -1.0), (np.asarray(template.part_verts, np.float64), 1.0),
+             (verts[::3] + rng.normal(0.0, 1e-4, verts[::3].shape), -1.0),
+             (rng.uniform(verts.min(0), verts.max(0), (1500, 3)), 1.0), (verts[:100], -1.0)]
+    hits = []
+    for points, sign in cases:
+        want = _first_hit_every_triangle(verts, tris, points, sign)
+        got = first_hit_along_y(verts, tris, points, sign)
+        hits.append(want[0])
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+    hits = np.concatenate(hits)
+    assert 0.2 < hits.mean() < 0.9, hits.mean()  # both rays that meet the head and rays that miss it
+    hit, y, normal = first_hit_along_y(verts, tris[:0], verts[:5], -1.0)
+    assert not hit.any() and np.isnan(y).all() and np.isnan(normal).all()
