@@ -377,7 +377,7 @@ def _write_jpeg_with_focal(png: pathlib.Path, jpg: pathlib.Path, lens_35mm: int)
     img = Image.open(png).convert("RGB")
     exif = Image.Exif()
     exif[0x8769] = {0xA405: int(lens_35mm), 0xA002: img.width, 0xA003: img.height}
-    tmp = jpg.with_name(f".{jpg.name}.tmp.jpg")
+    tmp = jpg.with_name(f".{jpg.name}.{os.getpid()}.tmp.jpg")  # another bench may write the same file
     img.save(tmp, quality=92, exif=exif)
     tmp.rename(jpg)
 

@@ -251,19 +251,22 @@ PHOTO_CONSISTENCY_OVERRIDES = {"stages": {name: {"weights": {"consistency": PHOT
 CONSISTENCY_WITH_PREDICTED_MIN_VIEWS = 5
 
 
-# One photo whose normal map is predicted (the face prior's), default preset: stages half as
-# long whose steps fall to a tenth along a half cosine (``StageSpec.lr_final``). The map's
-# errors are what a long fit follows; stopping sooner loses nothing. On bench photo's people
-# (one EXIF photo, mean surface distance over the face, mm; one thread) the full-length
-# constant-step stages gave tuning 0.836 / held out 1.047; halved and annealed 0.820 / 1.033
-# (a third: 0.811 / 1.031, but its plateau test ended one held-out rig stage after 13 steps),
-# in about 0.7 of the time. Exact normal maps keep the full stages: on bench fit's five cases
+# One photo whose normal map is predicted (the face prior's), default preset: stages a third as
+# long whose steps fall to a tenth along a half cosine (``StageSpec.lr_final``), run to their end
+# (annealed steps settle by themselves; a plateau test over a third of a stage's length stopped
+# one held-out rig stage after 13 steps). The map's errors are what a long fit follows; stopping
+# sooner loses little. On bench photo's people (one EXIF photo, mean surface distance over the
+# face, mm; one thread) the full-length constant-step stages gave tuning 0.836 / held out 1.047;
+# halved and annealed 0.820 / 1.033. Since the rig-ready template (same commit, both ways):
+# halved 0.798 / 1.038, a third run to the end 0.806 / 1.038, 10.1-10.8 -> 8.7-9.1 s a fit.
+# Exact normal maps keep the full stages: on bench fit's five cases
 # (ground-truth maps) the median face RMSE went 1.583 -> 1.973 mm halved and annealed, and
 # 1.724 annealed at full length. Several photos keep them too: there shorter rig and joint
 # stages cost (3 photos, tuning: 0.684 -> 0.712 at a third) and annealing gained nothing (0.689).
 # The presets whose stages the two settings below shorten (draft and high keep theirs).
 SHORTER_STAGE_PRESETS = ("default",)
-ONE_VIEW_OVERRIDES = {"stages": {name: {"iterations_scale": 0.5, "lr_final": 0.1} for name in ("rig", "joint", "vertex")}}
+ONE_VIEW_OVERRIDES = {"stages": {name: {"iterations_scale": 1 / 3, "lr_final": 0.1, "plateau_patience": MAX_OVERRIDE_INT}
+                                 for name in ("rig", "joint", "vertex")}}
 # A few photos (fewer than CONSISTENCY_WITH_PREDICTED_MIN_VIEWS) whose maps are all predicted,
 # default preset: the multi-view vertex stage at the preset's length instead of twice it, its
 # steps annealed to a tenth. Tuning people, 3 photos: 0.684 -> 0.673 mm (0.677 without the

@@ -50,33 +50,6 @@ def soft_mask(observed: np.ndarray, confidence: np.ndarray, island: np.ndarray) 
     return (soft * island).astype(np.float32)
 
 
-def _grid_laplacian(inside: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Graph Laplacian (positive semi-definite) over 4-neighbours both inside the mask.
-
-    inside: (S, S) bool. Returns L (n, n) over the inside texels in raster
-    order and their flat ids (n,).
-    """
-    S = inside.shape[0]
-    ids = np.flatnonzero(inside)
-    pos = np.full(inside.size, -1, dtype=np.int64)
-    pos[ids] = np.arange(ids.size)
-    rows, cols = [], []
-    for shift in (1, S):  # right and down neighbours
-        a = ids[(ids + shift < inside.size)]
-        if shift == 1:
-            a = a[(a % S) != S - 1]
-        b = a + shift
-        ok = inside.reshape(-1)[b]
-        rows.append(pos[a[ok]])
-        cols.append(pos[b[ok]])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    n = ids.size
-    adj = sp.coo_matrix((np.ones(r.size), (r, c)), shape=(n, n))
-    adj = (adj + adj.T).tocsr()
-    deg = np.asarray(adj.sum(1)).ravel()
-    return (sp.diags(deg) - adj).tocsr(), ids
-
-
 def poisson_fill(
     values: np.ndarray, known: np.ndarray, island: np.ndarray, guide: np.ndarray, screening: float | None = None
 ) -> np.ndarray:
@@ -106,7 +79,7 @@ def _solve(values, known, island, guide, lam):
         return out
     S = island.shape[0]
     if unknown.sum() <= DIRECT_MAX_UNKNOWNS or S % 2:
-        return _solve_direct(out, known, island, guide, unknown, lam)
+        return _solve_direct(out, island, guide, unknown, lam)
     # Coarse-to-fine: the half-resolution fill (screening 4x per coarse texel²) is smooth away
     # from the data; only a band next to the data is solved again at this resolution, with the
     # upsampled coarse fill as the band's outer boundary.
@@ -119,22 +92,42 @@ def _solve(values, known, island, guide, lam):
     near = ndi.distance_transform_edt(~known) <= REFINE_BAND
     band = unknown & near
     out[unknown & ~near] = up[unknown & ~near]
-    return _solve_direct(out, ~band & island, island, guide, band, lam)
+    return _solve_direct(out, island, guide, band, lam)
 
 
-def _solve_direct(out, fixed, island, guide, unknown, lam):
-    """Sparse direct solve for the ``unknown`` texels, Dirichlet values from ``out`` on ``fixed`` ones."""
-    L, ids = _grid_laplacian(island)
-    flat_unknown = unknown.reshape(-1)[ids]
-    U = np.flatnonzero(flat_unknown)
-    Kn = np.flatnonzero(~flat_unknown)
-    flat_v = out.reshape(-1, out.shape[-1])[ids]
-    flat_g = guide.reshape(-1, guide.shape[-1])[ids]
-    A = L[U][:, U] + lam * sp.identity(U.size, format="csr")
-    rhs = (L @ flat_g)[U] + lam * flat_g[U] - L[U][:, Kn] @ flat_v[Kn]
+def _solve_direct(out, island, guide, unknown, lam):
+    """Sparse direct solve for the ``unknown`` texels (a subset of ``island``); the other island
+    texels hold their values in ``out`` (Dirichlet). Texels couple to their 4-neighbours inside the
+    island (the island's graph Laplacian L), and only the unknown texels' rows of it are built, so a
+    thin band next to the data costs what the band does, not what the whole map does."""
+    S, C = island.shape[0], out.shape[-1]
+    flat_island, flat_out, flat_g = island.reshape(-1), out.reshape(-1, C), guide.reshape(-1, C)
+    U = np.flatnonzero(unknown)
+    n = U.size
+    pos = np.full(island.size, -1, dtype=np.int64)
+    pos[U] = np.arange(n)
+    r, c = np.divmod(U, S)
+    deg = np.zeros(n)
+    guide_sum = np.zeros((n, C))
+    known_sum = np.zeros((n, C))
+    rows, cols = [], []
+    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        rr, cc = r + dr, c + dc
+        j = np.where((rr >= 0) & (rr < S) & (cc >= 0) & (cc < S), rr * S + cc, -1)
+        linked = (j >= 0) & flat_island[np.maximum(j, 0)]
+        j = np.maximum(j, 0)
+        deg += linked
+        guide_sum += np.where(linked[:, None], flat_g[j], 0.0)
+        free = linked & (pos[j] >= 0)
+        known_sum += np.where((linked & ~free)[:, None], flat_out[j], 0.0)
+        rows.append(np.flatnonzero(free))
+        cols.append(pos[j[free]])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    # (L + lam) f = L g + lam g on the unknown rows, the known neighbours' values moved to the right.
+    A = sp.csc_matrix((np.full(rows.size, -1.0), (rows, cols)), shape=(n, n)) + sp.diags(deg + lam, format="csc")
+    rhs = (deg + lam)[:, None] * flat_g[U] - guide_sum + known_sum
     solve = spla.factorized(A.tocsc())
-    flat_out = out.reshape(-1, out.shape[-1])
-    flat_out[ids[U]] = np.stack([solve(rhs[:, c]) for c in range(rhs.shape[1])], 1)
+    flat_out[U] = np.stack([solve(rhs[:, k]) for k in range(C)], 1)
     return out
 
 
