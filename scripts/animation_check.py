@@ -119,7 +119,7 @@ def check(bpy, path, template=None) -> dict:
     faces = _FaceChecks(bpy, mesh, template)
     out = {}
     for name, *_ in POSES:
-        skipped = apply_pose(bpy, arm, mesh, name, faces.aliases)
+        skipped = apply_pose(bpy, arm, mesh, name, faces.aliases, faces.with_the_face)
         if skipped:
             bones, keys = missing_for_pose(arm, mesh, name, faces.aliases)
             out[name] = {"skipped": skipped, "missing_bones": bones, "missing_keys": keys}
@@ -140,12 +140,14 @@ class _FaceChecks:
         import torch
 
         from core.template.mesh_layout import glb_head_vertex_map, glb_part_vertex_map
+        from core.template.mouth import jaw_joint, upper_lip_joints
         from core.template import load_default
 
         self.bpy, self.torch, self.t = bpy, torch, template if template is not None else load_default()
         # default joint name -> the rig's bone that stands for it (an imported head's), else itself
         armature = self.t.info.get("confidence", {}).get("armature") or {}
         self.aliases = dict(armature.get("default_joints", {}))
+        self.with_the_face = upper_lip_joints(self.t, jaw_joint(self.t))
         self.vmap, self.pmap = glb_head_vertex_map(self.t), glb_part_vertex_map(self.t)
         self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh
                            and len(o.data.vertices) == len(self.pmap)), None)
@@ -189,10 +191,11 @@ def missing_for_pose(arm, mesh, name: str, aliases: dict | None = None) -> tuple
             [s for s in shapes if not any(s.lower() in kb.name.lower() for kb in keys)])
 
 
-def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | None:
+def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None, with_the_face=()) -> str | None:
     """Put the armature and the head's shape keys in the pose ``name`` of POSES (everything else
-    at rest); ``aliases`` maps a default joint's name to the rig's bone for it. Returns None, or
-    why the pose cannot be made (missing bones or shape keys)."""
+    at rest); ``aliases`` maps a default joint's name to the rig's bone for it; ``with_the_face``:
+    bones under the jaw that a jaw pose leaves where they rest (``mouth.upper_lip_joints``). Returns None,
+    or why the pose cannot be made (missing bones or shape keys)."""
     bones, shapes = _pose(name, aliases)
     keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
     # The other meshes on the same armature (eyes, teeth, tongue) carry the same keys; the add-on
@@ -203,6 +206,8 @@ def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | 
     for pb in arm.pose.bones:
         pb.rotation_mode = "XYZ"
         pb.rotation_euler = (0, 0, 0)
+        pb.location = (0, 0, 0)  # a held bone (with_the_face) was moved
+        pb.scale = (1, 1, 1)
     for kb in (*keys, *others):
         kb.value = 0.0
     missing, missing_keys = missing_for_pose(arm, mesh, name, aliases)
@@ -211,6 +216,11 @@ def apply_pose(bpy, arm, mesh, name: str, aliases: dict | None = None) -> str | 
     matched = {s: [kb for kb in keys if s.lower() in kb.name.lower()] for s in shapes}
     for b, deg in bones.items():
         arm.pose.bones[b].rotation_euler = tuple(math.radians(d) for d in deg)
+    jaw = (aliases or {}).get("jaw", "jaw")
+    if jaw in bones and with_the_face:
+        for b in with_the_face:  # parents first: each is held where it rests in the armature's space
+            bpy.context.view_layer.update()
+            arm.pose.bones[b].matrix = arm.data.bones[b].matrix_local
     for s, value in shapes.items():
         for kb in matched[s] + [kb for kb in others if s.lower() in kb.name.lower()]:
             kb.value = value

@@ -32,7 +32,7 @@ from core.geometry.mesh_layout import triangle_edges
 from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
-from core.template.mouth import place_teeth, seal_neutral_lips
+from core.template.mouth import jaw_joint, place_teeth, seal_neutral_lips, upper_lip_joints
 from core.template.rig_ready import blink_like_template, relax_fine_edges, soften_key
 
 from .api import FitResult
@@ -138,8 +138,9 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     # The teeth are rigid and follow only the controllers; the offsets may close the lips over
     # them, and fuller lips hide them with the mouth open. Seat them behind the lips at rest and
     # place them so that they show with the jaw open (mouth.py), then pose them by their joints.
-    opened = ([_jaw_turned(model, ctrl_neutral, joints_neutral, neutral, verts_neutral, JAW_CHECK_DEGREES)]
-              if "jaw" in t.joint_names else [])
+    jaw = jaw_joint(t)
+    opened = ([_jaw_turned(model, ctrl_neutral, joints_neutral, neutral, verts_neutral, JAW_CHECK_DEGREES, jaw,
+                           upper_lip_joints(t, jaw))] if jaw is not None else [])
     if "jawOpen" in names:
         k = names.index("jawOpen")
         opened.append((rest_np + head_deltas[k], part_deltas[k]))
@@ -207,18 +208,26 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
 JAW_CHECK_DEGREES = 25.0
 
 
-def _jaw_turned(model, ctrl, joints, neutral, verts: torch.Tensor, degrees: float) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted head ``verts`` (N, 3) at rest, its jaw bone turned ``degrees`` about its own x axis:
-    (head (N, 3), what the turn adds to the parts (P, 3)). ctrl, joints: the neutral controllers and
-    joint parameters ``neutral`` (their deform) was made with."""
+def _jaw_turned(model, ctrl, joints, neutral, verts: torch.Tensor, degrees: float, jaw: str = "jaw",
+                held=()) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted head ``verts`` (N, 3) at rest, its ``jaw`` bone turned ``degrees`` about its own x
+    axis, the joints ``held`` where they rest (an upper lip hung under the jaw,
+    ``mouth.upper_lip_joints``): (head (N, 3), what the turn adds to the parts (P, 3)). ctrl, joints:
+    the neutral controllers and joint parameters ``neutral`` (their deform) was made with."""
     t = model.template
     turned = joints.clone()
-    turned[0, t.joint_index("jaw"), 0] += float(np.radians(degrees))
+    turned[0, t.joint_index(jaw), 0] += float(np.radians(degrees))
     moved = model.deform(ctrl, turned)
-    rel = (moved.joints[0] @ torch.linalg.inv(neutral.joints[0]))[:, :3, :].reshape(-1, 12)
+    rel = moved.joints[0] @ torch.linalg.inv(neutral.joints[0])
+    if len(held):
+        rel[[t.joint_index(name) for name in held]] = torch.eye(4, dtype=rel.dtype, device=rel.device)
+    rel = rel[:, :3, :].reshape(-1, 12)
     blend = (model.skin_dense @ rel).view(-1, 3, 4)
     head = (blend[..., :3] @ verts[..., None])[..., 0] + blend[..., 3]
-    return head.cpu().numpy(), (moved.parts[0] - neutral.parts[0]).cpu().numpy()
+    parts = moved.parts[0] - neutral.parts[0]
+    if len(held):
+        parts[torch.isin(model.part_joint, torch.as_tensor([t.joint_index(n) for n in held], device=parts.device))] = 0.0
+    return head.cpu().numpy(), parts.cpu().numpy()
 
 
 def _focal_35mm(focal_px: float, width: int, height: int) -> float:

@@ -18,6 +18,39 @@ LIP_OVERLAP = 0.25
 SEAL_MAX_MM = 8.0
 
 
+def jaw_joint(template) -> str | None:
+    """The joint that opens the mouth: the default head's ``jaw``, or on an imported head the
+    artist's bone that stands for it (``default_joints`` of the import's confidence); None when
+    the rig has none."""
+    armature = (template.info.get("confidence") or {}).get("armature") or {}
+    jaw = dict(armature.get("default_joints") or {}).get("jaw", "jaw")
+    return jaw if jaw in list(template.joint_names) else None
+
+
+def upper_lip_joints(template, jaw: str | None) -> list[str]:
+    """The joints below ``jaw`` that weigh the upper inner lip line more than the lower one, and
+    theirs below them, parents first: an upper lip hung under the jaw. A face rig such as Rigify's
+    hangs both lips under its jaw control and opens the mouth with constraints that a GLB does not
+    carry (the upper lip follows the face), so turning the jaw alone would carry the closed mouth
+    along; a jaw pose holds these joints where they rest. The default head's upper lip is not under
+    its jaw: none."""
+    names, parents = list(template.joint_names), np.asarray(template.joint_parents)
+    if jaw not in names or not {"mouth_upper_inner", "mouth_lower_inner"} <= set(template.regions):
+        return []
+    idx = np.asarray(template.skin_idx)
+    weight = np.zeros((template.num_verts, len(names)))
+    np.add.at(weight, (np.repeat(np.arange(template.num_verts), idx.shape[1]), idx.ravel()),
+              np.asarray(template.skin_w, np.float64).ravel())
+    upper = weight[np.asarray(template.regions["mouth_upper_inner"])].sum(0)
+    lower = weight[np.asarray(template.regions["mouth_lower_inner"])].sum(0)
+    below, held = np.zeros(len(names), bool), np.zeros(len(names), bool)
+    for i, parent in enumerate(parents):  # parents come first
+        if parent >= 0:
+            below[i] = names[parent] == jaw or below[parent]
+            held[i] = below[i] and (upper[i] > lower[i] or held[parent])
+    return [names[i] for i in np.flatnonzero(held)]
+
+
 def _quad_edges(quads: np.ndarray) -> np.ndarray:
     """(4 Q, 2) the sides of quads (Q, 4), each as (smaller id, larger id), shared ones repeated."""
     quads = np.asarray(quads, np.int64)

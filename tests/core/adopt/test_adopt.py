@@ -324,6 +324,18 @@ def test_a_rigify_face_rig_is_kept_with_its_bone_names(default, heads_dir, tmp_p
     assert check["not_applicable"] == ["neck_left", "neck_right"] and check["poses"] == 14
     posed = check["template"]
     assert posed["jaw_30"]["max_edge_stretch"] > 0.1 and posed["eyes_up"]["max_edge_stretch"] > 0.05
+    # Rigify hangs both lips under jaw_master; the jaw poses hold its upper lip where it rests
+    # (mouth.upper_lip_joints), so turning jaw_master opens the mouth as the rig's constraints
+    # would: the front teeth show on the template and on the fit, whose teeth are placed for it.
+    from core.template.mouth import jaw_joint, upper_lip_joints
+
+    assert stands["jaw"] == jaw_joint(template) == "jaw_master"
+    assert {"lip.T.L", "lip.T.R"} <= set(upper_lip_joints(template, "jaw_master"))
+    assert not {"lip.B.L", "lip.B.R", "chin", "jaw"} & set(upper_lip_joints(template, "jaw_master"))
+    assert posed["jaw_0"]["front_teeth_seen"] == 0.0 and posed["jaw_25"]["front_teeth_seen"] > 0.5, posed["jaw_25"]
+    assert check["result"]["jaw_25"]["front_teeth_seen"] > 0.3, check["result"]["jaw_25"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["rig_ready"]["front_teeth_seen_open"] > 0.3, report["rig_ready"]
     assert "lid_line_dihedral" in posed["eyeBlinkLeft"] and "rays_between_lips" in posed["jaw_0"]
     assert not any("skipped" in f for f in check["failures"]), check["failures"]
 

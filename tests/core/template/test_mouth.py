@@ -25,3 +25,34 @@ def test_the_template_stays_and_teeth_pushed_into_the_lips_go_back():
     np.testing.assert_allclose(seated[~mouth], parts[~mouth])  # the eyes stay
     np.testing.assert_allclose(seated[mouth] - forward[mouth], np.broadcast_to([0, mm * 1e-3, 0], (mouth.sum(), 3)),
                                atol=1e-7)  # float32 parts
+
+
+def test_the_jaw_and_an_upper_lip_hung_under_it():
+    """jaw_joint: the default head's own jaw, or the bone an import says stands for it;
+    upper_lip_joints: the joints under the jaw that weigh the upper inner lip line more than the
+    lower one, with the joints under them (the upper lip of a rig whose constraints open its mouth),
+    and nothing on the default head, whose upper lip is not under its jaw."""
+    from types import SimpleNamespace
+
+    from core.template.mouth import jaw_joint, upper_lip_joints
+
+    t = load_default()
+    assert jaw_joint(t) == "jaw" and upper_lip_joints(t, "jaw") == []
+
+    # face -> jaw_master -> {lip_top -> lip_top_end, lip_bottom, chin}; cheek under face
+    names = ["face", "jaw_master", "lip_top", "lip_bottom", "chin", "lip_top_end", "cheek"]
+    parents = np.array([-1, 0, 1, 1, 1, 2, 0])
+    upper, lower = np.array([0, 1, 2]), np.array([3, 4, 5])
+    idx = np.zeros((8, 2), np.int64)
+    w = np.zeros((8, 2), np.float32)
+    idx[upper], w[upper] = [2, 6], [0.6, 0.4]    # the upper line: lip_top, some cheek
+    idx[lower], w[lower] = [3, 2], [0.8, 0.2]    # the lower line: mostly lip_bottom
+    idx[6:], w[6:] = [4, 0], [1.0, 0.0]          # the chin
+    rig = SimpleNamespace(joint_names=names, joint_parents=parents, skin_idx=idx, skin_w=w, num_verts=8,
+                          regions={"mouth_upper_inner": upper, "mouth_lower_inner": lower},
+                          info={"confidence": {"armature": {"default_joints": {"jaw": "jaw_master"}}}})
+    assert jaw_joint(rig) == "jaw_master"
+    assert upper_lip_joints(rig, "jaw_master") == ["lip_top", "lip_top_end"]  # cheek is not under the jaw
+    assert upper_lip_joints(rig, "chin") == [] and upper_lip_joints(rig, "nose") == []
+    rig.info = {}
+    assert jaw_joint(rig) is None  # no bone named jaw, and none stands for it
