@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from core.geometry.constants import MM
 from core.geometry.mesh_layout import surface_points, triangle_edges, vertex_normals
 from core.template import LMK_SURFACE, Template
-from core.template.model import validate
+from core.template.model import dense_skin_weights, validate
 
 from .mesh import HeadMesh
 from .register import FacingClosest, Registration
@@ -171,11 +171,8 @@ def transfer(default: Template, head: HeadMesh, reg: Registration) -> tuple[Temp
     matched = reg.corr_dist <= NEAR_MM / MM
 
     # skin weights: dense, read, the strongest K kept
-    j, k = default.num_joints, default.skin_idx.shape[1]
-    dense = np.zeros((default.num_verts, j))
-    np.add.at(dense, (np.repeat(np.arange(default.num_verts), k), default.skin_idx.reshape(-1)),
-              default.skin_w.reshape(-1))
-    w = surface_points(dense, dt, ct, cb)
+    k = default.skin_idx.shape[1]
+    w = surface_points(dense_skin_weights(default), dt, ct, cb)
     skin_idx = np.argsort(-w, axis=1)[:, :k]
     skin_w = np.take_along_axis(w, skin_idx, axis=1)
     skin_w = skin_w / np.maximum(skin_w.sum(1, keepdims=True), 1e-12)

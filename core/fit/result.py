@@ -219,14 +219,13 @@ def _jaw_turned(model, ctrl, joints, neutral, verts: torch.Tensor, degrees: floa
     turned[0, t.joint_index(jaw), 0] += float(np.radians(degrees))
     moved = model.deform(ctrl, turned)
     rel = moved.joints[0] @ torch.linalg.inv(neutral.joints[0])
-    if len(held):
-        rel[[t.joint_index(name) for name in held]] = torch.eye(4, dtype=rel.dtype, device=rel.device)
+    held_ids = torch.as_tensor([t.joint_index(name) for name in held], dtype=torch.long, device=rel.device)
+    rel[held_ids] = torch.eye(4, dtype=rel.dtype, device=rel.device)
     rel = rel[:, :3, :].reshape(-1, 12)
     blend = (model.skin_dense @ rel).view(-1, 3, 4)
     head = (blend[..., :3] @ verts[..., None])[..., 0] + blend[..., 3]
     parts = moved.parts[0] - neutral.parts[0]
-    if len(held):
-        parts[torch.isin(model.part_joint, torch.as_tensor([t.joint_index(n) for n in held], device=parts.device))] = 0.0
+    parts[torch.isin(model.part_joint, held_ids)] = 0.0
     return head.cpu().numpy(), parts.cpu().numpy()
 
 

@@ -483,6 +483,16 @@ def validate(t: Template) -> None:
     check_joint_tree(t.joint_parents, t.joint_names)
 
 
+def dense_skin_weights(template) -> np.ndarray:
+    """(N, J) float64 skin weight of every vertex on every joint (zero where it has none), from the
+    template's strongest-K ``skin_idx`` / ``skin_w``."""
+    idx = np.asarray(template.skin_idx)
+    dense = np.zeros((template.num_verts, len(template.joint_names)))
+    np.add.at(dense, (np.repeat(np.arange(template.num_verts), idx.shape[1]), idx.reshape(-1)),
+              np.asarray(template.skin_w, np.float64).reshape(-1))
+    return dense
+
+
 def check_joint_tree(parents: np.ndarray, names: list[str] | None = None) -> None:
     """Raise TemplateError on a cycle, no/several roots, or a parent listed after its child."""
     names = names or [str(i) for i in range(len(parents))]

@@ -8,6 +8,7 @@ import numpy as np
 
 from core.geometry.mesh_layout import face_turn_cosine, polygon_edges
 
+from .model import dense_skin_weights
 from .parts import first_hit_along_y, outside_flesh
 
 # Closing the lips at rest: the move fades out over these rings of vertices from the mouth's inner
@@ -37,10 +38,7 @@ def upper_lip_joints(template, jaw: str | None) -> list[str]:
     names, parents = list(template.joint_names), np.asarray(template.joint_parents)
     if jaw not in names or not {"mouth_upper_inner", "mouth_lower_inner"} <= set(template.regions):
         return []
-    idx = np.asarray(template.skin_idx)
-    weight = np.zeros((template.num_verts, len(names)))
-    np.add.at(weight, (np.repeat(np.arange(template.num_verts), idx.shape[1]), idx.ravel()),
-              np.asarray(template.skin_w, np.float64).ravel())
+    weight = dense_skin_weights(template)
     upper = weight[np.asarray(template.regions["mouth_upper_inner"])].sum(0)
     lower = weight[np.asarray(template.regions["mouth_lower_inner"])].sum(0)
     below, held = np.zeros(len(names), bool), np.zeros(len(names), bool)
