@@ -98,8 +98,10 @@ class _Detectors:
     """The MediaPipe graphs, built on first use."""
 
     def __init__(self) -> None:
-        from mediapipe.python.solutions import face_detection, face_mesh
+        from .mediapipe_solutions import solutions
 
+        mp = solutions()
+        face_mesh, face_detection = mp.face_mesh, mp.face_detection
         self.mesh = face_mesh.FaceMesh(
             static_image_mode=True,
             max_num_faces=MAX_FACES,

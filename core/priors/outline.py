@@ -45,7 +45,9 @@ def person_mask(rgb: np.ndarray) -> np.ndarray:
     with _lock:
         if _segmenter is None:
             try:
-                from mediapipe.python.solutions import selfie_segmentation
+                from .mediapipe_solutions import solutions
+
+                selfie_segmentation = solutions().selfie_segmentation
             except ImportError as exc:
                 raise ImportError("the person mask needs MediaPipe 0.10.21: pip install 'likeness[landmarks]'") \
                     from exc

@@ -32,7 +32,9 @@ FEATURE_GROWTH = 0.05
 @functools.lru_cache(maxsize=1)
 def _landmark_sets() -> dict[str, tuple]:
     """Name -> point ids: an ordered loop for the oval, point sets for the features."""
-    from mediapipe.python.solutions import face_mesh_connections as conn
+    from .mediapipe_solutions import solutions
+
+    conn = solutions().face_mesh_connections
 
     return {
         "oval": tuple(_edge_loop(conn.FACEMESH_FACE_OVAL)),

@@ -89,7 +89,7 @@ def _solve(values, known, island, guide, lam):
     num = cv2.resize((coarse * inside_c[..., None]).astype(np.float32), (S, S), interpolation=cv2.INTER_LINEAR)
     den = cv2.resize(inside_c, (S, S), interpolation=cv2.INTER_LINEAR)
     up = np.where((den > 1e-6)[..., None], num / np.maximum(den, 1e-6)[..., None], guide)
-    near = ndi.distance_transform_edt(~known) <= REFINE_BAND
+    near = _distance_to(known) <= REFINE_BAND
     band = unknown & near
     out[unknown & ~near] = up[unknown & ~near]
     return _solve_direct(out, island, guide, band, lam)
@@ -131,15 +131,20 @@ def _solve_direct(out, island, guide, unknown, lam):
     return out
 
 
+def _distance_to(mask):
+    """(S, S) float32 exact Euclidean distance (texels) from each texel to the nearest ``mask`` texel."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
 def _downsample(values, known, island, guide):
     """2 x 2 blocks: island where any texel is, known where any texel is (mean of the known ones)."""
     S = values.shape[0] // 2
-    blocks = lambda a: a.reshape(S, 2, S, 2, *a.shape[2:])  # noqa: E731
-    k = blocks(known.astype(np.float64))
-    ksum = k.sum((1, 3))
-    v = (blocks(values) * k[..., None]).sum((1, 3)) / np.maximum(ksum, 1.0)[..., None]
-    g = blocks(guide).mean((1, 3))
-    return v, ksum > 0, blocks(island).any((1, 3)), g
+    # Area resampling to exactly half the size is the 2 x 2 block mean.
+    half = lambda a: cv2.resize(a, (S, S), interpolation=cv2.INTER_AREA)  # noqa: E731
+    k = known.astype(np.float64)
+    ksum = 4.0 * half(k)
+    v = 4.0 * half(values * k[..., None]) / np.maximum(ksum, 1.0)[..., None]
+    return v, ksum > 0, half(island.astype(np.float64)) > 0, half(guide)
 
 
 def pad_islands(image: np.ndarray, island: np.ndarray) -> np.ndarray:
