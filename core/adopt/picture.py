@@ -86,3 +86,63 @@ def draw_import(t: Template, reg: Registration, out: str | pathlib.Path) -> None
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
+
+
+def visible_edges(verts: np.ndarray, t: Template, camera: Cameras) -> np.ndarray:
+    """(E, 2) int64 vertex ids of the sides of the polygons the camera sees (any of their pixels)."""
+    from core.geometry.mesh_layout import polygon_edges
+    from core.render import rasterize
+
+    face_id = rasterize(torch.as_tensor(verts, dtype=torch.float64)[None],
+                        torch.as_tensor(t.tris, dtype=torch.int64), camera).face_id[0].numpy()
+    seen = np.zeros(t.num_polys, bool)
+    seen[t.tri_poly[np.unique(face_id[face_id >= 0])]] = True
+    corner_seen = np.repeat(seen, np.diff(t.poly_start))
+    return np.unique(polygon_edges(t.poly_verts, t.poly_start)[corner_seen], axis=0)
+
+
+def draw_fits(rows: list[dict], out: str | pathlib.Path) -> None:
+    """Heads before and after a fit through them: a row per head, with ``name``, ``template`` (the
+    imported Template: its rest shape is the head as it came in), ``fitted`` (N, 3) the fit's
+    neutral vertices in the template's frame, and ``overlay`` (H, W, 3) uint8 the fit drawn over
+    the photo. Columns: the photo with the fit, the head as imported and as fitted (front, with its
+    own polygons' edges on the fitted one), and both from three-quarter view."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+
+    titles = ("photo, fit drawn over it", "as imported, front", "fitted, front (its own polygons)",
+              "as imported, three-quarter", "fitted, three-quarter")
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(3.2 * len(titles), 3.4 * len(rows)), dpi=100,
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        t = row["template"]
+        before = t.verts.astype(np.float64)
+        after = np.asarray(row["fitted"], np.float64)
+        axes[r, 0].imshow(row["overlay"])
+        for c, (verts, yaw, wire) in enumerate(((before, 0.0, False), (after, 0.0, True),
+                                                 (before, 35.0, False), (after, 35.0, False)), start=1):
+            # One camera per view for both shapes: framed on the head as imported.
+            cam = view_camera(before, yaw)
+            ax = axes[r, c]
+            ax.imshow(render_grey(verts, t.tris, cam))
+            if wire:
+                ends = _pixels(cam, verts[visible_edges(verts, t, cam).reshape(-1)]).reshape(-1, 2, 2)
+                ax.add_collection(LineCollection(ends, colors="k", linewidths=0.25, alpha=0.35))
+            ax.set_xlim(0, RENDER_PX)
+            ax.set_ylim(RENDER_PX, 0)
+        axes[r, 0].set_ylabel(f"{row['name']}\n{t.num_verts:,} vertices, {t.num_polys:,} polygons", fontsize=10)
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=10)
+    fig.tight_layout()
+    out = pathlib.Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)

@@ -9,12 +9,17 @@ Scored against the default head's own embedding and regions projected onto
 the same surface: landmark distance (median, p90, mm), IoU of the face mask
 and the lips on the surface; beside it the import's own confidence and its
 seconds. With ``--out`` each head's template and picture are written there,
-ready for ``likeness bench photo --template``.
+ready for ``likeness bench photo --template``. With ``--fit PHOTO`` the photo is
+also fitted through each head (and the default head) by ``likeness fit
+--template``, as a user runs it, and ``fits.png`` shows every head before and
+after its fit.
 """
 
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 import time
 
 from core.bench.heads import HEAD_OBJECTS, HEADS, make_head, score_transfer
@@ -23,11 +28,45 @@ from core.bench.heads import HEAD_OBJECTS, HEADS, make_head, score_transfer
 def add_arguments(p) -> None:
     p.add_argument("--heads", default=",".join(HEADS), help="comma-separated subset of " + ",".join(HEADS))
     p.add_argument("--out", default="out/bench_adopt", help="folder for the heads, templates and pictures")
+    p.add_argument("--fit", default=None, metavar="PHOTO",
+                   help="also fit this photo through each head and the default head (likeness fit --template) "
+                        "and draw them before and after (fits.png)")
+    p.add_argument("--preset", default="default", choices=("draft", "default", "high"), help="preset of those fits")
+
+
+def fit_through(photo: str, template: pathlib.Path | None, out: pathlib.Path, preset: str) -> dict:
+    """``likeness fit PHOTO [--template NPZ]`` in a process of its own, as a user runs it: the fitted
+    neutral vertices (the template's frame), the overlay picture and the seconds it took."""
+    import numpy as np
+    from PIL import Image
+
+    cmd = [sys.executable, "-m", "core.cli", "fit", photo, "--out", str(out), "--preset", preset, "--quiet"]
+    if template is not None:
+        cmd += ["--template", str(template)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"fit through {template or 'the default head'} failed: "
+                         f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+    with np.load(out / "result.npz") as result:
+        fitted, points = result["verts_neutral"], result["landmarks_projected"][0]
+    with Image.open(photo) as im:
+        photo_width = im.size[0]
+    with Image.open(out / "overlay.png") as im:
+        overlay = np.asarray(im.convert("RGB"))
+    # The face: a square 1.6 times the fitted landmarks' larger side (the overlay may be drawn smaller).
+    scale = overlay.shape[1] / photo_width
+    lo, hi = points.min(0) * scale, points.max(0) * scale
+    centre, half = (lo + hi) / 2.0, 0.8 * float((hi - lo).max())
+    x0, y0 = np.maximum(np.floor(centre - half).astype(int), 0)
+    x1, y1 = np.ceil(centre + half).astype(int)
+    overlay = overlay[y0:y1, x0:x1]
+    return {"fitted": fitted, "overlay": overlay, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def run(args) -> dict:
     from core.adopt import import_head, read_head
-    from core.adopt.picture import draw_import
+    from core.adopt.picture import draw_fits, draw_import
     from core.template import load_default
 
     default = load_default()
@@ -36,7 +75,10 @@ def run(args) -> dict:
     unknown = set(heads) - set(HEADS)
     if unknown:
         raise SystemExit(f"unknown heads {sorted(unknown)}; choose from {', '.join(HEADS)}")
-    rows, table = [], []
+    rows, table, fits = [], [], []
+    if args.fit:
+        fits.append({"name": "default head", "template": default, **fit_through(args.fit, None, out / "fit_default",
+                                                                                 args.preset)})
     for name in heads:
         path = make_head(name, default, out / "heads")
         t0 = time.perf_counter()
@@ -57,4 +99,12 @@ def run(args) -> dict:
         print(f"{name}: landmarks {score['landmark_median_mm']:.2f} mm median, face IoU "
               f"{score['region_iou']['face_mask']:.3f}, lips IoU {score['region_iou']['lips']:.3f}, "
               f"{seconds:.0f} s", flush=True)
+        if args.fit:
+            fit = fit_through(args.fit, out / f"{name}.npz", out / f"fit_{name}", args.preset)
+            fits.append({"name": name, "template": template, **fit})
+            rows[-1]["fit_seconds"] = fit["seconds"]
+            print(f"{name}: fitted {args.fit} in {fit['seconds']:.0f} s", flush=True)
+    if fits:
+        draw_fits(fits, out / "fits.png")
+        print(f"wrote {out / 'fits.png'}", flush=True)
     return {"heads": rows, "table": table}

@@ -123,6 +123,28 @@ def test_fit_through_an_imported_head_writes_its_layout(remeshed, tmp_path):
                        source.uvs[source.polygon_uvs[source.polygons >= 0]], atol=1e-5)
     assert (out / "albedo.png").is_file()
 
+    # The before-and-after picture of `bench adopt --fit`: the fitted neutral head with its own polygons.
+    from PIL import Image
+
+    from core.adopt.picture import draw_fits, visible_edges
+    from core.adopt.register import view_camera
+    from core.geometry.mesh_layout import polygon_edges
+
+    with np.load(out / "result.npz") as res:
+        fitted = res["verts_neutral"]
+    every = np.unique(polygon_edges(template.poly_verts, template.poly_start), axis=0)
+    front, back = (visible_edges(fitted, template, view_camera(template.verts, yaw)) for yaw in (0.0, 180.0))
+    # Seen from the front: the face's polygons; from behind: the back of the head's, hardly any shared.
+    assert 0.2 * len(every) < len(front) < 0.8 * len(every)
+    assert 0.2 * len(every) < len(back) < 0.8 * len(every)
+    shared = set(map(tuple, front.tolist())) & set(map(tuple, back.tolist()))
+    assert len(shared) < 0.1 * len(front)
+    with Image.open(out / "overlay.png") as im:
+        overlay = np.asarray(im.convert("RGB"))
+    draw_fits([{"name": "remeshed", "template": template, "fitted": fitted, "overlay": overlay}], tmp_path / "fits.png")
+    with Image.open(tmp_path / "fits.png") as im:
+        assert im.size == (1600, 340)
+
 
 def test_cli_imports_and_refuses_what_is_not_a_head(anny, tmp_path):
     path = anny[0]
