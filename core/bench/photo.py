@@ -431,6 +431,17 @@ def read_result(path: pathlib.Path) -> np.ndarray:
     return obj_to_world(read_obj(path).verts.astype(np.float64))
 
 
+def neutral_pair_mm(template, a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two neutral results of one person are (a neutral photo's and an expression
+    photo's): the mean distance in mm between their face-mask vertices once ``b`` is moved onto
+    ``a`` by the similarity that best aligns those vertices."""
+    from core.geometry.similarity import similarity_align
+
+    face = template.regions["face_mask"]
+    moved = similarity_align(np.asarray(b, np.float64), np.asarray(a, np.float64), face)
+    return float(np.linalg.norm(moved[face] - np.asarray(a, np.float64)[face], axis=1).mean() * 1000.0)
+
+
 def focal_error(report: dict, lens_35mm: float) -> float | None:
     """The fit's estimated focal length against the true lens, as a fraction (+0.1: 10 % long),
     the mean over views of their 35 mm-equivalent focal lengths; None when a view's focal
@@ -512,6 +523,7 @@ def run(args) -> dict:
               f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}"
               + (f", the --template head untouched {base['template'].mean_mm:.3f}" if args.template else ""), flush=True)
         pictures = {}
+        neutral_results = {}
         # With both modes, photos without EXIF run for the smallest view count only (time).
         jobs = [(k, exif, False) for k in counts for exif in exif_modes
                 if exif or k == min(counts) or len(exif_modes) == 1]
@@ -542,7 +554,11 @@ def run(args) -> dict:
                     print(f"  {tag}: fit failed: {report['error'][-200:]}", flush=True)
                     runs.append(row)
                     continue
-                neutral = truth.score(fit_template, read_result(out / "result.obj"), front)
+                neutral_verts = read_result(out / "result.obj")
+                neutral = truth.score(fit_template, neutral_verts, front)
+                twin = neutral_results.get((variant, k, exif)) if expr else None
+                if not expr:
+                    neutral_results[(variant, k, exif)] = neutral_verts
                 if expr:
                     fit = truth_expr.score(fit_template, read_result(out / "result_posed.obj"), front)
                     default = base_expr["default"]
@@ -557,11 +573,15 @@ def run(args) -> dict:
                     "focal_35mm": [v.get("focal_35mm") for v in report.get("views", [])],
                     "focal_source": [v.get("focal_source") for v in report.get("views", [])],
                     "focal_error": focal_error(report, look["lens_35mm"]),
+                    # The expression photo's neutral result against the neutral photo's (same variant).
+                    "neutral_pair_mm": None if twin is None else neutral_pair_mm(fit_template, twin, neutral_verts),
                 })
                 runs.append(row)
                 if not expr and exif and variant == variants[0]:
                     pictures[k] = fit
                 focal = "" if row["focal_error"] is None else f", focal {100 * row['focal_error']:+.1f} %"
+                if row["neutral_pair_mm"] is not None:
+                    focal += f", the two neutral heads {row['neutral_pair_mm']:.2f} mm apart"
                 print(f"  {tag}: fit {fit.mean_mm:.3f} mm (median {fit.median_mm:.3f}, p90 {fit.p90_mm:.3f}; front "
                       f"{fit.front_mm:.3f}, oblique {fit.oblique_mm:.3f}), neutral {neutral.mean_mm:.3f}, default "
                       f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}{focal}, {seconds:.0f} s",

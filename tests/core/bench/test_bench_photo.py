@@ -135,3 +135,21 @@ def test_focal_error_is_reported_only_for_estimated_focal_lengths():
     assert focal_error({"views": views}, 40.0) == pytest.approx(0.25)
     assert focal_error({"views": [{"focal_35mm": 50.0, "focal_source": "exif"}]}, 50.0) is None
     assert focal_error({"views": []}, 50.0) is None
+
+
+def test_neutral_pair_ignores_a_similarity_and_measures_the_face(template):
+    from core.bench.photo import neutral_pair_mm
+
+    a = template.verts.astype(np.float64)
+    theta = np.radians(20.0)
+    R = np.array([[np.cos(theta), -np.sin(theta), 0.0], [np.sin(theta), np.cos(theta), 0.0], [0.0, 0.0, 1.0]])
+    moved = 1.3 * a @ R.T + np.array([0.1, -0.2, 0.05])
+    assert neutral_pair_mm(template, a, moved) < 1e-6
+    # The lips 2 mm forward (a share f of the face's vertices): a translation alone would leave
+    # 2 (1 - f) mm on the lips and 2 f on the rest, 4 f (1 - f) mm on average; rotation and scale
+    # take up a little more.
+    face, lips = template.regions["face_mask"], template.regions["lips"]
+    fuller = a.copy()
+    fuller[lips, 1] -= 0.002
+    f = np.isin(face, lips).mean()
+    assert 0.8 * 4 * f * (1 - f) < neutral_pair_mm(template, a, fuller) <= 4 * f * (1 - f) + 1e-6
