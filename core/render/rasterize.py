@@ -7,6 +7,8 @@ winning face; visibility changes (which face wins) carry no gradient.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -66,8 +68,33 @@ def check_mesh(verts: torch.Tensor, faces: torch.Tensor) -> None:
         raise ValueError(f"faces must be (F, 3) int64, got {tuple(faces.shape)} {faces.dtype}")
     if faces.device != verts.device:
         raise ValueError(f"faces on {faces.device} but verts on {verts.device}")
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[1]):
+    if not _faces_in_range(faces, verts.shape[1]):
         raise ValueError(f"faces index vertices outside [0, {verts.shape[1]})")
+
+
+# Face tensors whose range was read, by id: (a weak reference to the tensor, its version, the vertex
+# count). The range check reads the device (a host synchronisation on a GPU); a fit renders the same
+# faces several times an iteration, so each is read once until it changes in place.
+_FACES_CHECKED: dict[int, tuple[weakref.ref, int, int]] = {}
+_FACES_CHECKED_MAX = 64
+_faces_lock = threading.Lock()
+
+
+def _faces_in_range(faces: torch.Tensor, num_verts: int) -> bool:
+    """Whether every id in ``faces`` lies in [0, num_verts); read from the device once per tensor
+    and version."""
+    key = id(faces)
+    with _faces_lock:
+        seen = _FACES_CHECKED.get(key)
+    if seen is not None and seen[0]() is faces and seen[1] == faces._version and seen[2] == num_verts:
+        return True
+    ok = faces.numel() == 0 or (int(faces.min()) >= 0 and int(faces.max()) < num_verts)
+    if ok:
+        with _faces_lock:
+            if len(_FACES_CHECKED) >= _FACES_CHECKED_MAX:
+                _FACES_CHECKED.clear()
+            _FACES_CHECKED[key] = (weakref.ref(faces), faces._version, num_verts)
+    return ok
 
 
 def broadcast_batch(verts: torch.Tensor, cameras: Cameras) -> tuple[torch.Tensor, Cameras]:

@@ -21,6 +21,7 @@ from core.render import (
     visible_points,
 )
 from core.render import _raster_pytorch3d, _raster_torch
+from core.render.rasterize import check_mesh
 from core.render.reference import rasterize_naive
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -277,6 +278,37 @@ def test_bad_inputs_are_reported():
     if not _raster_pytorch3d.AVAILABLE:
         with pytest.raises(ValueError, match="pytorch3d is not installed"):
             rasterize(verts, faces, cams, backend="pytorch3d")
+
+
+def test_faces_are_read_from_the_device_once_until_they_change():
+    from torch.overrides import TorchFunctionMode
+
+    class Reads(TorchFunctionMode):
+        """Counts reads of a tensor's value on the host (int() of a min or max)."""
+
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("__int__", "item"):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    verts, faces = ellipsoid(1)
+    faces = faces.clone()
+    cams = make_cameras(1, 16, 16)
+    rasterize(verts, faces, cams)
+    with Reads() as reads:
+        check_mesh(verts, faces)
+        check_mesh(verts, faces)
+    assert reads.n == 0
+    # Changed in place: read again, and refused.
+    faces[0, 0] = verts.shape[1]
+    with pytest.raises(ValueError, match="outside"):
+        rasterize(verts, faces, cams)
+    with pytest.raises(ValueError, match="outside"):
+        check_mesh(verts[:, :-1], faces.clamp(max=verts.shape[1] - 1))
 
 
 # ---------------------------------------------------------------- gradients
