@@ -17,6 +17,11 @@
    ``skimage.data.camera()``): no true normals, so the check is the predicted UV at
    MediaPipe's 478 points against the UV of the landmark embedding, in pixels (through the
    predicted map's own UV-per-pixel scale) as a share of the eye distance: median and p90.
+
+On the Cycles renders it also reports the upper forehead's tilt: the mean of predicted minus
+true camera-space y (down positive) over the box between landmark 10 (the top of the face)
+and halfway to the brows, across the brows' width. Negative: the prediction turns the
+forehead up, and the fit slopes it back.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ if str(REPO) not in sys.path:
 
 # MediaPipe's outer eye corners (the eye distance of the UV check).
 EYE_CORNERS = (33, 263)
+# MediaPipe points bounding the upper forehead: the top of the face, the brows' tops, their outer ends.
+FOREHEAD_TOP, BROW_TOPS, BROW_ENDS = 10, (105, 334), (70, 300)
+
+
+def upper_forehead(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W) bool: the box from the top of the face (landmark 10) halfway down to the brows,
+    between the brows' outer ends, in the photo's pixels (centres at +0.5)."""
+    top = points[FOREHEAD_TOP, 1]
+    bottom = (top + min(points[i, 1] for i in BROW_TOPS)) / 2.0
+    left, right = sorted(points[i, 0] for i in BROW_ENDS)
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    return (ys > top) & (ys < bottom) & (xs > left) & (xs < right)
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -87,7 +104,8 @@ def cycles_views(provider, people: list[int], cache_arg: str | None):
             default_n, default_m = render_normals(placed, template_tris, camera)
             skin = skin_mask(face.points, w, h)
             yield (person.name, name, photo.rgb, cues["normals"].values, cues["normals"].confidence,
-                   true_n[0].numpy(), true_m[0].numpy() > 0.5, skin, default_n[0].numpy(), default_m[0].numpy() > 0.5)
+                   true_n[0].numpy(), true_m[0].numpy() > 0.5, skin, default_n[0].numpy(), default_m[0].numpy() > 0.5,
+                   upper_forehead(face.points, w, h))
 
 
 def uv_check(provider, template) -> list[dict]:
@@ -152,7 +170,8 @@ def main(argv=None) -> int:
     provider = FacePriorCues(args.weights, flip_average=not args.no_flip)
     per_view, tiles = [], []
     all_err, all_default, towards, spread, product = [], [], 0.0, [0.0, 0.0], 0.0
-    for person, view, rgb, pred, conf, true_n, true_m, skin, default_n, default_m in cycles_views(
+    tilts = []
+    for person, view, rgb, pred, conf, true_n, true_m, skin, default_n, default_m, forehead in cycles_views(
             provider, [int(s) for s in args.people.split(",")], args.cache):
         region = skin & true_m
         covered = region & (conf > 0)
@@ -168,6 +187,10 @@ def main(argv=None) -> int:
                          "normal_deg_p90": round(float(np.percentile(err, 90)), 2),
                          "default_head_deg_median": round(float(np.median(all_default[-1])), 2),
                          "covered": round(float(covered.sum() / max(region.sum(), 1)), 3)})
+        on_forehead = forehead & true_m & (conf > 0)
+        if on_forehead.any():
+            per_view[-1]["upper_forehead_tilt_y"] = round(float((pred - true_n)[on_forehead][:, 1].mean()), 3)
+            tilts.append((view, per_view[-1]["upper_forehead_tilt_y"]))
         print(json.dumps(per_view[-1]), flush=True)
         if args.picture and view in ("front", "yaw+30") and len(tiles) < 8:
             heat = np.clip(_angle_deg(pred, true_n) / 30.0, 0, 1)
@@ -182,7 +205,10 @@ def main(argv=None) -> int:
                "default_head_deg_median": round(float(np.median(np.concatenate(all_default))), 2),
                "default_head_deg_mean": round(float(np.concatenate(all_default).mean()), 2),
                "person_gain": round(towards / max(spread[0], 1e-12), 3),
-               "person_correlation": round(towards / max(np.sqrt(spread[0] * spread[1]), 1e-12), 3)}
+               "person_correlation": round(towards / max(np.sqrt(spread[0] * spread[1]), 1e-12), 3),
+               "upper_forehead_tilt_y": round(float(np.mean([t for _, t in tilts])), 3) if tilts else None,
+               "upper_forehead_tilt_y_front": round(float(np.mean([t for v, t in tilts if v == "front"])), 3)
+               if any(v == "front" for v, _ in tilts) else None}
     uv_rows = uv_check(provider, load_default())
     out = {"weights": str(provider.weights), "summary": summary, "views": per_view, "real_photos_uv": uv_rows}
     print(json.dumps(summary))

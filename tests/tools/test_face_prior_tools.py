@@ -104,3 +104,19 @@ def test_a_run_can_start_from_trained_weights(rendered, tmp_path):
 
     _, extra = load_checkpoint(tmp_path / "second.pt")
     assert extra["steps"] == 4 and extra["init"]["steps"] == 4 and extra["init"]["seed"] == 0
+
+
+def test_the_upper_forehead_box_sits_between_the_face_top_and_the_brows():
+    import eval_prior
+
+    points = np.zeros((478, 2))
+    points[eval_prior.FOREHEAD_TOP] = (50.0, 10.0)
+    for i in eval_prior.BROW_TOPS:
+        points[i] = (0.0, 30.0)
+    points[eval_prior.BROW_ENDS[0]], points[eval_prior.BROW_ENDS[1]] = (80.0, 32.0), (20.0, 32.0)
+    box = eval_prior.upper_forehead(points, 100, 60)
+    rows, cols = np.flatnonzero(box.any(1)), np.flatnonzero(box.any(0))
+    # Pixel centres strictly inside y in (10, 20) and x in (20, 80).
+    assert (rows.min(), rows.max()) == (10, 19)
+    assert (cols.min(), cols.max()) == (20, 79)
+    assert box.sum() == 10 * 60
