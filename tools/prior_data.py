@@ -135,8 +135,9 @@ def _kelvin(k: float) -> np.ndarray:
     return np.array([np.interp(k, ks, rgb[:, i]) for i in range(3)])
 
 
-def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """(V, 3) linear albedo for the head and parts of one sample."""
+def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 3) linear albedo for the head and parts of one sample, and (V,) how much of each vertex
+    is the hair cap (0 without one)."""
     n = scene.n_head
     w = rng.dirichlet(np.ones(len(SKIN_TONES)) * 0.5)
     tone = np.clip((w @ SKIN_TONES) * rng.uniform(0.85, 1.15, 3), 0.04, 0.95)
@@ -159,10 +160,12 @@ def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> np.nda
     brow = np.array((0.05, 0.035, 0.025)) * rng.uniform(0.6, 1.6) if dark else np.array((0.35, 0.25, 0.15))
     b = paint[:, 0:1] * rng.uniform(0.5, 1.0)
     skin = skin * (1 - b) + b * brow
+    cap = np.zeros(len(verts), np.float32)
     if hair:
         hc = (brow if rng.random() < 0.7 else rng.uniform(0.02, 0.4, 3)) * rng.uniform(0.7, 1.3)
         h = paint[:, 2:3]
         skin = skin * (1 - h) + h * hc
+        cap[:n] = h[:, 0]
     parts = np.zeros((len(scene.part_keep), 3))
     sclera = np.array([0.75, 0.72, 0.68]) * rng.uniform(0.8, 1.05)
     iris_rgb = rng.choice([(0.25, 0.14, 0.07), (0.12, 0.22, 0.35), (0.18, 0.25, 0.12), (0.08, 0.05, 0.03)])
@@ -174,7 +177,7 @@ def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> np.nda
     parts[np.char.startswith(names.astype(str), "teeth")] = np.array([0.8, 0.75, 0.62]) * rng.uniform(0.7, 1.0)
     parts[np.char.startswith(names.astype(str), "gums")] = np.array([0.6, 0.25, 0.25])
     parts[names == "tongue"] = np.array([0.55, 0.22, 0.22])
-    return np.concatenate([skin, parts]).astype(np.float32)
+    return np.concatenate([skin, parts]).astype(np.float32), cap
 
 
 def _camera(centre: np.ndarray, rng: np.random.Generator, full: int = 512):
@@ -264,14 +267,16 @@ def _shadow(verts: torch.Tensor, tris: torch.Tensor, light_pos: np.ndarray, cent
 
 
 def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgrounds: Backgrounds,
-                 size: int = SIZE) -> dict[str, np.ndarray]:
-    """Render one sample per entry of ``people`` ((head verts, part verts) in metres)."""
+                 size: int = SIZE, hair_texture: bool = False) -> dict[str, np.ndarray]:
+    """Render one sample per entry of ``people`` ((head verts, part verts) in metres). With
+    ``hair_texture`` a hair cap carries fine strands of image-space noise (lighter and darker hair)
+    instead of one flat colour."""
     t = scene.template
     B = len(people)
     S = size * SUPERSAMPLE
     verts_np = [np.concatenate([h, p[scene.part_keep]]).astype(np.float32) for h, p in people]
     verts = torch.as_tensor(np.stack(verts_np))
-    Ks, Rs, ts, centres, albedo = [], [], [], [], []
+    Ks, Rs, ts, centres, albedo, caps = [], [], [], [], [], []
     for b in range(B):
         head = verts_np[b][:scene.n_head]
         centre = head[t.regions["face_mask"]].mean(0)
@@ -281,7 +286,9 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
         Rs.append(R)
         ts.append(tt)
         centres.append(centre)
-        albedo.append(_albedo(scene, verts_np[b], rng))
+        colours, cap = _albedo(scene, verts_np[b], rng)
+        albedo.append(colours)
+        caps.append(cap)
     cams = Cameras.from_numpy(np.stack(Ks), np.stack(Rs), np.stack(ts), S, S, dtype=torch.float32)
     frags = rasterize(verts, scene.tris, cams)
     normals_w = torch.cat([vertex_normals(verts[:, :scene.n_head], scene.head_tris),
@@ -341,6 +348,13 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
     skin_px = (1 - part)[..., None]
     rough = torch.as_tensor(rng.uniform(0.0, 0.12, (B, 1, 1, 1)), dtype=torch.float32)
     alb = alb * (1 + rough * noise * skin_px)
+    if hair_texture:
+        # Strands: noise stretched along the image's vertical, a few supersampled pixels wide.
+        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], scene.tris, frags)[..., 0]
+        strands = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
+        strands = F.avg_pool2d(strands, (9, 3), stride=1, padding=(4, 1))[:, 0, ..., None] * 3.0
+        depth = torch.as_tensor(rng.uniform(0.3, 0.8, (B, 1, 1, 1)), dtype=torch.float32)
+        alb = alb * (1 + depth * strands.clamp(-1.5, 1.5) * (cap_px * skin_px[..., 0])[..., None]).clamp(min=0.05)
     radiance = alb * color + spec_total * skin_px
     # Exposure: the face's bright pixels near 0.6-0.9.
     out_img = torch.zeros(B, S, S, 3)
@@ -437,6 +451,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=SIZE)
     p.add_argument("--shard", type=int, default=256, help="samples per shard file")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--hair-texture", action="store_true",
+                   help="hair caps with image-space strands instead of a flat colour")
     args = p.parse_args(argv)
     from core.template.build import load_default
     from core.template.deform import TemplateModel
@@ -475,7 +491,7 @@ def _generate(args, load_default, TemplateModel) -> int:
         pending += person_states(template, model, seed, rng, args.per_person)
         while len(pending) >= args.batch or (i == len(seeds) - 1 and pending):
             batch, pending = pending[:args.batch], pending[args.batch:]
-            out = render_batch(scene, batch, rng, backgrounds, args.size)
+            out = render_batch(scene, batch, rng, backgrounds, args.size, args.hair_texture)
             for k, v in out.items():
                 buffer.setdefault(k, []).extend(list(v))
             written += len(batch)
@@ -486,7 +502,7 @@ def _generate(args, load_default, TemplateModel) -> int:
     flush(final=True)
     (args.out / "recipe.json").write_text(json.dumps({
         "seeds": [int(seeds[0]), int(seeds[-1])], "per_person": args.per_person, "size": args.size,
-        "seed": args.seed, "validation": args.validation}, indent=1))
+        "seed": args.seed, "validation": args.validation, "hair_texture": bool(args.hair_texture)}, indent=1))
     return 0
 
 
