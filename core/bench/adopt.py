@@ -18,8 +18,6 @@ after its fit.
 from __future__ import annotations
 
 import pathlib
-import subprocess
-import sys
 import time
 
 from core.bench.heads import HEAD_OBJECTS, HEADS, make_head, score_transfer
@@ -40,14 +38,13 @@ def fit_through(photo: str, template: pathlib.Path | None, out: pathlib.Path, pr
     import numpy as np
     from PIL import Image
 
-    cmd = [sys.executable, "-m", "core.cli", "fit", photo, "--out", str(out), "--preset", preset, "--quiet"]
-    if template is not None:
-        cmd += ["--template", str(template)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    from core.bench.photo import run_fit
+
+    extra = ["--preset", preset] + (["--template", str(template)] if template is not None else [])
+    report, seconds = run_fit([pathlib.Path(photo)], out, extra, "cpu")
+    if "error" in report:
         raise SystemExit(f"fit through {template or 'the default head'} failed: "
-                         f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+                         f"{report['error'].splitlines()[-1:]}")
     with np.load(out / "result.npz") as result:
         fitted, points = result["verts_neutral"], result["landmarks_projected"][0]
     with Image.open(photo) as im:
@@ -61,7 +58,7 @@ def fit_through(photo: str, template: pathlib.Path | None, out: pathlib.Path, pr
     x0, y0 = np.maximum(np.floor(centre - half).astype(int), 0)
     x1, y1 = np.ceil(centre + half).astype(int)
     overlay = overlay[y0:y1, x0:x1]
-    return {"fitted": fitted, "overlay": overlay, "seconds": round(time.perf_counter() - t0, 1)}
+    return {"fitted": fitted, "overlay": overlay, "seconds": round(seconds, 1)}
 
 
 def run(args) -> dict:
