@@ -135,9 +135,11 @@ def _kelvin(k: float) -> np.ndarray:
     return np.array([np.interp(k, ks, rgb[:, i]) for i in range(3)])
 
 
-def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(V, 3) linear albedo for the head and parts of one sample, and (V,) how much of each vertex
-    is the hair cap (0 without one)."""
+def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator,
+            hair_edge: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(V, 3) linear albedo for the head and parts of one sample, (V,) how much of each vertex
+    is the hair cap (0 without one) and the cap's colour (None without one). With ``hair_edge``
+    the cap is not blended into the vertex colours: ``render_batch`` paints it per pixel."""
     n = scene.n_head
     w = rng.dirichlet(np.ones(len(SKIN_TONES)) * 0.5)
     tone = np.clip((w @ SKIN_TONES) * rng.uniform(0.85, 1.15, 3), 0.04, 0.95)
@@ -164,7 +166,8 @@ def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> tuple[
     if hair:
         hc = (brow if rng.random() < 0.7 else rng.uniform(0.02, 0.4, 3)) * rng.uniform(0.7, 1.3)
         h = paint[:, 2:3]
-        skin = skin * (1 - h) + h * hc
+        if not hair_edge:
+            skin = skin * (1 - h) + h * hc
         cap[:n] = h[:, 0]
     parts = np.zeros((len(scene.part_keep), 3))
     sclera = np.array([0.75, 0.72, 0.68]) * rng.uniform(0.8, 1.05)
@@ -177,7 +180,7 @@ def _albedo(scene: Scene, verts: np.ndarray, rng: np.random.Generator) -> tuple[
     parts[np.char.startswith(names.astype(str), "teeth")] = np.array([0.8, 0.75, 0.62]) * rng.uniform(0.7, 1.0)
     parts[np.char.startswith(names.astype(str), "gums")] = np.array([0.6, 0.25, 0.25])
     parts[names == "tongue"] = np.array([0.55, 0.22, 0.22])
-    return np.concatenate([skin, parts]).astype(np.float32), cap
+    return np.concatenate([skin, parts]).astype(np.float32), cap, (hc if hair else None)
 
 
 def _camera(centre: np.ndarray, rng: np.random.Generator, full: int = 512):
@@ -266,17 +269,31 @@ def _shadow(verts: torch.Tensor, tris: torch.Tensor, light_pos: np.ndarray, cent
     return (~covered | (depth <= front + 0.004)).to(points.dtype)
 
 
+def paint_hairline(albedo: torch.Tensor, cap: torch.Tensor, hair_rgb: torch.Tensor, start: torch.Tensor,
+                   width: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+    """Albedo (B, H, W, 3) with the hair cap painted per pixel: the interpolated cap paint
+    ``cap`` (B, H, W) through a ramp from ``start`` over ``width`` (B,) gives how much of a
+    pixel is hair, times 0.66–1 from the noise ``fine`` (B, H, W, about unit spread), so the
+    hairline is as sharp as ``width`` makes it wherever it falls inside a triangle."""
+    ramp = ((cap - start.view(-1, 1, 1)) / width.view(-1, 1, 1)).clamp(0, 1)
+    h = (ramp * (0.83 + 0.17 * fine.clamp(-1, 1)))[..., None]
+    return albedo * (1 - h) + h * hair_rgb.view(-1, 1, 1, 3)
+
+
 def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgrounds: Backgrounds,
-                 size: int = SIZE, hair_texture: bool = False) -> dict[str, np.ndarray]:
+                 size: int = SIZE, hair_texture: bool = False, hair_edge: bool = False) -> dict[str, np.ndarray]:
     """Render one sample per entry of ``people`` ((head verts, part verts) in metres). With
     ``hair_texture`` a hair cap carries fine strands of image-space noise (lighter and darker hair)
-    instead of one flat colour."""
+    instead of one flat colour. With ``hair_edge`` the cap is painted per pixel through a ramp of
+    the interpolated cap paint with a random start and width, so its hairline runs from as soft
+    as the vertex blend to a sharp line inside a triangle (a photo's hairline, or Cycles' cap),
+    broken up by fine noise."""
     t = scene.template
     B = len(people)
     S = size * SUPERSAMPLE
     verts_np = [np.concatenate([h, p[scene.part_keep]]).astype(np.float32) for h, p in people]
     verts = torch.as_tensor(np.stack(verts_np))
-    Ks, Rs, ts, centres, albedo, caps = [], [], [], [], [], []
+    Ks, Rs, ts, centres, albedo, caps, hair_rgb = [], [], [], [], [], [], []
     for b in range(B):
         head = verts_np[b][:scene.n_head]
         centre = head[t.regions["face_mask"]].mean(0)
@@ -286,9 +303,10 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
         Rs.append(R)
         ts.append(tt)
         centres.append(centre)
-        colours, cap = _albedo(scene, verts_np[b], rng)
+        colours, cap, hc = _albedo(scene, verts_np[b], rng, hair_edge)
         albedo.append(colours)
         caps.append(cap)
+        hair_rgb.append(np.zeros(3) if hc is None else hc)
     cams = Cameras.from_numpy(np.stack(Ks), np.stack(Rs), np.stack(ts), S, S, dtype=torch.float32)
     frags = rasterize(verts, scene.tris, cams)
     normals_w = torch.cat([vertex_normals(verts[:, :scene.n_head], scene.head_tris),
@@ -355,6 +373,14 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
         strands = F.avg_pool2d(strands, (9, 3), stride=1, padding=(4, 1))[:, 0, ..., None] * 3.0
         depth = torch.as_tensor(rng.uniform(0.3, 0.8, (B, 1, 1, 1)), dtype=torch.float32)
         alb = alb * (1 + depth * strands.clamp(-1.5, 1.5) * (cap_px * skin_px[..., 0])[..., None]).clamp(min=0.05)
+    if hair_edge:
+        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], scene.tris, frags)[..., 0]
+        start = torch.as_tensor(rng.uniform(0.0, 0.6, B), dtype=torch.float32)
+        width = torch.as_tensor(np.exp(rng.uniform(np.log(0.03), np.log(1.0), B)), dtype=torch.float32)
+        fine = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
+        fine = F.avg_pool2d(fine, 3, stride=1, padding=1)[:, 0] * 3.0
+        alb = paint_hairline(alb, cap_px * skin_px[..., 0], torch.as_tensor(np.stack(hair_rgb), dtype=torch.float32),
+                             start, width, fine)
     radiance = alb * color + spec_total * skin_px
     # Exposure: the face's bright pixels near 0.6-0.9.
     out_img = torch.zeros(B, S, S, 3)
@@ -451,6 +477,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=SIZE)
     p.add_argument("--shard", type=int, default=256, help="samples per shard file")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--hair-edge", action="store_true",
+                   help="hair caps painted per pixel with a hairline from soft to sharp")
     p.add_argument("--hair-texture", action="store_true",
                    help="hair caps with image-space strands instead of a flat colour")
     args = p.parse_args(argv)
@@ -491,7 +519,7 @@ def _generate(args, load_default, TemplateModel) -> int:
         pending += person_states(template, model, seed, rng, args.per_person)
         while len(pending) >= args.batch or (i == len(seeds) - 1 and pending):
             batch, pending = pending[:args.batch], pending[args.batch:]
-            out = render_batch(scene, batch, rng, backgrounds, args.size, args.hair_texture)
+            out = render_batch(scene, batch, rng, backgrounds, args.size, args.hair_texture, args.hair_edge)
             for k, v in out.items():
                 buffer.setdefault(k, []).extend(list(v))
             written += len(batch)
@@ -502,7 +530,7 @@ def _generate(args, load_default, TemplateModel) -> int:
     flush(final=True)
     (args.out / "recipe.json").write_text(json.dumps({
         "seeds": [int(seeds[0]), int(seeds[-1])], "per_person": args.per_person, "size": args.size,
-        "seed": args.seed, "validation": args.validation, "hair_texture": bool(args.hair_texture)}, indent=1))
+        "seed": args.seed, "validation": args.validation, "hair_texture": bool(args.hair_texture), "hair_edge": bool(args.hair_edge)}, indent=1))
     return 0
 
 

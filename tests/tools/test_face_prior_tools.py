@@ -120,3 +120,39 @@ def test_the_upper_forehead_box_sits_between_the_face_top_and_the_brows():
     assert (rows.min(), rows.max()) == (10, 19)
     assert (cols.min(), cols.max()) == (20, 79)
     assert box.sum() == 10 * 60
+
+
+def test_a_sharp_hairline_is_painted_per_pixel():
+    # A cap paint rising across one row of pixels: a narrow ramp switches from skin to hair
+    # within a few pixels wherever it starts, and leaves the pixels below its start as they were.
+    cap = torch.linspace(0, 1, 101).view(1, 101, 1).expand(2, 101, 3)
+    skin = torch.full((2, 101, 3, 3), 0.6)
+    hair = torch.tensor([[0.05, 0.04, 0.03], [0.3, 0.2, 0.1]])
+    out = prior_data.paint_hairline(skin, cap, hair, torch.tensor([0.3, 0.0]), torch.tensor([0.03, 1.0]),
+                                    torch.zeros(2, 101, 3))
+    sharp, soft = out[0, :, 0, 0], out[1, :, 0, 0]
+    assert torch.equal(sharp[:30], skin[0, :30, 0, 0])
+    changing = torch.nonzero((sharp[1:] - sharp[:-1]).abs() > 1e-6).flatten()
+    assert changing.min() >= 29 and changing.max() <= 33, "the sharp line spans 3 % of the paint"
+    # No noise: full hair is 0.83 of the way to the hair colour.
+    assert torch.allclose(sharp[40:], torch.full((61,), 0.6 * 0.17 + 0.05 * 0.83))
+    assert torch.all(soft[1:] < soft[:-1]), "the soft ramp darkens all the way up the cap"
+    noisy = prior_data.paint_hairline(skin, cap, hair, torch.tensor([0.3, 0.0]), torch.tensor([0.03, 1.0]),
+                                      torch.randn(2, 101, 3))
+    assert torch.equal(noisy[0, :30], skin[0, :30]) and not torch.equal(noisy[0, 40:], out[0, 40:])
+
+
+def test_a_cap_painted_per_pixel_is_left_out_of_the_vertex_colours():
+    from core.template import load_default
+
+    template = load_default()
+    scene = prior_data.Scene(template)
+    verts = np.concatenate([template.verts, template.part_verts[scene.part_keep]]).astype(np.float32)
+    seed = next(s for s in range(50) if prior_data._albedo(scene, verts, np.random.default_rng(s))[2] is not None)
+    blended, cap, hair = prior_data._albedo(scene, verts, np.random.default_rng(seed))
+    apart, cap2, hair2 = prior_data._albedo(scene, verts, np.random.default_rng(seed), hair_edge=True)
+    assert np.array_equal(cap, cap2) and np.array_equal(hair, hair2) and cap.max() == 1.0
+    bare = cap == 0
+    assert np.array_equal(blended[bare], apart[bare])
+    on_cap = cap == 1.0
+    assert np.allclose(blended[on_cap], hair, atol=1e-6) and not np.allclose(apart[on_cap], hair, atol=0.02)
