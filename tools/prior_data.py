@@ -12,7 +12,10 @@ rim light of random colour temperatures, with a shadow map for the key light, wr
 diffuse (a stand-in for subsurface scattering), a specular lobe and a coloured ambient;
 skin albedo from a tone range, with eyebrows, redness, lips, an optional hair cap,
 freckles and pores; eyeballs with iris and pupil, teeth, gums and tongue; a background
-from a plain colour, a gradient or a texture photo without faces. Each image is rendered
+from a plain colour, a gradient or a texture photo without faces. Options beyond the shipped
+recipe: ``--hair-edge`` (caps painted per pixel, hairlines from soft to sharp),
+``--hair-texture`` (strands on caps) and ``--glasses SHARE`` (random frames: superellipse rims,
+a bridge and temples, labelled like the eyes: no targets under them). Each image is rendered
 at twice the crop size and area-averaged (anti-aliased edges), then degraded: blur,
 noise, colour jitter and JPEG.
 
@@ -280,18 +283,130 @@ def paint_hairline(albedo: torch.Tensor, cap: torch.Tensor, hair_rgb: torch.Tens
     return albedo * (1 - h) + h * hair_rgb.view(-1, 1, 1, 3)
 
 
+# Glasses: a rim around each eye, a bridge and two temples, each a tube of TUBE_SIDES around a
+# polyline of fixed length, so every sample's glasses have the same triangles (one batch).
+RIM_POINTS, BRIDGE_POINTS, TEMPLE_POINTS, TUBE_SIDES = 40, 8, 10, 6
+
+
+def tube(path: np.ndarray, radius: float, closed: bool, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A tube of ``TUBE_SIDES`` around the polyline ``path`` (K, 3), wound outward: (verts
+    (K·TUBE_SIDES, 3), tris (2·TUBE_SIDES·(K or K-1), 3)). ``up`` (3,): a direction no segment
+    runs along, which fixes where each ring starts."""
+    k = len(path)
+    ahead = np.roll(path, -1, 0) if closed else np.concatenate([path[1:], path[-1:] * 2 - path[-2:-1]])
+    behind = np.roll(path, 1, 0) if closed else np.concatenate([path[:1] * 2 - path[1:2], path[:-1]])
+    along = ahead - behind
+    along /= np.linalg.norm(along, axis=1, keepdims=True)
+    side = np.cross(along, up)
+    side /= np.linalg.norm(side, axis=1, keepdims=True)
+    other = np.cross(along, side)
+    theta = 2 * math.pi * np.arange(TUBE_SIDES) / TUBE_SIDES
+    ring = np.cos(theta)[None, :, None] * side[:, None] + np.sin(theta)[None, :, None] * other[:, None]
+    verts = (path[:, None] + radius * ring).reshape(-1, 3)
+    i = np.arange(k if closed else k - 1)[:, None]
+    j = np.arange(TUBE_SIDES)[None]
+    a, b = i * TUBE_SIDES + j, ((i + 1) % k) * TUBE_SIDES + j
+    a2, b2 = i * TUBE_SIDES + (j + 1) % TUBE_SIDES, ((i + 1) % k) * TUBE_SIDES + (j + 1) % TUBE_SIDES
+    tris = np.concatenate([np.stack([a, a2, b], -1).reshape(-1, 3), np.stack([a2, b2, b], -1).reshape(-1, 3)])
+    return verts, tris
+
+
+def glasses(head: np.ndarray, eye_rings: tuple[np.ndarray, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random pair of glasses on a head in the template's frame (face toward -Y, Z up), metres:
+    (verts, tris) with the same triangles for every draw. Rims are superellipses in front of the
+    eyes, bent back toward the temples; the temples run back past the side of the head."""
+    centres = [head[r].mean(0) for r in eye_rings]
+    ipd = float(np.linalg.norm(centres[1] - centres[0]))
+    half_w = ipd * rng.uniform(0.36, 0.46)
+    half_h = half_w * rng.uniform(0.6, 0.85)
+    square = rng.uniform(2.0, 5.0)
+    forward = rng.uniform(0.009, 0.018)
+    lift = rng.uniform(-0.002, 0.004)
+    bend = rng.uniform(0.0, 3.0)
+    radius = rng.uniform(0.0009, 0.0025)
+    t = 2 * math.pi * np.arange(RIM_POINTS) / RIM_POINTS
+    cx, cz = np.cos(t), np.sin(t)
+    x = half_w * np.sign(cx) * np.abs(cx) ** (2 / square)
+    z = half_h * np.sign(cz) * np.abs(cz) ** (2 / square)
+    parts_v, parts_t, offset = [], [], 0
+    inner, outer = [], []
+    for c in centres:
+        out = np.sign(c[0]) if c[0] != 0 else 1.0
+        # Lens plane in front of the eye; the rim bends back toward the side of the head.
+        rim = np.stack([c[0] + x, c[1] - forward + bend * np.maximum(x * out, 0) ** 2, c[2] + lift + z], 1)
+        inner.append(rim[np.argmin(x * out)])
+        outer.append(rim[np.argmax(x * out)])
+        v, f = tube(rim, radius, True, np.array([0.0, -1.0, 0.0]))
+        parts_v.append(v)
+        parts_t.append(f + offset)
+        offset += len(v)
+    s = np.linspace(0, 1, BRIDGE_POINTS)[:, None]
+    bridge = inner[0] * (1 - s) + inner[1] * s
+    bridge[:, 2] += rng.uniform(0.0, 0.008) * np.sin(math.pi * s[:, 0])
+    v, f = tube(bridge, radius, False, np.array([0.0, -1.0, 0.0]))
+    parts_v.append(v)
+    parts_t.append(f + offset)
+    offset += len(v)
+    level = np.abs(head[:, 2] - np.mean([c[2] for c in centres])) < 0.015
+    half_head = float(np.abs(head[level, 0]).max()) if level.any() else half_w * 3
+    back = rng.uniform(0.06, 0.09)
+    for o in outer:
+        out = np.sign(o[0]) if o[0] != 0 else 1.0
+        hinge = np.array([out * (half_head + 0.004), o[1] + 0.012, o[2]])
+        end = np.array([out * (half_head + 0.004), o[1] + back, o[2] - rng.uniform(0.0, 0.01)])
+        s = np.linspace(0, 1, TEMPLE_POINTS)[:, None]
+        first = TEMPLE_POINTS // 3
+        path = np.concatenate([o * (1 - s[:first] * 3) + hinge * s[:first] * 3 if first else o[None],
+                               hinge + (end - hinge) * np.linspace(0, 1, TEMPLE_POINTS - first)[:, None]])
+        v, f = tube(path, radius, False, np.array([0.0, 0.0, 1.0]))
+        parts_v.append(v)
+        parts_t.append(f + offset)
+        offset += len(v)
+    return np.concatenate(parts_v), np.concatenate(parts_t)
+
+
+def _frame_rgb(rng: np.random.Generator) -> np.ndarray:
+    r = rng.random()
+    if r < 0.6:
+        return np.full(3, rng.uniform(0.01, 0.06)) * rng.uniform(0.8, 1.2, 3)
+    if r < 0.85:
+        return np.array([0.6, 0.5, 0.3]) if rng.random() < 0.5 else np.full(3, rng.uniform(0.4, 0.7))
+    return rng.uniform(0.05, 0.6, 3)
+
+
 def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgrounds: Backgrounds,
-                 size: int = SIZE, hair_texture: bool = False, hair_edge: bool = False) -> dict[str, np.ndarray]:
+                 size: int = SIZE, hair_texture: bool = False, hair_edge: bool = False,
+                 glasses_share: float = 0.0) -> dict[str, np.ndarray]:
     """Render one sample per entry of ``people`` ((head verts, part verts) in metres). With
     ``hair_texture`` a hair cap carries fine strands of image-space noise (lighter and darker hair)
     instead of one flat colour. With ``hair_edge`` the cap is painted per pixel through a ramp of
     the interpolated cap paint with a random start and width, so its hairline runs from as soft
     as the vertex blend to a sharp line inside a triangle (a photo's hairline, or Cycles' cap),
-    broken up by fine noise."""
+    broken up by fine noise. ``glasses_share``: the share of samples wearing glasses (frames only,
+    no lenses; they occlude like the eyes and teeth: no normal or UV target, not head skin)."""
     t = scene.template
     B = len(people)
     S = size * SUPERSAMPLE
     verts_np = [np.concatenate([h, p[scene.part_keep]]).astype(np.float32) for h, p in people]
+    tris, corner_uv, corner_tris = scene.tris, scene.corner_uv, scene.corner_tris
+    face_v, part_v = scene.face, scene.is_part
+    frames, frame_rgb = [], []
+    if glasses_share > 0:
+        rings = (t.regions["eye_l_ring"], t.regions["eye_r_ring"])
+        for b, (h, _) in enumerate(people):
+            g_v, g_t = glasses(h, rings, rng)
+            if rng.random() >= glasses_share:
+                g_v = np.broadcast_to(h[t.regions["face_mask"]].mean(0) + np.array([0, 0.05, 0]), g_v.shape)  # inside the head
+            frames.append(g_v.astype(np.float32))
+            frame_rgb.append(_frame_rgb(rng))
+        n_before = len(verts_np[0])
+        verts_np = [np.concatenate([v, g]) for v, g in zip(verts_np, frames)]
+        tris = torch.cat([tris, torch.as_tensor(g_t + n_before, dtype=torch.int64)])
+        n_new = len(g_t)
+        corner_uv = torch.cat([corner_uv, torch.zeros(n_new * 3, 2, dtype=corner_uv.dtype)])
+        corner_tris = torch.arange(len(tris) * 3).reshape(-1, 3)
+        face_v = torch.cat([face_v, torch.zeros(len(frames[0]), dtype=face_v.dtype)])
+        part_v = torch.cat([part_v, torch.ones(len(frames[0]), dtype=part_v.dtype)])
     verts = torch.as_tensor(np.stack(verts_np))
     Ks, Rs, ts, centres, albedo, caps, hair_rgb = [], [], [], [], [], [], []
     for b in range(B):
@@ -303,20 +418,23 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
         Rs.append(R)
         ts.append(tt)
         centres.append(centre)
-        colours, cap, hc = _albedo(scene, verts_np[b], rng, hair_edge)
+        colours, cap, hc = _albedo(scene, verts_np[b][:scene.n_head + len(scene.part_keep)], rng, hair_edge)
+        if frames:
+            colours = np.concatenate([colours, np.broadcast_to(frame_rgb[b], frames[b].shape)]).astype(np.float32)
+            cap = np.concatenate([cap, np.zeros(len(frames[b]), np.float32)])
         albedo.append(colours)
         caps.append(cap)
         hair_rgb.append(np.zeros(3) if hc is None else hc)
     cams = Cameras.from_numpy(np.stack(Ks), np.stack(Rs), np.stack(ts), S, S, dtype=torch.float32)
-    frags = rasterize(verts, scene.tris, cams)
+    frags = rasterize(verts, tris, cams)
     normals_w = torch.cat([vertex_normals(verts[:, :scene.n_head], scene.head_tris),
-                           vertex_normals(verts[:, scene.n_head:], scene.tris[len(scene.head_tris):] - scene.n_head)], 1)
-    n_w = F.normalize(interpolate(normals_w, scene.tris, frags), dim=-1, eps=1e-8)  # (B, S, S, 3)
-    p_w = interpolate(verts, scene.tris, frags)
-    alb = interpolate(torch.as_tensor(np.stack(albedo)), scene.tris, frags)
-    uv = interpolate(scene.corner_uv[None], scene.corner_tris, frags)
-    face = interpolate(scene.face[None, :, None], scene.tris, frags)[..., 0]
-    part = interpolate(scene.is_part[None, :, None], scene.tris, frags)[..., 0]
+                           vertex_normals(verts[:, scene.n_head:], tris[len(scene.head_tris):] - scene.n_head)], 1)
+    n_w = F.normalize(interpolate(normals_w, tris, frags), dim=-1, eps=1e-8)  # (B, S, S, 3)
+    p_w = interpolate(verts, tris, frags)
+    alb = interpolate(torch.as_tensor(np.stack(albedo)), tris, frags)
+    uv = interpolate(corner_uv[None], corner_tris, frags)
+    face = interpolate(face_v[None, :, None], tris, frags)[..., 0]
+    part = interpolate(part_v[None, :, None], tris, frags)[..., 0]
     cover = frags.mask.float()
     n_cam = torch.einsum("bij,bhwj->bhwi", cams.R, n_w)
     # Lights: key, fill, rim around the face's front, like a portrait set.
@@ -340,7 +458,7 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
             rows.append((pos, energy * _kelvin(kelvin)))
         key_pos[b] = rows[0][0]
         lights.append(rows)
-    lit = _shadow(verts, scene.tris, key_pos, centre, p_w.reshape(B, -1, 3)).reshape(B, S, S)
+    lit = _shadow(verts, tris, key_pos, centre, p_w.reshape(B, -1, 3)).reshape(B, S, S)
     # Soften the shadow's edge (area lights).
     lit = F.avg_pool2d(lit[:, None], 7, stride=1, padding=3, count_include_pad=False)[:, 0]
     view = F.normalize(torch.as_tensor(eye, dtype=torch.float32)[:, None, None] - p_w, dim=-1, eps=1e-8)
@@ -368,13 +486,13 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
     alb = alb * (1 + rough * noise * skin_px)
     if hair_texture:
         # Strands: noise stretched along the image's vertical, a few supersampled pixels wide.
-        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], scene.tris, frags)[..., 0]
+        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], tris, frags)[..., 0]
         strands = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
         strands = F.avg_pool2d(strands, (9, 3), stride=1, padding=(4, 1))[:, 0, ..., None] * 3.0
         depth = torch.as_tensor(rng.uniform(0.3, 0.8, (B, 1, 1, 1)), dtype=torch.float32)
         alb = alb * (1 + depth * strands.clamp(-1.5, 1.5) * (cap_px * skin_px[..., 0])[..., None]).clamp(min=0.05)
     if hair_edge:
-        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], scene.tris, frags)[..., 0]
+        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], tris, frags)[..., 0]
         start = torch.as_tensor(rng.uniform(0.0, 0.6, B), dtype=torch.float32)
         width = torch.as_tensor(np.exp(rng.uniform(np.log(0.03), np.log(1.0), B)), dtype=torch.float32)
         fine = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
@@ -477,6 +595,8 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=SIZE)
     p.add_argument("--shard", type=int, default=256, help="samples per shard file")
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--glasses", type=float, default=0.0, metavar="SHARE",
+                   help="share of samples wearing glasses (frames; default 0)")
     p.add_argument("--hair-edge", action="store_true",
                    help="hair caps painted per pixel with a hairline from soft to sharp")
     p.add_argument("--hair-texture", action="store_true",
@@ -519,7 +639,8 @@ def _generate(args, load_default, TemplateModel) -> int:
         pending += person_states(template, model, seed, rng, args.per_person)
         while len(pending) >= args.batch or (i == len(seeds) - 1 and pending):
             batch, pending = pending[:args.batch], pending[args.batch:]
-            out = render_batch(scene, batch, rng, backgrounds, args.size, args.hair_texture, args.hair_edge)
+            out = render_batch(scene, batch, rng, backgrounds, args.size, args.hair_texture, args.hair_edge,
+                               args.glasses)
             for k, v in out.items():
                 buffer.setdefault(k, []).extend(list(v))
             written += len(batch)
@@ -530,7 +651,8 @@ def _generate(args, load_default, TemplateModel) -> int:
     flush(final=True)
     (args.out / "recipe.json").write_text(json.dumps({
         "seeds": [int(seeds[0]), int(seeds[-1])], "per_person": args.per_person, "size": args.size,
-        "seed": args.seed, "validation": args.validation, "hair_texture": bool(args.hair_texture), "hair_edge": bool(args.hair_edge)}, indent=1))
+        "seed": args.seed, "validation": args.validation, "hair_texture": bool(args.hair_texture), "hair_edge": bool(args.hair_edge),
+        "glasses": float(args.glasses)}, indent=1))
     return 0
 
 

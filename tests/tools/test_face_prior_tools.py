@@ -156,3 +156,42 @@ def test_a_cap_painted_per_pixel_is_left_out_of_the_vertex_colours():
     assert np.array_equal(blended[bare], apart[bare])
     on_cap = cap == 1.0
     assert np.allclose(blended[on_cap], hair, atol=1e-6) and not np.allclose(apart[on_cap], hair, atol=0.02)
+
+
+def test_glasses_tubes_face_outward_and_sit_in_front_of_the_eyes():
+    from core.geometry.mesh_layout import vertex_normals
+    from core.template import load_default
+
+    path = np.stack([np.linspace(0, 1, 5), np.zeros(5), np.zeros(5)], 1)
+    v, f = prior_data.tube(path, 0.1, False, np.array([0.0, 0.0, 1.0]))
+    n = vertex_normals(v, f)
+    radial = v - v * np.array([1.0, 0.0, 0.0])
+    assert np.all((n * radial).sum(1) > 0), "the tube's triangles are wound outward"
+    template = load_default()
+    rings = (template.regions["eye_l_ring"], template.regions["eye_r_ring"])
+    head = template.verts.astype(np.float64)
+    shapes = set()
+    for seed in range(5):
+        gv, gf = prior_data.glasses(head, rings, np.random.default_rng(seed))
+        shapes.add((gv.shape, gf.shape))
+        eyes_front = min(head[r][:, 1].min() for r in rings)  # -Y is forward
+        rims = gv[:2 * prior_data.RIM_POINTS * prior_data.TUBE_SIDES]
+        assert np.median(rims[:, 1]) < eyes_front, "the rims are in front of the eyes"
+    assert len(shapes) == 1, "every pair has the same triangles, so a batch renders them together"
+
+
+def test_glasses_occlude_like_the_eyes_no_skin_and_no_targets():
+    from core.template import load_default
+
+    template = load_default()
+    scene = prior_data.Scene(template)
+    person = (template.verts.astype(np.float32), template.part_verts.astype(np.float32))
+    seen, skin = {}, {}
+    for share in (1e-9, 1.0):  # the same draws (views, looks); the first hides every pair inside the head
+        out = prior_data.render_batch(scene, [person] * 2, np.random.default_rng(3), prior_data.Backgrounds(), 96,
+                                      glasses_share=share)
+        seen[share] = (out["label"] == 3).mean()
+        skin[share] = np.isin(out["label"], (1, 2)).mean()
+    # Frames are labelled like the eyes and teeth (3: no normal or UV loss, not head skin).
+    assert seen[1.0] > 2 * seen[1e-9], "frames cover more of the face than the eyes alone"
+    assert skin[1.0] < skin[1e-9]
