@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/eval_prior.py [--weights core/data/face_prior.pt] [--people 301,302,303,304]
         [--json out/eval_prior.json] [--picture docs/face_prior_transfer.png]
+        [--real-picture docs/face_prior_real_photos.png]
 
 1. Cycles renders (a renderer the network never saw): ``bench photo``'s people, all seven
    views, read as files the way a user gives them (MediaPipe finds the face, the provider
@@ -108,19 +109,43 @@ def cycles_views(provider, people: list[int], cache_arg: str | None):
                    upper_forehead(face.points, w, h))
 
 
-def uv_check(provider, template) -> list[dict]:
-    """The predicted UV at MediaPipe's points against the landmark embedding's UV, per real photo."""
+def real_photos() -> dict:
+    """The bundled real photos: matplotlib's Grace Hopper, skimage's astronaut and camera."""
     import matplotlib
     import skimage.data
 
     from core.priors.image import load_image
+
+    return {"grace_hopper": load_image(pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"),
+            "astronaut": _photo(skimage.data.astronaut(), "astronaut"),
+            "camera": _photo(np.stack([skimage.data.camera()] * 3, -1), "camera")}
+
+
+def real_picture(provider) -> np.ndarray:
+    """(H, W, 3) uint8: per real photo, the network's crop, its normals where its mask says head
+    skin, and its normal confidence (white: confident)."""
+    from core.priors.crop import crop_square
+    from core.priors.face_prior import face_box
+    from core.priors.landmarks import detect_landmarks
+
+    rows = []
+    for photo in real_photos().values():
+        centre, side = face_box(detect_landmarks(photo).points)
+        crop = crop_square(photo.rgb, centre, side, provider.net.config.size).rgb
+        maps = provider.predict_crop(crop)
+        skin = maps["mask"] >= provider.min_mask
+        conf = (np.clip(maps["confidence"], 0, 1) * skin * 255).astype(np.uint8)
+        rows.append(np.concatenate([crop, normal_picture(maps["normals"], skin), np.repeat(conf[..., None], 3, -1)], 1))
+    return np.concatenate(rows, 0)
+
+
+def uv_check(provider, template) -> list[dict]:
+    """The predicted UV at MediaPipe's points against the landmark embedding's UV, per real photo."""
     from core.priors.landmarks import detect_landmarks
     from core.template.mesh_layout import triangle_uvs
 
     lmk_uv = (triangle_uvs(template)[template.lmk_tri] * template.lmk_bary[..., None]).sum(1)
-    photos = {"grace_hopper": load_image(pathlib.Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"),
-              "astronaut": _photo(skimage.data.astronaut(), "astronaut"),
-              "camera": _photo(np.stack([skimage.data.camera()] * 3, -1), "camera")}
+    photos = real_photos()
     rows = []
     for name, photo in photos.items():
         face = detect_landmarks(photo)
@@ -162,6 +187,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write the figures here")
     p.add_argument("--picture", default=None, help="a PNG of photos, predicted and true normals, error")
     p.add_argument("--no-flip", action="store_true", help="one pass per crop, without the mirrored crop's average")
+    p.add_argument("--real-picture", default=None,
+                   help="a PNG of the real photos: crop, predicted normals, confidence")
     args = p.parse_args(argv)
 
     from core.priors.face_prior import FacePriorCues
@@ -217,6 +244,10 @@ def main(argv=None) -> int:
     if args.json:
         pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1))
+    if args.real_picture:
+        import cv2
+
+        cv2.imwrite(args.real_picture, real_picture(provider)[..., ::-1])
     if args.picture and tiles:
         import cv2
 

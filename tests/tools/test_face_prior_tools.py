@@ -195,3 +195,20 @@ def test_glasses_occlude_like_the_eyes_no_skin_and_no_targets():
     # Frames are labelled like the eyes and teeth (3: no normal or UV loss, not head skin).
     assert seen[1.0] > 2 * seen[1e-9], "frames cover more of the face than the eyes alone"
     assert skin[1.0] < skin[1e-9]
+
+
+def test_the_real_photo_picture_shows_crop_normals_and_confidence():
+    import eval_prior
+
+    from core.priors.face_prior import FacePriorCues
+
+    provider = FacePriorCues()
+    pic = eval_prior.real_picture(provider)
+    s = provider.net.config.size
+    assert pic.shape == (3 * s, 3 * s, 3) and pic.dtype == np.uint8
+    for row in range(3):
+        normals = pic[row * s:(row + 1) * s, s:2 * s]
+        confidence = pic[row * s:(row + 1) * s, 2 * s:]
+        skin = normals.any(-1)
+        assert 0.2 < skin.mean() < 0.95, "the face is skin, the background is not"
+        assert not confidence[~skin].any(), "no confidence outside the predicted skin"
