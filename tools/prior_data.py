@@ -328,7 +328,8 @@ def glasses(head: np.ndarray, eye_rings: tuple[np.ndarray, np.ndarray], rng: np.
     cx, cz = np.cos(t), np.sin(t)
     x = half_w * np.sign(cx) * np.abs(cx) ** (2 / square)
     z = half_h * np.sign(cz) * np.abs(cz) ** (2 / square)
-    parts_v, parts_t, offset = [], [], 0
+    facing, up = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    tubes = []  # (path, closed, up)
     inner, outer = [], []
     for c in centres:
         out = np.sign(c[0]) if c[0] != 0 else 1.0
@@ -336,33 +337,30 @@ def glasses(head: np.ndarray, eye_rings: tuple[np.ndarray, np.ndarray], rng: np.
         rim = np.stack([c[0] + x, c[1] - forward + bend * np.maximum(x * out, 0) ** 2, c[2] + lift + z], 1)
         inner.append(rim[np.argmin(x * out)])
         outer.append(rim[np.argmax(x * out)])
-        v, f = tube(rim, radius, True, np.array([0.0, -1.0, 0.0]))
-        parts_v.append(v)
-        parts_t.append(f + offset)
-        offset += len(v)
+        tubes.append((rim, True, facing))
     s = np.linspace(0, 1, BRIDGE_POINTS)[:, None]
     bridge = inner[0] * (1 - s) + inner[1] * s
     bridge[:, 2] += rng.uniform(0.0, 0.008) * np.sin(math.pi * s[:, 0])
-    v, f = tube(bridge, radius, False, np.array([0.0, -1.0, 0.0]))
-    parts_v.append(v)
-    parts_t.append(f + offset)
-    offset += len(v)
+    tubes.append((bridge, False, facing))
     level = np.abs(head[:, 2] - np.mean([c[2] for c in centres])) < 0.015
     half_head = float(np.abs(head[level, 0]).max()) if level.any() else half_w * 3
     back = rng.uniform(0.06, 0.09)
+    first = TEMPLE_POINTS // 3  # points from the rim out to the hinge; the rest run back from it
     for o in outer:
         out = np.sign(o[0]) if o[0] != 0 else 1.0
         hinge = np.array([out * (half_head + 0.004), o[1] + 0.012, o[2]])
         end = np.array([out * (half_head + 0.004), o[1] + back, o[2] - rng.uniform(0.0, 0.01)])
-        s = np.linspace(0, 1, TEMPLE_POINTS)[:, None]
-        first = TEMPLE_POINTS // 3
-        path = np.concatenate([o * (1 - s[:first] * 3) + hinge * s[:first] * 3 if first else o[None],
+        to_hinge = np.arange(first)[:, None] / first
+        path = np.concatenate([o * (1 - to_hinge) + hinge * to_hinge,
                                hinge + (end - hinge) * np.linspace(0, 1, TEMPLE_POINTS - first)[:, None]])
-        v, f = tube(path, radius, False, np.array([0.0, 0.0, 1.0]))
-        parts_v.append(v)
-        parts_t.append(f + offset)
+        tubes.append((path, False, up))
+    verts, tris, offset = [], [], 0
+    for path, closed, start in tubes:
+        v, f = tube(path, radius, closed, start)
+        verts.append(v)
+        tris.append(f + offset)
         offset += len(v)
-    return np.concatenate(parts_v), np.concatenate(parts_t)
+    return np.concatenate(verts), np.concatenate(tris)
 
 
 def _frame_rgb(rng: np.random.Generator) -> np.ndarray:
@@ -484,15 +482,15 @@ def render_batch(scene: Scene, people: list, rng: np.random.Generator, backgroun
     skin_px = (1 - part)[..., None]
     rough = torch.as_tensor(rng.uniform(0.0, 0.12, (B, 1, 1, 1)), dtype=torch.float32)
     alb = alb * (1 + rough * noise * skin_px)
+    if hair_texture or hair_edge:
+        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], tris, frags)[..., 0]
     if hair_texture:
         # Strands: noise stretched along the image's vertical, a few supersampled pixels wide.
-        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], tris, frags)[..., 0]
         strands = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
         strands = F.avg_pool2d(strands, (9, 3), stride=1, padding=(4, 1))[:, 0, ..., None] * 3.0
         depth = torch.as_tensor(rng.uniform(0.3, 0.8, (B, 1, 1, 1)), dtype=torch.float32)
         alb = alb * (1 + depth * strands.clamp(-1.5, 1.5) * (cap_px * skin_px[..., 0])[..., None]).clamp(min=0.05)
     if hair_edge:
-        cap_px = interpolate(torch.as_tensor(np.stack(caps))[..., None], tris, frags)[..., 0]
         start = torch.as_tensor(rng.uniform(0.0, 0.6, B), dtype=torch.float32)
         width = torch.as_tensor(np.exp(rng.uniform(np.log(0.03), np.log(1.0), B)), dtype=torch.float32)
         fine = torch.as_tensor(rng.normal(0, 1, (B, 1, S, S)), dtype=torch.float32)
