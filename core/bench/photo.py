@@ -71,9 +71,11 @@ def _fit_args_plain(ctx) -> list[str]:
     return []
 
 
-# The shading term (core/fit/shading.py) in the rig stage, light held per stage: the
-# setting that measured least bad on the tuning people (README, *Shading*).
-SHADING_SCHEDULE = {"stages": {"rig": {"weights": {"shading": 1.0}}}}
+# The landmarks plus the shading term (core/fit/shading.py) in the rig stage, light held per
+# stage: the setting that measured least bad on the tuning people (README, *Shading*). Agreement
+# between photos stays off, so each ablation adds one cue to the landmarks.
+SHADING_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, **({"shading": 1.0} if name == "rig" else {})}}
+                               for name in ("rig", "joint", "vertex")}}
 
 
 def _fit_args_shading(ctx) -> list[str]:
@@ -87,6 +89,24 @@ LANDMARKS_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, "shading
 
 def _fit_args_landmarks(ctx) -> list[str]:
     return ["--schedule", json.dumps(LANDMARKS_SCHEDULE), "--cues", "none"]
+
+
+def _fit_args_outline(ctx) -> list[str]:
+    """The landmarks plus the head's outline (the face prior's head mask only; its normals unread)."""
+    return ["--schedule", json.dumps(LANDMARKS_SCHEDULE), "--cues", "outline"]
+
+
+def _consistency_schedule() -> dict:
+    from core.fit.schedule import PHOTO_CONSISTENCY_WEIGHT
+
+    return {"stages": {name: {"weights": {"consistency": PHOTO_CONSISTENCY_WEIGHT, "shading": 0.0}}
+                       for name in ("rig", "joint", "vertex")}}
+
+
+def _fit_args_consistency(ctx) -> list[str]:
+    """The landmarks plus agreement between photos (the colours each shows of the face); with one
+    photo there is nothing to agree with and it is the landmarks' fit."""
+    return ["--schedule", json.dumps(_consistency_schedule()), "--cues", "none"]
 
 
 def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: str) -> list[str]:
@@ -149,10 +169,12 @@ def _fit_args_no_outline(ctx) -> list[str]:
 # "fit" is the fit as shipped (the face prior's normals and outline; consistency only where
 # several photos have no normal maps); ablations: "no_prior" (the same fit without the face
 # prior), "no_outline" (without the outline term),
-# "landmarks" (the landmark terms only), "shading" (+ the shading term);
+# "landmarks" (the landmark terms only), "shading" (+ the shading term), "outline" (+ the head's
+# outline from the face prior, its normals unread), "consistency" (+ agreement between photos);
 # "oracle_normals" is the bound: the fit given normal maps of the true head;
 # "default_normals" the diagnosis: the fit given the default head's normal maps, posed on the true head.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
+            "outline": _fit_args_outline, "consistency": _fit_args_consistency,
             "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior,
             "no_outline": _fit_args_no_outline, "default_normals": _fit_args_default_normals}
 

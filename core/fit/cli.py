@@ -67,7 +67,7 @@ def cue_options(args):
         return CueOptions(normal_maps=tuple(args.normals))
     if args.cues == "none":
         return None
-    if args.cues == "face_prior" or args.prior_weights:
+    if args.cues in ("face_prior", "outline") or args.prior_weights:
         if args.prior_weights:
             from core.priors.errors import CheckpointError
             from core.priors.face_prior import load_checkpoint
@@ -76,7 +76,8 @@ def cue_options(args):
                 load_checkpoint(args.prior_weights)
             except CheckpointError as exc:
                 raise CommandError(f"--prior-weights: {exc}") from None
-        return CueOptions(provider="face_prior", weights=args.prior_weights)
+        return CueOptions(provider="face_prior", weights=args.prior_weights,
+                          maps=("head",) if args.cues == "outline" else ())
     return DEFAULT_CUES
 
 
@@ -208,9 +209,10 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
     p.add_argument("--template", metavar="PATH", help="a template .npz (default: the built-in head)")
     p.add_argument("--normals", nargs="+", metavar="PNG", help="a camera-space normal map per photo")
-    p.add_argument("--cues", default=None, choices=("none", "face_prior"),
+    p.add_argument("--cues", default=None, choices=("none", "face_prior", "outline"),
                    help="dense cues from the photo's pixels: 'face_prior' (the default) runs our face prior "
-                        "network (normals per pixel) on each photo; 'none' fits landmarks and pixels alone")
+                        "network (normals per pixel) on each photo; 'outline' keeps only its head outline "
+                        "(an ablation); 'none' fits landmarks and pixels alone")
     p.add_argument("--prior-weights", metavar="PT", help="face prior weights (default: the shipped ones)")
     p.add_argument("--face-index", type=int, default=None, help="which face when a photo shows several")
     p.add_argument("--schedule", metavar="JSON", help="schedule overrides (file or JSON text)")

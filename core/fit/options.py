@@ -34,17 +34,23 @@ DEFAULT_MULTIVIEW_BA = "off"
 # Where dense per-pixel cues come from (core/priors/dense.py): the user's map files, or our
 # face prior network (core/priors/face_prior.py; its shipped weights unless ``weights`` names a file).
 CUE_PROVIDERS = ("files", "face_prior")
+# The maps a provider may give (core/priors/dense.py): camera-space normals, template UV, the head's mask
+# (whose outline the outline term follows).
+CUE_MAPS = ("normals", "uv", "head")
 
 
 @dataclass(frozen=True)
 class CueOptions:
     """Dense cues for the photos: ``provider`` one of CUE_PROVIDERS; for "files",
     ``normal_maps`` holds one camera-space normal map path per photo (None: no map); for
-    "face_prior", ``weights`` is a checkpoint path (None: the shipped weights)."""
+    "face_prior", ``weights`` is a checkpoint path (None: the shipped weights). ``maps`` names
+    which of the provider's maps the fit reads (empty: all it gives); ``("head",)`` keeps only
+    the head's outline, as ``bench photo``'s "outline" ablation does."""
 
     provider: str = "files"
     normal_maps: tuple[str | None, ...] = ()
     weights: str | None = None
+    maps: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.provider not in CUE_PROVIDERS:
@@ -57,6 +63,13 @@ class CueOptions:
         if self.weights is not None and (self.provider != "face_prior" or not isinstance(self.weights, str)):
             raise ValueError("cues: weights is a checkpoint path for the 'face_prior' provider")
         object.__setattr__(self, "normal_maps", tuple(maps))
+        if not isinstance(self.maps, (list, tuple)) or not set(self.maps) <= set(CUE_MAPS):
+            raise ValueError(f"cues: maps must be a list drawn from {', '.join(CUE_MAPS)}")
+        object.__setattr__(self, "maps", tuple(self.maps))
+
+    def reads(self, kind: str) -> bool:
+        """Whether the fit reads the provider's ``kind`` map (one of CUE_MAPS)."""
+        return not self.maps or kind in self.maps
 
     @classmethod
     def from_dict(cls, d) -> "CueOptions":
@@ -65,13 +78,15 @@ class CueOptions:
                              f"got {type(d).__name__}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"cues: unknown keys {sorted(unknown)}; use 'provider', 'normal_maps' and 'weights'")
+            raise ValueError(f"cues: unknown keys {sorted(unknown)}; use 'provider', 'normal_maps', 'weights' and 'maps'")
         return cls(**d)
 
     def to_dict(self) -> dict:
         out = {"provider": self.provider, "normal_maps": list(self.normal_maps)}
         if self.weights is not None:
             out["weights"] = self.weights
+        if self.maps:
+            out["maps"] = list(self.maps)
         return out
 
     def check_count(self, photos: int) -> None:

@@ -88,11 +88,12 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
             except PriorError as exc:
                 raise CueError(f"{p.name}: {exc}") from exc
             cue_source = cues.describe()
-            if "normals" in cues:
+            reads = options.cues.reads
+            if "normals" in cues and reads("normals"):
                 normals, normal_mask = cues["normals"].values, cues["normals"].confidence
-            if "uv" in cues:
+            if "uv" in cues and reads("uv"):
                 uv_map, uv_weight = cues["uv"].values, cues["uv"].confidence
-            if "head" in cues:
+            if "head" in cues and reads("head"):
                 outline, outline_weight, outline_scale = photo_outline(
                     cues["head"].values[..., 0], cues["head"].confidence > 0, photo.rgb)
         inputs.views.append(ViewObservation(w, h, face.points, weight, normals, normal_mask, name=p.name,

@@ -49,6 +49,9 @@ def test_defaults_and_a_full_dict_round_trip():
     assert FitOptions.from_dict(json.loads(json.dumps(bare.to_dict()))) == bare
     prior = FitOptions.from_dict({"cues": {"provider": "face_prior", "weights": "mine.pt"}})
     assert prior.cues.weights == "mine.pt" and FitOptions.from_dict(prior.to_dict()) == prior
+    outline = FitOptions.from_dict({"cues": {"provider": "face_prior", "maps": ["head"]}})
+    assert outline.cues.reads("head") and not outline.cues.reads("normals") and prior.cues.reads("normals")
+    assert FitOptions.from_dict(json.loads(json.dumps(outline.to_dict()))) == outline
     for bad, words in (({"provider": "face_prior", "normal_maps": ["a.png"]}, "the face prior makes its own"),
                        ({"provider": "files", "weights": "mine.pt"}, "for the 'face_prior' provider")):
         with pytest.raises(ValueError, match=words):
@@ -71,6 +74,7 @@ def test_defaults_and_a_full_dict_round_trip():
     ({"cues": {"provider": "network"}}, "cues: provider 'network' is unknown; use files"),
     ({"cues": {"normal_maps": "a.png"}}, "cues: normal_maps must be a list"),
     ({"cues": {"normals": []}}, "cues: unknown keys ['normals']"),
+    ({"cues": {"provider": "face_prior", "maps": ["depth"]}}, "cues: maps must be a list drawn from normals"),
 ])
 def test_bad_options_are_one_line_errors_naming_the_option(wire, words):
     with pytest.raises(ValueError) as info:
@@ -150,6 +154,11 @@ def test_normal_maps_from_the_files_provider_reach_the_observations(tmp_path):
     assert np.allclose(cued.normals[h // 2, w // 2], [0.6, 0.0, -0.8], atol=1e-3)
     none = views_from_photos([photo], FitOptions(cues=CueOptions(normal_maps=(None,)))).views[0]
     assert none.normals is None
+    # The outline ablation reads the prior's head outline and leaves its normals and UV unread.
+    outline = views_from_photos([photo], FitOptions(cues=CueOptions(provider="face_prior", maps=("head",)))).views[0]
+    assert outline.normals is None and outline.uv_map is None and outline.cues_predicted
+    assert outline.outline is not None and prior.outline is not None
+    np.testing.assert_array_equal(outline.outline, prior.outline)
     wide = _normal_map(tmp_path / "wide.png", (w, h // 2))
     with pytest.raises(CueError, match=r"^grace.jpg: the normals map is .* \(same aspect ratio\)"):
         views_from_photos([photo], FitOptions(cues=CueOptions(normal_maps=(wide,))))
