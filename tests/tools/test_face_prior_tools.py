@@ -212,3 +212,40 @@ def test_the_real_photo_picture_shows_crop_normals_and_confidence():
         skin = normals.any(-1)
         assert 0.2 < skin.mean() < 0.95, "the face is skin, the background is not"
         assert not confidence[~skin].any(), "no confidence outside the predicted skin"
+
+
+def test_a_widened_prior_computes_the_same_maps_and_its_new_channels_learn(tmp_path):
+    """tools/widen_prior.py: the trained channels keep their weights, the added ones change nothing
+    until trained, and one training step reaches them (their outgoing weights start at zero)."""
+    import widen_prior
+    from core.priors.face_prior import FacePriorConfig, FacePriorNet, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = FacePriorNet(FacePriorConfig(size=64, widths=(8, 8, 12, 16)))
+    with torch.no_grad():  # trained-looking batch norms, so the copy of their statistics is tested
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    small = tmp_path / "small.pt"
+    save_checkpoint(small, net.eval())
+    wide = tmp_path / "wide.pt"
+    assert widen_prior.main([str(small), str(wide), "--widths", "8,12,20,32"]) == 0
+    a, _ = load_checkpoint(small)
+    b, _ = load_checkpoint(wide)
+    assert b.config.widths == (8, 12, 20, 32)
+    assert sum(p.numel() for p in b.parameters()) > 2 * sum(p.numel() for p in a.parameters())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        before, after = a(x), b(x)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=1e-5, rtol=0)
+    # The deepest level's added channels reach the first up block's trained outputs through zero weights.
+    up = b.up[0][0].weight
+    assert float(up[:12, 16:32].abs().max()) == 0.0 and float(up[:12, :16].abs().max()) > 0
+    b.train()
+    out = b(x)
+    sum(v.float().mean() for v in out.values()).backward()
+    assert float(up.grad[:12, 16:32].abs().max()) > 0, "the new channels get no gradient"
+    with pytest.raises(SystemExit, match="each at least"):
+        widen_prior.main([str(small), str(tmp_path / "narrow.pt"), "--widths", "8,8,8,8"])
