@@ -26,6 +26,8 @@ PY
 for bench in template render losses texture; do
     "$py" -m core.cli bench "$bench" --device cuda --json "$out/$bench.json"
 done
+# What one batched optimisation of B people would save: deform + each person's 256² normal map, per person.
+"$py" -m core.cli bench template --device cuda --batch 1,8,32,128 --render 256 --repeats 10 --json "$out/template_batch.json"
 "$py" -m core.cli bench fit --device cuda --cases 3 --variants full --no-bounds --json "$out/fit_cuda.json"
 "$py" -m core.cli bench fit --device cpu --cases 3 --variants full --no-bounds --json "$out/fit_cpu.json"
 echo "gpu_check: done; JSON in $out"
