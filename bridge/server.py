@@ -16,6 +16,7 @@ its last frame.
 from __future__ import annotations
 
 import collections
+import errno
 import hmac
 import os
 import socket
@@ -63,6 +64,10 @@ def error_message(code: str, message: str, job: str | None = None, tb: str | Non
         fields["traceback"] = tb
     return Message(schema.ERROR, job=job, fields=fields)
 
+
+# accept() errors that lose one client and leave the listener working.
+_TRANSIENT_ACCEPT_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                            errno.ENOMEM, errno.EINTR}
 
 class Connection:
     """One authenticated client. ``send`` may be called from any thread."""
@@ -340,13 +345,22 @@ class Server:
                     sock, _ = self.listener.accept()
                 except TimeoutError:
                     continue
-                except OSError:
+                except OSError as exc:
                     if self._stop.is_set():
                         break
+                    if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
+                        # A peer gone before it was accepted, or no descriptor free for a moment:
+                        # that client is lost, the core serves on.
+                        time.sleep(0.05)
+                        continue
                     raise
-                sock.settimeout(None)
-                if sock.family == socket.AF_INET:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    sock.settimeout(None)
+                    if sock.family == socket.AF_INET:
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:  # reset between accept and here
+                    sock.close()
+                    continue
                 with self._lock:
                     full = len(self._connections) >= self.max_connections
                 if full:
@@ -373,9 +387,13 @@ class Server:
             conns = list(self._connections)
         for conn in conns:
             if not conn.authenticated and now - conn.opened > self.hello_timeout:
-                conn.sock.settimeout(0.1)  # a peer that reads nothing must not hold the accept loop
-                conn._send_now(error_message(schema.E_PROTOCOL, f"expected a hello message within "
-                                             f"{self.hello_timeout:g} s of connecting"))
+                try:
+                    conn.sock.settimeout(0.1)  # a peer that reads nothing must not hold the accept loop
+                except OSError:
+                    pass  # its reader closed the socket since the list was taken: nothing to tell it
+                else:
+                    conn._send_now(error_message(schema.E_PROTOCOL, f"expected a hello message within "
+                                                 f"{self.hello_timeout:g} s of connecting"))
                 conn.close()
             elif conn.authenticated and self.idle_timeout and conn.idle_for(now) > self.idle_timeout:
                 threading.Thread(target=conn.stop, args=(f"idle for {self.idle_timeout:g} s; closing",),

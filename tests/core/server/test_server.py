@@ -642,6 +642,35 @@ def test_core_drops_a_client_that_never_says_hello():
         thread.join(5)
 
 
+def test_the_handshake_sweep_survives_a_socket_its_reader_already_closed():
+    """The sweep works on a list taken under the lock; a connection's reader may close its socket
+    before the sweep reaches it. That must drop the connection, never end the accept loop (it once
+    did under load: the core exited and every later client was refused)."""
+    from bridge.server import Connection, Server
+
+    server = Server("tok", lambda conn: None, port=0, hello_timeout=0.3)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    try:
+        a, b = socket.socketpair()
+        conn = Connection(a, server)
+        conn.opened -= 10.0  # past the handshake deadline
+        a.close()  # what the reader's _finish does
+        with server._lock:
+            server._connections.add(conn)
+        server._sweep()
+        assert conn.closed.is_set()
+        b.close()
+        thread.start()
+        sock = socket.create_connection(("127.0.0.1", server.address["port"]))
+        sock.settimeout(5)
+        reply = read_message(sock.makefile("rb"))  # still serving: this client is told about its hello
+        assert reply.kind == "error" and "hello" in reply.fields["message"]
+        sock.close()
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
 def test_core_drops_a_client_that_stops_reading():
     from bridge.server import Server
 
