@@ -89,6 +89,8 @@ def views_from_photos(photos: list[PhotoInput], options: FitOptions | None = Non
                 raise CueError(f"{p.name}: {exc}") from exc
             cue_source = cues.describe()
             reads = options.cues.reads
+            if options.cues.maps:
+                cue_source += f"; the fit reads its {', '.join(options.cues.maps)} map only"
             if "normals" in cues and reads("normals"):
                 normals, normal_mask = cues["normals"].values, cues["normals"].confidence
             if "uv" in cues and reads("uv"):

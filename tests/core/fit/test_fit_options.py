@@ -157,6 +157,7 @@ def test_normal_maps_from_the_files_provider_reach_the_observations(tmp_path):
     # The outline ablation reads the prior's head outline and leaves its normals and UV unread.
     outline = views_from_photos([photo], FitOptions(cues=CueOptions(provider="face_prior", maps=("head",)))).views[0]
     assert outline.normals is None and outline.uv_map is None and outline.cues_predicted
+    assert outline.cue_source.endswith("; the fit reads its head map only")
     assert outline.outline is not None and prior.outline is not None
     np.testing.assert_array_equal(outline.outline, prior.outline)
     wide = _normal_map(tmp_path / "wide.png", (w, h // 2))
