@@ -69,6 +69,7 @@ def error_message(code: str, message: str, job: str | None = None, tb: str | Non
 _TRANSIENT_ACCEPT_ERRORS = {errno.ECONNABORTED, errno.EPROTO, errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
                             errno.ENOMEM, errno.EINTR}
 
+
 class Connection:
     """One authenticated client. ``send`` may be called from any thread."""
 

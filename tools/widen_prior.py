@@ -49,7 +49,8 @@ def widen(net: FacePriorNet, widths: tuple[int, ...], seed: int = 0) -> FacePrio
     torch.manual_seed(seed)
     wide = FacePriorNet(FacePriorConfig(size=old.size, widths=tuple(widths)))
     state, trained = wide.state_dict(), net.state_dict()
-    for name, (outs, ins) in _conv_maps(old, wide.config).items():
+    convs = _conv_maps(old, wide.config)
+    for name, (outs, ins) in convs.items():
         weight = state[name].clone()
         out_idx, in_idx = torch.tensor(outs), torch.tensor(ins)
         new_in = torch.ones(weight.shape[1], dtype=torch.bool)
@@ -57,15 +58,12 @@ def widen(net: FacePriorNet, widths: tuple[int, ...], seed: int = 0) -> FacePrio
         weight[out_idx[:, None], new_in.nonzero()[:, 0][None]] = 0.0  # old outputs ignore new inputs
         weight[out_idx[:, None], in_idx[None]] = trained[name]
         state[name] = weight
-    state["head.bias"] = trained["head.bias"].clone()
-    for name, value in trained.items():  # batch norms: old channels copied, new ones the identity
-        if name.endswith(("running_mean", "running_var", "num_batches_tracked")) or \
-                (name.endswith(("weight", "bias")) and value.dim() == 1 and name != "head.bias"):
-            if value.dim() == 0:
-                state[name] = value.clone()
-            else:
-                state[name][: len(value)] = value
-        elif name in ("mean", "std"):
+    for name, value in trained.items():
+        if name in convs:
+            continue
+        if value.dim() == 1 and name != "head.bias":  # batch norms: old channels copied, new ones the identity
+            state[name][: len(value)] = value
+        else:  # the head's bias, the input normalisation, the batch norms' step counts
             state[name] = value.clone()
     wide.load_state_dict(state)
     return wide.eval()

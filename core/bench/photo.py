@@ -71,11 +71,16 @@ def _fit_args_plain(ctx) -> list[str]:
     return []
 
 
+def _every_stage(**weights) -> dict:
+    """Schedule overrides setting the same term weights in the rig, joint and vertex stages."""
+    return {"stages": {name: {"weights": dict(weights)} for name in ("rig", "joint", "vertex")}}
+
+
 # The landmarks plus the shading term (core/fit/shading.py) in the rig stage, light held per
 # stage: the setting that measured least bad on the tuning people (README, *Shading*). Agreement
 # between photos stays off, so each ablation adds one cue to the landmarks.
-SHADING_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, **({"shading": 1.0} if name == "rig" else {})}}
-                               for name in ("rig", "joint", "vertex")}}
+SHADING_SCHEDULE = _every_stage(consistency=0.0)
+SHADING_SCHEDULE["stages"]["rig"]["weights"]["shading"] = 1.0
 
 
 def _fit_args_shading(ctx) -> list[str]:
@@ -83,8 +88,7 @@ def _fit_args_shading(ctx) -> list[str]:
 
 
 # The landmark terms only: the pixel terms the shipped fit uses turned off.
-LANDMARKS_SCHEDULE = {"stages": {name: {"weights": {"consistency": 0.0, "shading": 0.0}}
-                                 for name in ("rig", "joint", "vertex")}}
+LANDMARKS_SCHEDULE = _every_stage(consistency=0.0, shading=0.0)
 
 
 def _fit_args_landmarks(ctx) -> list[str]:
@@ -96,17 +100,12 @@ def _fit_args_outline(ctx) -> list[str]:
     return ["--schedule", json.dumps(LANDMARKS_SCHEDULE), "--cues", "outline"]
 
 
-def _consistency_schedule() -> dict:
-    from core.fit.schedule import PHOTO_CONSISTENCY_WEIGHT
-
-    return {"stages": {name: {"weights": {"consistency": PHOTO_CONSISTENCY_WEIGHT, "shading": 0.0}}
-                       for name in ("rig", "joint", "vertex")}}
-
-
 def _fit_args_consistency(ctx) -> list[str]:
     """The landmarks plus agreement between photos (the colours each shows of the face); with one
     photo there is nothing to agree with and it is the landmarks' fit."""
-    return ["--schedule", json.dumps(_consistency_schedule()), "--cues", "none"]
+    from core.fit.schedule import PHOTO_CONSISTENCY_OVERRIDES  # the weight the fit gives it from two photos
+
+    return ["--schedule", json.dumps(PHOTO_CONSISTENCY_OVERRIDES), "--cues", "none"]
 
 
 def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: str) -> list[str]:
@@ -158,7 +157,7 @@ def _fit_args_no_prior(ctx) -> list[str]:
 
 
 # The shipped fit without the outline term (the head's silhouette in each photo).
-NO_OUTLINE_SCHEDULE = {"stages": {name: {"weights": {"outline": 0.0}} for name in ("rig", "joint", "vertex")}}
+NO_OUTLINE_SCHEDULE = _every_stage(outline=0.0)
 
 
 def _fit_args_no_outline(ctx) -> list[str]:
