@@ -486,6 +486,8 @@ def run(args) -> dict:
 
     t_start = time.perf_counter()
     variants = [v for v in args.variants.split(",") if v]
+    # The variant each person's picture shows: the shipped fit where it ran, else the first asked.
+    drawn = "fit" if "fit" in variants else (variants[0] if variants else "fit")
     if set(variants) - set(VARIANTS):
         raise SystemExit(f"unknown variants {sorted(set(variants) - set(VARIANTS))}; choose from {sorted(VARIANTS)}")
     if args.quick:
@@ -598,7 +600,7 @@ def run(args) -> dict:
                     "neutral_pair_mm": None if twin is None else neutral_pair_mm(fit_template, twin, neutral_verts),
                 })
                 runs.append(row)
-                if not expr and exif and variant == variants[0]:
+                if not expr and exif and variant == drawn:
                     pictures[k] = fit
                 focal = "" if row["focal_error"] is None else f", focal {100 * row['focal_error']:+.1f} %"
                 if row["neutral_pair_mm"] is not None:
@@ -611,7 +613,7 @@ def run(args) -> dict:
             k = max(pictures)
             png = out_root / f"{person.name}.png"
             draw_person(png, template, truth, base["default"], pictures[k], f"{person.name}: {k} photo(s)",
-                        fit_template)
+                        fit_template, fit_label=drawn)
             entry["picture"] = str(png)
         people.append(entry)
 
@@ -699,7 +701,7 @@ def _draw(verts: np.ndarray, tris: np.ndarray, colours: np.ndarray, centre: np.n
 
 
 def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title: str, fit_template=None,
-                vmax_mm: float = 3.0) -> None:
+                vmax_mm: float = 3.0, fit_label: str = "fit") -> None:
     """True head, default head and fit (rows) from the front, three-quarter and profile
     (columns); the last two coloured by their distance to the true surface. ``fit_template``:
     the fit's own template where it is not the default head's (an imported head)."""
@@ -712,7 +714,7 @@ def draw_person(path: pathlib.Path, template, truth: Truth, default, fit, title:
     centre = truth.verts[truth.face].mean(0)
     grey = np.full((len(truth.verts), 3), 0.8)
     rows = [("true head", truth.verts, truth.tris, grey)]
-    for name, s, t in (("default head", default, template), ("fit", fit, fit_template or template)):
+    for name, s, t in (("default head", default, template), (fit_label, fit, fit_template or template)):
         face = np.zeros(t.num_verts, bool)
         face[t.regions["face_mask"]] = True
         col = cmap(np.clip(s.vertex_error_mm / vmax_mm, 0, 1))[:, :3] * 0.9 + 0.1
