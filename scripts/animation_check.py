@@ -35,25 +35,9 @@ import sys
 
 import numpy as np
 
-# (name, {bone: (x, y, z) degrees of local Euler rotation}, {shape key: value})
-POSES = (
-    ("jaw_0", {"jaw": (0, 0, 0)}, {}),
-    ("jaw_15", {"jaw": (15, 0, 0)}, {}),
-    ("jaw_25", {"jaw": (25, 0, 0)}, {}),
-    ("jaw_30", {"jaw": (30, 0, 0)}, {}),
-    ("neck_left", {"neck02": (0, 30, 0)}, {}),
-    ("neck_right", {"neck02": (0, -30, 0)}, {}),
-    ("eyes_left", {"eye.L": (0, 0, 25), "eye.R": (0, 0, 25)}, {}),
-    ("eyes_right", {"eye.L": (0, 0, -25), "eye.R": (0, 0, -25)}, {}),
-    ("eyes_up", {"eye.L": (25, 0, 0), "eye.R": (25, 0, 0)}, {}),
-    ("eyes_down", {"eye.L": (-25, 0, 0), "eye.R": (-25, 0, 0)}, {}),
-    ("eyeBlinkLeft", {}, {"eyeBlinkLeft": 1.0}),
-    ("eyeBlinkRight", {}, {"eyeBlinkRight": 1.0}),
-    ("mouthSmileLeft", {}, {"mouthSmileLeft": 1.0}),
-    ("jawOpen", {}, {"jawOpen": 1.0}),
-    ("mouthPucker", {}, {"mouthPucker": 1.0}),
-    ("browInnerUp", {}, {"browInnerUp": 1.0}),
-)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
+from core.template.rig_poses import POSES  # noqa: E402 - the one list of the checks' poses
+
 # Poses in which the teeth are measured from the front, and the blinks' eyes.
 TEETH_POSES = ("jaw_0", "jaw_25", "jawOpen")
 BLINKS = {"eyeBlinkLeft": "l", "eyeBlinkRight": "r"}
@@ -315,7 +299,6 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--template", help="the .npz template the results were fitted through (default: the default head)")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
     from core.fit.result_set import ResultSetError, check_result_file
 
     if len(args.glbs) < 2:

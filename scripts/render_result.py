@@ -7,7 +7,7 @@
 Opens the file as saved (shape keys and pose as stored, nothing reset), frames
 the largest mesh, renders with Workbench (needs EGL: Debian's libegl1,
 libegl-mesa0, libgl1-mesa-dri) and writes one PNG. With ``--poses`` (names
-from scripts/animation_check.py's POSES) the first row is the rest pose and
+from core/template/rig_poses.py's POSES) the first row is the rest pose and
 each further row one pose, front and three-quarter.
 """
 

@@ -37,6 +37,7 @@ from core.template.rig_ready import blink_like_template, relax_fine_edges, softe
 
 from .api import FitResult
 from .observations import ViewObservation
+from .pose_safe import keep_safe_under_bone_poses
 from .variables import FitVariables
 
 
@@ -91,17 +92,19 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     # bones turn, so they are lengthened back (rig_ready.py); lips it left parted (a slightly open
     # mouth in the photo, a small face) meet as the template's do (mouth.py). The fitted pose
     # carries the moves.
+    # New rest skeleton: joint heads where the fitted identity puts them, bone
+    # orientations as in the template, so poses act on the same axes.
+    rest = neutral.rest_joints[0].clone()
+    rest[:, :3, 3] = neutral.joints[0][:, :3, 3]
+    # Where the bones' poses would still stretch or turn over the skin more than the template's
+    # (an artist's rig steps its weights elsewhere), the rest shape is moved there (pose_safe.py).
     relaxed, fine_mm = relax_fine_edges(t, verts_neutral.cpu().numpy())
+    relaxed, pose_report = keep_safe_under_bone_poses(t, relaxed, rest.cpu().numpy())
     touched = seal_neutral_lips(t, relaxed)
     touch = torch.as_tensor(touched, device=model.device, dtype=model.dtype) - verts_neutral
     verts_neutral = verts_neutral + touch
     posed_verts = posed.verts[0] + (blend @ touch[..., None])[..., 0]
     rest_np = verts_neutral.cpu().numpy()
-
-    # New rest skeleton: joint heads where the fitted identity puts them, bone
-    # orientations as in the template, so poses act on the same axes.
-    rest = neutral.rest_joints[0].clone()
-    rest[:, :3, 3] = neutral.joints[0][:, :3, 3]
     tails = torch.as_tensor(t.joint_tails, device=model.device, dtype=model.dtype)
     tail_basis = torch.as_tensor(t.ctrl_tail_basis.reshape(-1, 3 * t.num_joints), device=model.device,
                                  dtype=model.dtype)
@@ -186,6 +189,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
             "per_view": heldout}} if heldout else {}),
         "teeth_seated_mm": teeth["seated_mm"],
         "rig_ready": {"fine_edges_moved_mm": fine_mm,
+                      "bone_poses": pose_report,
                       "lips_sealed_mm": float(np.abs(touched - relaxed).max() * 1e3),
                       "teeth_closed_in_mm": teeth["closed_in_mm"],
                       "front_teeth_seen_open": teeth["front_teeth_seen"]},
