@@ -47,6 +47,7 @@ REST_TURN_COS_MIN = 0.7
 STEPS = 150
 LR = 4e-5  # metres a step at the start, annealed to a tenth
 DTYPE = torch.float32
+CHECK_EVERY = 10  # steps between tests of whether every cap is met (this runs on the CPU, after the fit)
 
 
 def pose_edges_tris(template) -> tuple[np.ndarray, np.ndarray]:
@@ -147,6 +148,8 @@ def keep_safe_under_bone_poses(template, verts: np.ndarray, joint_rest: np.ndarr
             turn = (TURN_COS_MIN - cos).clamp_min(0) * sub_keep
             rest_turn = (REST_TURN_COS_MIN - _cos(n, rest_n0)).clamp_min(0)
             loss = (over ** 2).sum() + (turn ** 2).sum() + (rest_turn ** 2).sum() + pull * (move ** 2).sum()
+            if step % CHECK_EVERY == 0 and step and not (over.max() > 0 or turn.max() > 0):
+                break  # every pose is within its caps: the least move that gets there
             opt.zero_grad()
             loss.backward()
             opt.step()

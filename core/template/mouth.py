@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.geometry.mesh_layout import face_turn_cosine, polygon_edges
+from core.geometry.mesh_layout import face_turn_cosine, polygon_edges, triangle_edges
 
 from .model import dense_skin_weights
 from .parts import first_hit_along_y, outside_flesh
@@ -17,6 +17,8 @@ LIP_SEAL_RINGS = (3, 7)
 LIP_OVERLAP = 0.25
 # A fitted head's lips are sealed when a slit shows between them: at most this far (mm).
 SEAL_MAX_MM = 8.0
+# A seal that turns faces over is smoothed where it does, at most this many times.
+UNTANGLE_STEPS = 10
 
 
 def jaw_joint(template) -> str | None:
@@ -181,12 +183,38 @@ def seal_neutral_lips(template, verts: np.ndarray) -> np.ndarray:
         return np.asarray(verts).copy()
     quads = np.asarray(template.poly_verts).reshape(-1, 4)
     sealed = seal_lips(np.asarray(verts), quads, regions, np.asarray(template.mirror))
+    tris = np.asarray(template.tris)
+    if (face_turn_cosine(verts, sealed, tris) < 0).any():
+        # Thin faces where the lips' moves meet can turn over: their corners take the mean move of
+        # their neighbours, as long as the lips stay sealed.
+        smoothed = untangle_move(np.asarray(verts, np.float64), sealed, tris)
+        if light_between_lips(template, smoothed) == 0:
+            sealed = smoothed
     # A slit closes; lips that stand apart (a mouth that rests open) or a seal that would turn
     # faces over stay as fitted.
-    turned = (face_turn_cosine(verts, sealed, np.asarray(template.tris)) < 0).any()
+    turned = (face_turn_cosine(verts, sealed, tris) < 0).any()
     if turned or np.abs(sealed - verts).max() > SEAL_MAX_MM * 1e-3:
         return np.asarray(verts).copy()
     return sealed.astype(np.asarray(verts).dtype)
+
+
+def untangle_move(verts: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """``moved`` (N, 3) with the move from ``verts`` averaged, at the corners of each triangle it
+    turns over, with the moves of their neighbours (half and half), up to UNTANGLE_STEPS times or
+    until none is turned over. Returns the new (N, 3)."""
+    edges = triangle_edges(tris)
+    both = np.concatenate([edges, edges[:, ::-1]])
+    degree = np.maximum(np.bincount(both[:, 0], minlength=len(verts)), 1)[:, None]
+    move = np.asarray(moved, np.float64) - verts
+    for _ in range(UNTANGLE_STEPS):
+        turned = face_turn_cosine(verts, verts + move, tris) < 0
+        if not turned.any():
+            break
+        corners = np.unique(tris[turned])
+        mean = np.zeros_like(move)
+        np.add.at(mean, both[:, 0], move[both[:, 1]])
+        move[corners] = 0.5 * move[corners] + 0.5 * (mean / degree)[corners]
+    return verts + move
 
 
 # The parts that sit in the mouth and move together when the teeth are seated, and the teeth.

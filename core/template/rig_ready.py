@@ -214,7 +214,8 @@ def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray
 
 # A key may stretch no edge of a fitted head further than KEY_STRETCH_MAX times the most it
 # stretches any of the template's (the rig checks allow 1.5); softening averages the key's deltas
-# over the offending edges' vertices and the rings around them, at most SOFTEN_STEPS times.
+# over the offending edges' vertices and the SOFTEN_RINGS rings around them (fewer where that turns
+# faces over), at most SOFTEN_STEPS times.
 KEY_STRETCH_MAX = 1.25
 SOFTEN_RINGS = 2
 SOFTEN_STEPS = 50
@@ -249,18 +250,24 @@ def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray
     tris = np.asarray(template.tris)
     flips = int(_turned(rest, rest + out, tris).sum())
     best = (first, out.copy())
-    for _ in range(SOFTEN_STEPS):
-        stretch = edge_stretch(rest, out, edges)
-        if stretch.max() <= limit:
+    # The widest softening first; where every step of it turns more faces over (the average reaches
+    # across the lips), narrower ones, down to the offending edges' own ends.
+    for rings in range(SOFTEN_RINGS, -1, -1):
+        out = np.asarray(delta, np.float64).copy()
+        for _ in range(SOFTEN_STEPS):
+            stretch = edge_stretch(rest, out, edges)
+            if stretch.max() <= limit:
+                break
+            near = ring_distance(template, np.unique(edges[stretch > limit]), rings, edges) >= 0
+            mean = np.zeros_like(out)
+            np.add.at(mean, both[:, 0], out[both[:, 1]])
+            mean /= np.maximum(degree, 1)[:, None]
+            out[near] = 0.5 * out[near] + 0.5 * mean[near]
+            # Kept only while it turns no more faces over than the carried key: averaging across the
+            # mouth's corners can mix the lips' opposite moves.
+            worst = float(edge_stretch(rest, out, edges).max())
+            if worst < best[0] and int(_turned(rest, rest + out, tris).sum()) <= flips:
+                best = (worst, out.copy())
+        if best[0] <= limit:
             break
-        near = ring_distance(template, np.unique(edges[stretch > limit]), SOFTEN_RINGS, edges) >= 0
-        mean = np.zeros_like(out)
-        np.add.at(mean, both[:, 0], out[both[:, 1]])
-        mean /= np.maximum(degree, 1)[:, None]
-        out[near] = 0.5 * out[near] + 0.5 * mean[near]
-        # Kept only while it turns no more faces over than the carried key: averaging across the
-        # mouth's corners can mix the lips' opposite moves.
-        worst = float(edge_stretch(rest, out, edges).max())
-        if worst < best[0] and int(_turned(rest, rest + out, tris).sum()) <= flips:
-            best = (worst, out.copy())
     return best[1].astype(np.asarray(delta).dtype)

@@ -56,3 +56,23 @@ def test_the_jaw_and_an_upper_lip_hung_under_it():
     assert upper_lip_joints(rig, "chin") == [] and upper_lip_joints(rig, "nose") == []
     rig.info = {}
     assert jaw_joint(rig) is None  # no bone named jaw, and none stands for it
+
+
+def test_a_move_that_turns_faces_over_is_smoothed_where_it_does():
+    """untangle_move, which a lip seal that turns thin faces over goes through."""
+    from core.geometry.mesh_layout import face_turn_cosine
+    from core.template.mouth import untangle_move
+
+    t = load_default()
+    v, tris = np.asarray(t.verts, np.float64), np.asarray(t.tris)
+    upper = np.asarray(t.regions["mouth_upper_inner"])
+    i = int(upper[np.argmin(np.abs(v[upper, 0]))])  # the upper lip's inner line at the middle
+    moved = v.copy()
+    moved[i, 2] -= 2e-3  # pushed 2 mm down, through the faces below it
+    assert (face_turn_cosine(v, moved, tris) < 0).sum() > 0
+    out = untangle_move(v, moved, tris)
+    assert not (face_turn_cosine(v, out, tris) < 0).any()
+    changed = np.linalg.norm(out - moved, axis=1) > 0
+    assert 0 < changed.sum() < 40  # only around the turned faces
+    assert np.abs(out - v).max() <= 2e-3 + 1e-12
+    np.testing.assert_array_equal(untangle_move(v, v.copy(), tris), v)  # nothing turned: nothing moves
