@@ -11,12 +11,13 @@ from the lid line, where the fit squeezes 2 mm edges to 0.9 mm and the eye turns
 2.3-2.9 times the template's worst).
 
 ``keep_safe_under_bone_poses`` finds those places by posing: each bone pose the rig can make is
-applied to the template and to the fitted head at rest (the fitted head's own rest skeleton),
-and where the fit's pose stretches an edge past STRETCH_SHARE of the template's worst stretch in
-that pose, or turns over a face the template's pose does not, the rest shape is moved (within
-FREE_RINGS rings of those places, Adam on hinge losses with a pull toward the fit): the edge is
-lengthened at rest, the face tilted, until the pose is no worse than the template's. A fit that
-poses cleanly is returned as it is, bit for bit.
+applied to the template and to the fitted head at rest (the fitted head's own rest skeleton).
+Where a pose comes near failing the check (an edge past ACT_SHARE of the template's worst stretch
+in that pose, or more faces turned over than the template's), every edge past STRETCH_SHARE and
+every face turned over that the template's pose does not turn seeds a move of the rest shape
+(within FREE_RINGS rings of them, Adam on hinge losses with a pull toward the fit): the edge is
+lengthened at rest, the face tilted, until the pose is within those caps. A fit that poses
+cleanly is returned as it is, bit for bit.
 """
 
 from __future__ import annotations
