@@ -36,7 +36,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
-from core.template.rig_poses import POSES  # noqa: E402 - the one list of the checks' poses
+from core.template.rig_poses import POSES, bone_aliases  # noqa: E402 - the one list of the checks' poses
 
 # Poses in which the teeth are measured from the front, and the blinks' eyes.
 TEETH_POSES = ("jaw_0", "jaw_25", "jawOpen")
@@ -129,8 +129,7 @@ class _FaceChecks:
 
         self.bpy, self.torch, self.t = bpy, torch, template if template is not None else load_default()
         # default joint name -> the rig's bone that stands for it (an imported head's), else itself
-        armature = self.t.info.get("confidence", {}).get("armature") or {}
-        self.aliases = dict(armature.get("default_joints", {}))
+        self.aliases = bone_aliases(self.t)
         self.with_the_face = upper_lip_joints(self.t, jaw_joint(self.t))
         self.vmap, self.pmap = glb_head_vertex_map(self.t), glb_part_vertex_map(self.t)
         self.parts = next((o for o in bpy.context.scene.objects if o.type == "MESH" and o is not mesh

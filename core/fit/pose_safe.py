@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from core.template.rig_poses import bone_poses, pose_transforms, skin_pose
+from core.geometry.normals import face_cross
+from core.template.rig_poses import bone_poses, pose_transforms, skin_blend
 from core.template.rig_ready import ring_distance
 
 from .optim import Adam
@@ -67,11 +68,6 @@ def pose_edges_tris(template) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(np.concatenate(edges), axis=0), np.unique(np.concatenate(tris), axis=0)
 
 
-def _normals(v: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
-    return torch.cross(v[..., tris[:, 1], :] - v[..., tris[:, 0], :], v[..., tris[:, 2], :] - v[..., tris[:, 0], :],
-                       dim=-1)
-
-
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30)
 
@@ -82,18 +78,12 @@ def pose_figures(template, verts: np.ndarray, joint_rest: np.ndarray, edges=None
     binding checks read, on the template's own polygons."""
     if edges is None or tris is None:
         edges, tris = pose_edges_tris(template)
-    v = np.asarray(verts, np.float64)
-    out = {}
-    for name, turns, held in bone_poses(template):
-        posed = skin_pose(template, v, pose_transforms(template, joint_rest, turns, held))
-        lr = np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
-        lp = np.linalg.norm(posed[edges[:, 0]] - posed[edges[:, 1]], axis=1)
-        ok = lr > 1e-12
-        n0 = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
-        n1 = np.cross(posed[tris[:, 1]] - posed[tris[:, 0]], posed[tris[:, 2]] - posed[tris[:, 0]])
-        out[name] = {"max_edge_stretch": float(np.abs(lp[ok] / lr[ok] - 1).max()),
-                     "flipped_faces": int(((n0 * n1).sum(1) < 0).sum())}
-    return out
+    poses = bone_poses(template)
+    posed = _Posed(template, verts, joint_rest, poses)
+    with torch.no_grad():
+        stretch, cos, _ = posed.figures(posed.rest, torch.as_tensor(edges), torch.as_tensor(tris))
+    return {name: {"max_edge_stretch": float(stretch[k].max()), "flipped_faces": int((cos[k] < 0).sum())}
+            for k, (name, *_) in enumerate(poses)}
 
 
 def keep_safe_under_bone_poses(template, verts: np.ndarray, joint_rest: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -136,7 +126,7 @@ def keep_safe_under_bone_poses(template, verts: np.ndarray, joint_rest: np.ndarr
     local[sub] = torch.arange(len(sub))
     part = fit.restricted(sub)
     sub_e, sub_t, sub_free, sub_keep = local[te[on_e]], local[tt[on_t]], local[free], keep_facing[:, on_t]
-    rest_n0 = _normals(part.rest, sub_t)
+    rest_n0 = face_cross(part.rest[None], sub_t)[0]
     move = torch.zeros(len(free), 3, dtype=DTYPE, requires_grad=True)
     opt = Adam([move], lr=LR)
     pull = PULL / 1e-6
@@ -169,11 +159,9 @@ class _Posed:
     and posed normals."""
 
     def __init__(self, template, verts, joint_rest, poses):
-        f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=DTYPE)  # noqa: E731
-        rel = f64(np.stack([pose_transforms(template, joint_rest, turns, held) for _, turns, held in poses]))
-        idx, w = torch.as_tensor(np.asarray(template.skin_idx)), f64(template.skin_w)
-        self.blend = (rel[:, idx] * w[None, ..., None, None]).sum(2)  # (P, N, 3, 4)
-        self.rest = f64(verts)
+        rel = np.stack([pose_transforms(template, joint_rest, turns, held) for _, turns, held in poses])
+        self.blend = torch.as_tensor(skin_blend(template, rel), dtype=DTYPE)  # (P, N, 3, 4)
+        self.rest = torch.as_tensor(np.asarray(verts), dtype=DTYPE)
 
     def restricted(self, ids: torch.Tensor) -> "_Posed":
         """The same on the vertices ``ids`` alone (edges and faces then number them 0..len(ids)-1)."""
@@ -186,8 +174,8 @@ class _Posed:
         p = (self.blend[..., :3] @ x[None, ..., None])[..., 0] + self.blend[..., 3]
         lr = (x[e[:, 0]] - x[e[:, 1]]).norm(dim=-1).clamp_min(1e-12)
         stretch = ((p[:, e[:, 0]] - p[:, e[:, 1]]).norm(dim=-1) / lr - 1).abs()
-        n = _normals(x, t)
-        return stretch, _cos(n[None], _normals(p, t)), n
+        n = face_cross(x[None], t)[0]
+        return stretch, _cos(n[None], face_cross(p, t)), n
 
 
 def _summary(stretch, cos, ref_stretch, ref_cos) -> dict:

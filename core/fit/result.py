@@ -88,16 +88,16 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     blend = (skin[model.skin_idx][..., :3, :3] * model.skin_w[..., None, None]).sum(1)  # (N, 3, 3)
     offsets_rest = torch.linalg.solve(blend, offsets[..., None])[..., 0]
     verts_neutral = neutral.verts[0] + offsets_rest
-    # Rig-safe touches at rest: fine edges at the lids and lips the fit squeezed stretch when the
-    # bones turn, so they are lengthened back (rig_ready.py); lips it left parted (a slightly open
-    # mouth in the photo, a small face) meet as the template's do (mouth.py). The fitted pose
-    # carries the moves.
     # New rest skeleton: joint heads where the fitted identity puts them, bone
     # orientations as in the template, so poses act on the same axes.
     rest = neutral.rest_joints[0].clone()
     rest[:, :3, 3] = neutral.joints[0][:, :3, 3]
-    # Where the bones' poses would still stretch or turn over the skin more than the template's
-    # (an artist's rig steps its weights elsewhere), the rest shape is moved there (pose_safe.py).
+    # Rig-safe touches at rest: fine edges at the lids and lips the fit squeezed stretch when the
+    # bones turn, so they are lengthened back (rig_ready.py); where the bones' poses would still
+    # stretch or turn over the skin more than the template's (an artist's rig steps its weights
+    # elsewhere), the rest shape is moved there (pose_safe.py); lips it left parted (a slightly open
+    # mouth in the photo, a small face) meet as the template's do (mouth.py). The fitted pose
+    # carries the moves.
     relaxed, fine_mm = relax_fine_edges(t, verts_neutral.cpu().numpy())
     relaxed, pose_report = keep_safe_under_bone_poses(t, relaxed, rest.cpu().numpy())
     touched = seal_neutral_lips(t, relaxed)

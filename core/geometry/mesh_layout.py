@@ -73,6 +73,16 @@ def triangle_edges(tris: np.ndarray) -> np.ndarray:
     return np.unique(polygon_edges(tris.reshape(-1), np.arange(0, tris.size + 1, 3)), axis=0)
 
 
+def neighbour_mean(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """(N, ...) each vertex's mean of ``values`` (N, ...) over its neighbours along ``edges`` (E, 2),
+    0 where it has none (the umbrella average, numpy side)."""
+    both = np.concatenate([edges, edges[:, ::-1]])
+    total = np.zeros_like(values)
+    np.add.at(total, both[:, 0], values[both[:, 1]])
+    degree = np.bincount(both[:, 0], minlength=len(values)).astype(np.float64)
+    return total / np.maximum(degree, 1).reshape((-1,) + (1,) * (values.ndim - 1))
+
+
 def face_turn_cosine(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(T,) the cosine of the angle each triangle's normal turns from ``rest`` to ``moved`` (both
     (V, 3)); negative where it turned over, 0 where either is degenerate."""

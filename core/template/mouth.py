@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.geometry.mesh_layout import face_turn_cosine, polygon_edges, triangle_edges
+from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, polygon_edges, triangle_edges
 
 from .model import dense_skin_weights
 from .parts import first_hit_along_y, outside_flesh
@@ -25,8 +25,9 @@ def jaw_joint(template) -> str | None:
     """The joint that opens the mouth: the default head's ``jaw``, or on an imported head the
     artist's bone that stands for it (``default_joints`` of the import's confidence); None when
     the rig has none."""
-    armature = (template.info.get("confidence") or {}).get("armature") or {}
-    jaw = dict(armature.get("default_joints") or {}).get("jaw", "jaw")
+    from .rig_poses import bone_aliases
+
+    jaw = bone_aliases(template).get("jaw", "jaw")
     return jaw if jaw in list(template.joint_names) else None
 
 
@@ -203,17 +204,13 @@ def untangle_move(verts: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.
     turns over, with the moves of their neighbours (half and half), up to UNTANGLE_STEPS times or
     until none is turned over. Returns the new (N, 3)."""
     edges = triangle_edges(tris)
-    both = np.concatenate([edges, edges[:, ::-1]])
-    degree = np.maximum(np.bincount(both[:, 0], minlength=len(verts)), 1)[:, None]
     move = np.asarray(moved, np.float64) - verts
     for _ in range(UNTANGLE_STEPS):
         turned = face_turn_cosine(verts, verts + move, tris) < 0
         if not turned.any():
             break
         corners = np.unique(tris[turned])
-        mean = np.zeros_like(move)
-        np.add.at(mean, both[:, 0], move[both[:, 1]])
-        move[corners] = 0.5 * move[corners] + 0.5 * (mean / degree)[corners]
+        move[corners] = 0.5 * move[corners] + 0.5 * neighbour_mean(move, edges)[corners]
     return verts + move
 
 

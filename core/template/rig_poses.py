@@ -72,11 +72,17 @@ def pose_transforms(template, joint_rest: np.ndarray, turns: dict, held=()) -> n
     return rel[:, :3, :]
 
 
+def skin_blend(template, transforms: np.ndarray) -> np.ndarray:
+    """(..., N, 3, 4) each vertex's transform: the joints' ``transforms`` (..., J, 3, 4) blended by
+    the template's skin weights."""
+    idx, w = np.asarray(template.skin_idx), np.asarray(template.skin_w, np.float64)
+    return (np.asarray(transforms)[..., idx, :, :] * w[..., None, None]).sum(-3)
+
+
 def skin_pose(template, verts: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     """(..., N, 3) the rest mesh ``verts`` (N, 3) carried through ``transforms`` (..., J, 3, 4) by
     the template's skin weights."""
-    idx, w = np.asarray(template.skin_idx), np.asarray(template.skin_w, np.float64)
-    blend = (np.asarray(transforms)[..., idx, :, :] * w[..., None, None]).sum(-3)  # (..., N, 3, 4)
+    blend = skin_blend(template, transforms)
     return (blend[..., :3] @ np.asarray(verts, np.float64)[:, :, None])[..., 0] + blend[..., 3]
 
 

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from core.geometry.mesh_layout import face_turn_cosine, triangle_edges
+from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, triangle_edges
 from core.geometry.similarity import similarity_transform
 
 # Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
@@ -245,8 +245,6 @@ def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray
     first = float(edge_stretch(rest, out, edges).max())
     if first <= limit:
         return np.asarray(delta).copy()
-    both = np.concatenate([edges, edges[:, ::-1]])
-    degree = np.bincount(both[:, 0], minlength=len(rest)).astype(np.float64)
     tris = np.asarray(template.tris)
     flips = int(_turned(rest, rest + out, tris).sum())
     best = (first, out.copy())
@@ -259,10 +257,7 @@ def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray
             if stretch.max() <= limit:
                 break
             near = ring_distance(template, np.unique(edges[stretch > limit]), rings, edges) >= 0
-            mean = np.zeros_like(out)
-            np.add.at(mean, both[:, 0], out[both[:, 1]])
-            mean /= np.maximum(degree, 1)[:, None]
-            out[near] = 0.5 * out[near] + 0.5 * mean[near]
+            out[near] = 0.5 * out[near] + 0.5 * neighbour_mean(out, edges)[near]
             # Kept only while it turns no more faces over than the carried key: averaging across the
             # mouth's corners can mix the lips' opposite moves.
             worst = float(edge_stretch(rest, out, edges).max())
