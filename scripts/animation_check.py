@@ -36,7 +36,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # core, also under blender -P
-from core.template.rig_poses import POSES, bone_aliases  # noqa: E402 - the one list of the checks' poses
+from core.template.model import bone_aliases  # noqa: E402
+from core.template.rig_poses import POSES  # noqa: E402 - the one list of the checks' poses
 
 # Poses in which the teeth are measured from the front, and the blinks' eyes.
 TEETH_POSES = ("jaw_0", "jaw_25", "jawOpen")

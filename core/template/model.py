@@ -483,6 +483,13 @@ def validate(t: Template) -> None:
     check_joint_tree(t.joint_parents, t.joint_names)
 
 
+def bone_aliases(template) -> dict:
+    """default joint name -> the rig's bone that stands for it (an imported head's
+    ``default_joints``, from its import's confidence); empty for the default head."""
+    armature = (template.info.get("confidence") or {}).get("armature") or {}
+    return dict(armature.get("default_joints") or {})
+
+
 def dense_skin_weights(template) -> np.ndarray:
     """(N, J) float64 skin weight of every vertex on every joint (zero where it has none), from the
     template's strongest-K ``skin_idx`` / ``skin_w``."""

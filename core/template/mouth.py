@@ -8,7 +8,7 @@ import numpy as np
 
 from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, polygon_edges, triangle_edges
 
-from .model import dense_skin_weights
+from .model import bone_aliases, dense_skin_weights
 from .parts import first_hit_along_y, outside_flesh
 
 # Closing the lips at rest: the move fades out over these rings of vertices from the mouth's inner
@@ -25,8 +25,6 @@ def jaw_joint(template) -> str | None:
     """The joint that opens the mouth: the default head's ``jaw``, or on an imported head the
     artist's bone that stands for it (``default_joints`` of the import's confidence); None when
     the rig has none."""
-    from .rig_poses import bone_aliases
-
     jaw = bone_aliases(template).get("jaw", "jaw")
     return jaw if jaw in list(template.joint_names) else None
 

@@ -4,7 +4,7 @@
 GLB in Blender with it; ``core.fit.pose_safe`` keeps a fitted rest shape safe under the bone
 poses): jaw, neck and eye turns as local Euler angles of a bone, and expressions as shape-key
 values. The bone names are the default head's; an imported head's bones that stand for them
-come from its import's ``default_joints`` (``bone_aliases``).
+come from its import's ``default_joints`` (``model.bone_aliases``).
 
 A bone turned in a pose turns everything below it rigidly about its head, as an armature does:
 ``pose_transforms`` gives each joint's world transform from its rest to the pose, and
@@ -15,6 +15,9 @@ weights.
 from __future__ import annotations
 
 import numpy as np
+
+from .model import bone_aliases
+from .mouth import jaw_joint, upper_lip_joints
 
 # (name, {bone: (x, y, z) degrees of local Euler rotation, XYZ order}, {shape key: value})
 POSES = (
@@ -35,13 +38,6 @@ POSES = (
     ("mouthPucker", {}, {"mouthPucker": 1.0}),
     ("browInnerUp", {}, {"browInnerUp": 1.0}),
 )
-
-
-def bone_aliases(template) -> dict:
-    """default joint name -> the rig's bone that stands for it (an imported head's
-    ``default_joints``); empty for the default head."""
-    armature = (template.info.get("confidence") or {}).get("armature") or {}
-    return dict(armature.get("default_joints") or {})
 
 
 def euler_xyz(degrees) -> np.ndarray:
@@ -90,8 +86,6 @@ def bone_poses(template) -> list[tuple[str, dict, tuple]]:
     """[(pose name, {rig bone: degrees}, held joints)] of the POSES a template's rig can make with
     bones alone (bones named through ``bone_aliases``; a pose with a missing bone or with shape keys
     is left out; a jaw pose holds ``mouth.upper_lip_joints``)."""
-    from .mouth import jaw_joint, upper_lip_joints
-
     aliases, names = bone_aliases(template), set(template.joint_names)
     jaw = jaw_joint(template)
     held = tuple(upper_lip_joints(template, jaw)) if jaw is not None else ()
