@@ -309,6 +309,10 @@ def load(path: str | pathlib.Path) -> Template:
             if declared > MAX_TEMPLATE_BYTES:
                 raise TemplateError(f"{path}: its members unpack to {declared} bytes, above the template limit "
                                     f"of {MAX_TEMPLATE_BYTES}")
+            packed = sorted({i.compress_type for i in infos} - {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+            if packed:
+                raise TemplateError(f"{path}: members are compressed with zip method {packed[0]}; a template "
+                                    "stores them plain or deflated (numpy.savez / savez_compressed)")
             names = {i.filename for i in infos}
             if META_KEY not in names:
                 raise TemplateError(f"{path}: template file has no {META_KEY}")
@@ -320,8 +324,7 @@ def load(path: str | pathlib.Path) -> Template:
             for member in sorted(names - {META_KEY}):
                 if member.endswith(".npy"):
                     arrays[member[:-4]] = _read_npy(zf, member)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError,
-            ValueError) as exc:
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
         if isinstance(exc, TemplateError):
             raise
         raise TemplateError(f"{path}: not a template file ({str(exc)[:200]})") from None

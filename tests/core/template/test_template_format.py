@@ -123,6 +123,16 @@ def test_not_a_zip_or_no_meta(tmp_path):
         load(p)
 
 
+def test_a_member_packed_by_another_zip_method_is_refused_by_name(tmp_path):
+    p = tmp_path / "packed.npz"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("meta.json", b"{}")
+    with pytest.raises(TemplateError, match=r"packed.npz: members are compressed with zip method 12; a template "
+                                            r"stores them plain or deflated") as info:
+        load(p)
+    assert "\n" not in str(info.value)
+
+
 def test_devices_folders_and_zip_bombs_are_refused_unread(tmp_path):
     with pytest.raises(TemplateError, match="'/dev/zero' is not a regular file"):
         load("/dev/zero")
