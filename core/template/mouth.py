@@ -183,15 +183,16 @@ def seal_neutral_lips(template, verts: np.ndarray) -> np.ndarray:
     quads = np.asarray(template.poly_verts).reshape(-1, 4)
     sealed = seal_lips(np.asarray(verts), quads, regions, np.asarray(template.mirror))
     tris = np.asarray(template.tris)
-    if (face_turn_cosine(verts, sealed, tris) < 0).any():
+    turned = (face_turn_cosine(verts, sealed, tris) < 0).any()
+    if turned:
         # Thin faces where the lips' moves meet can turn over: their corners take the mean move of
         # their neighbours, as long as the lips stay sealed.
         smoothed = untangle_move(np.asarray(verts, np.float64), sealed, tris)
         if light_between_lips(template, smoothed) == 0:
             sealed = smoothed
+            turned = (face_turn_cosine(verts, sealed, tris) < 0).any()
     # A slit closes; lips that stand apart (a mouth that rests open) or a seal that would turn
     # faces over stay as fitted.
-    turned = (face_turn_cosine(verts, sealed, tris) < 0).any()
     if turned or np.abs(sealed - verts).max() > SEAL_MAX_MM * 1e-3:
         return np.asarray(verts).copy()
     return sealed.astype(np.asarray(verts).dtype)
