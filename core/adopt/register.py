@@ -34,7 +34,6 @@ import dataclasses
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
 from core.geometry.camera import Cameras
@@ -42,6 +41,7 @@ from core.geometry.constants import MM
 from core.geometry.embedding import closest_points_on_triangles, derive_embedding
 from core.geometry.mesh_layout import surface_points, vertex_normals
 from core.geometry.similarity import similarity_transform
+from core.geometry.sparse_solve import spd_solve
 from core.render.render import render_normals
 from core.template import LMK_SURFACE, Template, TemplateModel
 
@@ -368,5 +368,5 @@ def _nonrigid(default: Template, rig_verts: np.ndarray, art: np.ndarray, art_tri
                  + 1e-6 * sp.eye(3 * n)).tocsc()
             b = (fwd.T @ fwd_b + back.T @ back_b + pull @ (q * MM).reshape(-1) + lw * (lmk3.T @ held_mm)
                  + stiffness * (lap3.T @ rest_delta))
-            x = spla.spsolve(A, b)
+            x = spd_solve(A, b)
     return x.reshape(-1, 3) / MM

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+from core.geometry.sparse_solve import spd_solve
 
 # A vertex the source key moves less than this (metres) is held where it is.
 STILL_M = 1e-6
@@ -135,8 +135,8 @@ def transfer_deltas(source: np.ndarray, deltas: np.ndarray, target: np.ndarray, 
             # A faint pull towards the added deltas keeps a part with no held vertex (a whole mesh
             # that moves) solvable; 1e-9 of the edges' weight changes nothing where edges decide.
             lam = 1e-9 * float(normal.diagonal().mean())
-            x = spla.splu((normal + lam * sp.identity(normal.shape[0], format="csc")).tocsc()).solve(
-                np.ascontiguousarray(gw @ rhs + lam * (target[moving] + d[moving])))
+            x = spd_solve(normal + lam * sp.identity(normal.shape[0], format="csc"),
+                          gw @ rhs + lam * (target[moving] + d[moving]))
             moved = target.copy()
             moved[moving] = x
             # A triangle the least-squares compromise turns over where the source's does not: its

@@ -34,6 +34,7 @@ detections with ``triangulate``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -210,11 +211,12 @@ class SurfaceSnap:
 def snap_to_surface(
     points: np.ndarray, verts: np.ndarray, tris: np.ndarray, allowed: np.ndarray | None = None, chunk: int = 64
 ) -> SurfaceSnap:
-    """Closest point on the allowed triangles for each point (exact, brute force in chunks).
+    """Closest point on the allowed triangles for each point (exact; only the triangles near
+    enough to hold it are tried).
 
     points: (P, 3) float64. verts: (V, 3) float64. tris: (T, 3) int64.
     allowed: (T,) bool mask or (A,) int64 triangle ids to snap onto (default: all).
-    chunk: points per block, bounding memory at chunk * A pairs. Ties go to the
+    chunk: bounds memory at chunk * 4096 point-triangle pairs at once. Ties go to the
     lowest triangle id, so the result is deterministic.
     """
     points = _check_points(points, "points")
@@ -233,49 +235,135 @@ def snap_to_surface(
         raise ValueError("snap_to_surface: no triangles to snap onto")
     if not np.all(np.isfinite(points)):
         raise ValueError("snap_to_surface: points contain NaN or infinity (untriangulated landmarks?)")
-    corners = verts[tris[candidates]]  # (A, 3, 3)
-    a, b, c = (corners[None, :, k] for k in range(3))
-    best_tri = np.empty(len(points), dtype=np.int64)
-    best_bary = np.empty((len(points), 3))
-    for start in range(0, len(points), chunk):
-        block = points[start : start + chunk, None, :]
-        bary = closest_points_on_triangles(block, a, b, c)
-        closest = bary[..., 0:1] * a + bary[..., 1:2] * b + bary[..., 2:3] * c
-        dist2 = np.sum((closest - block) ** 2, axis=-1)
-        idx = np.argmin(dist2, axis=1)
-        rows = np.arange(len(idx))
-        best_tri[start : start + chunk] = candidates[idx]
-        best_bary[start : start + chunk] = bary[rows, idx]
+    best_tri, best_bary = _closest_on(points, verts, tris[candidates], max_pairs=chunk * 4096)
+    best_tri = candidates[best_tri]
     snapped = surface_points(verts, tris, best_tri, best_bary)
     return SurfaceSnap(best_tri, best_bary, snapped, np.linalg.norm(snapped - points, axis=1))
 
 
+def _closest_on(points: np.ndarray, verts: np.ndarray, tris: np.ndarray, max_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tri (P,), bary (P, 3)): the exact closest point on ``tris`` to each point.
+
+    Only triangles that can hold it are tried: the nearest corner vertex bounds a point's
+    distance to the surface by u, so a triangle whose centroid lies further than u plus
+    its own reach (centroid to farthest corner) cannot be closer. Ties go to the lowest
+    triangle id. ``max_pairs`` bounds the point-triangle pairs evaluated at once.
+    """
+    from scipy.spatial import cKDTree
+
+    corners = verts[tris]  # (T, 3, 3)
+    centroid = corners.mean(1)
+    reach = np.linalg.norm(corners - centroid[:, None], axis=2).max(1)
+    used = np.unique(tris)
+    bound, _ = cKDTree(verts[used]).query(points)
+    radius = bound + reach.max() + 1e-12
+    tree = cKDTree(centroid)
+    counts = np.asarray(tree.query_ball_point(points, radius, return_length=True))
+    best_tri = np.empty(len(points), dtype=np.int64)
+    best_bary = np.empty((len(points), 3))
+    start = 0
+    while start < len(points):
+        stop = start + max(1, int(np.searchsorted(np.cumsum(counts[start:]), max_pairs, side="right")))
+        near = tree.query_ball_point(points[start:stop], radius[start:stop])
+        pid = np.repeat(np.arange(start, stop), counts[start:stop])
+        tid = np.fromiter(itertools.chain.from_iterable(near), dtype=np.int64, count=len(pid))
+        c = corners[tid]
+        bary = closest_points_on_triangles(points[pid], c[:, 0], c[:, 1], c[:, 2])
+        dist2 = np.sum((np.einsum("pk,pkj->pj", bary, c) - points[pid]) ** 2, axis=1)
+        order = np.lexsort((tid, dist2, pid))
+        first = order[np.r_[True, pid[order][1:] != pid[order][:-1]]]
+        best_tri[pid[first]] = tid[first]
+        best_bary[pid[first]] = bary[first]
+        start = stop
+    return best_tri, best_bary
+
+
 def ray_hits(origins: np.ndarray, dirs: np.ndarray, max_dist: np.ndarray, verts: np.ndarray, tris: np.ndarray,
              chunk: int = 64) -> np.ndarray:
-    """Whether each ray segment hits any triangle before ``max_dist`` (Moller-Trumbore, all pairs).
+    """Whether each ray segment hits any triangle before ``max_dist`` (Moller-Trumbore).
 
     origins: (R, 3) float64. dirs: (R, 3) float64 unit. max_dist: (R,) float64.
-    verts: (V, 3) float64. tris: (T, 3) int64. Returns (R,) bool.
+    verts: (V, 3) float64. tris: (T, 3) int64. Returns (R,) bool. Rays that share one
+    origin (a camera's) try only the triangles whose projection from it can hold the ray;
+    others try every triangle, ``chunk`` rays at a time.
     """
     corners = np.asarray(verts, dtype=np.float64)[_check_tris(tris, len(verts))]
-    a = corners[None, :, 0]
-    e1, e2 = corners[None, :, 1] - a, corners[None, :, 2] - a
+    origins, dirs = np.asarray(origins, np.float64), np.asarray(dirs, np.float64)
+    max_dist = np.asarray(max_dist, np.float64)
     hit = np.zeros(len(origins), dtype=bool)
+    if not len(origins) or not len(corners):
+        return hit
+    if np.all(origins == origins[0]):
+        for start in range(0, len(origins), 16 * chunk):
+            part = slice(start, start + 16 * chunk)
+            rid, tid = _pairs_seen_from(origins[0], dirs[part], corners)
+            rid = rid + start
+            hit[rid[_segment_hits(origins[rid], dirs[rid], max_dist[rid], corners[tid])]] = True
+        return hit
+    every = np.arange(len(corners))
     for start in range(0, len(origins), chunk):
-        o = origins[start : start + chunk, None, :]
-        d = np.broadcast_to(dirs[start : start + chunk, None, :], (len(o), 1, 3))
-        pvec = np.cross(d, e2)
-        det = np.sum(e1 * pvec, axis=-1)
-        ok = np.abs(det) > _DEGENERATE_EPS
-        inv = 1.0 / np.where(ok, det, 1.0)
-        tvec = o - a
-        u = np.sum(tvec * pvec, axis=-1) * inv
-        qvec = np.cross(tvec, e1)
-        v = np.sum(d * qvec, axis=-1) * inv
-        dist = np.sum(e2 * qvec, axis=-1) * inv
-        inside = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (dist > 0)
-        hit[start : start + chunk] = np.any(inside & (dist < max_dist[start : start + chunk, None]), axis=1)
+        rid = np.repeat(np.arange(start, min(start + chunk, len(origins))), len(corners))
+        tid = np.tile(every, len(rid) // len(corners))
+        hit[rid[_segment_hits(origins[rid], dirs[rid], max_dist[rid], corners[tid])]] = True
     return hit
+
+
+def _segment_hits(o: np.ndarray, d: np.ndarray, max_dist: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """(K,) bool: ray k (origin o, unit dir d) hits triangle ``tri[k]`` (3, 3) at 0 < t < max_dist."""
+    a = tri[:, 0]
+    e1, e2 = tri[:, 1] - a, tri[:, 2] - a
+    pvec = np.cross(d, e2)
+    det = np.einsum("kj,kj->k", e1, pvec)
+    ok = np.abs(det) > _DEGENERATE_EPS
+    inv = 1.0 / np.where(ok, det, 1.0)
+    tvec = o - a
+    u = np.einsum("kj,kj->k", tvec, pvec) * inv
+    qvec = np.cross(tvec, e1)
+    v = np.einsum("kj,kj->k", d, qvec) * inv
+    t = np.einsum("kj,kj->k", e2, qvec) * inv
+    return ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0) & (t < max_dist)
+
+
+def _pairs_seen_from(eye: np.ndarray, dirs: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ray ids, triangle ids): the pairs a ray from ``eye`` along ``dirs`` can hit.
+
+    Seen from the eye through a plane facing the rays' mean direction, a ray hits a
+    triangle in front of the eye only where its point on the plane lies inside the
+    triangle's projection, so within that projection's reach (centroid to farthest
+    corner) of its centroid. Triangles that reach behind the eye and rays that do not
+    run forward are paired with everything.
+    """
+    from scipy.spatial import cKDTree
+
+    z = dirs.mean(0)
+    z = z / max(np.linalg.norm(z), 1e-20)
+    x = np.cross(z, [1.0, 0.0, 0.0] if abs(z[0]) < 0.9 else [0.0, 1.0, 0.0])
+    x /= np.linalg.norm(x)
+    frame = np.stack([x, np.cross(z, x), z], 1)  # world -> (x, y, z) columns
+    rel = (corners - eye) @ frame  # (T, 3, 3)
+    front = rel[..., 2].min(1) > 1e-9
+    ray = dirs @ frame
+    forward = ray[:, 2] > 1e-9
+    flat = rel[front][..., :2] / rel[front][..., 2:]
+    centroid = flat.mean(1)
+    reach = np.linalg.norm(flat - centroid[:, None], axis=2).max(1) if len(flat) else np.zeros(0)
+    front_ids, others = np.flatnonzero(front), np.flatnonzero(~front)
+    rays = np.flatnonzero(forward)
+    rid, tid = [], []
+    if len(front_ids) and len(rays):
+        point = ray[rays, :2] / ray[rays, 2:]
+        near = cKDTree(centroid).query_ball_point(point, reach.max() * (1 + 1e-9) + 1e-12)
+        counts = np.fromiter(map(len, near), dtype=np.int64, count=len(near))
+        pid = np.repeat(np.arange(len(rays)), counts)
+        cand = np.fromiter(itertools.chain.from_iterable(near), dtype=np.int64, count=int(counts.sum()))
+        close = np.linalg.norm(point[pid] - centroid[cand], axis=1) <= reach[cand] * (1 + 1e-9) + 1e-12
+        rid.append(rays[pid[close]])
+        tid.append(front_ids[cand[close]])
+    backward = np.flatnonzero(~forward)
+    everything = np.arange(len(corners))
+    rid += [np.repeat(backward, len(corners)), np.repeat(rays, len(others))]
+    tid += [np.tile(everything, len(backward)), np.tile(others, len(rays))]
+    return np.concatenate(rid), np.concatenate(tid)
 
 
 def visible_views(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+from core.geometry.sparse_solve import spd_solve
 import torch
 
 from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, triangle_edges
@@ -138,7 +138,7 @@ def _relax_area(template, v0: np.ndarray, region: np.ndarray, e: np.ndarray, tar
                             shape=(len(tg), 3 * len(free)))
         moved = (out[free] - v0[free]).reshape(-1)
         lhs = (jac.T @ jac + pull * sp.identity(3 * len(free))).tocsc()
-        step = spla.spsolve(lhs, -(jac.T @ r + pull * moved)).reshape(-1, 3)
+        step = spd_solve(lhs, -(jac.T @ r + pull * moved)).reshape(-1, 3)
         for alpha in 0.5 ** np.arange(8):
             trial = out.copy()
             trial[free] += alpha * step

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
+from core.geometry.sparse_solve import spd_solve
 
 SCREENING_LENGTH = 0.05
 """Far from any observation the fill relaxes to the guide texture over about
@@ -126,8 +126,7 @@ def _solve_direct(out, island, guide, unknown, lam):
     # (L + lam) f = L g + lam g on the unknown rows, the known neighbours' values moved to the right.
     A = sp.csc_matrix((np.full(rows.size, -1.0), (rows, cols)), shape=(n, n)) + sp.diags(deg + lam, format="csc")
     rhs = (deg + lam)[:, None] * flat_g[U] - guide_sum + known_sum
-    solve = spla.factorized(A.tocsc())
-    flat_out[U] = np.stack([solve(rhs[:, k]) for k in range(C)], 1)
+    flat_out[U] = spd_solve(A, rhs)
     return out
 
 

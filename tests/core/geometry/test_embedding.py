@@ -291,3 +291,41 @@ def test_refine_on_surface_reduces_reprojection_error():
     limited = emb.refine_on_surface(start, origin, cameras, detections, used, verts, tris, max_move=1e-3, keep=keep)
     np.testing.assert_array_equal(limited.points[:5], start.points[:5])
     assert np.linalg.norm(limited.points - start.points, axis=1).max() <= 1e-3 + 1e-12
+
+
+def _all_pairs_closest(points, verts, tris):
+    corners = verts[tris]
+    a, b, c = (corners[None, :, k] for k in range(3))
+    bary = emb.closest_points_on_triangles(points[:, None], a, b, c)
+    closest = bary[..., 0:1] * a + bary[..., 1:2] * b + bary[..., 2:3] * c
+    return np.sqrt(((closest - points[:, None]) ** 2).sum(-1).min(1))
+
+
+def test_pruned_snap_and_rays_agree_with_trying_every_triangle():
+    """Snapping and ray tests try only nearby triangles; on a bumpy closed mesh, from near and
+    far points and from several eyes, they give what testing every triangle gives."""
+    rng = np.random.default_rng(5)
+    u, v = np.meshgrid(np.linspace(0, np.pi, 14), np.linspace(0, 2 * np.pi, 20, endpoint=False), indexing="ij")
+    r = 0.1 * (1 + 0.2 * np.sin(3 * u) * np.cos(2 * v))
+    verts = np.stack([r * np.sin(u) * np.cos(v), r * np.sin(u) * np.sin(v), r * np.cos(u)], -1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(13), np.arange(20), indexing="ij")
+    p00, p01 = i * 20 + j, i * 20 + (j + 1) % 20
+    p10, p11 = p00 + 20, p01 + 20
+    tris = np.concatenate([np.stack([p00, p10, p11], -1).reshape(-1, 3), np.stack([p00, p11, p01], -1).reshape(-1, 3)])
+    points = np.concatenate([verts[rng.integers(0, len(verts), 60)] + rng.normal(0, 0.01, (60, 3)),
+                             rng.normal(0, 0.5, (10, 3))])
+    snap = emb.snap_to_surface(points, verts, tris, chunk=1)
+    np.testing.assert_allclose(snap.distance, _all_pairs_closest(points, verts, tris), atol=1e-12)
+    corners = verts[tris]
+    for eye in ([0.0, -0.6, 0.05], [0.4, 0.3, -0.2], [0.0, 0.0, 0.02]):
+        to = np.asarray(eye) - points
+        dist = np.linalg.norm(to, axis=1)
+        dirs = -to / dist[:, None]
+        shared = emb.ray_hits(np.broadcast_to(eye, points.shape), dirs, dist - 1e-3, verts, tris)
+        rid = np.repeat(np.arange(len(points)), len(tris))
+        tid = np.tile(np.arange(len(tris)), len(points))
+        every = np.zeros(len(points), bool)
+        every[rid[emb._segment_hits(np.broadcast_to(eye, (len(rid), 3)), dirs[rid], (dist - 1e-3)[rid],
+                                    corners[tid])]] = True
+        np.testing.assert_array_equal(shared, every)
+        assert 0 < shared.sum() < len(points)
