@@ -16,8 +16,8 @@ Where a pose comes near failing the check (an edge past ACT_SHARE of the templat
 in that pose, or more faces turned over than the template's), every edge past STRETCH_SHARE and
 every face turned over that the template's pose does not turn seeds a move of the rest shape
 (within FREE_RINGS rings of them, Adam on hinge losses with a pull toward the fit): the edge is
-lengthened at rest, the face tilted, until the pose is within those caps. A fit that poses
-cleanly is returned as it is, bit for bit.
+lengthened at rest, the face tilted, until the pose is within those caps, no rest edge shortened
+below REST_SHRINK_MIN of its length. A fit that poses cleanly is returned as it is, bit for bit.
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ STRETCH_FLOOR = 1e-3
 FREE_RINGS = 3
 PULL = 1e-3
 REST_TURN_COS_MIN = 0.7
+# No rest edge is shortened below REST_SHRINK_MIN of its length as the fit left it: a squeezed
+# fine edge at a mouth corner makes the expression keys carried onto the head stretch it (jawOpen
+# 2.8 against the template's 1.47 where a move squeezed a 0.50 mm edge to 0.21 mm).
+REST_SHRINK_MIN = 0.8
 STEPS = 150
 LR = 4e-5  # metres a step at the start, annealed to a tenth
 DTYPE = torch.float32
@@ -127,6 +131,7 @@ def keep_safe_under_bone_poses(template, verts: np.ndarray, joint_rest: np.ndarr
     part = fit.restricted(sub)
     sub_e, sub_t, sub_free, sub_keep = local[te[on_e]], local[tt[on_t]], local[free], keep_facing[:, on_t]
     rest_n0 = face_cross(part.rest[None], sub_t)[0]
+    rest_len0 = (part.rest[sub_e[:, 0]] - part.rest[sub_e[:, 1]]).norm(dim=-1).clamp_min(1e-12)
     move = torch.zeros(len(free), 3, dtype=DTYPE, requires_grad=True)
     opt = Adam([move], lr=LR)
     pull = PULL / 1e-6
@@ -138,7 +143,9 @@ def keep_safe_under_bone_poses(template, verts: np.ndarray, joint_rest: np.ndarr
             over = (stretch - cap).clamp_min(0) / cap
             turn = (TURN_COS_MIN - cos).clamp_min(0) * sub_keep
             rest_turn = (REST_TURN_COS_MIN - _cos(n, rest_n0)).clamp_min(0)
-            loss = (over ** 2).sum() + (turn ** 2).sum() + (rest_turn ** 2).sum() + pull * (move ** 2).sum()
+            shrink = (REST_SHRINK_MIN - (x[sub_e[:, 0]] - x[sub_e[:, 1]]).norm(dim=-1) / rest_len0).clamp_min(0)
+            loss = ((over ** 2).sum() + (turn ** 2).sum() + (rest_turn ** 2).sum() + (shrink ** 2).sum()
+                    + pull * (move ** 2).sum())
             if step % CHECK_EVERY == 0 and step and not (over.max() > 0 or turn.max() > 0):
                 break  # every pose is within its caps: the least move that gets there
             opt.zero_grad()

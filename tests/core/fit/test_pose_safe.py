@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.fit.pose_safe import STRETCH_SHARE, keep_safe_under_bone_poses, pose_edges_tris, pose_figures
+from core.fit.pose_safe import (REST_SHRINK_MIN, STRETCH_SHARE, keep_safe_under_bone_poses, pose_edges_tris,
+                                pose_figures)
 from core.template import TemplateModel, load_default
 from core.template.rig_poses import POSES, bone_poses, euler_xyz, pose_transforms, skin_pose
 from core.template.rig_ready import lid_distance
@@ -92,3 +93,7 @@ def test_a_squeezed_eye_is_moved_until_its_poses_are_no_worse_than_the_templates
     assert 0 < report["moved_mm"] < 3.0 and moved.max() == pytest.approx(report["moved_mm"] * 1e-3, rel=1e-3)
     # Only the eye's surroundings move: nothing on the other side of the face.
     assert moved[np.asarray(template.verts)[:, 0] < -0.01].max() == 0.0
+    # No rest edge is squeezed to make a pose pass (a squeezed edge stretches under the keys).
+    length = np.linalg.norm(out[edges[:, 0]] - out[edges[:, 1]], axis=1)
+    shrink = length / np.linalg.norm(v[edges[:, 0]] - v[edges[:, 1]], axis=1)
+    assert shrink.min() > REST_SHRINK_MIN - 0.1, shrink.min()  # a soft bound; 0.57 without it
