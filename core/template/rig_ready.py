@@ -219,6 +219,10 @@ def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray
 KEY_STRETCH_MAX = 1.25
 SOFTEN_RINGS = 2
 SOFTEN_STEPS = 50
+# A key that turns over more faces than the template's is averaged around the extra ones over at
+# most TURN_RINGS rings, at most TURN_STEPS times.
+TURN_RINGS = 1
+TURN_STEPS = 10
 
 
 def edge_stretch(rest: np.ndarray, delta: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -233,36 +237,70 @@ def soften_key(template, rest: np.ndarray, delta: np.ndarray, source: np.ndarray
                edges: np.ndarray | None = None) -> np.ndarray:
     """A key carried onto a fitted head, softened where it stretches an edge further than
     KEY_STRETCH_MAX times the template's worst (deformation transfer can stretch a fine edge at a
-    fitted mouth corner 9x as far as the template's same edge). rest, delta: (N, 3) the fitted head
-    and the key on it; source, source_delta: the template's. Returns the new (N, 3) deltas: the
-    softening step with the least worst stretch that turns no more faces over than the carried key
-    (the key as carried where none does better). edges: the template's ``triangle_edges``, when
-    the caller has them (a result softens 52 keys)."""
+    fitted mouth corner 9x as far as the template's same edge) or turns over faces the template's
+    key leaves facing the same way. rest, delta: (N, 3) the fitted head and the key on it; source,
+    source_delta: the template's. Returns the new (N, 3) deltas: the softening step with the least
+    worst stretch that turns no more faces over than the carried key or the template's key,
+    whichever turns more (the key as carried where none does better); then, where that turns more
+    faces over than the template's key, the first step of averaging around the extra ones that
+    turns no more than the template's and stretches no edge past the limit (or the stretch it
+    had). edges: the template's ``triangle_edges``, when the caller has them (a result softens
+    52 keys)."""
     edges = triangle_edges(np.asarray(template.tris)) if edges is None else edges
-    rest, out = np.asarray(rest, np.float64), np.asarray(delta, np.float64).copy()
-    limit = KEY_STRETCH_MAX * float(edge_stretch(np.asarray(source, np.float64),
-                                                 np.asarray(source_delta, np.float64), edges).max())
-    first = float(edge_stretch(rest, out, edges).max())
-    if first <= limit:
-        return np.asarray(delta).copy()
     tris = np.asarray(template.tris)
-    flips = int(_turned(rest, rest + out, tris).sum())
-    best = (first, out.copy())
+    source = np.asarray(source, np.float64)
+    source_delta = np.asarray(source_delta, np.float64)
+    rest, out = np.asarray(rest, np.float64), np.asarray(delta, np.float64).copy()
+    limit = KEY_STRETCH_MAX * float(edge_stretch(source, source_delta, edges).max())
+    source_turned = _turned(source, source + source_delta, tris)
+    template_flips = int(source_turned.sum())
+    first = float(edge_stretch(rest, out, edges).max())
+    if first > limit:
+        out = _soften_stretch(template, rest, out, edges, tris, limit,
+                              max(int(_turned(rest, rest + out, tris).sum()), template_flips))
+    if int(_turned(rest, rest + out, tris).sum()) > template_flips:
+        out = _soften_turns(template, rest, out, edges, tris, source_turned,
+                            max(limit, float(edge_stretch(rest, out, edges).max())))
+    return out.astype(np.asarray(delta).dtype)
+
+
+def _soften_stretch(template, rest, delta, edges, tris, limit: float, flips: int) -> np.ndarray:
+    """``soften_key``'s first part: the key averaged around the edges it stretches past ``limit``,
+    the step with the least worst stretch that turns at most ``flips`` faces over."""
+    best = (float(edge_stretch(rest, delta, edges).max()), delta)
     # The widest softening first; where every step of it turns more faces over (the average reaches
     # across the lips), narrower ones, down to the offending edges' own ends.
     for rings in range(SOFTEN_RINGS, -1, -1):
-        out = np.asarray(delta, np.float64).copy()
+        out = delta.copy()
         for _ in range(SOFTEN_STEPS):
             stretch = edge_stretch(rest, out, edges)
             if stretch.max() <= limit:
                 break
             near = ring_distance(template, np.unique(edges[stretch > limit]), rings, edges) >= 0
             out[near] = 0.5 * out[near] + 0.5 * neighbour_mean(out, edges)[near]
-            # Kept only while it turns no more faces over than the carried key: averaging across the
-            # mouth's corners can mix the lips' opposite moves.
+            # Kept only while it turns no more faces over than allowed: averaging across the mouth's
+            # corners can mix the lips' opposite moves.
             worst = float(edge_stretch(rest, out, edges).max())
             if worst < best[0] and int(_turned(rest, rest + out, tris).sum()) <= flips:
                 best = (worst, out.copy())
         if best[0] <= limit:
             break
-    return best[1].astype(np.asarray(delta).dtype)
+    return best[1]
+
+
+def _soften_turns(template, rest, delta, edges, tris, source_turned: np.ndarray, cap: float) -> np.ndarray:
+    """``soften_key``'s second part: the key averaged around the faces it turns over that the
+    template's key does not, over the faces' own corners first and a ring further next; the first
+    step that turns no more faces over than the template's key and stretches no edge past ``cap``
+    (the key as it came where none does)."""
+    allowed = int(source_turned.sum())
+    for rings in range(TURN_RINGS + 1):
+        out = delta.copy()
+        for _ in range(TURN_STEPS):
+            extra = _turned(rest, rest + out, tris) & ~source_turned
+            near = ring_distance(template, np.unique(tris[extra]), rings, edges) >= 0
+            out[near] = 0.5 * out[near] + 0.5 * neighbour_mean(out, edges)[near]
+            if (int(_turned(rest, rest + out, tris).sum()) <= allowed
+                    and float(edge_stretch(rest, out, edges).max()) <= cap):
+                return out
+    return delta

@@ -142,6 +142,35 @@ def test_a_key_stretched_past_the_template_is_softened(heads):
     np.testing.assert_allclose(soft[lower, 2].mean(), jerked[lower, 2].mean(), atol=2e-4)
 
 
+
+def test_a_key_that_turns_faces_the_template_does_not_is_softened_there(heads):
+    """A key that folds a lip face over (one vertex mirrored across the face's far edge: no edge
+    it shares changes length) is averaged around that face until it turns no more faces over than
+    the template's key; everywhere else it is left as it came."""
+    t, exprs = heads["t"], heads["exprs"]
+    tv = np.asarray(t.verts, np.float64)
+    tris = np.asarray(t.tris)
+    edges = triangle_edges(tris)
+    source = heads["deltas"][exprs.index("jawOpen")]
+
+    def turned(d):
+        def normals(x):
+            return np.cross(x[tris[:, 1]] - x[tris[:, 0]], x[tris[:, 2]] - x[tris[:, 0]])
+        return (normals(tv) * normals(tv + d)).sum(1) < 0
+
+    a, b, c = tris[532]  # a lip face near the left mouth corner the template's jawOpen keeps facing
+    assert not turned(source)[532]
+    x = tv + source
+    u = (x[c] - x[b]) / np.linalg.norm(x[c] - x[b])
+    folded = source.copy()
+    folded[a] = x[b] + 2 * ((x[a] - x[b]) @ u) * u - (x[a] - x[b]) - tv[a]
+    limit = KEY_STRETCH_MAX * edge_stretch(tv, source, edges).max()
+    assert turned(folded).sum() > turned(source).sum() and edge_stretch(tv, folded, edges).max() <= limit
+    soft = soften_key(t, tv, folded, tv, source)
+    assert turned(soft).sum() <= turned(source).sum() and edge_stretch(tv, soft, edges).max() <= limit
+    moved = np.linalg.norm(soft - folded, axis=1) > 1e-12
+    assert moved[a] and moved.sum() <= 12
+
 def test_parted_lips_are_sealed_and_closed_ones_left(heads):
     t = heads["t"]
     tv = np.asarray(t.verts, np.float64)
