@@ -82,10 +82,12 @@ class Connection:
         self._queue: collections.deque[Message] = collections.deque()
         self._conflated: dict[tuple[str, str | None], Message] = {}
         self._queued_bytes = 0
+        self._sending = False  # the writer holds a message it took off the queue and has not sent yet
         self._handler = None
         self.opened = time.monotonic()
         self.last_active = self.opened
         self.authenticated = False
+        self.stopping = False  # the sweep has started this connection's stop: it starts it once
         self.may_open_paths = server.allow_paths or _same_user(sock)
 
     # -- sending (any thread) ----------------------------------------------
@@ -123,7 +125,12 @@ class Connection:
     def wait_sent(self, timeout: float | None = None) -> None:
         """Block until every queued message has been handed to the socket (or the connection closed)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._queue or self.closed.is_set(), timeout)
+            self._cond.wait_for(self._drained, timeout)
+
+    def _drained(self) -> bool:
+        """Nothing queued and nothing taken off the queue still being written (under ``_cond``): a
+        close now loses no message (the writer takes a message off the queue before it sends it)."""
+        return (not self._queue and not self._sending) or self.closed.is_set()
 
     def close(self) -> None:
         with self._cond:
@@ -151,7 +158,8 @@ class Connection:
                     self._queued_bytes -= _approx_bytes(msg)
                 else:
                     msg = self._conflated.pop(next(iter(self._conflated)))
-                self._cond.notify_all()  # wakes wait_frame_slot and _finish
+                self._sending = True
+                self._cond.notify_all()  # wakes wait_frame_slot
             try:
                 data = encode(msg, self.server.max_message_bytes)
             except ProtocolError as exc:
@@ -161,6 +169,10 @@ class Connection:
             except OSError:
                 self.close()
                 return
+            finally:
+                with self._cond:
+                    self._sending = False
+                    self._cond.notify_all()  # wakes wait_sent, stop and _finish
 
     def _send_now(self, msg: Message) -> None:
         """Send synchronously (handshake only, before the writer runs)."""
@@ -262,14 +274,14 @@ class Connection:
             self._handler.on_close()
         self.send(error_message(schema.E_UNAVAILABLE, reason))
         with self._cond:
-            self._cond.wait_for(lambda: not self._queue or self.closed.is_set(), 1.0)
+            self._cond.wait_for(self._drained, 1.0)
         self.close()
 
     def _finish(self, stream) -> None:
         if self._handler is not None:
             # give a framing error a moment to reach the client before the socket goes
             with self._cond:
-                self._cond.wait_for(lambda: not self._queue or self.closed.is_set(), 0.5)
+                self._cond.wait_for(self._drained, 0.5)
         self.close()
         try:
             if self._handler is not None:
@@ -396,7 +408,9 @@ class Server:
                     conn._send_now(error_message(schema.E_PROTOCOL, f"expected a hello message within "
                                                  f"{self.hello_timeout:g} s of connecting"))
                 conn.close()
-            elif conn.authenticated and self.idle_timeout and conn.idle_for(now) > self.idle_timeout:
+            elif (conn.authenticated and self.idle_timeout and not conn.stopping
+                  and conn.idle_for(now) > self.idle_timeout):
+                conn.stopping = True
                 threading.Thread(target=conn.stop, args=(f"idle for {self.idle_timeout:g} s; closing",),
                                  daemon=True).start()
 

@@ -279,6 +279,43 @@ def test_server_conflates_frames_for_a_slow_client(tmp_path):
         thread.join(5)
 
 
+
+def test_a_stopped_session_is_told_why_even_when_the_writer_is_slow(monkeypatch):
+    """The writer takes a message off the queue before it encodes and sends it: a stop must wait for
+    that send, not only for the queue to empty, or its message is cut off by the close."""
+    import bridge.server as srv
+
+    class Quiet:
+        def __init__(self, conn):
+            self.conn = conn
+
+        def on_message(self, msg):
+            pass
+
+        def on_close(self):
+            pass
+
+    def slow_encode(msg, *args):
+        time.sleep(0.3)
+        return encode(msg, *args)
+
+    server = srv.Server("tok", Quiet, port=0, idle_timeout=0.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        sock = socket.create_connection((server.address["host"], server.address["port"]))
+        sock.sendall(encode(Message("hello", fields={"protocol": "1.0", "token": "tok"})))
+        stream = sock.makefile("rb")
+        assert read_message(stream).kind == "hello"
+        monkeypatch.setattr(srv, "encode", slow_encode)
+        reply = read_message(stream)
+        assert reply is not None and "idle" in reply.fields["message"]
+        assert read_message(stream) is None  # told once, then closed
+        sock.close()
+    finally:
+        server.shutdown()
+        thread.join(5)
+
 def _wait_for(predicate, timeout=5.0, poll=0.01):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
