@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
 from core.geometry.sparse_solve import spd_solve
 
 # A vertex the source key moves less than this (metres) is held where it is.

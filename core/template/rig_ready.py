@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from core.geometry.sparse_solve import spd_solve
 import torch
 
 from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, triangle_edges
 from core.geometry.similarity import similarity_transform
+from core.geometry.sparse_solve import spd_solve
 
 # Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
 # regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import scipy.ndimage as ndi
 import scipy.sparse as sp
+
 from core.geometry.sparse_solve import spd_solve
 
 SCREENING_LENGTH = 0.05
