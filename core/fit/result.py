@@ -29,11 +29,12 @@ import torch
 
 from core.geometry.deformation_transfer import transfer_deltas
 from core.geometry.mesh_layout import triangle_edges
+from core.geometry.polygon import distance_to_outline
 from core.priors.landmarks import eye_corner_distance
 from core.template import LMK_CONTOUR, LMK_SURFACE, LMK_UNUSED
 from core.template.deform import controller_sides, expression_deltas
 from core.template.mouth import jaw_joint, place_teeth, seal_neutral_lips, upper_lip_joints
-from core.template.rig_ready import blink_like_template, relax_fine_edges, soften_key
+from core.template.rig_ready import blink_like_template, relax_fine_edges, seat_eyeballs, soften_key
 
 from .api import FitResult
 from .observations import ViewObservation
@@ -63,11 +64,7 @@ def heldout_landmark_error_iod(projected: np.ndarray, detected: np.ndarray, temp
     oval = np.flatnonzero(heldout & (kind == LMK_CONTOUR))
     oval_err = np.zeros(0)
     if len(loop) >= 2 and len(oval):
-        a, b = projected[loop], projected[np.roll(loop, -1)]
-        q = detected[oval][:, None]
-        ab = (b - a)[None]
-        s = np.clip(((q - a[None]) * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0, 1)
-        oval_err = np.linalg.norm(q - (a[None] + s[..., None] * ab), axis=-1).min(1)
+        oval_err = distance_to_outline(detected[oval], projected[loop])
     mean = lambda x: float(x.mean() / iod) if len(x) else float("nan")  # noqa: E731
     return {"points": mean(point_err), "oval": mean(oval_err), "n_points": int(points.sum()), "n_oval": int(len(oval))}
 
@@ -111,6 +108,14 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     tails = tails + (controller_sides(ctrl_neutral) @ tail_basis).view(-1, 3)
     moved = rest @ torch.linalg.inv(neutral.rest_joints[0])
     tails = (moved[:, :3, :3] @ tails[..., None])[..., 0] + moved[:, :3, 3]
+    # An eyeball the fitted skin leaves standing through it at an eye corner moves back, its bone
+    # with it (rig_ready.py); the blinks below are judged on the eyes so seated.
+    parts_rest, joint_moves, eyes_seated = seat_eyeballs(t, rest_np, neutral.parts[0].cpu().numpy())
+    joint_moves = torch.as_tensor(joint_moves, device=model.device, dtype=model.dtype)
+    rest[:, :3, 3] += joint_moves
+    tails = tails + joint_moves
+    joints_posed = posed.joints[0].clone()
+    joints_posed[:, :3, 3] += (skin[:, :3, :3] @ joint_moves[..., None])[..., 0]
 
     expr_ids = variables.expr_ids
     n_expr = len(expr_ids)
@@ -133,7 +138,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
             head_deltas[k] = soften_key(t, rest_np, head_deltas[k], source, source_deltas[k], edges)
             if name.startswith("eyeBlink"):
                 head_deltas[k] = blink_like_template(t, source, source_deltas[k], rest_np, head_deltas[k],
-                                                     neutral.parts[0].cpu().numpy() + part_deltas[k])
+                                                     parts_rest + part_deltas[k])
     else:
         head_deltas = np.zeros((0, t.num_verts, 3), np.float32)
         part_deltas = np.zeros((0, len(t.part_verts), 3), np.float32)
@@ -147,7 +152,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
     if "jawOpen" in names:
         k = names.index("jawOpen")
         opened.append((rest_np + head_deltas[k], part_deltas[k]))
-    placed, teeth = place_teeth(t, rest_np, neutral.parts[0].cpu().numpy(), opened)
+    placed, teeth = place_teeth(t, rest_np, parts_rest, opened)
     parts_neutral = torch.as_tensor(placed, device=model.device, dtype=model.dtype)
     seat = parts_neutral - neutral.parts[0]
     parts_posed = posed.parts[0] + (skin[model.part_joint][:, :3, :3] @ seat[..., None])[..., 0]
@@ -169,7 +174,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
         "parts_neutral": f32(parts_neutral),
         "joint_rest": f32(rest),
         "joint_tails": f32(tails),
-        "joint_posed": f32(posed.joints[0]),
+        "joint_posed": f32(joints_posed),
         "controllers": f32(ctrl[0]),
         "joint_params": f32(variables.joints),
         "pose": f32(variables.pose),
@@ -192,6 +197,7 @@ def assemble_result(variables: FitVariables, objective, views: list[ViewObservat
                       "bone_poses": pose_report,
                       "lips_sealed_mm": float(np.abs(touched - relaxed).max() * 1e3),
                       "teeth_closed_in_mm": teeth["closed_in_mm"],
+                      "eyes_seated_mm": eyes_seated,
                       "front_teeth_seen_open": teeth["front_teeth_seen"]},
         "landmark_error_iod_per_view": errors,
         "views": [{"name": v.name, "width": v.width, "height": v.height,

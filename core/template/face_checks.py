@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from core.geometry.mesh_layout import fan_triangulate, vertex_normals
+from core.geometry.polygon import inside_polygon
 from core.geometry.primitives import triangulate
 from core.geometry.camera import Cameras
 from core.render.rasterize import rasterize
@@ -126,14 +127,14 @@ def rays_between_lips(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> 
 def _inside_polygon(poly: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(H, W) bool: pixel centres inside the polygon ``poly`` (K, 2), ordered around its centre (even-odd rule)."""
     c = poly.mean(0)
-    poly = poly[torch.argsort(torch.atan2(poly[:, 1] - c[1], poly[:, 0] - c[0]))]
-    ys, xs = torch.meshgrid(torch.arange(height, device=poly.device, dtype=poly.dtype) + 0.5,
-                            torch.arange(width, device=poly.device, dtype=poly.dtype) + 0.5, indexing="ij")
-    a, b = poly, poly.roll(-1, 0)
-    cross = ((a[:, 1, None, None] > ys) != (b[:, 1, None, None] > ys))
-    x_at = a[:, 0, None, None] + (ys - a[:, 1, None, None]) * (b[:, 0] - a[:, 0])[:, None, None] / (
-        (b[:, 1] - a[:, 1])[:, None, None] + 1e-12)
-    return ((cross & (xs < x_at)).sum(0) % 2) == 1
+    poly = poly[torch.argsort(torch.atan2(poly[:, 1] - c[1], poly[:, 0] - c[0]))].detach().cpu().numpy()
+    out = np.zeros((height, width), bool)
+    x0, y0 = np.clip(np.floor(poly.min(0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(poly.max(0)).astype(int) + 1, 0, [width, height])
+    if x1 > x0 and y1 > y0:  # only the pixels of the polygon's box are tested
+        ys, xs = np.meshgrid(np.arange(y0, y1) + 0.5, np.arange(x0, x1) + 0.5, indexing="ij")
+        out[y0:y1, x0:x1] = inside_polygon(np.stack([xs.ravel(), ys.ravel()], 1), poly).reshape(xs.shape)
+    return torch.as_tensor(out, device=c.device)
 
 
 def eyeball_front_ids(t: Template, side: str) -> np.ndarray:

@@ -22,6 +22,10 @@ Deformation transfer itself can stretch a fine edge at a fitted mouth corner 9 t
 template's key stretches the same edge (jawOpen: 2.2 against 0.25; the template's worst is 1.47):
 ``soften_key`` averages a key's deltas around such edges until none stretches more than
 KEY_STRETCH_MAX times the template's worst.
+
+The eyeballs ride the shape controllers, the skin also the per-vertex offsets: where the fit draws
+the skin back at an eye corner the eyeball stands through it, in front of any lid a blink closes
+(``seat_eyeballs``).
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ import scipy.sparse as sp
 import torch
 
 from core.geometry.mesh_layout import face_turn_cosine, neighbour_mean, triangle_edges
+from core.geometry.polygon import distance_to_outline, inside_polygon
 from core.geometry.similarity import similarity_transform
 from core.geometry.sparse_solve import spd_solve
+
+from .face_checks import DEPTH_TOL
 
 # Edges shorter than FINE_EDGE (metres) on the template within FINE_RINGS rings of these areas'
 # regions are the fine ones; on a fitted head each is kept at least FINE_EDGE_MIN of its template
@@ -56,7 +63,26 @@ BLINK_MOVES = 5e-3
 # it is); how far (degrees) past the template's blink the lid line may bend (the rig checks allow 10).
 BLINK_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 BLINK_DIHEDRAL_SLACK = 5.0
+# Among the shares that leave none of the eyeball seen, or where none does, the search prefers
+# the lid that lies further in front of the eyeball, up to BLINK_CLEARANCE (twice the rasterised
+# check's depth tolerance): its perspective rays and pixel-sampled depths differ from the
+# orthographic stand-in by a few hundredths of a millimetre (the astronaut's seated right eye: a
+# lid 0.51 mm in front passed the stand-in and failed the check).
+BLINK_CLEARANCE = 2 * DEPTH_TOL
 SIDES = ("l", "r")
+# The template's lid margins rest on its eyeballs: seen from the front an eyeball stands through
+# the skin up to 0.39 mm outside its lid ring's outline. A fit that draws the skin back at an eye
+# corner leaves the eyeball standing through it further out (the astronaut's right eye through the
+# Rigify test head: 8.6 mm outside the ring, up to 3 mm in front of the skin), and no blink covers
+# it. ``seat_eyeballs`` moves such an eye (eyeball, cornea and the bone they turn about) back along
+# +y by the least multiple of EYE_SEAT_STEP, up to EYE_SEAT_MAX, that leaves no front eyeball
+# vertex more than EYE_SEAT_MARGIN outside the ring's outline with less than EYE_SEAT_CLEARANCE of
+# skin in front of it (the face checks' depth tolerance: the template's have 1 mm and more).
+EYE_SEAT_MARGIN = 5e-4
+EYE_SEAT_CLEARANCE = DEPTH_TOL
+EYE_SEAT_STEP = 1e-4
+EYE_SEAT_MAX = 4e-3
+EYE_PARTS = ("eyeball", "cornea")
 
 
 def ring_distance(template, seeds: np.ndarray, rings: int, edges: np.ndarray | None = None) -> np.ndarray:
@@ -187,7 +213,9 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
             bend = lid_line_dihedral(template, torch.as_tensor(moved), side)
             flips = int(_turned(rest, moved, tris[near]).sum())
             seen = 0.0 if parts is None else eyeball_seen(template, moved, parts, side)
-            tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0) + 100.0 * seen, share, moved))
+            thin = 0.0 if parts is None else lid_shortfall(template, moved, parts, side, BLINK_CLEARANCE)
+            tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0) + 100.0 * seen + thin,
+                          share, moved))
             if tries[-1][0] == 0:
                 break
         closed = min(tries, key=lambda x: (x[0], x[1]))[2]
@@ -196,15 +224,91 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
 
 def eyeball_seen(template, verts: np.ndarray, parts: np.ndarray, side: str) -> float:
     """Share (0..1) of an eyeball's front vertices inside its lid ring (``face_checks.eyeball_visible``'s
-    choice) from which a ray toward a front camera (-y) leaves without meeting the head: that
-    check with an orthographic camera, for searches. verts: (N, 3) head, parts: (P, 3)."""
-    from .face_checks import DEPTH_TOL, eyeball_front_ids
+    choice) from which a ray toward a front camera (-y) meets no head more than DEPTH_TOL in front:
+    that check with an orthographic camera, for searches. verts: (N, 3) head, parts: (P, 3)."""
+    return float((_lid_cover(template, verts, parts, side) <= DEPTH_TOL).mean())
+
+
+def lid_shortfall(template, verts: np.ndarray, parts: np.ndarray, side: str, clearance: float) -> float:
+    """Mean (0..1) over the front vertices of ``eyeball_seen`` of how much of ``clearance`` (metres)
+    the head in front of each vertex falls short of: 0 where it covers every one that far."""
+    return float(np.clip(1.0 - _lid_cover(template, verts, parts, side) / clearance, 0.0, 1.0).mean())
+
+
+def _lid_cover(template, verts: np.ndarray, parts: np.ndarray, side: str) -> np.ndarray:
+    """How far (metres) the front-most head surface lies in front of (-y) each of an eye's front
+    vertices (``eyeball_front_ids``), as a front camera's depth test sees it; 0 where none does."""
+    from .face_checks import eyeball_front_ids
     from .parts import first_hit_along_y
 
-    ids = eyeball_front_ids(template, side)
-    points = np.asarray(parts, np.float64)[ids] - [0.0, DEPTH_TOL, 0.0]
-    hit, _, _ = first_hit_along_y(np.asarray(verts, np.float64), np.asarray(template.tris), points, -1.0)
-    return float((~hit).mean())
+    points = np.asarray(parts, np.float64)[eyeball_front_ids(template, side)]
+    verts = np.asarray(verts, np.float64)
+    start = points.copy()
+    start[:, 1] = verts[:, 1].min() - 1.0  # in front of the whole head, looking back along +y
+    hit, y, _ = first_hit_along_y(verts, np.asarray(template.tris), start, 1.0)
+    return np.where(hit, np.maximum(points[:, 1] - y, 0.0), 0.0)
+
+
+def eye_part_ids(template, side: str) -> np.ndarray:
+    """Part-vertex ids of one eye's (side "l" or "r") eyeball and cornea."""
+    names = list(template.part_names)
+    want = [names.index(f"{part}.{side.upper()}") for part in EYE_PARTS if f"{part}.{side.upper()}" in names]
+    return np.flatnonzero(np.isin(np.asarray(template.part_vert_part), want))
+
+
+def eyeball_poke(template, verts: np.ndarray, parts: np.ndarray, side: str, shifts=(0.0,)) -> np.ndarray:
+    """For each of ``shifts`` (metres the eye moves back, along +y): how far (metres, in the front
+    view's x-z plane) outside its lid ring's outline the farthest front eyeball vertex lies from
+    which a ray toward a front camera (-y) meets no head more than EYE_SEAT_CLEARANCE in front
+    of it; 0 where none does. verts: (N, 3) head; parts: (P, 3)."""
+    from .parts import first_hit_along_y
+
+    names = list(template.part_names)
+    ball = np.flatnonzero(np.asarray(template.part_vert_part) == names.index(f"eyeball.{side.upper()}"))
+    p = np.asarray(parts, np.float64)[ball]
+    p = p[p[:, 1] < p[:, 1].mean()]
+    verts = np.asarray(verts, np.float64)
+    ring = verts[np.asarray(template.regions[f"eye_{side}_ring"])][:, [0, 2]]
+    out = np.where(inside_polygon(p[:, [0, 2]], ring), 0.0, distance_to_outline(p[:, [0, 2]], ring))
+    p, out = p[out > 0], out[out > 0]  # a move along y keeps a vertex's place in the front view
+    shifts = np.asarray(shifts, np.float64)
+    if not len(p):
+        return np.zeros(len(shifts))
+    moved = (p[None] + (shifts[:, None, None] - EYE_SEAT_CLEARANCE) * np.array([0.0, 1.0, 0.0])).reshape(-1, 3)
+    hit, _, _ = first_hit_along_y(verts, np.asarray(template.tris), moved, -1.0)
+    return np.where(hit.reshape(len(shifts), -1), 0.0, out[None]).max(1)
+
+
+def seat_eyeballs(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Each eye moved back (+y) as far as ``eyeball_poke`` needs to come within EYE_SEAT_MARGIN
+    (the least EYE_SEAT_STEP multiple; EYE_SEAT_MAX where none does). verts: (N, 3) head at
+    rest, parts: (P, 3). Returns the parts moved, (J, 3) moves of the joints' heads and
+    {side: millimetres moved}. An eye's bone moves with its eye, so the eye turns about its own
+    centre, where nothing else hangs from it (no other part, no child bone): a Rigify eye bone
+    carries the lids' bones, which would turn about the moved head and pose the lids otherwise
+    (one face turned over looking left on the astronaut's fit), so it stays, and that eye turns
+    about a point the move's length in front of its centre."""
+    parts = np.array(parts, dtype=np.float64)
+    part_joint = np.asarray(template.part_joint)
+    joint_moves = np.zeros((template.num_joints, 3))
+    seated = {}
+    shifts = np.arange(0, round(EYE_SEAT_MAX / EYE_SEAT_STEP) + 1) * EYE_SEAT_STEP
+    for side in SIDES:
+        if f"eyeball.{side.upper()}" not in list(template.part_names):
+            continue
+        poke = eyeball_poke(template, verts, parts, side, shifts)
+        ok = np.flatnonzero(poke <= EYE_SEAT_MARGIN)
+        shift = float(shifts[ok[0]] if len(ok) else shifts[np.argmin(poke)])
+        seated[side] = round(shift * 1e3, 3)
+        if shift == 0.0:
+            continue
+        ids = eye_part_ids(template, side)
+        parts[ids, 1] += shift
+        parents = np.asarray(template.joint_parents)
+        for bone in np.unique(part_joint[ids]):
+            if np.isin(np.flatnonzero(part_joint == bone), ids).all() and not (parents == bone).any():
+                joint_moves[bone, 1] += shift
+    return parts, joint_moves, seated
 
 
 def _turned(rest: np.ndarray, moved: np.ndarray, tris: np.ndarray) -> np.ndarray:

@@ -23,9 +23,10 @@ from core.template.deform import TemplateModel, expression_deltas
 from core.template.face_checks import (eyeball_visible, front_teeth_visible, lid_line_dihedral, rays_between_lips)
 from core.template.mouth import (LIP_SEAL_RINGS, front_teeth_seen, light_between_lips, lip_sides, place_teeth,
                                  seal_neutral_lips, seat_teeth, teeth_through_lips)
-from core.template.rig_ready import (BLINK_DIHEDRAL_SLACK, FINE_EDGE, FINE_EDGE_MIN, FINE_AREAS, FINE_RINGS,
-                                     KEY_STRETCH_MAX, blink_like_template, edge_stretch, eyeball_seen, relax_fine_edges,
-                                     ring_distance, soften_key)
+from core.template.rig_ready import (BLINK_DIHEDRAL_SLACK, EYE_SEAT_MARGIN, EYE_SEAT_MAX, EYE_SEAT_STEP, FINE_EDGE,
+                                     FINE_EDGE_MIN, FINE_AREAS, FINE_RINGS, KEY_STRETCH_MAX, SIDES, blink_like_template,
+                                     edge_stretch, eye_part_ids, eyeball_poke, eyeball_seen, relax_fine_edges,
+                                     ring_distance, seat_eyeballs, soften_key)
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +221,41 @@ def test_teeth_are_placed_to_show_with_the_mouth_open(heads):
         # The cheap ray check the placement uses agrees with the rasterised one.
         assert abs(front_teeth_seen(t, head, placed + delta) - seen) <= 0.05
         assert seen >= 0.5, info
+
+
+def test_an_eyeball_the_skin_leaves_standing_through_it_is_moved_back_with_its_bone(heads):
+    t = heads["t"]
+    tv, tp = np.asarray(t.verts, np.float64), np.asarray(t.part_verts, np.float64)
+    # The template's lid margins rest on its eyeballs, no further than the margin outside the ring.
+    for side in SIDES:
+        assert eyeball_poke(t, tv, tp, side)[0] <= EYE_SEAT_MARGIN
+    parts, moves, seated = seat_eyeballs(t, tv, tp)
+    np.testing.assert_array_equal(parts, tp)
+    assert not moves.any() and seated == {"l": 0.0, "r": 0.0}
+
+    # Draw the skin back 3 mm at the right eye's outer corner, as a fit that hollows it does.
+    ring = np.asarray(t.regions["eye_r_ring"])
+    corner = tv[ring[np.argmin(tv[ring, 0])]]
+    reach = np.linalg.norm((tv - corner)[:, [0, 2]], axis=1)
+    hollow = tv.copy()
+    hollow[:, 1] += 3e-3 * np.clip(1.5 - reach / 8e-3, 0.0, 1.0)
+    assert eyeball_poke(t, hollow, tp, "r")[0] > 1e-3
+    assert eyeball_poke(t, hollow, tp, "l")[0] <= EYE_SEAT_MARGIN
+
+    parts, moves, seated = seat_eyeballs(t, hollow, tp)
+    right, left = eye_part_ids(t, "r"), eye_part_ids(t, "l")
+    assert 0.5 < seated["r"] <= EYE_SEAT_MAX * 1e3 and seated["l"] == 0.0
+    assert eyeball_poke(t, hollow, parts, "r")[0] <= EYE_SEAT_MARGIN
+    # A step less would not do: the least move.
+    assert eyeball_poke(t, hollow, tp, "r", [seated["r"] * 1e-3 - EYE_SEAT_STEP])[0] > EYE_SEAT_MARGIN
+    # The right eye (eyeball and cornea) moved back along +y, all else in place.
+    np.testing.assert_allclose(parts[right] - tp[right], np.tile([0.0, seated["r"] * 1e-3, 0.0], (len(right), 1)),
+                               atol=1e-12)
+    rest = np.setdiff1d(np.arange(len(tp)), right)
+    np.testing.assert_array_equal(parts[rest], tp[rest])
+    assert len(left) and len(right) > 1
+    # Its bone moved with it, so it turns about its own centre; no other bone moved.
+    bone = np.unique(np.asarray(t.part_joint)[right])
+    assert len(bone) == 1
+    np.testing.assert_allclose(moves[bone[0]], [0.0, seated["r"] * 1e-3, 0.0], atol=1e-12)
+    assert not np.delete(moves, bone[0], axis=0).any()
