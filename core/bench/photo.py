@@ -463,6 +463,22 @@ def neutral_pair_mm(template, a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(moved[face] - np.asarray(a, np.float64)[face], axis=1).mean() * 1000.0)
 
 
+def neutral_pair_surface_mm(template, a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two neutral results are as surfaces: after the alignment of ``neutral_pair_mm``,
+    the mean distance in mm from each one's face-mask vertices to the other's surface, both ways.
+    Unlike the vertex-wise figure it does not count a vertex sliding along the same surface (where a
+    fit places the chin's vertices on the chin)."""
+    from core.bench.score import _closest, _mesh
+    from core.geometry.similarity import similarity_align
+
+    face = template.regions["face_mask"]
+    a = np.asarray(a, np.float64)
+    moved = similarity_align(np.asarray(b, np.float64), a, face)
+    there = _closest(_mesh(moved, template.tris), a[face])[1]
+    back = _closest(_mesh(a, template.tris), moved[face])[1]
+    return float(0.5 * (there.mean() + back.mean()) * 1000.0)
+
+
 def focal_error(report: dict, lens_35mm: float) -> float | None:
     """The fit's estimated focal length against the true lens, as a fraction (+0.1: 10 % long),
     the mean over views of their 35 mm-equivalent focal lengths; None when a view's focal
@@ -598,13 +614,16 @@ def run(args) -> dict:
                     "focal_error": focal_error(report, look["lens_35mm"]),
                     # The expression photo's neutral result against the neutral photo's (same variant).
                     "neutral_pair_mm": None if twin is None else neutral_pair_mm(fit_template, twin, neutral_verts),
+                    "neutral_pair_surface_mm": (None if twin is None
+                                                else neutral_pair_surface_mm(fit_template, twin, neutral_verts)),
                 })
                 runs.append(row)
                 if not expr and exif and variant == drawn:
                     pictures[k] = fit
                 focal = "" if row["focal_error"] is None else f", focal {100 * row['focal_error']:+.1f} %"
                 if row["neutral_pair_mm"] is not None:
-                    focal += f", the two neutral heads {row['neutral_pair_mm']:.2f} mm apart"
+                    focal += (f", the two neutral heads {row['neutral_pair_mm']:.2f} mm apart "
+                              f"({row['neutral_pair_surface_mm']:.2f} as surfaces)")
                 print(f"  {tag}: fit {fit.mean_mm:.3f} mm (median {fit.median_mm:.3f}, p90 {fit.p90_mm:.3f}; front "
                       f"{fit.front_mm:.3f}, oblique {fit.oblique_mm:.3f}), neutral {neutral.mean_mm:.3f}, default "
                       f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}{focal}, {seconds:.0f} s",

@@ -358,6 +358,7 @@ def test_a_rigify_face_rig_is_kept_with_its_bone_names(default, heads_dir, tmp_p
     assert check["result"]["jaw_25"]["front_teeth_seen"] > 0.3, check["result"]["jaw_25"]
     report = json.loads((out / "report.json").read_text())
     assert report["rig_ready"]["front_teeth_seen_open"] > 0.3, report["rig_ready"]
+    assert set(report["rig_ready"]["eyes_seated_mm"]) == {"l", "r"}  # how far each eye moved back
     assert "lid_line_dihedral" in posed["eyeBlinkLeft"] and "rays_between_lips" in posed["jaw_0"]
     assert not any("skipped" in f for f in check["failures"]), check["failures"]
 

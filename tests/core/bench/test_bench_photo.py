@@ -153,3 +153,28 @@ def test_neutral_pair_ignores_a_similarity_and_measures_the_face(template):
     fuller[lips, 1] -= 0.002
     f = np.isin(face, lips).mean()
     assert 0.8 * 4 * f * (1 - f) < neutral_pair_mm(template, a, fuller) <= 4 * f * (1 - f) + 1e-6
+
+
+def test_the_surface_pair_leaves_out_sliding_along_the_surface(template):
+    from core.bench.photo import neutral_pair_mm, neutral_pair_surface_mm
+    from core.geometry.mesh_layout import triangle_edges
+
+    a = template.verts.astype(np.float64)
+    theta = np.radians(20.0)
+    R = np.array([[np.cos(theta), -np.sin(theta), 0.0], [np.sin(theta), np.cos(theta), 0.0], [0.0, 0.0, 1.0]])
+    assert neutral_pair_surface_mm(template, a, 1.3 * a @ R.T + np.array([0.1, -0.2, 0.05])) < 1e-6
+    # Each face vertex slid halfway along one of its edges: the same surface, other vertices.
+    face = np.asarray(template.regions["face_mask"])
+    edges = triangle_edges(np.asarray(template.tris))
+    other = {}
+    for i, j in edges:
+        other.setdefault(i, j)
+        other.setdefault(j, i)
+    slid = a.copy()
+    slid[face] = 0.5 * (a[face] + a[[other[i] for i in face]])
+    assert neutral_pair_mm(template, a, slid) > 0.5
+    assert neutral_pair_surface_mm(template, a, slid) < 0.25 * neutral_pair_mm(template, a, slid)
+    # A change of shape counts: the lips 2 mm forward.
+    fuller = a.copy()
+    fuller[template.regions["lips"], 1] -= 0.002
+    assert neutral_pair_surface_mm(template, a, fuller) > 0.05
