@@ -468,14 +468,14 @@ def neutral_pair_surface_mm(template, a: np.ndarray, b: np.ndarray) -> float:
     the mean distance in mm from each one's face-mask vertices to the other's surface, both ways.
     Unlike the vertex-wise figure it does not count a vertex sliding along the same surface (where a
     fit places the chin's vertices on the chin)."""
-    from core.bench.score import _closest, _mesh
+    from core.bench.score import distances_to_surface
     from core.geometry.similarity import similarity_align
 
     face = template.regions["face_mask"]
     a = np.asarray(a, np.float64)
     moved = similarity_align(np.asarray(b, np.float64), a, face)
-    there = _closest(_mesh(moved, template.tris), a[face])[1]
-    back = _closest(_mesh(a, template.tris), moved[face])[1]
+    there = distances_to_surface(a[face], moved, template.tris)
+    back = distances_to_surface(moved[face], a, template.tris)
     return float(0.5 * (there.mean() + back.mean()) * 1000.0)
 
 

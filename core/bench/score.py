@@ -89,6 +89,11 @@ def _closest(mesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return trimesh.proximity.closest_point(mesh, points)
 
 
+def distances_to_surface(points: np.ndarray, verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """(n,) exact distances from points (n, 3) to the triangle mesh (verts, tris)."""
+    return np.asarray(_closest(_mesh(verts, tris), np.asarray(points, np.float64))[1])
+
+
 def _mesh(verts, tris):
     import trimesh
 
