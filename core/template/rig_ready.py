@@ -281,7 +281,8 @@ def eyeball_poke(template, verts: np.ndarray, parts: np.ndarray, side: str, shif
 
 def seat_eyeballs(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each eye moved back (+y) as far as ``eyeball_poke`` needs to come within EYE_SEAT_MARGIN
-    (the least EYE_SEAT_STEP multiple; EYE_SEAT_MAX where none does). verts: (N, 3) head at
+    (the least EYE_SEAT_STEP multiple up to EYE_SEAT_MAX; where none does, the least that leaves
+    the least poke). verts: (N, 3) head at
     rest, parts: (P, 3). Returns the parts moved, (J, 3) moves of the joints' heads and
     {side: millimetres moved}. An eye's bone moves with its eye, so the eye turns about its own
     centre, where nothing else hangs from it (no other part, no child bone): a Rigify eye bone
