@@ -30,9 +30,9 @@ def close_up(template, verts: np.ndarray, parts: np.ndarray, side: str) -> np.nd
 
     from core.geometry.normals import face_normals
     from core.render.rasterize import rasterize
-    from core.template.face_checks import _scene
+    from core.template.face_checks import front_scene
 
-    allv, tris, cam = _scene(template, torch.as_tensor(verts).float(), torch.as_tensor(parts).float(),
+    allv, tris, cam = front_scene(template, torch.as_tensor(verts).float(), torch.as_tensor(parts).float(),
                              f"eye_{side}_ring")
     face = rasterize(allv, tris, cam).face_id[0].numpy()
     n = face_normals(allv, tris)[0].numpy()

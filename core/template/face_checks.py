@@ -67,7 +67,7 @@ def part_vertex_normals(t: Template) -> np.ndarray:
     return vertex_normals(np.asarray(t.part_verts, np.float64), tris)
 
 
-def _scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
+def front_scene(t: Template, verts: torch.Tensor, parts: torch.Tensor, region: str = "lips_outer_ring"
            ) -> tuple[torch.Tensor, torch.Tensor, Cameras]:
     """Head and parts as one mesh, and a narrow front camera centred on a region (the mouth)."""
     dev, dt = verts.device, verts.dtype
@@ -101,7 +101,7 @@ def teeth_outside_lips_mask(t: Template, verts: torch.Tensor, parts: torch.Tenso
 
 def front_teeth_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> float:
     """Share (0..1) of the front teeth's vertices a front camera sees."""
-    allv, tris, cam = _scene(t, verts, parts)
+    allv, tris, cam = front_scene(t, verts, parts)
     with torch.no_grad():
         frags = rasterize(allv, tris, cam)
         ids = torch.as_tensor(front_teeth_ids(t), device=verts.device)
@@ -111,7 +111,7 @@ def front_teeth_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor) -
 
 def rays_between_lips(t: Template, verts: torch.Tensor, parts: torch.Tensor) -> int:
     """Front-camera rays inside the lips' outer ring that pass deeper than where the lips meet."""
-    allv, tris, cam = _scene(t, verts, parts)
+    allv, tris, cam = front_scene(t, verts, parts)
     with torch.no_grad():
         frags = rasterize(allv, tris, cam)
         ring = torch.as_tensor(np.asarray(t.regions["lips_outer_ring"]), device=verts.device)
@@ -153,7 +153,7 @@ def eyeball_visible(t: Template, verts: torch.Tensor, parts: torch.Tensor, side:
     """Share (0..1) of the eyeball's (side "l" or "r") front vertices inside the lid ring, as placed
     at rest, that a front camera sees."""
     ids = eyeball_front_ids(t, side)
-    allv, tris, cam = _scene(t, verts, parts, f"eye_{side}_ring")
+    allv, tris, cam = front_scene(t, verts, parts, f"eye_{side}_ring")
     with torch.no_grad():
         frags = rasterize(allv, tris, cam)
         seen = visible_points(parts[torch.as_tensor(ids, device=verts.device)][None], cam, frags,

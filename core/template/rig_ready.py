@@ -212,8 +212,9 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
             moved[region] += share * fade[:, None] * (theirs - closed[region])
             bend = lid_line_dihedral(template, torch.as_tensor(moved), side)
             flips = int(_turned(rest, moved, tris[near]).sum())
-            seen = 0.0 if parts is None else eyeball_seen(template, moved, parts, side)
-            thin = 0.0 if parts is None else lid_shortfall(template, moved, parts, side, BLINK_CLEARANCE)
+            cover = None if parts is None else _lid_cover(template, moved, parts, side)
+            seen = 0.0 if cover is None else float((cover <= DEPTH_TOL).mean())  # eyeball_seen
+            thin = 0.0 if cover is None else _shortfall(cover, BLINK_CLEARANCE)  # lid_shortfall
             tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0) + 100.0 * seen + thin,
                           share, moved))
             if tries[-1][0] == 0:
@@ -232,7 +233,11 @@ def eyeball_seen(template, verts: np.ndarray, parts: np.ndarray, side: str) -> f
 def lid_shortfall(template, verts: np.ndarray, parts: np.ndarray, side: str, clearance: float) -> float:
     """Mean (0..1) over the front vertices of ``eyeball_seen`` of how much of ``clearance`` (metres)
     the head in front of each vertex falls short of: 0 where it covers every one that far."""
-    return float(np.clip(1.0 - _lid_cover(template, verts, parts, side) / clearance, 0.0, 1.0).mean())
+    return _shortfall(_lid_cover(template, verts, parts, side), clearance)
+
+
+def _shortfall(cover: np.ndarray, clearance: float) -> float:
+    return float(np.clip(1.0 - cover / clearance, 0.0, 1.0).mean())
 
 
 def _lid_cover(template, verts: np.ndarray, parts: np.ndarray, side: str) -> np.ndarray:
@@ -282,8 +287,7 @@ def eyeball_poke(template, verts: np.ndarray, parts: np.ndarray, side: str, shif
 def seat_eyeballs(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each eye moved back (+y) as far as ``eyeball_poke`` needs to come within EYE_SEAT_MARGIN
     (the least EYE_SEAT_STEP multiple up to EYE_SEAT_MAX; where none does, the least that leaves
-    the least poke). verts: (N, 3) head at
-    rest, parts: (P, 3). Returns the parts moved, (J, 3) moves of the joints' heads and
+    the least poke). verts: (N, 3) head at rest, parts: (P, 3). Returns the parts moved, (J, 3) moves of the joints' heads and
     {side: millimetres moved}. An eye's bone moves with its eye, so the eye turns about its own
     centre, where nothing else hangs from it (no other part, no child bone): a Rigify eye bone
     carries the lids' bones, which would turn about the moved head and pose the lids otherwise
@@ -291,11 +295,12 @@ def seat_eyeballs(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.nd
     about a point the move's length in front of its centre."""
     parts = np.array(parts, dtype=np.float64)
     part_joint = np.asarray(template.part_joint)
+    parents = np.asarray(template.joint_parents)
     joint_moves = np.zeros((template.num_joints, 3))
     seated = {}
     shifts = np.arange(0, round(EYE_SEAT_MAX / EYE_SEAT_STEP) + 1) * EYE_SEAT_STEP
     for side in SIDES:
-        if f"eyeball.{side.upper()}" not in list(template.part_names):
+        if f"eyeball.{side.upper()}" not in template.part_names:
             continue
         poke = eyeball_poke(template, verts, parts, side, shifts)
         ok = np.flatnonzero(poke <= EYE_SEAT_MARGIN)
@@ -305,7 +310,6 @@ def seat_eyeballs(template, verts: np.ndarray, parts: np.ndarray) -> tuple[np.nd
             continue
         ids = eye_part_ids(template, side)
         parts[ids, 1] += shift
-        parents = np.asarray(template.joint_parents)
         for bone in np.unique(part_joint[ids]):
             if np.isin(np.flatnonzero(part_joint == bone), ids).all() and not (parents == bone).any():
                 joint_moves[bone, 1] += shift
