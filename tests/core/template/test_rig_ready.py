@@ -21,8 +21,9 @@ from core.geometry.mesh_layout import triangle_edges
 from core.template import load_default
 from core.template.deform import TemplateModel, expression_deltas
 from core.template.face_checks import (eyeball_visible, front_teeth_visible, lid_line_dihedral, rays_between_lips)
-from core.template.mouth import (LIP_SEAL_RINGS, front_teeth_seen, light_between_lips, lip_sides, place_teeth,
-                                 seal_neutral_lips, seat_teeth, teeth_through_lips)
+from core.template.mouth import (LIP_SEAL_RINGS, LOWER_CLOSE_MAX_MM, TEETH_CLOSE_MAX_MM, front_teeth_seen,
+                                 light_between_lips, lip_sides, place_teeth, seal_neutral_lips, seat_teeth,
+                                 teeth_through_lips)
 from core.template.rig_ready import (BLINK_DIHEDRAL_SLACK, EYE_SEAT_MARGIN, EYE_SEAT_MAX, EYE_SEAT_STEP, FINE_EDGE,
                                      FINE_EDGE_MIN, FINE_AREAS, FINE_RINGS, KEY_STRETCH_MAX, SIDES, blink_like_template,
                                      edge_stretch, eye_part_ids, eyeball_poke, eyeball_seen, relax_fine_edges,
@@ -215,7 +216,10 @@ def test_teeth_are_placed_to_show_with_the_mouth_open(heads):
     # Seated straight back alone, the fuller lips hide half the front teeth; placed, >= 50 % show.
     seated, _ = seat_teeth(t, v, p)
     before = min(front_teeth_seen(t, head, seated + delta) for head, delta in opened)
-    assert before < 0.5 <= info["front_teeth_seen"] and info["closed_in_mm"] > 0, (before, info)
+    closed = info["closed_in_mm"]
+    assert before < 0.5 <= info["front_teeth_seen"] and closed["lower"] > 0, (before, info)
+    # The lower arch closes in as far as the upper one, and further only past the upper's limit.
+    assert closed["upper"] == min(closed["lower"], TEETH_CLOSE_MAX_MM) and closed["lower"] <= LOWER_CLOSE_MAX_MM, info
     for head, delta in opened:
         seen = front_teeth_visible(t, torch.as_tensor(head), torch.as_tensor(placed + delta))
         # The cheap ray check the placement uses agrees with the rasterised one.
