@@ -320,8 +320,9 @@ def front_teeth_seen(template, verts: np.ndarray, parts: np.ndarray) -> float:
 # open pose; each try is seated (``seat_teeth``). The lower lip hides more of its arch than the upper
 # lip of its own: on the Rigify head's fit of Grace Hopper a front camera sees 77-81 % of the upper
 # front teeth and 27-40 % of the lower ones with both arches 2 mm closed in, and the lower arch
-# holds 112 of the 180 front-teeth points. Closed 3 mm there, the lower incisors still sit behind
-# the upper ones at rest (a deeper overbite, hidden by the closed lips: tools/teeth_picture.py).
+# holds 112 of the 180 front-teeth points. Closed 3 mm there, the lower incisors' tips still sit
+# about 3 mm behind the upper ones at rest in the section through the midline: a deeper overbite,
+# hidden by the closed lips.
 TEETH_CLOSE_STEP_MM = 0.5
 TEETH_CLOSE_MAX_MM = 2.0
 LOWER_CLOSE_MAX_MM = 3.0
