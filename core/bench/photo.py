@@ -108,9 +108,9 @@ def _fit_args_consistency(ctx) -> list[str]:
     return ["--schedule", json.dumps(PHOTO_CONSISTENCY_OVERRIDES), "--cues", "none"]
 
 
-def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: str) -> list[str]:
-    """``--normals`` files (.npy, zero off the head): the camera-space normal map of the mesh
-    (``verts``, ``tris``) seen by each photo's true camera."""
+def _rendered_normal_maps(ctx, verts: np.ndarray, tris: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per photo, (camera-space normal map (h, w, 3), covered (h, w) bool) of the mesh (``verts``,
+    ``tris``) seen by the photo's true camera."""
     import torch
     from PIL import Image
 
@@ -119,17 +119,31 @@ def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: st
 
     verts = torch.as_tensor(verts, dtype=torch.float64)[None]
     tris = torch.as_tensor(tris, dtype=torch.int64)
-    folder = ctx["out"].parent / (ctx["out"].name + folder_suffix)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    maps = []
     for file, (K, R, t) in zip(ctx["files"], ctx["cameras"]):
         with Image.open(file) as im:
             width, height = im.size
-        normals, _ = render_normals(verts, tris, Cameras.from_numpy(K, R, t, width, height))
+        normals, mask = render_normals(verts, tris, Cameras.from_numpy(K, R, t, width, height))
+        maps.append((normals[0].numpy(), mask[0].numpy() > 0.5))
+    return maps
+
+
+def _save_normal_maps(ctx, maps: list[np.ndarray], folder_suffix: str) -> list[str]:
+    """``--normals`` arguments: each photo's map (h, w, 3; zero off the head) saved as .npy."""
+    folder = ctx["out"].parent / (ctx["out"].name + folder_suffix)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file, normals in zip(ctx["files"], maps):
         path = folder / (file.stem + ".npy")
-        np.save(path, normals[0].numpy().astype(np.float32))
+        np.save(path, np.asarray(normals, np.float32))
         paths.append(str(path))
     return ["--normals", *paths]
+
+
+def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: str) -> list[str]:
+    """``--normals`` files (.npy, zero off the head): the camera-space normal map of the mesh
+    (``verts``, ``tris``) seen by each photo's true camera."""
+    return _save_normal_maps(ctx, [n for n, _ in _rendered_normal_maps(ctx, verts, tris)], folder_suffix)
 
 
 def _fit_args_oracle_normals(ctx) -> list[str]:
@@ -152,6 +166,34 @@ def _fit_args_default_normals(ctx) -> list[str]:
     return _normal_map_args(ctx, placed, template.tris, "_default_normals")
 
 
+# The share of a person's departure from the average face that the shipped face prior's normal
+# maps carry on the bench's Cycles renders (``tools/eval_prior.py``, ``person_gain``, people
+# 301-304, all seven views: 0.618).
+PRIOR_PERSON_GAIN = 0.618
+
+
+def _fit_args_shrunk_normals(ctx) -> list[str]:
+    """A diagnosis, not a user's fit: exact maps shrunk toward the average face by as much as the
+    face prior's maps are. Each photo gets n0 + g (n - n0), normalised, where n is the true head's
+    normal, n0 the placed default head's (``default_normals``) and g = PRIOR_PERSON_GAIN; the true
+    normal where the default head does not cover the pixel. Exact about pose, free of noise and
+    of any bias, and carrying the share of the person the network carries: how far that share
+    alone keeps the fit from the bound."""
+    from core.geometry.similarity import similarity_align
+
+    template = ctx["template"]
+    surface = np.load(ctx["files"][0].parent / "surface.npz")
+    placed = similarity_align(template.verts, ctx["person"].verts, template.regions["face_mask"])
+    maps = []
+    for (true_n, true_m), (default_n, default_m) in zip(_rendered_normal_maps(ctx, surface["verts"], surface["tris"]),
+                                                        _rendered_normal_maps(ctx, placed, template.tris)):
+        mixed = default_n + PRIOR_PERSON_GAIN * (true_n - default_n)
+        mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-9)
+        both = (true_m & default_m)[..., None]
+        maps.append(np.where(both, mixed, np.where(true_m[..., None], true_n, 0.0)))
+    return _save_normal_maps(ctx, maps, "_shrunk_normals")
+
+
 def _fit_args_no_prior(ctx) -> list[str]:
     return ["--cues", "none"]
 
@@ -171,11 +213,13 @@ def _fit_args_no_outline(ctx) -> list[str]:
 # "landmarks" (the landmark terms only), "shading" (+ the shading term), "outline" (+ the head's
 # outline from the face prior, its normals unread), "consistency" (+ agreement between photos);
 # "oracle_normals" is the bound: the fit given normal maps of the true head;
-# "default_normals" the diagnosis: the fit given the default head's normal maps, posed on the true head.
+# "default_normals" the diagnosis: the fit given the default head's normal maps, posed on the true head;
+# "shrunk_normals" the true head's maps shrunk toward those by as much as the face prior's maps are.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
             "outline": _fit_args_outline, "consistency": _fit_args_consistency,
             "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior,
-            "no_outline": _fit_args_no_outline, "default_normals": _fit_args_default_normals}
+            "no_outline": _fit_args_no_outline, "default_normals": _fit_args_default_normals,
+            "shrunk_normals": _fit_args_shrunk_normals}
 
 
 def add_arguments(p) -> None:

@@ -318,7 +318,7 @@ def front_teeth_seen(template, verts: np.ndarray, parts: np.ndarray) -> float:
 # lower one up) in TEETH_CLOSE_STEP_MM steps, the upper at most TEETH_CLOSE_MAX_MM and the lower at
 # most LOWER_CLOSE_MAX_MM, until a front camera sees TEETH_SEEN_TARGET of the front teeth in every
 # open pose; each try is seated (``seat_teeth``). The lower lip hides more of its arch than the upper
-# lip of its own: on the Rigify head's fit of Grace Hopper a front camera sees 77-81 % of the upper
+# lip of its own: on the Rigify head's fit of Grace Hopper a front camera sees 76-81 % of the upper
 # front teeth and 27-40 % of the lower ones with both arches 2 mm closed in, and the lower arch
 # holds 112 of the 180 front-teeth points. Closed 3 mm there, the lower incisors' tips still sit
 # about 3 mm behind the upper ones at rest in the section through the midline: a deeper overbite,

@@ -128,6 +128,48 @@ def test_default_normals_variant_places_the_default_head_on_the_person(template,
     assert np.abs(placed - truth)[covered].max() < 1e-3
 
 
+def test_shrunk_normals_variant_carries_the_prior_share_of_the_person(template, tmp_path):
+    import types
+
+    from PIL import Image
+
+    from core.bench.photo import (PRIOR_PERSON_GAIN, _fit_args_default_normals, _fit_args_oracle_normals,
+                                  _fit_args_shrunk_normals)
+    from core.geometry.mesh_layout import vertex_normals
+
+    # A "person" that is the default head with a bump on the nose: only there do the maps differ.
+    verts = template.verts.astype(np.float64)
+    face = verts[template.regions["face_mask"]]
+    tip = face[np.argmin(face[:, 1])]  # the face's front-most point (-y is the front)
+    bump = 3e-3 * np.exp(-0.5 * (np.linalg.norm(verts - tip, axis=1) / 8e-3) ** 2)
+    person = types.SimpleNamespace(verts=verts + bump[:, None] * vertex_normals(verts, template.tris))
+    cams = person_cameras(template, person.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
+    photos = tmp_path / "renders"
+    photos.mkdir()
+    np.savez(photos / "surface.npz", verts=person.verts, tris=template.tris)
+    Image.new("RGB", (96, 120)).save(photos / "front.png")
+    ctx = {"files": [photos / "front.png"], "cameras": [cams["front"]], "out": tmp_path / "fit",
+           "person": person, "template": template}
+    shrunk = np.load(_fit_args_shrunk_normals(ctx)[1])
+    truth = np.load(_fit_args_oracle_normals(ctx)[1])
+    default = np.load(_fit_args_default_normals(ctx)[1])
+    covered = np.linalg.norm(truth, axis=-1) > 0.5
+    np.testing.assert_allclose(np.linalg.norm(shrunk[covered], axis=-1), 1.0, atol=1e-5)
+    assert not shrunk[~covered].any()
+
+    def angle(a, b):
+        return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1.0, 1.0)))
+
+    both = covered & (np.linalg.norm(default, axis=-1) > 0.5)
+    departed = both & (angle(truth, default) > 3.0)
+    assert departed.sum() > 20
+    # Away from the person's departure the shrunk map is the true one; on it, the given share of the way.
+    still = both & (angle(truth, default) < 0.2)
+    assert angle(shrunk[still], truth[still]).max() < 0.2
+    share = angle(shrunk[departed], default[departed]) / angle(truth[departed], default[departed])
+    assert abs(np.median(share) - PRIOR_PERSON_GAIN) < 0.03
+
+
 def test_focal_error_is_reported_only_for_estimated_focal_lengths():
     from core.bench.photo import focal_error
 
