@@ -102,10 +102,21 @@ def test_oracle_normals_variant_writes_the_true_heads_normal_maps(template, tmp_
         assert np.median(n[covered][:, 2]) < -0.5  # seen surfaces face the camera (n_z < 0)
 
 
+def _front_photo_of(template, person, tmp_path) -> dict:
+    """A variant's context for one blank front photo of ``person`` (its surface the rendered one)."""
+    from PIL import Image
+
+    cams = person_cameras(template, person.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
+    photos = tmp_path / "renders"
+    photos.mkdir()
+    np.savez(photos / "surface.npz", verts=person.verts, tris=template.tris)
+    Image.new("RGB", (96, 120)).save(photos / "front.png")
+    return {"files": [photos / "front.png"], "cameras": [cams["front"]], "out": tmp_path / "fit",
+            "person": person, "template": template}
+
+
 def test_default_normals_variant_places_the_default_head_on_the_person(template, tmp_path):
     import types
-
-    from PIL import Image
 
     from core.bench.photo import _fit_args_default_normals, _fit_args_oracle_normals
 
@@ -114,13 +125,7 @@ def test_default_normals_variant_places_the_default_head_on_the_person(template,
     a = np.deg2rad(10.0)
     turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     person = types.SimpleNamespace(verts=(1.05 * template.verts.astype(np.float64) @ turn.T + [0.01, 0.0, 0.02]))
-    cams = person_cameras(template, person.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
-    photos = tmp_path / "renders"
-    photos.mkdir()
-    np.savez(photos / "surface.npz", verts=person.verts, tris=template.tris)
-    Image.new("RGB", (96, 120)).save(photos / "front.png")
-    ctx = {"files": [photos / "front.png"], "cameras": [cams["front"]], "out": tmp_path / "fit",
-           "person": person, "template": template}
+    ctx = _front_photo_of(template, person, tmp_path)
     placed = np.load(_fit_args_default_normals(ctx)[1])
     truth = np.load(_fit_args_oracle_normals(ctx)[1])
     covered = np.linalg.norm(truth, axis=-1) > 0.5
@@ -130,8 +135,6 @@ def test_default_normals_variant_places_the_default_head_on_the_person(template,
 
 def test_shrunk_normals_variant_carries_the_prior_share_of_the_person(template, tmp_path):
     import types
-
-    from PIL import Image
 
     from core.bench.photo import (PRIOR_PERSON_GAIN, _fit_args_default_normals, _fit_args_oracle_normals,
                                   _fit_args_shrunk_normals)
@@ -143,13 +146,7 @@ def test_shrunk_normals_variant_carries_the_prior_share_of_the_person(template, 
     tip = face[np.argmin(face[:, 1])]  # the face's front-most point (-y is the front)
     bump = 3e-3 * np.exp(-0.5 * (np.linalg.norm(verts - tip, axis=1) / 8e-3) ** 2)
     person = types.SimpleNamespace(verts=verts + bump[:, None] * vertex_normals(verts, template.tris))
-    cams = person_cameras(template, person.verts, person_look(305, np.array([0.0, 0.0, 1.0])), 96, 120)
-    photos = tmp_path / "renders"
-    photos.mkdir()
-    np.savez(photos / "surface.npz", verts=person.verts, tris=template.tris)
-    Image.new("RGB", (96, 120)).save(photos / "front.png")
-    ctx = {"files": [photos / "front.png"], "cameras": [cams["front"]], "out": tmp_path / "fit",
-           "person": person, "template": template}
+    ctx = _front_photo_of(template, person, tmp_path)
     shrunk = np.load(_fit_args_shrunk_normals(ctx)[1])
     truth = np.load(_fit_args_oracle_normals(ctx)[1])
     default = np.load(_fit_args_default_normals(ctx)[1])
