@@ -114,6 +114,20 @@ def check(bpy, path, template=None) -> dict:
     return out
 
 
+def posed_head(bpy, path, pose: str, template=None) -> tuple[np.ndarray, np.ndarray]:
+    """(head (N, 3), parts (P, 3)) of the GLB at ``path`` in the pose ``pose`` of POSES, in the
+    template's vertex order and frame (``template``: the layout it was fitted through; None: the
+    default head's). SystemExit where the pose cannot be made or the layout differs."""
+    mesh, arm = _load(bpy, path)
+    faces = _FaceChecks(bpy, mesh, template)
+    if not faces.ok:
+        raise SystemExit(f"{path}: the head or its parts differ from the template's layout")
+    skipped = apply_pose(bpy, arm, mesh, pose, faces.aliases, faces.with_the_face)
+    if skipped:
+        raise SystemExit(f"{path}: cannot pose {pose}: {skipped}")
+    return faces.in_template_order(evaluated_vertices(bpy, mesh))
+
+
 class _FaceChecks:
     """The mouth and eyelid checks (core/template/face_checks.py) on the posed head and its parts:
     the front teeth seen and rays between the lips in TEETH_POSES, the eyeball seen and the lid
@@ -137,6 +151,15 @@ class _FaceChecks:
                            and len(o.data.vertices) == len(self.pmap)), None)
         self.ok = self.parts is not None and len(mesh.data.vertices) == len(self.vmap)
 
+    def in_template_order(self, posed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(head (N, 3), parts (P, 3)) in the template's vertex order: the posed head's vertices as
+        the GLB holds them and the parts as they are posed now."""
+        head = np.zeros((self.t.num_verts, 3))
+        head[self.vmap] = posed
+        parts = np.zeros((len(self.t.part_verts), 3))
+        parts[self.pmap] = evaluated_vertices(self.bpy, self.parts)
+        return head, parts
+
     def measure(self, pose: str, posed: np.ndarray) -> dict:
         from core.template import face_checks as fc
 
@@ -144,12 +167,7 @@ class _FaceChecks:
             return {}
         if not self.ok:
             return {"face_checks": "skipped: the head or its parts differ from the template's layout"}
-        head = np.zeros((self.t.num_verts, 3))
-        head[self.vmap] = posed
-        verts = self.torch.as_tensor(head, dtype=self.torch.float32)
-        parts = np.zeros((len(self.t.part_verts), 3))
-        parts[self.pmap] = evaluated_vertices(self.bpy, self.parts)
-        parts = self.torch.as_tensor(parts, dtype=self.torch.float32)
+        verts, parts = (self.torch.as_tensor(a, dtype=self.torch.float32) for a in self.in_template_order(posed))
         if pose in TEETH_POSES:
             out = {"front_teeth_seen": fc.front_teeth_visible(self.t, verts, parts),
                    "rays_between_lips": fc.rays_between_lips(self.t, verts, parts)}
