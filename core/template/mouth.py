@@ -354,10 +354,10 @@ def place_teeth(template, verts: np.ndarray, parts: np.ndarray,
     head (N, 3) and what that pose adds to the parts (P, 3). The fitted lips are fuller or part
     less than the template's: with the teeth where the controllers put them, a front camera sees
     39-45 % of the front teeth with the jaw open on fitted heads against the template's 57-62 %.
-    The arches close in on the lip line, the lower one up to a millimetre further than the upper,
-    until TEETH_SEEN_TARGET of them is seen in every open pose (the smallest move that does, else
-    the one that shows the most), each try seated so that no more teeth poke through the closed
-    lips than on the template, and what still does tucked in.
+    The arches close in on the lip line (the lower one up to LOWER_CLOSE_MAX_MM, the upper up to
+    TEETH_CLOSE_MAX_MM) until TEETH_SEEN_TARGET of them is seen in every open pose (the smallest
+    move that does, else the one that shows the most), each try seated so that no more teeth poke
+    through the closed lips than on the template, and what still does tucked in.
     Returns the new (P, 3) parts and {"seated_mm", "closed_in_mm": {"upper", "lower"},
     "front_teeth_seen"}."""
     names, part = list(template.part_names), np.asarray(template.part_vert_part)
