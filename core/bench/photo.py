@@ -194,6 +194,19 @@ def _fit_args_shrunk_normals(ctx) -> list[str]:
     return _save_normal_maps(ctx, maps, "_shrunk_normals")
 
 
+def _fit_args_shrunk_head(ctx) -> list[str]:
+    """A diagnosis, not a user's fit: the normal maps of one head between the average face and the
+    person, the placed default head moved PRIOR_PERSON_GAIN of the way to the person vertex by
+    vertex (template topology). Unlike ``shrunk_normals`` the maps are a surface's, so several
+    photos agree on it: what the shrinkage alone costs a fit of several photos."""
+    from core.geometry.similarity import similarity_align
+
+    template, person = ctx["template"], ctx["person"]
+    placed = similarity_align(template.verts, person.verts, template.regions["face_mask"])
+    between = placed + PRIOR_PERSON_GAIN * (np.asarray(person.verts, np.float64) - placed)
+    return _normal_map_args(ctx, between, template.tris, "_shrunk_head")
+
+
 def _fit_args_no_prior(ctx) -> list[str]:
     return ["--cues", "none"]
 
@@ -214,12 +227,13 @@ def _fit_args_no_outline(ctx) -> list[str]:
 # outline from the face prior, its normals unread), "consistency" (+ agreement between photos);
 # "oracle_normals" is the bound: the fit given normal maps of the true head;
 # "default_normals" the diagnosis: the fit given the default head's normal maps, posed on the true head;
-# "shrunk_normals" the true head's maps shrunk toward those by as much as the face prior's maps are.
+# "shrunk_normals" the true head's maps shrunk toward those by as much as the face prior's maps are;
+# "shrunk_head" the maps of a head that far between the two.
 VARIANTS = {"fit": _fit_args_plain, "landmarks": _fit_args_landmarks, "shading": _fit_args_shading,
             "outline": _fit_args_outline, "consistency": _fit_args_consistency,
             "oracle_normals": _fit_args_oracle_normals, "no_prior": _fit_args_no_prior,
             "no_outline": _fit_args_no_outline, "default_normals": _fit_args_default_normals,
-            "shrunk_normals": _fit_args_shrunk_normals}
+            "shrunk_normals": _fit_args_shrunk_normals, "shrunk_head": _fit_args_shrunk_head}
 
 
 def add_arguments(p) -> None:

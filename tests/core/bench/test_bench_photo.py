@@ -133,11 +133,11 @@ def test_default_normals_variant_places_the_default_head_on_the_person(template,
     assert np.abs(placed - truth)[covered].max() < 1e-3
 
 
-def test_shrunk_normals_variant_carries_the_prior_share_of_the_person(template, tmp_path):
+def test_shrunk_variants_carry_the_prior_share_of_the_person(template, tmp_path):
     import types
 
     from core.bench.photo import (PRIOR_PERSON_GAIN, _fit_args_default_normals, _fit_args_oracle_normals,
-                                  _fit_args_shrunk_normals)
+                                  _fit_args_shrunk_head, _fit_args_shrunk_normals)
     from core.geometry.mesh_layout import vertex_normals
 
     # A "person" that is the default head with a bump on the nose: only there do the maps differ.
@@ -165,6 +165,11 @@ def test_shrunk_normals_variant_carries_the_prior_share_of_the_person(template, 
     assert angle(shrunk[still], truth[still]).max() < 0.2
     share = angle(shrunk[departed], default[departed]) / angle(truth[departed], default[departed])
     assert abs(np.median(share) - PRIOR_PERSON_GAIN) < 0.03
+    # The head between the two (its vertices moved that share of the way) has about those normals.
+    between = np.load(_fit_args_shrunk_head(ctx)[1])
+    share = angle(between[departed], default[departed]) / angle(truth[departed], default[departed])
+    assert abs(np.median(share) - PRIOR_PERSON_GAIN) < 0.05
+    assert angle(between[still], truth[still]).max() < 0.5
 
 
 def test_focal_error_is_reported_only_for_estimated_focal_lengths():
