@@ -146,12 +146,25 @@ def _normal_map_args(ctx, verts: np.ndarray, tris: np.ndarray, folder_suffix: st
     return _save_normal_maps(ctx, [n for n, _ in _rendered_normal_maps(ctx, verts, tris)], folder_suffix)
 
 
+def _true_surface(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """(verts, tris) of the rendered surface of the photos in ``ctx``."""
+    surface = np.load(ctx["files"][0].parent / "surface.npz")
+    return surface["verts"], surface["tris"]
+
+
+def _placed_default(ctx) -> np.ndarray:
+    """(N, 3) the default head placed on the person by the similarity that best aligns their faces."""
+    from core.geometry.similarity import similarity_align
+
+    template = ctx["template"]
+    return similarity_align(template.verts, ctx["person"].verts, template.regions["face_mask"])
+
+
 def _fit_args_oracle_normals(ctx) -> list[str]:
     """A bound, not a user's fit: each photo gets the camera-space normal map of the true
     (rendered) surface seen by the true camera, so the gap between the pixel cues and the
     fitter shows per person."""
-    surface = np.load(ctx["files"][0].parent / "surface.npz")
-    return _normal_map_args(ctx, surface["verts"], surface["tris"], "_normals")
+    return _normal_map_args(ctx, *_true_surface(ctx), "_normals")
 
 
 def _fit_args_default_normals(ctx) -> list[str]:
@@ -159,11 +172,7 @@ def _fit_args_default_normals(ctx) -> list[str]:
     placed on the true head by the similarity that best aligns their faces and seen by the
     true camera: a cue as good as a perfect one about pose and about the average face, and
     blind to the person. What a cue must beat to carry the person."""
-    from core.geometry.similarity import similarity_align
-
-    template = ctx["template"]
-    placed = similarity_align(template.verts, ctx["person"].verts, template.regions["face_mask"])
-    return _normal_map_args(ctx, placed, template.tris, "_default_normals")
+    return _normal_map_args(ctx, _placed_default(ctx), ctx["template"].tris, "_default_normals")
 
 
 # The share of a person's departure from the average face that the shipped face prior's normal
@@ -179,14 +188,10 @@ def _fit_args_shrunk_normals(ctx) -> list[str]:
     normal where the default head does not cover the pixel. Exact about pose, free of noise and
     of any bias, and carrying the share of the person the network carries: how far that share
     alone keeps the fit from the bound."""
-    from core.geometry.similarity import similarity_align
-
-    template = ctx["template"]
-    surface = np.load(ctx["files"][0].parent / "surface.npz")
-    placed = similarity_align(template.verts, ctx["person"].verts, template.regions["face_mask"])
     maps = []
-    for (true_n, true_m), (default_n, default_m) in zip(_rendered_normal_maps(ctx, surface["verts"], surface["tris"]),
-                                                        _rendered_normal_maps(ctx, placed, template.tris)):
+    for (true_n, true_m), (default_n, default_m) in zip(_rendered_normal_maps(ctx, *_true_surface(ctx)),
+                                                        _rendered_normal_maps(ctx, _placed_default(ctx),
+                                                                              ctx["template"].tris)):
         mixed = default_n + PRIOR_PERSON_GAIN * (true_n - default_n)
         mixed /= np.maximum(np.linalg.norm(mixed, axis=-1, keepdims=True), 1e-9)
         both = (true_m & default_m)[..., None]
@@ -199,12 +204,9 @@ def _fit_args_shrunk_head(ctx) -> list[str]:
     person, the placed default head moved PRIOR_PERSON_GAIN of the way to the person vertex by
     vertex (template topology). Unlike ``shrunk_normals`` the maps are a surface's, so several
     photos agree on it: what the shrinkage alone costs a fit of several photos."""
-    from core.geometry.similarity import similarity_align
-
-    template, person = ctx["template"], ctx["person"]
-    placed = similarity_align(template.verts, person.verts, template.regions["face_mask"])
-    between = placed + PRIOR_PERSON_GAIN * (np.asarray(person.verts, np.float64) - placed)
-    return _normal_map_args(ctx, between, template.tris, "_shrunk_head")
+    placed = _placed_default(ctx)
+    between = placed + PRIOR_PERSON_GAIN * (np.asarray(ctx["person"].verts, np.float64) - placed)
+    return _normal_map_args(ctx, between, ctx["template"].tris, "_shrunk_head")
 
 
 def _fit_args_no_prior(ctx) -> list[str]:

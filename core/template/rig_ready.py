@@ -213,7 +213,7 @@ def blink_like_template(template, source: np.ndarray, source_delta: np.ndarray, 
             bend = lid_line_dihedral(template, torch.as_tensor(moved), side)
             flips = int(_turned(rest, moved, tris[near]).sum())
             cover = None if parts is None else _lid_cover(template, moved, parts, side)
-            seen = 0.0 if cover is None else float((cover <= DEPTH_TOL).mean())  # eyeball_seen
+            seen = 0.0 if cover is None else _seen(cover)  # eyeball_seen
             thin = 0.0 if cover is None else _shortfall(cover, BLINK_CLEARANCE)  # lid_shortfall
             tries.append((max(bend - want_dihedral, 0.0) + max(flips - want_flips, 0) + 100.0 * seen + thin,
                           share, moved))
@@ -227,7 +227,11 @@ def eyeball_seen(template, verts: np.ndarray, parts: np.ndarray, side: str) -> f
     """Share (0..1) of an eyeball's front vertices inside its lid ring (``face_checks.eyeball_visible``'s
     choice) from which a ray toward a front camera (-y) meets no head more than DEPTH_TOL in front:
     that check with an orthographic camera, for searches. verts: (N, 3) head, parts: (P, 3)."""
-    return float((_lid_cover(template, verts, parts, side) <= DEPTH_TOL).mean())
+    return _seen(_lid_cover(template, verts, parts, side))
+
+
+def _seen(cover: np.ndarray) -> float:
+    return float((cover <= DEPTH_TOL).mean())
 
 
 def lid_shortfall(template, verts: np.ndarray, parts: np.ndarray, side: str, clearance: float) -> float:
