@@ -31,12 +31,13 @@ OBJECT_STORE_BYTES = 128 * 1024 * 1024
 def batch_options(args):
     """(the options dict the people's folder keys hash, the ``FitOptions`` the workers fit with)."""
     from core.fit.cli import check_device, read_schedule
-    from core.fit.options import FitOptions
 
     check_device(args.device)
     options = {"preset": args.preset}
     if args.schedule:
         options["schedule"] = read_schedule(args.schedule)
+    from core.fit.options import FitOptions  # torch: after what the command line alone can show
+
     try:
         fit_options = FitOptions.from_dict({**options, "focal": args.focal})
     except ValueError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import sys
 import time
 
@@ -25,19 +26,27 @@ OPTION_FLAGS = {"preset": "--preset", "schedule": "--schedule", "focal": "--foca
 
 
 def job_from_args(args):
-    """The ``FitJob`` the arguments ask for, checked before any photo is read (CommandError)."""
-    from core.template import load, load_default
-
-    from .api import FitJob, PhotoInput
-    from .options import CueOptions, FitOptions
-
+    """The ``FitJob`` the arguments ask for, checked before any photo is read (CommandError).
+    What the command line alone can show wrong is checked before torch loads (seconds), so a
+    typo is answered at once."""
     for p in args.photos:
         if not pathlib.Path(p).is_file():
             raise CommandError(f"no such photo: {p}")
+    check_out_dir(args.out, create=False)
+    schedule = read_schedule(args.schedule) if args.schedule else None
+    device = check_device(args.device)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    from core.template import load, load_default
+
+    from .api import FitJob, PhotoInput
+    from .options import FitOptions
+
     cues = cue_options(args)
     check_out_dir(args.out)
-    device = check_device(args.device)
-    schedule = read_schedule(args.schedule) if args.schedule else None
     photos = [PhotoInput(name=pathlib.Path(p).name, path=str(p), face_index=args.face_index) for p in args.photos]
     try:
         job = FitJob(photos, options=FitOptions(preset=args.preset, schedule=schedule, focal=args.focal, cues=cues,
@@ -84,6 +93,10 @@ def cue_options(args):
 def _run(args) -> int:
     import warnings
 
+    if args.threads < 0:
+        raise CommandError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
+    job = job_from_args(args)
+
     from core.priors.errors import CueError, PriorError
 
     from .control import FitControl
@@ -91,13 +104,6 @@ def _run(args) -> int:
     from .pipeline import run_fit, views_from_photos
     from .result_set import ResultSetError
 
-    if args.threads < 0:
-        raise CommandError(f"--threads must be 0 (torch's default) or more, got {args.threads}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    job = job_from_args(args)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -154,11 +160,14 @@ def _run(args) -> int:
     return 0
 
 
-def check_out_dir(out: str) -> None:
-    """``--out`` must be a folder (or creatable as one) before any fitting starts."""
+def check_out_dir(out: str, create: bool = True) -> None:
+    """``--out`` must be a folder (or creatable as one) before any fitting starts; ``create``
+    makes it."""
     path = pathlib.Path(out)
     if path.exists() and not path.is_dir():
         raise CommandError(f"--out {out} is a file; give a folder")
+    if not create:
+        return
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -166,17 +175,15 @@ def check_out_dir(out: str) -> None:
 
 
 def check_device(device: str) -> str:
-    """A torch device this build can use, else CommandError."""
-    import torch
+    """A torch device this build can use, else CommandError. The name is checked before torch
+    loads; whether CUDA is there needs torch."""
+    if not re.fullmatch(r"(cpu|cuda)(:[0-9]+)?", device):
+        raise CommandError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
 
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CommandError(f"--device {device}: this torch build has no usable CUDA; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise CommandError(f"--device {device}: only cpu and cuda are supported")
+        if not torch.cuda.is_available():
+            raise CommandError(f"--device {device}: this torch build has no usable CUDA; use --device cpu")
     return device
 
 

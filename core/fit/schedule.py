@@ -19,8 +19,10 @@ import copy
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from core.multiview import BAOptions
+if TYPE_CHECKING:  # the bundle adjustment (torch) loads only where a stage asks for one
+    from core.multiview import BAOptions
 
 # Variables a stage may optimise.
 # Largest whole number a schedule override may set (iterations, patience, ...).
@@ -119,6 +121,8 @@ class StageSpec:
 
 def solver_options(settings: dict, where: str = "solver") -> BAOptions:
     """``BAOptions`` with ``settings`` (name -> value) applied; ValueError names ``where`` and the setting."""
+    from core.multiview import BAOptions
+
     if not isinstance(settings, dict):
         raise ValueError(f"{where} must map BAOptions settings to values")
     known = {f.name: f.default for f in dataclasses.fields(BAOptions)}

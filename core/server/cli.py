@@ -11,8 +11,6 @@ import sys
 from bridge.protocol import PROTOCOL_VERSION
 from bridge.server import IDLE_TIMEOUT_S, Server
 
-from .session import JobRegistry, Session
-
 TOKEN_ENV = "LIKENESS_TOKEN"
 
 
@@ -88,6 +86,10 @@ def _serve(args) -> int:
 
         torch.set_num_threads(args.threads)
     token = resolve_token(args.token_file)
+    # The fit's modules (torch) load only once the command line has passed its checks: a typo is
+    # answered at once instead of after the seconds torch takes to import.
+    from .session import JobRegistry, Session
+
     release_large_blocks()
     registry = JobRegistry()
     try:

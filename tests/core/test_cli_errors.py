@@ -58,6 +58,31 @@ def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path):
     assert len(lines) == 1 and "Traceback" not in res.stderr and ": error: " in lines[0], res.stderr[-2000:]
 
 
+
+# Cases the command line alone shows wrong: answered before torch (and the fit's modules) load.
+LIGHT_CASES = ["schedule list", "iterations text", "out is a file", "device gpu", "threads below zero",
+               "serve threads below zero", "port out of range", "ready file in a missing folder"]
+
+
+def test_what_the_command_line_shows_wrong_is_answered_before_torch_loads(tmp_path):
+    cases = _cases(tmp_path)
+    script = (
+        "import sys, json\n"
+        "from core.cli import main\n"
+        "rc = main(json.loads(sys.argv[1]))\n"
+        "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))\n"
+    )
+    for case in LIGHT_CASES:
+        res = subprocess.run([sys.executable, "-c", script, json.dumps(cases[case])], capture_output=True,
+                             text=True, timeout=120, cwd=str(pathlib.Path(__file__).resolve().parents[2]))
+        seen = json.loads(res.stdout.strip().splitlines()[-1])
+        assert seen == {"rc": 2, "torch": False}, (case, seen, res.stderr[-500:])
+    # The negative control: a CUDA device needs torch to say whether this build has CUDA.
+    res = subprocess.run([sys.executable, "-c", script, json.dumps(cases["device cuda on a cpu build"])],
+                         capture_output=True, text=True, timeout=120,
+                         cwd=str(pathlib.Path(__file__).resolve().parents[2]))
+    assert json.loads(res.stdout.strip().splitlines()[-1])["torch"] is True
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
