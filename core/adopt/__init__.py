@@ -18,13 +18,15 @@ from .register import Registration, RegistrationError, register_head
 from .transfer import transfer
 
 
-def import_head(path: str | pathlib.Path, object_name: str | None = None, scale: float = 1.0, default=None):
-    """(template, confidence, registration) for the head mesh in ``path``.
+def import_head(path: str | pathlib.Path | HeadMesh, object_name: str | None = None, scale: float = 1.0,
+                default=None):
+    """(template, confidence, registration) for the head mesh in ``path`` (or a ``HeadMesh``
+    ``read_head`` already read; ``object_name`` and ``scale`` then went to it).
 
     Raises HeadImportError or RegistrationError with a one-line message."""
     from core.template import load_default
 
-    head = read_head(path, object_name, scale)
+    head = path if isinstance(path, HeadMesh) else read_head(path, object_name, scale)
     default = load_default() if default is None else default
     reg = register_head(default, head.verts, head.tris, head.source)
     template, confidence = transfer(default, head, reg)

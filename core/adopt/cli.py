@@ -12,7 +12,7 @@ def _import(args) -> int:
     from core.cli import CommandError
     from core.files import UnsafeFileError
 
-    from . import HeadImportError, RegistrationError, import_head
+    from . import HeadImportError, RegistrationError, import_head, read_head
     from .picture import draw_import
 
     out = pathlib.Path(args.out)
@@ -21,9 +21,11 @@ def _import(args) -> int:
     if not out.parent.is_dir():
         raise CommandError(f"the folder {str(out.parent)!r} does not exist; create it first")
     start = time.perf_counter()
-    print(f"importing {args.file}: finding the face on renders, registering the default head ...", flush=True)
     try:
-        template, confidence, reg = import_head(args.file, args.object, args.scale)
+        # The file is read (and refused, if it must be) before the long part is announced.
+        head = read_head(args.file, args.object, args.scale)
+        print(f"importing {args.file}: finding the face on renders, registering the default head ...", flush=True)
+        template, confidence, reg = import_head(head)
     except (HeadImportError, RegistrationError, UnsafeFileError) as exc:
         raise CommandError(str(exc)) from None
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
