@@ -62,26 +62,29 @@ def test_bad_command_line_is_one_line_and_exit_2(case, tmp_path):
 # Cases the command line alone shows wrong: answered before torch (and the fit's modules) load.
 LIGHT_CASES = ["schedule list", "iterations text", "out is a file", "device gpu", "threads below zero",
                "serve threads below zero", "port out of range", "ready file in a missing folder"]
+_MAIN_AND_MODULES = (
+    "import sys, json\n"
+    "from core.cli import main\n"
+    "rc = main(json.loads(sys.argv[1]))\n"
+    "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))\n"
+)
+
+
+def _exit_and_torch(args: list[str]) -> dict:
+    """{"rc": exit code, "torch": whether torch was loaded} of ``likeness ARGS`` in a fresh process."""
+    res = subprocess.run([sys.executable, "-c", _MAIN_AND_MODULES, json.dumps(args)], capture_output=True,
+                         text=True, timeout=120, cwd=str(pathlib.Path(__file__).resolve().parents[2]))
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def test_what_the_command_line_shows_wrong_is_answered_before_torch_loads(tmp_path):
     cases = _cases(tmp_path)
-    script = (
-        "import sys, json\n"
-        "from core.cli import main\n"
-        "rc = main(json.loads(sys.argv[1]))\n"
-        "print(json.dumps({'rc': rc, 'torch': 'torch' in sys.modules}))\n"
-    )
     for case in LIGHT_CASES:
-        res = subprocess.run([sys.executable, "-c", script, json.dumps(cases[case])], capture_output=True,
-                             text=True, timeout=120, cwd=str(pathlib.Path(__file__).resolve().parents[2]))
-        seen = json.loads(res.stdout.strip().splitlines()[-1])
-        assert seen == {"rc": 2, "torch": False}, (case, seen, res.stderr[-500:])
-    # The negative control: a CUDA device needs torch to say whether this build has CUDA.
-    res = subprocess.run([sys.executable, "-c", script, json.dumps(cases["device cuda on a cpu build"])],
-                         capture_output=True, text=True, timeout=120,
-                         cwd=str(pathlib.Path(__file__).resolve().parents[2]))
-    assert json.loads(res.stdout.strip().splitlines()[-1])["torch"] is True
+        seen = _exit_and_torch(cases[case])
+        assert seen == {"rc": 2, "torch": False}, (case, seen)
+    # The negative control: the template is checked by loading it, which needs the fit's modules.
+    assert _exit_and_torch(cases["template is a device"]) == {"rc": 2, "torch": True}
+
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
