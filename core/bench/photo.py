@@ -25,7 +25,12 @@ true neutral head (``neutral_mean_mm``).
 Scored face region: the template's ``face_mask`` vertex ids; a vertex of the
 rendered (subdivided) surface belongs to the face region, and to a region
 (nose, cheeks, forehead, jaw, eyes, mouth: ``core.bench.score.face_regions``),
-when its nearest vertex of the person's control mesh does.
+when its nearest vertex of the person's control mesh does. Every score is
+given twice: per vertex (``*_mean_mm``, the figures of record) and by area
+(``fit_area_mm``, ``default_area_mm``, ``neutral_area_mm``: see
+``core.bench.score``), the one that does not depend on how either mesh is
+tessellated and so compares a fit through an imported head (``--template``)
+with the default head's.
 
 Renders are cached under ``$LIKENESS_CACHE/photo`` keyed by a hash of the
 scene (every array the render script reads, for all views: the person's
@@ -619,8 +624,10 @@ def run(args) -> dict:
                  "baselines": {k: s.summary() for k, s in base.items()}}
         print(f"{person.name} ({'held out' if held_out else 'tuning'}, {look['lens_35mm']} mm): default "
               f"{base['default'].mean_mm:.3f} mm, mean head {base['mean_head'].mean_mm:.3f}, rig oracle "
-              f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}"
-              + (f", the --template head untouched {base['template'].mean_mm:.3f}" if args.template else ""), flush=True)
+              f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}; by area default "
+              f"{base['default'].area_mean_mm:.3f}"
+              + (f"; the --template head untouched {base['template'].mean_mm:.3f} (by area "
+                 f"{base['template'].area_mean_mm:.3f})" if args.template else ""), flush=True)
         pictures = {}
         neutral_results = {}
         # With both modes, photos without EXIF run for the smallest view count only (time).
@@ -668,6 +675,9 @@ def run(args) -> dict:
                     "fit_result_to_true_mm": fit.result_to_true_mm, "fit_front_mm": fit.front_mm,
                     "fit_oblique_mm": fit.oblique_mm, "default_mean_mm": default.mean_mm,
                     "oracle_mean_mm": base["oracle"].mean_mm, "neutral_mean_mm": neutral.mean_mm,
+                    # The same by area (topology-free: the figure to compare heads of other meshes by).
+                    "fit_area_mm": fit.area_mean_mm, "default_area_mm": default.area_mean_mm,
+                    "neutral_area_mm": neutral.area_mean_mm,
                     "regions": fit.regions, "landmark_error_iod": report.get("landmark_error_iod"),
                     "focal_35mm": [v.get("focal_35mm") for v in report.get("views", [])],
                     "focal_source": [v.get("focal_source") for v in report.get("views", [])],
@@ -686,7 +696,8 @@ def run(args) -> dict:
                               f"({row['neutral_pair_surface_mm']:.2f} as surfaces)")
                 print(f"  {tag}: fit {fit.mean_mm:.3f} mm (median {fit.median_mm:.3f}, p90 {fit.p90_mm:.3f}; front "
                       f"{fit.front_mm:.3f}, oblique {fit.oblique_mm:.3f}), neutral {neutral.mean_mm:.3f}, default "
-                      f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}{focal}, {seconds:.0f} s",
+                      f"{default.mean_mm:.3f}, ratio {fit.mean_mm / default.mean_mm:.2f}; by area fit "
+                      f"{fit.area_mean_mm:.3f}, default {default.area_mean_mm:.3f}{focal}, {seconds:.0f} s",
                       flush=True)
         if pictures:
             k = max(pictures)
@@ -724,6 +735,7 @@ def summarise(runs: list[dict], people: list[dict], held_out: bool) -> dict:
             summary[variant][k] = {
                 "fit_mean_mm": mean("fit_mean_mm"), "fit_median_mm": mean("fit_median_mm"),
                 "default_mean_mm": mean("default_mean_mm"),
+                "fit_area_mm": mean("fit_area_mm"), "default_area_mm": mean("default_area_mm"),
                 "mean_head_mm": float(np.mean([base[r["person"]]["mean_head"]["mean_mm"] for r in rows])),
                 "oracle_mean_mm": mean("oracle_mean_mm"),
                 "ratio": mean("fit_mean_mm") / mean("default_mean_mm"), "n_people": len(rows),

@@ -55,12 +55,13 @@ def test_summary_covers_held_out_people_only():
     base = {"mean_head": {"mean_mm": 1.5}}
     people = [{"person": "a", "baselines": base}, {"person": "b", "baselines": base}]
     row = dict(variant="fit", photos=1, exif=True, expression=False, fit_mean_mm=1.0, fit_median_mm=0.9,
-               default_mean_mm=2.0, oracle_mean_mm=0.5)
+               default_mean_mm=2.0, oracle_mean_mm=0.5, fit_area_mm=1.2, default_area_mm=2.4)
     runs = [dict(row, person="a", held_out=True), dict(row, person="b", held_out=False, fit_mean_mm=9.0),
             dict(row, person="a", held_out=True, exif=False, fit_mean_mm=7.0)]
     s = summarise(runs, people, held_out=True)
     assert set(s["fit"]["1"]) == {"fit_mean_mm", "fit_median_mm", "default_mean_mm", "mean_head_mm",
-                                  "oracle_mean_mm", "ratio", "n_people"}
+                                  "oracle_mean_mm", "ratio", "n_people", "fit_area_mm", "default_area_mm"}
+    assert s["fit"]["1"]["fit_area_mm"] == 1.2 and s["fit"]["1"]["default_area_mm"] == 2.4
     assert s["fit"]["1"]["fit_mean_mm"] == 1.0 and s["fit"]["1"]["ratio"] == 0.5 and s["fit"]["1"]["n_people"] == 1
 
 

@@ -47,7 +47,7 @@ def test_rigid_and_scale_are_absorbed(template):
     R = axis_angle_to_matrix(torch.tensor(np.radians([6.0, -9.0, 4.0]))).numpy()
     moved = 1.3 * v @ R.T + np.array([0.02, -0.05, 0.1])
     s = score_surface(moved, template.tris, face, v, template.tris, _face_bool(template))
-    assert s.mean_mm < 1e-4 and s.result_to_true_mm < 1e-4
+    assert s.mean_mm < 1e-4 and s.result_to_true_mm < 1e-4 and s.area_mean_mm < 1e-4
     assert s.scale == pytest.approx(1 / 1.3, rel=1e-3)
 
 
@@ -101,3 +101,44 @@ def test_a_head_meshed_unevenly_scores_as_its_surface(template):
     assert face.sum() > 10 * len(template.regions["face_mask"])
     s = score_surface(dense_v, dense_t, np.flatnonzero(face), v, template.tris, _face_bool(template))
     assert s.mean_mm < 0.01 and s.scale == pytest.approx(1.0, abs=0.005)
+
+
+def _refine(verts, faces, region, times=2):
+    """The faces whose corners are all in ``region`` (V,) bool split ``times`` times at their
+    edges' midpoints: the same surface, more vertices there. Returns (verts, faces, region)."""
+    import trimesh
+
+    for _ in range(times):
+        n0 = len(verts)
+        verts, faces = trimesh.remesh.subdivide(verts, faces, face_index=np.nonzero(region[faces].all(1))[0])
+        near = trimesh.Trimesh(verts[:n0], process=False).kdtree.query(verts[n0:])[1]
+        region = np.concatenate([region, region[near]])
+    return verts, faces, region
+
+
+def test_the_area_figure_does_not_depend_on_either_mesh_s_tessellation(template):
+    """The nose 1 mm out along its normals. Crowding the true surface's nose with vertices
+    (each of its triangles split in 16, the same surface) triples the vertex mean and leaves
+    the area figure where it was; so does crowding the result's mouth, which moves the vertex
+    alignment and not the area one."""
+    v = template.verts.astype(np.float64)
+    tris = np.asarray(template.tris)
+    label = face_regions(template)
+    face = _face_bool(template)
+    nose = label == 0
+    moved = v + 0.001 * nose[:, None] * _vertex_normals(v, tris)
+    base = score_surface(moved, tris, template.regions["face_mask"], v, tris, face)
+
+    tv, tt, _ = _refine(v, tris, face & nose)
+    t_face = np.r_[face, np.ones(len(tv) - len(v), bool)]  # the new vertices are the nose's
+    crowded_truth = score_surface(moved, tris, template.regions["face_mask"], tv, tt, t_face)
+
+    rv, rt, _ = _refine(moved, tris, face & (label == 5))
+    r_face = np.r_[template.regions["face_mask"], np.arange(len(v), len(rv))]  # the new vertices are the mouth's
+    crowded_result = score_surface(rv, rt, r_face, v, tris, face)
+
+    assert 0.03 < base.area_mean_mm < 0.15
+    assert crowded_truth.mean_mm > 2 * base.mean_mm
+    assert crowded_truth.area_mean_mm == pytest.approx(base.area_mean_mm, rel=0.03)
+    assert abs(crowded_result.mean_mm - base.mean_mm) > 0.2 * base.mean_mm
+    assert crowded_result.area_mean_mm == pytest.approx(base.area_mean_mm, rel=0.03)
