@@ -157,7 +157,7 @@ def icp_similarity(src: np.ndarray, target_mesh, trim: float = ICP_TRIM, iterati
             order = order[:max(7, int(np.searchsorted(share, 1.0 - trim)) + 1)]
         p, q, n = moved[order], closest[order], target_mesh.face_normals[tri[order]]
         b = ((q - p) * n).sum(1)
-        if weights is None:
+        if w_all is None:
             c = p.mean(0)
             A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1)
         else:
@@ -170,7 +170,7 @@ def icp_similarity(src: np.ndarray, target_mesh, trim: float = ICP_TRIM, iterati
         dR, ds = _rotation(x[:3]), 1.0 + x[3]
         # moved -> ds * dR (moved - c) + c + dt, folded into (s, R, t).
         s, R, t = ds * s, dR @ R, ds * dR @ (t - c) + c + x[4:]
-        mean = float(dist[order].mean()) if weights is None else float(w @ dist[order])
+        mean = float(dist[order].mean()) if w_all is None else float(w @ dist[order])
         if abs(last - mean) < tol:
             break
         last = mean
