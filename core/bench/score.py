@@ -156,21 +156,17 @@ def icp_similarity(src: np.ndarray, target_mesh, trim: float = ICP_TRIM, iterati
             share = np.cumsum(w_all[order]) / max(float(w_all.sum()), 1e-30)
             order = order[:max(7, int(np.searchsorted(share, 1.0 - trim)) + 1)]
         p, q, n = moved[order], closest[order], target_mesh.face_normals[tri[order]]
+        w = None if w_all is None else w_all[order] / max(float(w_all[order].sum()), 1e-30)
+        c = p.mean(0) if w is None else w @ p
+        A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1)
         b = ((q - p) * n).sum(1)
-        if w_all is None:
-            c = p.mean(0)
-            A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1)
-        else:
-            w = w_all[order] / max(float(w_all[order].sum()), 1e-30)
-            c = w @ p
-            root = np.sqrt(w)
-            A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1) * root[:, None]
-            b = b * root
+        if w is not None:  # weighted least squares: each row scaled by the root of its weight
+            A, b = A * np.sqrt(w)[:, None], b * np.sqrt(w)
         x = np.linalg.lstsq(A, b, rcond=None)[0]
         dR, ds = _rotation(x[:3]), 1.0 + x[3]
         # moved -> ds * dR (moved - c) + c + dt, folded into (s, R, t).
         s, R, t = ds * s, dR @ R, ds * dR @ (t - c) + c + x[4:]
-        mean = float(dist[order].mean()) if w_all is None else float(w @ dist[order])
+        mean = float(dist[order].mean()) if w is None else float(w @ dist[order])
         if abs(last - mean) < tol:
             break
         last = mean
@@ -208,7 +204,6 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     result_verts = np.asarray(result_verts, np.float64)
     true_verts = np.asarray(true_verts, np.float64)
     true_mesh = _mesh(true_verts, true_tris)
-    face_pts = result_verts[result_face]
     # Start from matched centroids and sizes so the ICP's first closest points are sensible. The
     # moments are the surfaces' (area-weighted), not the vertices': a head meshed evenly and one
     # dense around the eyes and mouth have the same face but not the same vertex spread (an even
@@ -219,10 +214,11 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     c_result, r_result = _surface_moments(result_verts, np.asarray(result_tris), is_result_face)
     c_true, r_true = _surface_moments(true_verts, np.asarray(true_tris), np.asarray(true_face, bool))
     s0 = r_true / r_result
-    start = s0 * (face_pts - c_result) + c_true
+    placed = s0 * (result_verts - c_result) + c_true
+    start = placed[result_face]
     s, R, t, iters = icp_similarity(start, true_mesh)
     s_total = s * s0
-    aligned = s * (s0 * (result_verts - c_result) + c_true) @ R.T + t
+    aligned = s * placed @ R.T + t
     _, r2t, _ = _closest(true_mesh, aligned[result_face])
     result_mesh = _mesh(aligned, result_tris)
     _, t2r, _ = _closest(result_mesh, tv)
@@ -243,7 +239,7 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     # By area: each result face vertex pulls on the alignment by its share of the surface, and
     # each true vertex counts by its own.
     s_a, R_a, t_a, _ = icp_similarity(start, true_mesh, weights=_vertex_areas(result_verts, result_tris)[result_face])
-    aligned_a = s_a * (s0 * (result_verts - c_result) + c_true) @ R_a.T + t_a
+    aligned_a = s_a * placed @ R_a.T + t_a
     _, t2r_area, _ = _closest(_mesh(aligned_a, result_tris), tv)
     true_area = _vertex_areas(true_verts, true_tris)[np.asarray(true_face, bool)]
     area_mean = float(true_area @ t2r_area / max(float(true_area.sum()), 1e-30) * MM)
