@@ -28,11 +28,11 @@ FAR_MM = 0.8
 def surface_gap(default, head) -> np.ndarray:
     """(N,) mm from each of ``default``'s vertices to ``head``'s surface, after the similarity
     that lays ``head``'s face on ``default``'s (``core.bench.score.icp_similarity``)."""
-    from core.bench.score import _mesh, distances_to_surface, icp_similarity
+    from core.bench.score import as_trimesh, distances_to_surface, icp_similarity
     from core.geometry.constants import MM
 
     verts = np.asarray(head.verts, np.float64)
-    s, R, t, _ = icp_similarity(verts[head.regions["face_mask"]], _mesh(default.verts, default.tris))
+    s, R, t, _ = icp_similarity(verts[head.regions["face_mask"]], as_trimesh(default.verts, default.tris))
     placed = s * verts @ R.T + t
     return distances_to_surface(np.asarray(default.verts, np.float64), placed, head.tris) * MM
 

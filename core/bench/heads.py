@@ -29,6 +29,7 @@ import torch
 
 from core.adopt.mesh import pieces
 from core.adopt.register import FacingClosest
+from core.bench.score import as_trimesh, icp_similarity
 from core.export.obj import obj_to_world, read_obj, write_obj
 from core.geometry.areas import vertex_areas
 from core.geometry.constants import MM
@@ -120,6 +121,27 @@ def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndar
         iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
     return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
             "region_iou": iou}
+
+
+def surface_correspondence(default: Template, template) -> tuple[np.ndarray, np.ndarray]:
+    """(tri (N,), bary (N, 3)): where each vertex of ``template`` (an imported head whose surface is
+    the default head's, in its canonical frame) lies on the default head: its closest facing point,
+    after a similarity ICP of its face onto the default head's surface (an import's canonical frame
+    can be a per cent or two off in scale)."""
+    dv = default.verts.astype(np.float64)
+    tv = np.asarray(template.verts, np.float64)
+    s, R, t, _ = icp_similarity(tv[template.regions["face_mask"]], as_trimesh(dv, default.tris))
+    placed = s * tv @ R.T + t
+    tri, bary, _, _, _ = FacingClosest(dv, default.tris).query(placed, vertex_normals(placed, template.tris))
+    return tri, bary / bary.sum(1, keepdims=True)
+
+
+def laid_on(default: Template, correspondence: tuple[np.ndarray, np.ndarray], person_verts: np.ndarray) -> np.ndarray:
+    """(N, 3) an imported head's vertices laid on a person given in the default head's topology: each
+    at its ``surface_correspondence`` point of the person's mesh. What a perfect fit through that
+    head would give, as the person's own mesh is for the default head (``bench photo``'s floors)."""
+    tri, bary = correspondence
+    return surface_points(np.asarray(person_verts, np.float64), default.tris, tri, bary)
 
 
 RIGIFY_RIG = ("mpfb2", "rigs", "rigify", "rig.human.json")

@@ -30,7 +30,11 @@ given twice: per vertex (``*_mean_mm``, the figures of record) and by area
 (``fit_area_mm``, ``default_area_mm``, ``neutral_area_mm``: see
 ``core.bench.score``), the one that does not depend on how either mesh is
 tessellated and so compares a fit through an imported head (``--template``)
-with the default head's.
+with the default head's. Through an imported head two more baselines: the
+head untouched (``template``) and laid on the person (``template_floor``:
+each of its vertices at its own point of the default head's surface, carried
+onto the person's control mesh, ``core.bench.heads.laid_on``): what a perfect
+fit through that mesh would give, as the floor is for the default head.
 
 Renders are cached under ``$LIKENESS_CACHE/photo`` keyed by a hash of the
 scene (every array the render script reads, for all views: the person's
@@ -562,6 +566,7 @@ def _camera_centre(cam) -> np.ndarray:
 def run(args) -> dict:
     from core.bench.bounds import rig_oracle
     from core.bench.score import REGION_PREFIXES, face_regions
+    from core.bench.heads import laid_on, surface_correspondence
     from core.bench.synthetic import make_person
     from core.template import load_default
 
@@ -588,6 +593,8 @@ def run(args) -> dict:
         from core.template import load
 
         fit_template = load(args.template)
+        # Where each of its vertices lies on the default head: laid on a person, the floor of a fit through it.
+        fit_correspondence = surface_correspondence(template, fit_template)
     face_ids = template.regions["face_mask"]
     labels = face_regions(template)
     cache = cache_root(args.cache)
@@ -616,8 +623,10 @@ def run(args) -> dict:
         oracle = rig_oracle(template, person.verts.astype(np.float64), face_ids)
         base = {name: truth.score(template, v, front) for name, v in
                 (("default", template.verts), ("mean_head", mean_head), ("oracle", oracle), ("floor", person.verts))}
-        if args.template:  # the imported head untouched: its own do-nothing baseline
+        if args.template:  # the imported head untouched (its own do-nothing baseline) and laid on the person
             base["template"] = truth.score(fit_template, fit_template.verts, front)
+            base["template_floor"] = truth.score(fit_template, laid_on(template, fit_correspondence, person.verts),
+                                                 front)
         base_expr = {"default": truth_expr.score(template, template.verts, front)} if truth_expr else {}
         entry = {"person": person.name, "seed": seed, "held_out": held_out, "render_seconds": round(render_s, 1),
                  "lens_35mm": look["lens_35mm"], "background": look["background"],
@@ -627,7 +636,8 @@ def run(args) -> dict:
               f"{base['oracle'].mean_mm:.3f}, floor {base['floor'].mean_mm:.3f}; by area default "
               f"{base['default'].area_mean_mm:.3f}"
               + (f"; the --template head untouched {base['template'].mean_mm:.3f} (by area "
-                 f"{base['template'].area_mean_mm:.3f})" if args.template else ""), flush=True)
+                 f"{base['template'].area_mean_mm:.3f}), laid on the person {base['template_floor'].mean_mm:.3f} "
+                 f"(by area {base['template_floor'].area_mean_mm:.3f})" if args.template else ""), flush=True)
         pictures = {}
         neutral_results = {}
         # With both modes, photos without EXIF run for the smallest view count only (time).
@@ -740,6 +750,10 @@ def summarise(runs: list[dict], people: list[dict], held_out: bool) -> dict:
                 "oracle_mean_mm": mean("oracle_mean_mm"),
                 "ratio": mean("fit_mean_mm") / mean("default_mean_mm"), "n_people": len(rows),
             }
+            floors = [base[r["person"]].get("template_floor") for r in rows]
+            if all(floors):  # a fit through an imported head: the floor of that head's mesh
+                summary[variant][k]["template_floor_mm"] = float(np.mean([f["mean_mm"] for f in floors]))
+                summary[variant][k]["template_floor_area_mm"] = float(np.mean([f["area_mean_mm"] for f in floors]))
     return summary
 
 

@@ -102,7 +102,7 @@ def _closest(mesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def distances_to_surface(points: np.ndarray, verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(n,) exact distances from points (n, 3) to the triangle mesh (verts, tris)."""
-    return np.asarray(_closest(_mesh(verts, tris), np.asarray(points, np.float64))[1])
+    return np.asarray(_closest(as_trimesh(verts, tris), np.asarray(points, np.float64))[1])
 
 
 def _vertex_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -115,7 +115,8 @@ def _vertex_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return vertex_areas(v, torch.as_tensor(np.asarray(tris, np.int64)), len(verts))[0].numpy()
 
 
-def _mesh(verts, tris):
+def as_trimesh(verts, tris):
+    """A trimesh of the triangles as they are (no merging or reordering)."""
     import trimesh
 
     return trimesh.Trimesh(np.asarray(verts, np.float64), np.asarray(tris, np.int64), process=False)
@@ -203,7 +204,7 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     """
     result_verts = np.asarray(result_verts, np.float64)
     true_verts = np.asarray(true_verts, np.float64)
-    true_mesh = _mesh(true_verts, true_tris)
+    true_mesh = as_trimesh(true_verts, true_tris)
     # Start from matched centroids and sizes so the ICP's first closest points are sensible. The
     # moments are the surfaces' (area-weighted), not the vertices': a head meshed evenly and one
     # dense around the eyes and mouth have the same face but not the same vertex spread (an even
@@ -220,7 +221,7 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     s_total = s * s0
     aligned = s * placed @ R.T + t
     _, r2t, _ = _closest(true_mesh, aligned[result_face])
-    result_mesh = _mesh(aligned, result_tris)
+    result_mesh = as_trimesh(aligned, result_tris)
     _, t2r, _ = _closest(result_mesh, tv)
     t2r_mm = t2r * MM
     front = oblique = float("nan")
@@ -240,7 +241,7 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     # each true vertex counts by its own.
     s_a, R_a, t_a, _ = icp_similarity(start, true_mesh, weights=_vertex_areas(result_verts, result_tris)[result_face])
     aligned_a = s_a * placed @ R_a.T + t_a
-    _, t2r_area, _ = _closest(_mesh(aligned_a, result_tris), tv)
+    _, t2r_area, _ = _closest(as_trimesh(aligned_a, result_tris), tv)
     true_area = _vertex_areas(true_verts, true_tris)[np.asarray(true_face, bool)]
     area_mean = float(true_area @ t2r_area / max(float(true_area.sum()), 1e-30) * MM)
     return SurfaceScore(float(t2r_mm.mean()), float(np.median(t2r_mm)), float(np.percentile(t2r_mm, 90)),

@@ -223,3 +223,52 @@ def test_the_surface_pair_leaves_out_sliding_along_the_surface(template):
     fuller = a.copy()
     fuller[template.regions["lips"], 1] -= 0.002
     assert neutral_pair_surface_mm(template, a, fuller) > 0.05
+
+
+def _subdivided(verts: np.ndarray, tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each triangle split in four at its edges' midpoints: the same surface, other vertices."""
+    edges = np.sort(np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]]), axis=1)
+    unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+    mid = len(verts) + inverse.reshape(3, len(tris)).T  # (F, 3): the midpoints of edges 01, 12, 20
+    out = np.concatenate([verts, 0.5 * (verts[unique[:, 0]] + verts[unique[:, 1]])])
+    a, b, c = tris.T
+    ab, bc, ca = mid.T
+    return out, np.concatenate([np.stack(x, 1) for x in ((a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca))])
+
+
+def _close(laid: np.ndarray, want: np.ndarray) -> None:
+    """At the same points, but for a vertex or two on a crease sharp enough (the mouth's corners) that
+    its closest facing point lies on the next fold, under a millimetre away."""
+    err = np.linalg.norm(laid - want, axis=1)
+    assert (err > 5e-5).mean() < 0.002 and err.max() < 1e-3
+
+
+def test_an_imported_head_is_laid_on_the_person_at_its_own_surface_points(template):
+    """The floor of a fit through an imported head: its vertices at their points of the default
+    surface, carried onto the person, whatever the import's frame was."""
+    import types
+
+    from core.bench.heads import laid_on, surface_correspondence
+    from core.geometry.mesh_layout import vertex_normals
+
+    verts, tris = template.verts.astype(np.float64), np.asarray(template.tris)
+    face = np.asarray(template.regions["face_mask"])
+    bump = np.exp(-((verts[:, 0] / 0.02) ** 2 + ((verts[:, 2] - verts[face, 2].mean()) / 0.03) ** 2))
+    person = 1.04 * verts + 0.003 * bump[:, None] * vertex_normals(verts, tris)
+
+    # The default head itself, imported a little off its frame (scale, turn, shift): the person's own vertices.
+    a = np.radians(1.5)
+    turn = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    same = types.SimpleNamespace(verts=1.015 * verts @ turn.T + [0.001, -0.002, 0.001], tris=tris,
+                                 regions={"face_mask": face})
+    laid = laid_on(template, surface_correspondence(template, same), person)
+    _close(laid, person)
+
+    # Another tessellation of the same surface: the same split of the person's mesh.
+    fine, fine_tris = _subdivided(verts, tris)
+    other = types.SimpleNamespace(verts=fine, tris=fine_tris, regions={"face_mask": face})
+    laid = laid_on(template, surface_correspondence(template, other), person)
+    want, _ = _subdivided(person, tris)
+    _close(laid, want)
+    # and not the default head's points: the bump is carried (3 mm at its top)
+    assert np.abs(laid - 1.04 * fine).max() > 2.5e-3
