@@ -27,8 +27,9 @@ FAR_MM = 0.8
 
 def surface_gap(default, head) -> np.ndarray:
     """(N,) mm from each of ``default``'s vertices to ``head``'s surface, after the similarity
-    that lays ``head``'s face on ``default``'s (``core.bench.score.icp_similarity``)."""
-    from core.bench.score import as_trimesh, distances_to_surface, icp_similarity
+    that lays ``head``'s face on ``default``'s (``core.geometry.similarity.icp_similarity``)."""
+    from core.bench.score import distances_to_surface
+    from core.geometry.similarity import as_trimesh, icp_similarity
     from core.geometry.constants import MM
 
     verts = np.asarray(head.verts, np.float64)

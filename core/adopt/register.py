@@ -7,9 +7,15 @@
    front is looked for at -Y first, then +Y, +X and -X, so files exported
    with another forward axis still import.
 2. **Similarity.** The default head's embedded points are aligned to the found
-   ones (trimmed Umeyama). The artist's mesh is then expressed in the default
-   head's frame (metres, Z up, face toward -Y, symmetric about x = 0): the
-   *canonical* frame, the one the fit and its symmetry term expect.
+   ones (trimmed Umeyama), then the artist's face onto the default head's
+   surface: a similarity ICP of the artist's vertices that lie within
+   ``FRAME_NEAR_MM`` of the default head's face. The artist's mesh is then
+   expressed in the default head's frame (metres, Z up, face toward -Y,
+   symmetric about x = 0): the *canonical* frame, the one the fit and its
+   symmetry term expect. What then remains between the found points and the
+   default head's own as a whole (their median offset) is taken for the
+   detector's offset on these renders, not for the person, and taken off: on a
+   faceted or remeshed head the detector's points sit 1-4 mm off together.
 3. **Rig.** The default head's 149 shape controllers are fitted to the
    artist's surface (both ways, point-to-plane on the closest facing points,
    refreshed as it moves) and to the found landmarks, whose weight falls over
@@ -40,7 +46,7 @@ from core.geometry.camera import Cameras
 from core.geometry.constants import MM
 from core.geometry.embedding import closest_points_on_triangles, derive_embedding
 from core.geometry.mesh_layout import surface_points, vertex_normals
-from core.geometry.similarity import similarity_transform
+from core.geometry.similarity import as_trimesh, icp_similarity, similarity_transform
 from core.geometry.sparse_solve import spd_solve
 from core.render.render import render_normals
 from core.template import LMK_SURFACE, Template, TemplateModel
@@ -56,6 +62,14 @@ BACKGROUND = 0.35
 LIGHT_CAM = np.array([0.3, -0.4, -1.0])  # camera frame (x right, y down, z forward): above-left of the lens
 
 SIMILARITY_KEEP = 0.8
+# The frame settles on the artist's vertices within this of the default head's face (at least
+# FRAME_MIN_VERTS of them; fewer keep the landmarks' frame, as does a settling that scales the
+# head by more than FRAME_MAX_SCALE or moves a vertex further than FRAME_MAX_MOVE_MM).
+FRAME_NEAR_MM = 5.0
+FRAME_MIN_VERTS = 20
+FRAME_MAX_SCALE = 0.1
+FRAME_MAX_MOVE_MM = 15.0
+FRAME_ICP_ITERATIONS = 100  # a head 2 % large and turned 2 degrees settles in about 50
 RIG_STEPS = 160
 RIG_REFRESH = 16
 RIG_LR = 0.03
@@ -165,6 +179,25 @@ def detector_bias(default: Template) -> tuple[np.ndarray, np.ndarray]:
     return _BIAS[key]
 
 
+def surface_frame(default: Template, verts: np.ndarray, tris: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """(s, R, t) the similarity that lays a head (verts (N, 3) roughly in the default head's frame)
+    on the default head's face: a similarity ICP of its vertices whose closest facing point on the
+    default head is in its face mask, within ``FRAME_NEAR_MM``. The identity where fewer than
+    ``FRAME_MIN_VERTS`` are, or where the ICP went further than a landmark alignment can be off."""
+    dv = default.verts.astype(np.float64)
+    is_face = np.zeros(default.num_verts, bool)
+    is_face[default.regions["face_mask"]] = True
+    tri, bary, _, dist, _ = FacingClosest(dv, default.tris).query(verts, vertex_normals(verts, tris))
+    near = (surface_points(is_face.astype(np.float64), default.tris, tri, bary) >= 0.5) & (dist < FRAME_NEAR_MM / MM)
+    if near.sum() < FRAME_MIN_VERTS:
+        return 1.0, np.eye(3), np.zeros(3)
+    s, R, t, _ = icp_similarity(verts[near], as_trimesh(dv, default.tris), iterations=FRAME_ICP_ITERATIONS)
+    moved = np.linalg.norm(s * verts[near] @ R.T + t - verts[near], axis=1).max()
+    if not (abs(s - 1.0) <= FRAME_MAX_SCALE and moved <= FRAME_MAX_MOVE_MM / MM):
+        return 1.0, np.eye(3), np.zeros(3)  # settled somewhere the landmarks do not put the head: theirs stands
+    return s, R, t
+
+
 def _trimmed_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     keep = np.ones(len(src), bool)
     for _ in range(3):
@@ -228,8 +261,11 @@ def register_head(default: Template, verts: np.ndarray, tris: np.ndarray, source
     found_c = s * found @ R.T + t - bias
     s2, R2, t2 = _trimmed_similarity(found_c[use], default_lmk[use])
     s, R, t = s2 * s, R2 @ R, s2 * R2 @ t + t2
+    s3, R3, t3 = surface_frame(default, s * verts @ R.T + t, tris)
+    s, R, t = s3 * s, R3 @ R, s3 * R3 @ t + t3
     canon = s * verts @ R.T + t
     found_c = s * found @ R.T + t - bias
+    found_c = found_c - np.median(found_c[use] - default_lmk[use], axis=0)
 
     art_normals = vertex_normals(canon, tris)
     lmk_normals = surface_points(art_normals, tris, *_embed(found_c, canon, tris))

@@ -29,7 +29,7 @@ import torch
 
 from core.adopt.mesh import pieces
 from core.adopt.register import FacingClosest
-from core.bench.score import as_trimesh, icp_similarity
+from core.geometry.similarity import as_trimesh, icp_similarity
 from core.export.obj import obj_to_world, read_obj, write_obj
 from core.geometry.areas import vertex_areas
 from core.geometry.constants import MM

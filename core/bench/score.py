@@ -3,10 +3,10 @@
 The result (any mesh whose face vertices are known, e.g. a fit in template
 topology) is aligned to the true surface by a similarity ICP: each face
 vertex of the result goes to its exact closest point on the true surface
-(trimesh's point-triangle projection), the worst ``ICP_TRIM`` of the pairs
-are dropped (trimming is for the alignment only) and a linearised
-point-to-plane similarity step is solved, until the mean moves less than
-``ICP_TOL_M``. Then, without trimming:
+(trimesh's point-triangle projection), the worst tenth of the pairs are
+dropped (trimming is for the alignment only) and a linearised point-to-plane
+similarity step is solved (``core.geometry.similarity.icp_similarity``). Then,
+without trimming:
 
 - true→result: from every vertex of the true surface's face region to the
   aligned result's surface (mean, median, p90; per region; front-facing
@@ -33,10 +33,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.geometry.constants import MM
+from core.geometry.similarity import as_trimesh, closest_points, icp_similarity
 
-ICP_TRIM = 0.1
-ICP_ITERATIONS = 40
-ICP_TOL_M = 1e-7
 # A true vertex "faces" the camera when the cosine between its normal and the
 # direction to the camera reaches this; below it is oblique.
 FRONT_FACING_COS = 0.75
@@ -93,16 +91,9 @@ def face_regions(template) -> np.ndarray:
     return np.where(face, label, -1)
 
 
-def _closest(mesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact closest points of ``points`` (n, 3) on ``mesh``: (points, distances, triangle ids)."""
-    import trimesh
-
-    return trimesh.proximity.closest_point(mesh, points)
-
-
 def distances_to_surface(points: np.ndarray, verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """(n,) exact distances from points (n, 3) to the triangle mesh (verts, tris)."""
-    return np.asarray(_closest(as_trimesh(verts, tris), np.asarray(points, np.float64))[1])
+    return np.asarray(closest_points(as_trimesh(verts, tris), np.asarray(points, np.float64))[1])
 
 
 def _vertex_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -113,65 +104,6 @@ def _vertex_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
 
     v = torch.as_tensor(np.asarray(verts, np.float64))[None]
     return vertex_areas(v, torch.as_tensor(np.asarray(tris, np.int64)), len(verts))[0].numpy()
-
-
-def as_trimesh(verts, tris):
-    """A trimesh of the triangles as they are (no merging or reordering)."""
-    import trimesh
-
-    return trimesh.Trimesh(np.asarray(verts, np.float64), np.asarray(tris, np.int64), process=False)
-
-
-def _rotation(w: np.ndarray) -> np.ndarray:
-    """(3, 3) the rotation by the axis-angle vector ``w`` (3,) (Rodrigues)."""
-    angle = float(np.linalg.norm(w))
-    if angle < 1e-15:
-        return np.eye(3)
-    k = w / angle
-    K = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-
-
-def icp_similarity(src: np.ndarray, target_mesh, trim: float = ICP_TRIM, iterations: int = ICP_ITERATIONS,
-                   tol: float = ICP_TOL_M, weights: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, int]:
-    """(s, R (3, 3), t (3,), iterations): the similarity taking ``src`` (n, 3) onto the
-    surface ``target_mesh`` (a trimesh). Each step pairs every point with its exact closest
-    point on the surface, drops the worst ``trim`` of the pairs and solves the linearised
-    point-to-plane similarity (rotation, scale about the centroid, translation), which
-    slides along the surface far faster than point-to-point steps. ``weights`` (n,) weigh
-    the pairs (e.g. the points' surface areas; the trim then drops the worst pairs holding
-    ``trim`` of the weight); equal without. Starts from the identity:
-    ``src`` must be roughly in the target's frame."""
-    src = np.asarray(src, np.float64)
-    w_all = None if weights is None else np.asarray(weights, np.float64)
-    s, R, t = 1.0, np.eye(3), np.zeros(3)
-    keep = max(7, int(round(len(src) * (1.0 - trim))))
-    last, it = np.inf, 0
-    for it in range(1, iterations + 1):
-        moved = s * src @ R.T + t
-        closest, dist, tri = _closest(target_mesh, moved)
-        order = np.argsort(dist)
-        if w_all is None:
-            order = order[:keep]
-        else:  # the best pairs holding (1 - trim) of the weight
-            share = np.cumsum(w_all[order]) / max(float(w_all.sum()), 1e-30)
-            order = order[:max(7, int(np.searchsorted(share, 1.0 - trim)) + 1)]
-        p, q, n = moved[order], closest[order], target_mesh.face_normals[tri[order]]
-        w = None if w_all is None else w_all[order] / max(float(w_all[order].sum()), 1e-30)
-        c = p.mean(0) if w is None else w @ p
-        A = np.concatenate([np.cross(p - c, n), ((p - c) * n).sum(1, keepdims=True), n], axis=1)
-        b = ((q - p) * n).sum(1)
-        if w is not None:  # weighted least squares: each row scaled by the root of its weight
-            A, b = A * np.sqrt(w)[:, None], b * np.sqrt(w)
-        x = np.linalg.lstsq(A, b, rcond=None)[0]
-        dR, ds = _rotation(x[:3]), 1.0 + x[3]
-        # moved -> ds * dR (moved - c) + c + dt, folded into (s, R, t).
-        s, R, t = ds * s, dR @ R, ds * dR @ (t - c) + c + x[4:]
-        mean = float(dist[order].mean()) if w is None else float(w @ dist[order])
-        if abs(last - mean) < tol:
-            break
-        last = mean
-    return s, R, t, it
 
 
 def _surface_moments(verts: np.ndarray, tris: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, float]:
@@ -220,9 +152,9 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     s, R, t, iters = icp_similarity(start, true_mesh)
     s_total = s * s0
     aligned = s * placed @ R.T + t
-    _, r2t, _ = _closest(true_mesh, aligned[result_face])
+    _, r2t, _ = closest_points(true_mesh, aligned[result_face])
     result_mesh = as_trimesh(aligned, result_tris)
-    _, t2r, _ = _closest(result_mesh, tv)
+    _, t2r, _ = closest_points(result_mesh, tv)
     t2r_mm = t2r * MM
     front = oblique = float("nan")
     if camera_centre is not None:
@@ -236,12 +168,12 @@ def score_surface(result_verts: np.ndarray, result_tris: np.ndarray, result_face
     if true_region is not None:
         lab = np.asarray(true_region)[np.asarray(true_face, bool)]
         regions = {name: float(t2r_mm[lab == i].mean()) for i, name in enumerate(region_names) if (lab == i).any()}
-    _, all_err, _ = _closest(true_mesh, aligned)
+    _, all_err, _ = closest_points(true_mesh, aligned)
     # By area: each result face vertex pulls on the alignment by its share of the surface, and
     # each true vertex counts by its own.
     s_a, R_a, t_a, _ = icp_similarity(start, true_mesh, weights=_vertex_areas(result_verts, result_tris)[result_face])
     aligned_a = s_a * placed @ R_a.T + t_a
-    _, t2r_area, _ = _closest(as_trimesh(aligned_a, result_tris), tv)
+    _, t2r_area, _ = closest_points(as_trimesh(aligned_a, result_tris), tv)
     true_area = _vertex_areas(true_verts, true_tris)[np.asarray(true_face, bool)]
     area_mean = float(true_area @ t2r_area / max(float(true_area.sum()), 1e-30) * MM)
     return SurfaceScore(float(t2r_mm.mean()), float(np.median(t2r_mm)), float(np.percentile(t2r_mm, 90)),
