@@ -137,7 +137,7 @@ def test_objective_evaluates_shading_only_when_weighted(template, astronaut_face
     objective.begin_stage(spec, variables)
     assert objective.lights[0] is not None
     terms = objective.terms(variables, spec.weights)
-    assert "shading" in terms and 0 < float(terms["shading"]) < 1
+    assert "shading" in terms and 0 < float(terms["shading"].detach()) < 1
     assert "shading" not in objective.terms(variables, {"landmark": 1.0})
     # Two photos: the consistency term sees the face in both.
     pair = Objective(model, [view, view])
@@ -146,7 +146,7 @@ def test_objective_evaluates_shading_only_when_weighted(template, astronaut_face
     pair.begin_stage(spec, variables)
     both = (pair.sample_weights > 0).all(0)
     assert float(both.to(torch.float32).mean()) > 0.3
-    value = pair.terms(variables, spec.weights)["consistency"]
+    value = pair.terms(variables, spec.weights)["consistency"].detach()
     assert torch.isfinite(value) and float(value) < 1e-6  # the same photo twice agrees with itself
 
 
