@@ -86,7 +86,7 @@ def run(args) -> dict:
         seconds = time.perf_counter() - t0
         head = read_head(path, HEAD_OBJECTS.get(name))
         if is_person_head(name):  # another face in the default topology: its own embedding is the truth
-            score = score_own_embedding(default, head.verts, template, reg.to_canonical)
+            score = score_own_embedding(default, template)
         else:
             score = score_transfer(default, head.verts, head.tris, template, reg.to_canonical)
         template.save(out / f"{name}.npz")

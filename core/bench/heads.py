@@ -33,11 +33,11 @@ import torch
 
 from core.adopt.mesh import pieces
 from core.adopt.register import FacingClosest
-from core.geometry.similarity import as_trimesh, icp_similarity
 from core.export.obj import obj_to_world, read_obj, write_obj
 from core.geometry.areas import vertex_areas
 from core.geometry.constants import MM
 from core.geometry.mesh_layout import fan_triangulate, surface_points, vertex_normals
+from core.geometry.similarity import as_trimesh, icp_similarity
 from core.template import Template
 from core.template.mesh_layout import corner_uvs, padded_polygons
 from core.template.mpfb import data_dir
@@ -129,43 +129,44 @@ def score_transfer(default: Template, head_verts: np.ndarray, head_tris: np.ndar
     _, _, truth, _, _ = FacingClosest(head_verts, head_tris).query(points, normals)
     truth = s * truth @ np.asarray(R).T + t
     moved = surface_points(template.verts.astype(np.float64), template.tris, template.lmk_tri, template.lmk_bary)
-    used = default.lmk_kind > 0
-    err = np.linalg.norm(moved - truth, axis=1)[used] * MM
     tri, bary, _, _, _ = FacingClosest(dv, default.tris).query(head_verts, vertex_normals(head_verts, head_tris))
-    area = vertex_areas(torch.as_tensor(head_verts)[None], torch.as_tensor(head_tris, dtype=torch.int64))[0].numpy()
-    iou = {}
+    want = {}
     for name in AREA_REGIONS:
         member = np.zeros(default.num_verts)
         member[default.regions[name]] = 1.0
-        want = surface_points(member, default.tris, tri, bary) >= 0.5
-        got = np.zeros(len(head_verts), bool)
-        got[template.regions[name]] = True
-        iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
-    return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
-            "region_iou": iou}
+        want[name] = surface_points(member, default.tris, tri, bary) >= 0.5
+    area = vertex_areas(torch.as_tensor(head_verts)[None], torch.as_tensor(head_tris, dtype=torch.int64))[0].numpy()
+    return _transfer_figures(default, template, moved - truth, area, want)
 
 
-def score_own_embedding(default: Template, head_verts: np.ndarray, template: Template, to_canonical) -> dict:
-    """``score_transfer``'s figures for a head in the default head's topology (a bench person's): its own
-    embedded points and its own regions (the default head's vertex ids) are the truth.
-
-    head_verts: the head file's vertices (world frame, metres), in the default head's vertex order."""
-    s, R, t = to_canonical
-    truth = s * surface_points(np.asarray(head_verts, np.float64), default.tris, default.lmk_tri,
-                               default.lmk_bary) @ np.asarray(R).T + t
-    moved = surface_points(template.verts.astype(np.float64), template.tris, template.lmk_tri, template.lmk_bary)
-    err = np.linalg.norm(moved - truth, axis=1)[default.lmk_kind > 0] * MM
-    verts = torch.as_tensor(template.verts.astype(np.float64))[None]
-    area = vertex_areas(verts, torch.as_tensor(template.tris, dtype=torch.int64))[0].numpy()
+def _transfer_figures(default: Template, template: Template, lmk_error: np.ndarray, area: np.ndarray,
+                      want: dict[str, np.ndarray]) -> dict:
+    """The transfer's figures: landmark distances (``lmk_error`` (L, 3) metres, the used landmarks' median
+    and p90 in mm) and, per area region, the IoU by ``area`` of the head's vertices the template
+    gave it against those ``want`` (bool per vertex) says belong."""
+    err = np.linalg.norm(lmk_error, axis=1)[default.lmk_kind > 0] * MM
     iou = {}
     for name in AREA_REGIONS:
-        want = np.zeros(len(area), bool)
-        want[default.regions[name]] = True
         got = np.zeros(len(area), bool)
         got[template.regions[name]] = True
-        iou[name] = float(area[want & got].sum() / max(area[want | got].sum(), 1e-30))
+        iou[name] = float(area[want[name] & got].sum() / max(area[want[name] | got].sum(), 1e-30))
     return {"landmark_median_mm": float(np.median(err)), "landmark_p90_mm": float(np.quantile(err, 0.9)),
             "region_iou": iou}
+
+
+def score_own_embedding(default: Template, template: Template) -> dict:
+    """``score_transfer``'s figures for a head in the default head's topology (a bench person's): its own
+    embedded points and its own regions (the default head's vertex ids) are the truth. The import keeps
+    the file's vertex order, so the template's vertices are the head's own in the canonical frame."""
+    verts = template.verts.astype(np.float64)
+    truth = surface_points(verts, default.tris, default.lmk_tri, default.lmk_bary)
+    moved = surface_points(verts, template.tris, template.lmk_tri, template.lmk_bary)
+    area = vertex_areas(torch.as_tensor(verts)[None], torch.as_tensor(template.tris, dtype=torch.int64))[0].numpy()
+    want = {}
+    for name in AREA_REGIONS:
+        want[name] = np.zeros(len(area), bool)
+        want[name][default.regions[name]] = True
+    return _transfer_figures(default, template, moved - truth, area, want)
 
 
 def surface_correspondence(default: Template, template) -> tuple[np.ndarray, np.ndarray]:

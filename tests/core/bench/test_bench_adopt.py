@@ -26,8 +26,8 @@ def test_a_bench_persons_own_head_is_scored_by_its_own_embedding(template, tmp_p
     assert np.abs(head.verts - person.verts).max() < 1e-5
     s, R, t = 1.02, np.eye(3), np.array([0.0, 0.01, 0.0])
     itself = dataclasses.replace(template, verts=(s * head.verts @ R.T + t).astype(np.float32))
-    score = score_own_embedding(template, head.verts, itself, (s, R, t))
+    score = score_own_embedding(template, itself)
     assert score["landmark_median_mm"] < 1e-3 and min(score["region_iou"].values()) > 0.999
     lips = np.asarray(template.regions["lips"])
     slid = dataclasses.replace(itself, regions={**itself.regions, "lips": lips[: len(lips) // 2]})
-    assert score_own_embedding(template, head.verts, slid, (s, R, t))["region_iou"]["lips"] < 0.7
+    assert score_own_embedding(template, slid)["region_iou"]["lips"] < 0.7
