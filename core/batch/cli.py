@@ -3,7 +3,9 @@
 Each photo file is one person; a folder holds one person per photo and one
 person per sub-folder of photos (core/batch/people.py). People are split into
 tasks of ``--people-per-task``; each task runs in a Ray worker with
-``--gpus-per-task`` GPUs (fractions allowed) and fits its people in turn.
+``--gpus-per-task`` GPUs (fractions allowed) and fits its people with one photo
+each in one batched optimisation (``core/fit/people.py``; ``--one-at-a-time``:
+in turn), the others in turn.
 Results go to ``DIR/<name>-<key>/`` (the key hashes the photos' bytes and the
 options), written all or nothing, so a rerun skips what is done and a retried
 task never mixes results. ``DIR/summary.json`` lists every person
@@ -91,7 +93,7 @@ def _run(args) -> int:
                                               retry_exceptions=False)
         for i in range(0, len(people), args.people_per_task):
             chunk = people[i:i + args.people_per_task]
-            ref = task.remote(chunk, str(out), fit_options, args.device, args.threads)
+            ref = task.remote(chunk, str(out), fit_options, args.device, args.threads, not args.one_at_a_time)
             pending[ref] = chunk
         print(f"batch: {len(people)} people in {len(pending)} tasks on "
               f"{int(ray.cluster_resources().get('CPU', 0))} CPUs", file=sys.stderr, flush=True)
@@ -136,7 +138,10 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="local Ray workers (default: one per CPU); ignored with --address")
     p.add_argument("--address", default="", help="join a running Ray cluster (e.g. auto or HEAD:6379)")
-    p.add_argument("--people-per-task", type=int, default=1, help="people one task fits in turn")
+    p.add_argument("--people-per-task", type=int, default=1,
+                   help="people one task fits, in one batched optimisation (one photo each)")
+    p.add_argument("--one-at-a-time", action="store_true",
+                   help="a task fits its people one after another instead of in one optimisation")
     p.add_argument("--gpus-per-task", type=float, default=0.0, help="GPUs each task asks for (fractions allowed)")
     p.add_argument("--gpus", type=int, default=0, help="GPUs a local Ray offers (default: none)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (0: torch's default)")

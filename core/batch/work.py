@@ -66,11 +66,58 @@ def _default_template():
     return load_default()
 
 
-def fit_people(people: list[Person], out: str, options, device: str, threads: int) -> list[dict]:
-    """A batch task: several people in turn in one process (the template loaded once a process)."""
+def fit_people(people: list[Person], out: str, options, device: str, threads: int, together: bool = True) -> list[dict]:
+    """A batch task: several people in one process (the template loaded once a process). With ``together``
+    the people with one photo each are fitted in one batched optimisation (``core.fit.people``); the others,
+    and every person with ``together`` off, one after another."""
     import torch
 
     if threads > 0:
         torch.set_num_threads(threads)
     template = _default_template()
-    return [fit_person(p, pathlib.Path(out), options, device, template) for p in people]
+    if not together or len(people) < 2:
+        return [fit_person(p, pathlib.Path(out), options, device, template) for p in people]
+    return _fit_together(people, pathlib.Path(out), options, device, template)
+
+
+def _fit_together(people: list[Person], out: pathlib.Path, options, device: str, template) -> list[dict]:
+    """The task's people read one by one, fitted in one batched optimisation, their files written one by one.
+    A row's seconds: the person's own reading and writing plus an equal share of the batched fit."""
+    from core.fit.api import PhotoInput
+    from core.fit.outputs import write_result_files
+    from core.fit.people import fit_people as fit_batch
+    from core.fit.pipeline import finish_result, views_from_photos
+
+    rows, inputs, seconds = [], [], []
+    for person in people:
+        t0 = time.perf_counter()
+        row = {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
+               "status": FAILED, "seconds": 0.0, "error": "", "out": str(person.folder(out))}
+        rows.append(row)
+        inputs.append(None)
+        if done_already(person, out):
+            row["status"] = SKIPPED
+        else:
+            try:
+                inputs[-1] = views_from_photos([PhotoInput(pathlib.Path(p).name, path=p) for p in person.photos], options)
+            except Exception as exc:  # one person's trouble must not stop the batch: it is their row's error
+                row["error"] = f"{type(exc).__name__}: {exc}"
+        seconds.append(time.perf_counter() - t0)
+    todo = [i for i, x in enumerate(inputs) if x is not None]
+    t0 = time.perf_counter()
+    results = fit_batch(template, [inputs[i].views for i in todo], options, device=device) if todo else []
+    share = (time.perf_counter() - t0) / max(1, len(todo))
+    for i, result in zip(todo, results):
+        t0 = time.perf_counter()
+        try:
+            if isinstance(result, Exception):
+                raise result
+            finish_result(template, result, inputs[i], options, device)
+            write_result_files(people[i].folder(out), template, result, inputs[i].photos, inputs[i].faces)
+            rows[i]["status"] = OK
+        except Exception as exc:
+            rows[i]["error"] = f"{type(exc).__name__}: {exc}"
+        seconds[i] += share + time.perf_counter() - t0
+    for row, s in zip(rows, seconds):
+        row["seconds"] = round(s, 2)
+    return rows

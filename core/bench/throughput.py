@@ -9,8 +9,11 @@ process and times it whole, start-up included, as a studio would see it:
 - ``ray``: ``likeness batch PHOTOS --workers W --threads 1`` starts its own
   local Ray with W workers, one row per worker count.
 
-Every row is one person per optimisation (``batch`` is 1: many people in one
-batched optimisation is not built). ``max_mm_vs_solo`` is the largest vertex
+- ``process`` with ``batch`` B > 1 (``--batch``): the same process at the first
+  thread count, B people at a time in one batched optimisation
+  (``core/fit/people.py``).
+
+The other rows are one person per optimisation (``batch`` 1). ``max_mm_vs_solo`` is the largest vertex
 distance between a row's results and the first row's (one process, first
 thread count), person by person: the same fit wherever it runs. ``fit_seconds
 per head`` is the mean of the people's own fit times (without start-up); on
@@ -46,6 +49,8 @@ def add_arguments(p) -> None:
     p.add_argument("--count", type=int, default=16, help="how many of bench photo's renders (default 16)")
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts for the process rows "
                                                    "(empty: none)")
+    p.add_argument("--batch", default="", help="comma-separated people per batched optimisation for more process "
+                                               "rows at the first thread count (e.g. 8,32; empty: none)")
     p.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts (empty: no Ray rows)")
     p.add_argument("--preset", default="default", choices=("draft", "default", "high"))
     p.add_argument("--schedule", default=None, metavar="JSON", help="schedule overrides for every fit")
@@ -127,8 +132,10 @@ def _results(people: list, out: pathlib.Path) -> dict:
 
 
 def run(args) -> dict:
-    plans = [("process", 1, t) for t in _ints(args.threads, "--threads", 1)] + \
-            [("ray", w, 1) for w in _ints(args.workers, "--workers", 1)]
+    threads = _ints(args.threads, "--threads", 1)
+    plans = [("process", 1, t, 1) for t in threads] + \
+            [("process", 1, threads[0] if threads else 1, b) for b in _ints(args.batch, "--batch", 2)] + \
+            [("ray", w, 1, 1) for w in _ints(args.workers, "--workers", 1)]
     if not plans:
         raise CommandError("--threads and --workers are both empty: nothing to measure")
     if args.photos is not None and not args.photos:
@@ -140,11 +147,11 @@ def run(args) -> dict:
     out_root = pathlib.Path(args.out).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     rows, solo = [], None
-    for mode, workers, threads in plans:
-        out = pathlib.Path(tempfile.mkdtemp(prefix=f"{mode}-w{workers}-t{threads}-", dir=out_root))
+    for mode, workers, threads, batch in plans:
+        out = pathlib.Path(tempfile.mkdtemp(prefix=f"{mode}-w{workers}-t{threads}-b{batch}-", dir=out_root))
         if mode == "process":
             spec = {"photos": photos, "out": str(out), "device": args.device, "threads": threads,
-                    "preset": args.preset, "schedule": args.schedule}
+                    "preset": args.preset, "schedule": args.schedule, "batch": batch}
             # OpenMP's thread count set as Ray sets it in its workers (one per CPU a task asks for): it
             # changes float rounding in the libraries below torch, and the fit turns that into
             # different results (see the README, *Studio batches on Ray*).
@@ -162,7 +169,7 @@ def run(args) -> dict:
             solo = found
         gaps = [1000.0 * float(np.linalg.norm(found[k][1] - solo[k][1], axis=1).max())
                 for k in fitted if solo.get(k, (0, None))[1] is not None]
-        row = {"device": args.device, "batch": 1, "mode": mode, "workers": workers, "threads": threads,
+        row = {"device": args.device, "batch": batch, "mode": mode, "workers": workers, "threads": threads,
                "heads": len(fitted), "failed": len(found) - len(fitted), "seconds": round(seconds, 2),
                "heads_per_min": round(60.0 * len(fitted) / seconds, 2) if fitted else 0.0,
                "seconds_per_head": round(seconds / len(fitted), 3) if fitted else None,
@@ -170,7 +177,7 @@ def run(args) -> dict:
                "gpu_mb_per_head": None if gpu_bytes is None else round(gpu_bytes / 2**20, 1),
                "max_mm_vs_solo": round(max(gaps), 4) if gaps else None}
         rows.append(row)
-        print(f"{mode} workers {workers} threads {threads}: {row['heads']} heads in {seconds:.1f} s, "
+        print(f"{mode} workers {workers} threads {threads} batch {batch}: {row['heads']} heads in {seconds:.1f} s, "
               f"{row['heads_per_min']} heads/min", flush=True)
     best_process = max((r["heads_per_min"] for r in rows if r["mode"] == "process"), default=None)
     for r in rows:
@@ -192,7 +199,11 @@ def _process_row(spec: dict) -> None:
     options, fit_options = batch_options(ns)
     people = collect_people(spec["photos"], options)
     out = pathlib.Path(spec["out"])
-    rows = fit_people(people, str(out), fit_options, spec["device"], spec["threads"])
+    batch = int(spec.get("batch", 1))
+    rows = []
+    for i in range(0, len(people), batch):
+        rows += fit_people(people[i:i + batch], str(out), fit_options, spec["device"], spec["threads"],
+                           together=batch > 1)
     write_summary(out, rows)
     cuda = torch.device(spec["device"]).type == "cuda"
     print(json.dumps({"gpu_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None}))

@@ -78,7 +78,7 @@ def _write_into(out: pathlib.Path, template: Template, result: FitResult, photos
     report = {k: v for k, v in meta.items() if k in ("stages", "seconds", "landmark_error_iod", "device",
                                                     "landmark_error_iod_per_view", "views", "animation_check", "multiview",
                                                     "teeth_seated_mm", "rig_ready", "heldout_landmark_error_iod",
-                                                    "iris_color")}
+                                                    "iris_color", "batch")}
 
     if photos:
         paths["overlay"] = out / "overlay.png"

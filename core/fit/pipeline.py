@@ -176,21 +176,28 @@ def run_fit(job: FitJob, control: FitControl | None = None, inputs: FitInputs | 
     remote core) still gets a textured head.
     """
     from core.template import load_default
-    from core.priors.iris import iris_color
-    from core.texture.result import fit_texture_maps
 
     template = job.template if job.template is not None else load_default()
     inputs = inputs or views_from_photos(job.photos, job.options)
-    size = job.options.texture_size
     for record in fit_views(template, inputs.views, job.options, control, job.device):
-        if record.result is not None and size > 0 and not template.has_uvs:
-            record.result.meta["textures"] = "skipped: the template has no UV map"
-        elif record.result is not None and size > 0:
-            record.result.textures = fit_texture_maps(template, record.result.arrays, [p.rgb for p in inputs.photos],
-                                                      size, job.device)
-        if record.result is not None and inputs.photos:
-            # The first photo's irises colour the result's eye texture (the add-on's default).
-            colour = iris_color(inputs.photos[0].rgb, inputs.faces[0].points)
-            if colour is not None:
-                record.result.meta["iris_color"] = [round(c, 4) for c in colour]
+        if record.result is not None:
+            finish_result(template, record.result, inputs, job.options, job.device)
         yield record
+
+
+def finish_result(template: Template, result, inputs: FitInputs, options: FitOptions, device: str) -> None:
+    """What a fit's result gets from the photos once fitted: texture maps (``options.texture_size``
+    pixels a side; none for 0) and the first photo's iris colour."""
+    from core.priors.iris import iris_color
+    from core.texture.result import fit_texture_maps
+
+    size = options.texture_size
+    if size > 0 and not template.has_uvs:
+        result.meta["textures"] = "skipped: the template has no UV map"
+    elif size > 0:
+        result.textures = fit_texture_maps(template, result.arrays, [p.rgb for p in inputs.photos], size, device)
+    if inputs.photos:
+        # The first photo's irises colour the result's eye texture (the add-on's default).
+        colour = iris_color(inputs.photos[0].rgb, inputs.faces[0].points)
+        if colour is not None:
+            result.meta["iris_color"] = [round(c, 4) for c in colour]

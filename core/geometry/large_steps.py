@@ -17,8 +17,13 @@ from .laplacian import Laplacian
 from .topology import MeshTopology
 
 
+# cholespy's CUDA solve takes at most this many right-hand sides at once.
+MAX_RHS = 128
+
+
 class LargeSteps:
-    """d = (I + lam L)^-1 u, differentiable in u. u, d: (N, 3) float tensors."""
+    """d = (I + lam L)^-1 u, differentiable in u. u, d: (N, 3) float tensors, or (B, N, 3) for
+    B meshes of the one topology (one solve, their columns side by side)."""
 
     def __init__(self, topology: MeshTopology, lam: float, device: torch.device | str):
         from cholespy import CholeskySolverF, MatrixType
@@ -39,15 +44,32 @@ class LargeSteps:
         return _Solve.apply(u, self.solver)
 
     def to_differential(self, d: torch.Tensor) -> torch.Tensor:
-        """u = (I + lam L) d for offsets d: (N, 3)."""
-        return (self.matrix @ d.detach().to(torch.float64)).to(d.dtype)
+        """u = (I + lam L) d for offsets d: (N, 3) or (B, N, 3)."""
+        cols = _columns(d.detach().to(torch.float64))
+        return _uncolumns(self.matrix @ cols, d.shape).to(d.dtype)
+
+
+def _columns(b: torch.Tensor) -> torch.Tensor:
+    """(N, 3) as it is; (B, N, 3) as (N, 3B), each mesh's three columns side by side."""
+    return b if b.dim() == 2 else b.permute(1, 0, 2).reshape(b.shape[1], -1)
+
+
+def _uncolumns(x: torch.Tensor, shape) -> torch.Tensor:
+    return x if len(shape) == 2 else x.reshape(shape[1], shape[0], shape[2]).permute(1, 0, 2)
 
 
 def _solve(solver, b: torch.Tensor) -> torch.Tensor:
-    b32 = b.detach().to(torch.float32).contiguous()
+    b32 = _columns(b.detach().to(torch.float32)).contiguous()
     x = torch.empty_like(b32)
-    solver.solve(b32, x)
-    return x.to(b.dtype)
+    if b32.shape[1] <= MAX_RHS:
+        solver.solve(b32, x)
+    else:
+        for lo in range(0, b32.shape[1], MAX_RHS - MAX_RHS % 3):
+            hi = min(b32.shape[1], lo + MAX_RHS - MAX_RHS % 3)
+            part = torch.empty_like(b32[:, lo:hi].contiguous())
+            solver.solve(b32[:, lo:hi].contiguous(), part)
+            x[:, lo:hi] = part
+    return _uncolumns(x, b.shape).to(b.dtype)
 
 
 class _Solve(torch.autograd.Function):

@@ -27,12 +27,13 @@ def test_throughput_rows_time_the_same_fits_in_a_process_and_on_ray(tmp_path):
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(photos / "c_noise.png")
     out = tmp_path / "bench.json"
     rc = main(["bench", "throughput", "--photos", str(photos), "--threads", "1", "--workers", "2", "--preset", "draft",
-               "--schedule", TINY, "--out", str(tmp_path / "runs"), "--json", str(out)])
+               "--schedule", TINY, "--batch", "3", "--out", str(tmp_path / "runs"), "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["mode"], r["workers"], r["threads"]) for r in rows] == [("process", 1, 1), ("ray", 2, 1)]
+    assert [(r["mode"], r["workers"], r["threads"], r["batch"]) for r in rows] == \
+        [("process", 1, 1, 1), ("process", 1, 1, 3), ("ray", 2, 1, 1)]
     for r in rows:
-        assert ROW_KEYS <= set(r) and r["device"] == "cpu" and r["batch"] == 1
+        assert ROW_KEYS <= set(r) and r["device"] == "cpu"
         # the photo without a face is a failed person in both rows; the two faces are fitted
         assert (r["heads"], r["failed"]) == (2, 1), r
         assert r["heads_per_min"] > 0 and abs(r["heads_per_min"] * r["seconds_per_head"] - 60.0) < 0.1, r
@@ -40,7 +41,11 @@ def test_throughput_rows_time_the_same_fits_in_a_process_and_on_ray(tmp_path):
     # The same fit wherever it runs: the first row is the reference, and a Ray worker (one torch and one
     # OpenMP thread, as the process row) gives the very same vertices.
     assert rows[0]["max_mm_vs_solo"] == 0.0
-    assert rows[1]["max_mm_vs_solo"] == 0.0, rows[1]
+    assert rows[2]["max_mm_vs_solo"] == 0.0, rows[2]
+    # The batched row: the two faces in one optimisation (the third failed before it). Their heads are their
+    # solo fits up to float rounding, which the fit and the result's rig-ready touches amplify (the README,
+    # *Many people in one optimisation*); tests/core/fit/test_people.py checks the match in float64.
+    assert rows[1]["max_mm_vs_solo"] is not None and rows[1]["max_mm_vs_solo"] < 5.0, rows[1]
 
 
 @pytest.mark.parametrize("extra, words", [
