@@ -321,7 +321,7 @@ class Objective:
             field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
             w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
             r = field[:, 0].abs() / self.iod[i]
-            terms.append((w * _huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
+            terms.append((w * huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
         return torch.stack(terms).mean() if terms else verts.new_zeros(())
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
@@ -433,7 +433,7 @@ class Objective:
             targets, w = self.dense
             px, _ = self.cameras(variables).project(verts.expand(len(self.views), -1, -1))  # (Vw, N, 2)
             r = ((px - targets) ** 2).sum(-1).add(1e-12).sqrt() / self.iod[:, None]
-            out["dense"] = (w * _huber(r, DENSE_HUBER)).sum() / w.sum().clamp_min(1e-9)
+            out["dense"] = (w * huber(r, DENSE_HUBER)).sum() / w.sum().clamp_min(1e-9)
         if wanted("normal"):
             normal_terms = []
             for views in self._normal_groups:
@@ -506,7 +506,7 @@ class Objective:
 
 
 
-def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
     """Huber of non-negative residuals: r²/2 up to ``delta``, linear beyond."""
     return torch.where(r < delta, 0.5 * r ** 2, delta * (r - 0.5 * delta))
 

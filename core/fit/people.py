@@ -56,7 +56,7 @@ from .camera_init import initial_cameras
 from .consistency import sample_image
 from .control import FitControl
 from .loop import CHECK_EVERY, DIVERGENCE_FACTOR, MAX_ROLLBACKS, StageReport, run_meta
-from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, OUTLINE_NEAR_PX, OUTLINE_RES, Objective, _huber
+from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, OUTLINE_NEAR_PX, OUTLINE_RES, Objective, huber
 from .observations import ViewObservation
 from .options import FitOptions
 from .result import assemble_result
@@ -211,7 +211,7 @@ class PeopleObjective(Objective):
             field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
             w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
             r = field[:, 0].abs() / self.iod[i]
-            terms.append((w * _huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
+            terms.append((w * huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
             who.append(i)
         if not terms:
             return out
