@@ -28,6 +28,10 @@ for bench in template render losses texture; do
 done
 # What one batched optimisation of B people would save: deform + each person's 256² normal map, per person.
 "$py" -m core.cli bench template --device cuda --batch 1,8,32,128 --render 256 --repeats 10 --json "$out/template_batch.json"
+# Many people in one optimisation (draft stages, exact cues): 16 synthetic people one at a time (the first 4,
+# the reference), 4 and 16 at a time; seconds a head whole and for the optimisation alone, GPU MB a head.
+"$py" -m core.cli bench throughput --synthetic 16 --solo 4 --batch 4,16 --preset draft --device cuda --json "$out/throughput_cuda.json"
+"$py" -m core.cli bench throughput --synthetic 8 --solo 4 --batch 8 --preset draft --device cpu --json "$out/throughput_cpu.json"
 "$py" -m core.cli bench fit --device cuda --cases 3 --variants full --no-bounds --json "$out/fit_cuda.json"
 "$py" -m core.cli bench fit --device cpu --cases 3 --variants full --no-bounds --json "$out/fit_cpu.json"
 echo "gpu_check: done; JSON in $out"

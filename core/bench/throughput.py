@@ -19,6 +19,13 @@ thread count), person by person: the same fit wherever it runs. ``fit_seconds
 per head`` is the mean of the people's own fit times (without start-up); on
 CUDA ``gpu_mb_per_head`` is the process's peak allocation.
 
+``--synthetic N`` measures the optimisation alone, in this process, with no
+detector (it runs where only torch is, as ``scripts/gpu_check.sh`` does): N of
+``bench fit``'s synthetic people (exact normal maps and landmarks, one view
+each, the full stages), fitted one at a time (the ``batch`` 1 row, the
+reference) and then B at a time in one batched optimisation for each
+``--batch`` B, on ``--device``.
+
 Photos: ``--photos`` (files or folders, as ``likeness batch`` takes them), or
 by default the first ``--count`` of ``bench photo``'s renders of its eight
 people (JPEG with EXIF, seven views each, every view a person of its own),
@@ -52,6 +59,11 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", default="", help="comma-separated people per batched optimisation for more process "
                                                "rows at the first thread count (e.g. 8,32; empty: none)")
     p.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts (empty: no Ray rows)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="time the optimisation alone on N synthetic people, one at a time and --batch at a time")
+    p.add_argument("--solo", type=int, default=None, metavar="K",
+                   help="with --synthetic: the one-at-a-time row fits only the first K people (default all); "
+                        "max_mm_vs_solo compares those")
     p.add_argument("--preset", default="default", choices=("draft", "default", "high"))
     p.add_argument("--schedule", default=None, metavar="JSON", help="schedule overrides for every fit")
     p.add_argument("--out", default="out/bench_throughput", help="folder for the rows' results")
@@ -132,6 +144,8 @@ def _results(people: list, out: pathlib.Path) -> dict:
 
 
 def run(args) -> dict:
+    if args.synthetic:
+        return run_synthetic(args)
     threads = _ints(args.threads, "--threads", 1)
     plans = [("process", 1, t, 1) for t in threads] + \
             [("process", 1, threads[0] if threads else 1, b) for b in _ints(args.batch, "--batch", 2)] + \
@@ -184,6 +198,82 @@ def run(args) -> dict:
         r["vs_best_process"] = round(r["heads_per_min"] / best_process, 3) if best_process else None
     return {"rows": rows, "photos": photos, "preset": args.preset, "schedule": args.schedule,
             "table": rows}
+
+
+def run_synthetic(args) -> dict:
+    """Rows of the optimisation alone: N synthetic people one at a time, then ``--batch`` B at a time."""
+    import torch
+
+    from core.bench.synthetic import make_case
+    from core.fit.options import FitOptions
+    from core.fit.people import fit_people
+    from core.fit.pipeline import fit_views
+    from core.template import load_default
+
+    batches = _ints(args.batch, "--batch", 2)
+    if args.synthetic < 1:
+        raise CommandError(f"--synthetic must be >= 1, got {args.synthetic}")
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        raise CommandError(f"--device {args.device}: {exc}") from None
+    template = load_default()
+    options = FitOptions(preset=args.preset, schedule=json.loads(args.schedule) if args.schedule else {})
+    views = [[make_case(template, seed=i).view] for i in range(args.synthetic)]
+    cuda = device.type == "cuda"
+
+    def timed(fn):
+        if cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize(device)
+        return out, time.perf_counter() - t0, torch.cuda.max_memory_allocated(device) if cuda else None
+
+    solo_count = args.synthetic if args.solo is None else args.solo
+    if not 1 <= solo_count <= args.synthetic:
+        raise CommandError(f"--solo must be between 1 and --synthetic ({args.synthetic}), got {solo_count}")
+
+    def solo():
+        out = []
+        for v in views[:solo_count]:
+            for rec in fit_views(template, v, options, device=args.device):
+                pass
+            out.append(rec.result)
+        return out
+
+    reference, seconds, peak = timed(solo)
+    rows = [_synthetic_row(args.device, 1, reference, reference, seconds, peak)]
+    print(f"synthetic, one at a time: {rows[0]['heads_per_min']} heads/min", flush=True)
+    for b in batches:
+        results, seconds, peak = timed(lambda: fit_people(template, views, options, device=args.device, batch_size=b))
+        rows.append(_synthetic_row(args.device, b, results, reference, seconds, peak))
+        print(f"synthetic, {b} at a time: {rows[-1]['heads_per_min']} heads/min, "
+              f"{rows[-1]['max_mm_vs_solo']} mm from one at a time", flush=True)
+    for r in rows:
+        r["vs_one_at_a_time"] = round(r["heads_per_min"] / rows[0]["heads_per_min"], 3)
+    return {"rows": rows, "synthetic": args.synthetic, "preset": args.preset, "schedule": args.schedule,
+            "table": rows}
+
+
+def _synthetic_row(device: str, batch: int, results: list, reference: list, seconds: float, peak) -> dict:
+    n = sum(not isinstance(r, Exception) for r in results)
+    # The optimisation's share of the time (the rest: PnP, the result's rig-ready touches, expression keys).
+    opt = sum(r.meta["batch"]["fit_seconds"] / r.meta["batch"]["people"] if "batch" in r.meta
+              else sum(st["seconds"] for st in r.meta["stages"]) for r in results if not isinstance(r, Exception))
+    fitted = [(r, s) for r, s in zip(results, reference) if not isinstance(r, Exception)]
+    gaps = [1000.0 * float(np.linalg.norm(r.arrays["verts"] - s.arrays["verts"], axis=1).max()) for r, s in fitted]
+    means = [1000.0 * float(np.linalg.norm(r.arrays["verts"] - s.arrays["verts"], axis=1).mean()) for r, s in fitted]
+    return {"device": device, "batch": batch, "mode": "synthetic", "heads": n, "failed": len(results) - n,
+            "seconds": round(seconds, 2), "heads_per_min": round(60.0 * n / seconds, 2) if n else 0.0,
+            "seconds_per_head": round(seconds / n, 3) if n else None,
+            "optimise_seconds_per_head": round(opt / n, 3) if n else None,
+            "gpu_mb_per_head": None if peak is None else round(peak / 2**20 / min(batch, max(n, 1)), 1),
+            "max_mm_vs_solo": round(max(gaps), 4) if gaps else None,
+            "mean_mm_vs_solo": round(float(np.mean(means)), 5) if means else None}
 
 
 def _process_row(spec: dict) -> None:

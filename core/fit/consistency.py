@@ -40,11 +40,16 @@ def face_samples(tris: np.ndarray, face_verts: np.ndarray) -> tuple[np.ndarray, 
 
 def sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """image: (h, w, C); uv: (S, 2) pixels (centres at +0.5). Returns (S, C), bilinear, zero outside."""
-    h, w = image.shape[:2]
-    grid = torch.stack([2.0 * uv[:, 0] / w - 1.0, 2.0 * uv[:, 1] / h - 1.0], -1)
-    out = F.grid_sample(image.permute(2, 0, 1)[None], grid[None, None], mode="bilinear", padding_mode="zeros",
+    return sample_images(image[None], uv[None])[0]
+
+
+def sample_images(images: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """``sample_image`` for a stack of images of one size: images (G, h, w, C), uv (G, S, 2). Returns (G, S, C)."""
+    h, w = images.shape[1:3]
+    grid = torch.stack([2.0 * uv[..., 0] / w - 1.0, 2.0 * uv[..., 1] / h - 1.0], -1)
+    out = F.grid_sample(images.permute(0, 3, 1, 2), grid[:, None], mode="bilinear", padding_mode="zeros",
                         align_corners=False)
-    return out[0, :, 0].T
+    return out[:, :, 0].transpose(1, 2)
 
 
 def facing_weights(points: torch.Tensor, normals: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,7 @@ from core.template import Template, TemplateModel
 from core.template.deform import JOINT_PARAM_DIM
 
 from .camera_init import initial_cameras
-from .consistency import sample_image
+from .consistency import sample_image, sample_images
 from .control import FitControl
 from .loop import CHECK_EVERY, DIVERGENCE_FACTOR, MAX_ROLLBACKS, StageReport, run_meta
 from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, OUTLINE_NEAR_PX, OUTLINE_RES, Objective, huber
@@ -128,6 +128,18 @@ class PeopleVariables(FitVariables):
 class PeopleObjective(Objective):
     """The objective for B people with one view each (view b is person b's photo), every term a (B,)
     vector of per-person values (``terms``)."""
+
+    def __init__(self, model: TemplateModel, views: list[ViewObservation]):
+        super().__init__(model, views)
+        # The outline images grouped by size: (people (G,) on the device, images (G, h, w, 2), scales (G,)).
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, outline in enumerate(self.outlines):
+            if outline is not None:
+                groups.setdefault(tuple(outline[0].shape[:2]), []).append(i)
+        dev, dt = model.device, model.dtype
+        self._outline_stacks = [
+            (torch.as_tensor(ids, device=dev), torch.stack([self.outlines[i][0] for i in ids]),
+             torch.as_tensor([self.outlines[i][1] for i in ids], device=dev, dtype=dt)) for ids in groups.values()]
 
     def begin_stage(self, spec: StageSpec, variables: PeopleVariables) -> None:
         other = sorted(k for k, w in spec.weights.items() if w and k not in PEOPLE_TERMS)
@@ -204,18 +216,12 @@ class PeopleObjective(Objective):
             cos = self._grazing_each(points, vertex_normals(verts, self.model.tris)[:, ids], cams)
             soft = select * torch.exp(-(cos / OUTLINE_COS_SIGMA) ** 2)
         px, _ = cams.project(points)  # (B, M, 2)
-        terms, who = [], []
-        for i, outline in enumerate(self.outlines):  # each photo's own outline image (sizes differ)
-            if outline is None:
-                continue
-            field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
-            w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
-            r = field[:, 0].abs() / self.iod[i]
-            terms.append((w * huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
-            who.append(i)
-        if not terms:
-            return out
-        return out.index_put((torch.as_tensor(who, device=verts.device),), torch.stack(terms))
+        for people, fields, scale in self._outline_stacks:  # the photos whose outline images share a size
+            field = sample_images(fields, px[people] * scale[:, None, None])  # (G, M, 2): distance, weight
+            w = soft[people] * (field[..., 1].detach() > 0.999).to(verts.dtype)
+            r = field[..., 0].abs() / self.iod[people, None]
+            out = out.index_put((people,), (w * huber(r, OUTLINE_HUBER)).sum(-1) / w.sum(-1).clamp_min(1e-9))
+        return out
 
     def terms(self, variables: PeopleVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
         """The loss terms by name, each (B,): person b's value is what a solo fit of them computes."""

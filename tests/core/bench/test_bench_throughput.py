@@ -62,3 +62,20 @@ def test_bad_arguments_are_one_line_errors(extra, words, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not any(tmp_path.iterdir())  # nothing was run
+
+
+def test_synthetic_rows_time_the_optimisation_alone_one_and_several_at_a_time(tmp_path):
+    from core.cli import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "throughput", "--synthetic", "2", "--batch", "2", "--preset", "draft", "--schedule", TINY,
+               "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["mode"], r["batch"], r["heads"], r["failed"]) for r in rows] == [("synthetic", 1, 2, 0),
+                                                                               ("synthetic", 2, 2, 0)]
+    for r in rows:
+        assert ROW_KEYS <= set(r) and r["device"] == "cpu" and r["gpu_mb_per_head"] is None
+        assert 0 < r["optimise_seconds_per_head"] < r["seconds_per_head"], r
+    assert rows[0]["max_mm_vs_solo"] == 0.0 and rows[1]["max_mm_vs_solo"] is not None
+    assert main(["bench", "throughput", "--synthetic", "2", "--solo", "3"]) == 2
