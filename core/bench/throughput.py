@@ -11,7 +11,9 @@ process and times it whole, start-up included, as a studio would see it:
 
 - ``process`` with ``batch`` B > 1 (``--batch``): the same process at the first
   thread count, B people at a time in one batched optimisation
-  (``core/fit/people.py``).
+  (``core/fit/people.py``);
+- ``ray`` with ``batch`` B > 1: ``likeness batch`` with the most ``--workers``
+  and ``--people-per-task B`` (each task one batched optimisation).
 
 The other rows are one person per optimisation (``batch`` 1). ``max_mm_vs_solo`` is the largest vertex
 distance between a row's results and the first row's (one process, first
@@ -146,10 +148,11 @@ def _results(people: list, out: pathlib.Path) -> dict:
 def run(args) -> dict:
     if args.synthetic:
         return run_synthetic(args)
-    threads = _ints(args.threads, "--threads", 1)
+    threads, batches, workers = (_ints(args.threads, "--threads", 1), _ints(args.batch, "--batch", 2),
+                                 _ints(args.workers, "--workers", 1))
     plans = [("process", 1, t, 1) for t in threads] + \
-            [("process", 1, threads[0] if threads else 1, b) for b in _ints(args.batch, "--batch", 2)] + \
-            [("ray", w, 1, 1) for w in _ints(args.workers, "--workers", 1)]
+            [("process", 1, threads[0] if threads else 1, b) for b in batches] + \
+            [("ray", w, 1, 1) for w in workers] + [("ray", max(workers), 1, b) for b in batches if workers]
     if not plans:
         raise CommandError("--threads and --workers are both empty: nothing to measure")
     if args.photos is not None and not args.photos:
@@ -175,6 +178,7 @@ def run(args) -> dict:
         else:
             seconds, _ = _timed([sys.executable, "-m", "core.cli", "batch", *photos, "--out", str(out),
                                  "--workers", str(workers), "--threads", str(threads), "--device", args.device,
+                                 "--people-per-task", str(batch),
                                  *_fit_args(args)])
             gpu_bytes = None
         found = _results(people, out)
