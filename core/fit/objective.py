@@ -269,10 +269,7 @@ class Objective:
     def _outline_candidates(self, verts: torch.Tensor, variables: FitVariables) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids (M,), select (V, M)): the vertices that may be on some view's outer silhouette this
         stage (see ``OUTLINE_BAND_COS``), and 1 where a view may see one there, else 0."""
-        import torch.nn.functional as F
-
         from core.geometry.normals import vertex_normals
-        from core.render import rasterize
 
         with torch.no_grad():
             n = vertex_normals(verts, self.model.tris)[0]
@@ -283,17 +280,26 @@ class Objective:
                 if outline is None:
                     select[i] = False
                     continue
-                w, h = variables.sizes[i]
-                scale = min(1.0, OUTLINE_RES / max(w, h))
-                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-                cam = self.cameras(variables, scale=scale, view=i, size=size)
-                background = (rasterize(verts, self.model.tris, cam).face_id < 0).to(verts.dtype)
-                k = 2 * OUTLINE_NEAR_PX + 1
-                near = F.max_pool2d(background[:, None], k, stride=1, padding=OUTLINE_NEAR_PX)[0, 0]
-                px, _ = cam.project(verts)
-                select[i] &= sample_image(near[..., None], px[0])[:, 0] > 0.5
+                select[i] &= self._near_background(verts, variables, i)
             ids = torch.nonzero(select.any(0))[:, 0]  # once a stage: the only host read
         return ids, select[:, ids].to(verts.dtype)
+
+    def _near_background(self, verts: torch.Tensor, variables: FitVariables, view: int) -> torch.Tensor:
+        """(N,) bool: the vertices of ``verts`` (1, N, 3) within ``OUTLINE_NEAR_PX`` of the background
+        around the head as ``view``'s camera sees it (a map at most ``OUTLINE_RES`` on its long side)."""
+        import torch.nn.functional as F
+
+        from core.render import rasterize
+
+        w, h = variables.sizes[view]
+        scale = min(1.0, OUTLINE_RES / max(w, h))
+        size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+        cam = self.cameras(variables, scale=scale, view=view, size=size)
+        background = (rasterize(verts, self.model.tris, cam).face_id < 0).to(verts.dtype)
+        k = 2 * OUTLINE_NEAR_PX + 1
+        near = F.max_pool2d(background[:, None], k, stride=1, padding=OUTLINE_NEAR_PX)[0, 0]
+        px, _ = cam.project(verts)
+        return sample_image(near[..., None], px[0])[:, 0] > 0.5
 
     @staticmethod
     def _grazing(verts: torch.Tensor, normals: torch.Tensor, cams: Cameras) -> torch.Tensor:

@@ -53,10 +53,10 @@ from core.template import Template, TemplateModel
 from core.template.deform import JOINT_PARAM_DIM
 
 from .camera_init import initial_cameras
-from .consistency import sample_image, sample_images
+from .consistency import sample_images
 from .control import FitControl
 from .loop import CHECK_EVERY, DIVERGENCE_FACTOR, MAX_ROLLBACKS, StageReport, run_meta
-from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, OUTLINE_NEAR_PX, OUTLINE_RES, Objective, huber
+from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, Objective, huber
 from .observations import ViewObservation
 from .options import FitOptions
 from .result import assemble_result
@@ -177,28 +177,17 @@ class PeopleObjective(Objective):
 
     def _outline_candidates(self, verts: torch.Tensor, variables: PeopleVariables):
         """(ids (M,), select (B, M)): as the solo objective's, each person's own mesh in their own view."""
-        import torch.nn.functional as F
-
         from core.geometry.normals import vertex_normals
-        from core.render import rasterize
 
         with torch.no_grad():
             n = vertex_normals(verts, self.model.tris)
             cams = self.cameras(variables)
             select = (self._grazing_each(verts, n, cams).abs() < OUTLINE_BAND_COS) & self.outline_vertices[None]
-            for i, outline in enumerate(self.outlines):
+            for i, outline in enumerate(self.outlines):  # once a stage
                 if outline is None:
                     select[i] = False
                     continue
-                w, h = variables.sizes[i]
-                scale = min(1.0, OUTLINE_RES / max(w, h))
-                size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-                cam = self.cameras(variables, scale=scale, view=i, size=size)
-                background = (rasterize(verts[i:i + 1], self.model.tris, cam).face_id < 0).to(verts.dtype)
-                k = 2 * OUTLINE_NEAR_PX + 1
-                near = F.max_pool2d(background[:, None], k, stride=1, padding=OUTLINE_NEAR_PX)[0, 0]
-                px, _ = cam.project(verts[i:i + 1])
-                select[i] &= sample_image(near[..., None], px[0])[:, 0] > 0.5
+                select[i] &= self._near_background(verts[i:i + 1], variables, i)
             ids = torch.nonzero(select.any(0))[:, 0]  # once a stage: the only host read
         return ids, select[:, ids].to(verts.dtype)
 

@@ -92,17 +92,22 @@ def test_people_fitted_together_follow_their_solo_fits(people):
     assert np.linalg.norm(solo[0] - solo[1], axis=-1).mean() > 1e-3
 
 
-def test_fit_people_returns_each_persons_result(people):
-    from core.fit.people import fit_people
+def test_fit_people_returns_each_persons_result_and_runs_several_photos_solo(people):
+    from core.fit.people import batchable, fit_people
+    from core.fit.schedule import schedule_for
     from core.template import load_default
 
     views, options = people
-    out = fit_people(load_default(), views, options, batch_size=2)
-    assert [r.meta["batch"]["people"] for r in out] == [2, 2, 1]
-    for r, v in zip(out, views):
-        assert r.arrays["verts"].shape == (load_default().num_verts, 3) and np.isfinite(r.arrays["verts"]).all()
-        assert r.meta["views"][0]["name"] == v[0].name
+    both = views[0] + views[2]  # one person in two photos: not batched
+    assert not batchable(both, schedule_for(options, both)) and batchable(views[1], schedule_for(options, views[1]))
+    template = load_default()
+    out = fit_people(template, [*views, both], options, batch_size=2)
+    assert [r.meta["batch"]["people"] for r in out[:3]] == [2, 2, 1] and "batch" not in out[3].meta
+    for r, v in zip(out, [*views, both]):
+        assert r.arrays["verts"].shape == (template.num_verts, 3) and np.isfinite(r.arrays["verts"]).all()
+        assert [x["name"] for x in r.meta["views"]] == [x.name for x in v]
         assert [st["name"] for st in r.meta["stages"]] == ["rig", "joint", "vertex"]
+    assert out[3].arrays["K"].shape[0] == 2
 
 
 def test_a_person_whose_fit_breaks_leaves_the_batch_and_the_others_finish(people):
@@ -122,19 +127,6 @@ def test_a_person_whose_fit_breaks_leaves_the_batch_and_the_others_finish(people
     with_broken, _ = _fitted([views[0], views[2]], options, True)
     alone, _ = _fitted([views[0], views[2]], options, False)
     assert np.linalg.norm(with_broken - alone, axis=-1).max() < 0.05e-3
-
-
-def test_several_photos_of_one_person_run_solo_beside_the_batch(people):
-    from core.fit.people import batchable, fit_people
-    from core.fit.schedule import schedule_for
-    from core.template import load_default
-
-    views, options = people
-    both = views[0] + views[2]
-    assert not batchable(both, schedule_for(options, both))
-    out = fit_people(load_default(), [views[1], both], options)
-    assert "batch" in out[0].meta and "batch" not in out[1].meta
-    assert out[1].arrays["K"].shape[0] == 2
 
 
 def test_large_steps_solve_takes_several_meshes_bit_for_bit():
