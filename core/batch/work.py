@@ -29,6 +29,12 @@ def done_already(person: Person, out: pathlib.Path) -> bool:
         return False
 
 
+def _row(person: Person, out: pathlib.Path) -> dict:
+    """A person's summary row before their fit: failed until it succeeds."""
+    return {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
+            "status": FAILED, "seconds": 0.0, "error": "", "out": str(person.folder(out))}
+
+
 def fit_person(person: Person, out: pathlib.Path, options, device: str, template=None) -> dict:
     """Fit one person (``options``: a ``FitOptions``) into ``out/<name>-<key>/``; returns a summary row
     (status ok, failed or skipped)."""
@@ -37,8 +43,7 @@ def fit_person(person: Person, out: pathlib.Path, options, device: str, template
     from core.fit.pipeline import run_fit, views_from_photos
     from core.template import load_default
 
-    row = {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
-           "status": FAILED, "seconds": 0.0, "error": "", "out": str(person.folder(out))}
+    row = _row(person, out)
     t0 = time.perf_counter()
     if done_already(person, out):
         row.update(status=SKIPPED)
@@ -91,8 +96,7 @@ def _fit_together(people: list[Person], out: pathlib.Path, options, device: str,
     rows, inputs, seconds = [], [], []
     for person in people:
         t0 = time.perf_counter()
-        row = {"photo": person.photos[0] if len(person.photos) == 1 else str(pathlib.Path(person.photos[0]).parent),
-               "status": FAILED, "seconds": 0.0, "error": "", "out": str(person.folder(out))}
+        row = _row(person, out)
         rows.append(row)
         inputs.append(None)
         if done_already(person, out):

@@ -269,8 +269,8 @@ def _synthetic_row(device: str, batch: int, results: list, reference: list, seco
     opt = sum(r.meta["batch"]["fit_seconds"] / r.meta["batch"]["people"] if "batch" in r.meta
               else sum(st["seconds"] for st in r.meta["stages"]) for r in results if not isinstance(r, Exception))
     fitted = [(r, s) for r, s in zip(results, reference) if not isinstance(r, Exception)]
-    gaps = [1000.0 * float(np.linalg.norm(r.arrays["verts"] - s.arrays["verts"], axis=1).max()) for r, s in fitted]
-    means = [1000.0 * float(np.linalg.norm(r.arrays["verts"] - s.arrays["verts"], axis=1).mean()) for r, s in fitted]
+    dists = [1000.0 * np.linalg.norm(r.arrays["verts"] - s.arrays["verts"], axis=1) for r, s in fitted]
+    gaps, means = [float(d.max()) for d in dists], [float(d.mean()) for d in dists]
     return {"device": device, "batch": batch, "mode": "synthetic", "heads": n, "failed": len(results) - n,
             "seconds": round(seconds, 2), "heads_per_min": round(60.0 * n / seconds, 2) if n else 0.0,
             "seconds_per_head": round(seconds / n, 3) if n else None,

@@ -303,9 +303,10 @@ class Objective:
 
     @staticmethod
     def _grazing(verts: torch.Tensor, normals: torch.Tensor, cams: Cameras) -> torch.Tensor:
-        """(V, N) cosine between each vertex normal and the direction from each camera to it."""
-        ray = verts[None] - cams.centers()[:, None]
-        return (ray * normals[None]).sum(-1) / ray.norm(dim=-1).clamp_min(1e-12)
+        """(V, N) cosine between each vertex normal and the direction from each camera to it. verts,
+        normals: (N, 3) seen by every view, or (V, N, 3) one mesh a view (a batch of people)."""
+        ray = verts - cams.centers()[:, None]
+        return (ray * normals).sum(-1) / ray.norm(dim=-1).clamp_min(1e-12)
 
     def _outline_loss(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """The outline term (see the module's notes); zero without outlines or candidates."""

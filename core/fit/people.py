@@ -38,6 +38,7 @@ import torch
 from core.geometry.camera import Cameras
 from core.geometry.constants import MM
 from core.geometry.large_steps import LargeSteps
+from core.geometry.safe import safe_divide
 from core.losses.conformal import conformal_per_corner
 from core.losses.curve_flow import curve_flow_per_feature
 from core.losses.displacement import displacement_per_vertex
@@ -105,10 +106,6 @@ class PeopleVariables(FitVariables):
             return self.offset_solver(self.offsets)
         return self.offsets
 
-    def slices(self, person: int) -> list[torch.Tensor]:
-        """One person's values of every tensor (``all_tensors`` order), detached copies."""
-        return [x.detach()[person].clone() for x in self.all_tensors()]
-
     def restore_people(self, snap: list[torch.Tensor], people: torch.Tensor) -> None:
         """Put back the named people's slices (``people``: (B,) bool on the device) from a ``snapshot``."""
         with torch.no_grad():
@@ -149,31 +146,21 @@ class PeopleObjective(Objective):
 
     def set_normal_res(self, res: int) -> None:
         super().set_normal_res(res)
-        # Per size group: the people (device index), their target maps and weights stacked once.
-        dev = self.model.device
-        self._normal_stacks = [
-            (torch.as_tensor(views, device=dev), list(views), torch.stack([self._stage_normals[i][0] for i in views]),
-             torch.stack([self._stage_normals[i][1] for i in views]).to(self.model.dtype))
-            for views in self._normal_groups]
-
-    def _group_cameras(self, variables: PeopleVariables, people: torch.Tensor, ids: list[int]) -> Cameras:
-        """The cameras of the people ``ids`` (``people`` on the device) for their normal maps (one size)."""
-        K, R, t = variables.cameras()
-        h, w = self._stage_normals[ids[0]][0].shape[:2]
-        scale = torch.tensor([self._stage_normals[i][2] for i in ids], dtype=K.dtype, device=K.device)
-        S = torch.diag_embed(torch.stack([scale, scale, torch.ones_like(scale)], -1))
-        return Cameras(S @ K[people], R[people], t[people], w, h)
+        # Per size group: the people (device index), their target maps and weights, and the scales (image to
+        # map) of their cameras' intrinsics, stacked once.
+        dev, dt = self.model.device, self.model.dtype
+        self._normal_stacks = []
+        for views in self._normal_groups:
+            scale = torch.tensor([self._stage_normals[i][2] for i in views], dtype=dt, device=dev)
+            self._normal_stacks.append((
+                torch.as_tensor(views, device=dev), torch.stack([self._stage_normals[i][0] for i in views]),
+                torch.stack([self._stage_normals[i][1] for i in views]).to(dt),
+                torch.diag_embed(torch.stack([scale, scale, torch.ones_like(scale)], -1))))
 
     def landmark_points(self, verts: torch.Tensor) -> torch.Tensor:
         """verts (B, N, 3) -> (B, L, 3) each person's embedded landmarks."""
         tri = self.model.tris[self.lmk_tri]  # (L, 3)
         return (verts[:, tri] * self.lmk_bary[..., None]).sum(2)
-
-    @staticmethod
-    def _grazing_each(verts: torch.Tensor, normals: torch.Tensor, cams: Cameras) -> torch.Tensor:
-        """(B, N) cosine between each person's vertex normals and the rays from their own camera."""
-        ray = verts - cams.centers()[:, None]
-        return (ray * normals).sum(-1) / ray.norm(dim=-1).clamp_min(1e-12)
 
     def _outline_candidates(self, verts: torch.Tensor, variables: PeopleVariables):
         """(ids (M,), select (B, M)): as the solo objective's, each person's own mesh in their own view."""
@@ -182,7 +169,7 @@ class PeopleObjective(Objective):
         with torch.no_grad():
             n = vertex_normals(verts, self.model.tris)
             cams = self.cameras(variables)
-            select = (self._grazing_each(verts, n, cams).abs() < OUTLINE_BAND_COS) & self.outline_vertices[None]
+            select = (self._grazing(verts, n, cams).abs() < OUTLINE_BAND_COS) & self.outline_vertices[None]
             for i, outline in enumerate(self.outlines):  # once a stage
                 if outline is None:
                     select[i] = False
@@ -202,7 +189,7 @@ class PeopleObjective(Objective):
         cams = self.cameras(variables)
         points = verts[:, ids]  # (B, M, 3)
         with torch.no_grad():
-            cos = self._grazing_each(points, vertex_normals(verts, self.model.tris)[:, ids], cams)
+            cos = self._grazing(points, vertex_normals(verts, self.model.tris)[:, ids], cams)
             soft = select * torch.exp(-(cos / OUTLINE_COS_SIGMA) ** 2)
         px, _ = cams.project(points)  # (B, M, 2)
         for people, fields, scale in self._outline_stacks:  # the photos whose outline images share a size
@@ -228,14 +215,13 @@ class PeopleObjective(Objective):
         out["landmark"] = corner + contour
         if wanted("normal"):
             normal = zeros
-            for people, ids, n_t, m_t in self._normal_stacks:  # the photos whose maps share a size: one render
-                cams_g = self._group_cameras(variables, people, ids)
-                rendered, mask = render_normals(verts[people], self.model.tris, cams_g, cull_back=True)
-                w = mask * m_t
-                per = (w * normal_consistency_map(n_t, rendered)).sum((1, 2))
-                total = w.sum((1, 2))
-                value = torch.where(total > 0, per / torch.where(total > 0, total, torch.ones_like(total)),
-                                    torch.zeros_like(per))
+            K, R, t = variables.cameras()
+            for people, n_t, m_t, S in self._normal_stacks:  # the photos whose maps share a size: one render
+                h, w = n_t.shape[1:3]
+                cams = Cameras(S @ K[people], R[people], t[people], w, h)
+                rendered, mask = render_normals(verts[people], self.model.tris, cams, cull_back=True)
+                weight = mask * m_t
+                value = safe_divide((weight * normal_consistency_map(n_t, rendered)).sum((1, 2)), weight.sum((1, 2)))
                 normal = normal.index_put((people,), value)
             out["normal"] = normal
         if wanted("outline"):
@@ -281,7 +267,12 @@ class PeopleAdam:
         self.param_groups = [{"betas": betas, "eps": eps, "uniform": False, **g, "params": list(g["params"])}
                              for g in groups]
         self.people = people
-        self.steps = np.zeros(people, np.int64)  # each person's Adam steps (host: known without a read)
+        # Each person's Adam steps: on the host, one more each step (so no read), and on the device the
+        # steps each person really took (a plateau gate off takes none); ``count_steps`` sets the host
+        # count from the device's at a read. Between reads the host count runs ahead only for people whose
+        # steps are off, where it is not used.
+        self.steps = np.zeros(people, np.int64)
+        self.taken: torch.Tensor | None = None
         self.lr_scale = np.ones(people)  # 0.5 ** rollbacks
         self.state: dict[torch.Tensor, dict] = {}
 
@@ -300,6 +291,8 @@ class PeopleAdam:
     def step(self, lr_anneal: float, active: torch.Tensor) -> None:
         """One step of every group at the schedule's rate times ``lr_anneal``; ``active``: (B,) 0/1."""
         self.steps += 1
+        on_people = (active > 0).to(torch.int64)
+        self.taken = on_people if self.taken is None else self.taken + on_people
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -326,9 +319,13 @@ class PeopleAdam:
                 m.copy_(torch.where(on, m_new, m))
                 v.copy_(torch.where(on, v_new, v))
 
+    def count_steps(self, taken: np.ndarray) -> None:
+        """The steps each person took, as read from ``taken``."""
+        self.steps[:] = taken
+
     def snapshot(self) -> dict:
         return {"state": {p: {k: v.clone() for k, v in st.items()} for p, st in self.state.items()},
-                "steps": self.steps.copy()}
+                "steps": self.steps.copy(), "taken": None if self.taken is None else self.taken.clone()}
 
     def restore_people(self, snap: dict, people: np.ndarray) -> None:
         """Put back the named people's (host (B,) bool) moments and step counts."""
@@ -339,6 +336,9 @@ class PeopleAdam:
                 keep = mask.to(v.device).reshape(-1, *([1] * (v.dim() - 1)))
                 v.copy_(torch.where(keep, old[k], v) if old is not None else torch.where(keep, 0.0, v))
         self.steps[people] = snap["steps"][people]
+        if self.taken is not None:
+            before = snap["taken"] if snap["taken"] is not None else torch.zeros_like(self.taken)
+            self.taken = torch.where(mask.to(self.taken.device), before, self.taken)
 
 
 @dataclass
@@ -425,12 +425,15 @@ def run_people_stages(variables: PeopleVariables, objective: PeopleObjective, st
             at_level = levels > 1 and level < levels and it >= (level * spec.iterations) // levels
             if len(window) < check_every and it < spec.iterations and not at_level:
                 continue
-            # The one read of the window: every person's losses and last terms, broken flags, plateau gates.
+            # The one read of the window: every person's losses, broken flags, plateau gates, Adam steps
+            # taken and last terms.
             n, names = len(window), list(terms)
             last = torch.stack([terms[k].detach().double() for k in names]) if names else history[:0]
-            read = torch.cat([torch.stack(window).reshape(-1), broken.double(), active, last.reshape(-1)]).cpu().numpy()
-            values, bad = read[:n * b].reshape(n, b), read[n * b:n * b + b] != 0
-            gate, last_terms = read[n * b + b:n * b + 2 * b], read[n * b + 2 * b:].reshape(len(names), b)
+            read = torch.cat([torch.stack(window).reshape(-1), broken.double(), active, opt.taken.double(),
+                              last.reshape(-1)]).cpu().numpy()
+            values, rest = read[:n * b].reshape(n, b), read[n * b:].reshape(-1, b)
+            bad, gate, last_terms = rest[0] != 0, rest[1], rest[3:]
+            opt.count_steps(rest[2].astype(np.int64))
             window, broken = [], torch.zeros_like(broken)
             running = best.copy()
             for k in range(n):  # each loss against the person's best before it, as a solo fit reads them

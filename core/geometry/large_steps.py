@@ -59,17 +59,14 @@ def _uncolumns(x: torch.Tensor, shape) -> torch.Tensor:
 
 
 def _solve(solver, b: torch.Tensor) -> torch.Tensor:
-    b32 = _columns(b.detach().to(torch.float32)).contiguous()
-    x = torch.empty_like(b32)
-    if b32.shape[1] <= MAX_RHS:
-        solver.solve(b32, x)
-    else:
-        for lo in range(0, b32.shape[1], MAX_RHS - MAX_RHS % 3):
-            hi = min(b32.shape[1], lo + MAX_RHS - MAX_RHS % 3)
-            part = torch.empty_like(b32[:, lo:hi].contiguous())
-            solver.solve(b32[:, lo:hi].contiguous(), part)
-            x[:, lo:hi] = part
-    return _uncolumns(x, b.shape).to(b.dtype)
+    b32 = _columns(b.detach().to(torch.float32))
+    step = MAX_RHS - MAX_RHS % 3  # whole meshes a call
+    parts = []
+    for lo in range(0, b32.shape[1], step):
+        rhs = b32[:, lo:lo + step].contiguous()
+        parts.append(torch.empty_like(rhs))
+        solver.solve(rhs, parts[-1])
+    return _uncolumns(parts[0] if len(parts) == 1 else torch.cat(parts, 1), b.shape).to(b.dtype)
 
 
 class _Solve(torch.autograd.Function):

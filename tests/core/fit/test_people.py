@@ -173,3 +173,18 @@ def test_a_batch_task_fits_its_people_together_and_reports_each(tmp_path):
         assert report["batch"]["people"] == 2 and "albedo.png" in report["files"]
     again = task(people, str(tmp_path / "out"), fit_options, "cpu", 1)
     assert [r["status"] for r in again] == ["skipped", "skipped", "failed"]
+
+
+def test_a_person_stopped_by_the_plateau_test_resumes_at_the_next_level_as_a_solo_fit_does(people):
+    """A rig stage of two normal-map levels whose plateau test fires early at the coarse one: the people
+    wait (their Adam steps off, their step count held) and go on at the finer level, as a solo fit skips."""
+    from core.fit.options import FitOptions
+
+    views, options = people
+    rig = {"iterations": 12, "plateau_patience": 2, "plateau_rel": 0.3, "normal_levels": 2}
+    plateau = FitOptions.from_dict({"preset": "draft", "float64": True,
+                                    "schedule": {"stages": {**TINY["stages"], "rig": rig}}})
+    together, run = _fitted(views, plateau, True)
+    solo, _ = _fitted(views, plateau, False)
+    assert np.linalg.norm(together - solo, axis=-1).max() < 0.05e-3
+    assert all(r[0].iterations < 12 for r in run.reports)  # the plateau test did fire
