@@ -58,6 +58,7 @@ from core.losses.laplacian_energy import laplacian_energy
 from core.losses.normal_consistency import normal_consistency_loss
 from core.losses.symmetry import symmetry_loss
 from core.geometry.camera import Cameras
+from core.geometry.safe import via_float64
 from core.render import render_normals
 from core.template import LMK_CONTOUR, LMK_SURFACE, TemplateModel
 from core.template.mesh_layout import padded_polygons
@@ -319,17 +320,16 @@ class Objective:
         points = verts[:, ids]  # (1, M, 3)
         with torch.no_grad():
             cos = self._grazing(points[0], vertex_normals(verts, self.model.tris)[0, ids], cams)
-            soft = select * torch.exp(-(cos / OUTLINE_COS_SIGMA) ** 2)
-        px, _ = cams.project(points.expand(len(self.views), -1, -1))  # (V, M, 2)
+            soft = select * via_float64(torch.exp, -(cos / OUTLINE_COS_SIGMA) ** 2)
+        # Projected and summed in float64 (``outline_value``).
+        px, _ = cams.to(dtype=torch.float64).project(points.double().expand(len(self.views), -1, -1))  # (V, M, 2)
         terms = []
         for i, outline in enumerate(self.outlines):
             if outline is None:
                 continue
-            field = sample_image(outline[0], px[i] * outline[1])  # (M, 2): signed distance, weight
-            w = soft[i] * (field[:, 1].detach() > 0.999).to(verts.dtype)
-            r = field[:, 0].abs() / self.iod[i]
-            terms.append((w * huber(r, OUTLINE_HUBER)).sum() / w.sum().clamp_min(1e-9))
-        return torch.stack(terms).mean() if terms else verts.new_zeros(())
+            field = sample_image(outline[0], (px[i] * outline[1]).to(verts.dtype))  # (M, 2): distance, weight
+            terms.append(outline_value(field, soft[i], self.iod[i]))
+        return torch.stack(terms).mean().to(verts.dtype) if terms else verts.new_zeros(())
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
         """(N,) in [0, 1]: 1 for vertices no view sees, 0 for those a view sees squarely.
@@ -430,18 +430,20 @@ class Objective:
         def wanted(name: str) -> bool:
             return weights is None or weights.get(name, 0.0) != 0.0
 
-        res = self.posed(variables)
-        verts = res.verts  # (1, N, 3)
+        verts_of = term_inputs(self.posed(variables).verts, wanted)  # (1, N, 3) a term
         out: dict[str, torch.Tensor] = {}
+        verts = verts_of["landmark"]
         pts = self.landmark_points(verts)
         uv, _ = self.cameras(variables).project(pts[None].expand(len(self.views), -1, -1))  # (Vw, L, 2)
         out["landmark"] = landmark_loss(uv, self.target_lmk, self.layout, self.iod, self.lmk_weight)
         if wanted("dense") and self.dense is not None:
+            verts = verts_of["dense"]
             targets, w = self.dense
             px, _ = self.cameras(variables).project(verts.expand(len(self.views), -1, -1))  # (Vw, N, 2)
             r = ((px - targets) ** 2).sum(-1).add(1e-12).sqrt() / self.iod[:, None]
             out["dense"] = (w * huber(r, DENSE_HUBER)).sum() / w.sum().clamp_min(1e-9)
         if wanted("normal"):
+            verts = verts_of["normal"]
             normal_terms = []
             for views in self._normal_groups:
                 # Views whose maps share a size render as one batch (one visibility pass, one set of normals).
@@ -457,8 +459,9 @@ class Objective:
                                                                 mask[b:b + 1] * m_t[None].to(verts.dtype)))
             out["normal"] = torch.stack(normal_terms).mean() if normal_terms else verts.new_zeros(())
         if wanted("outline"):
-            out["outline"] = self._outline_loss(verts, variables)
+            out["outline"] = self._outline_loss(verts_of["outline"], variables)
         if wanted("shading"):
+            verts = verts_of["shading"]
             shading_terms = []
             for i in range(len(self.views)):
                 shaded = self._shading_inputs(verts, variables, i)
@@ -466,6 +469,7 @@ class Objective:
                     shading_terms.append(shading_loss(*shaded, light=self.lights[i]))
             out["shading"] = torch.stack(shading_terms).mean() if shading_terms else verts.new_zeros(())
         if wanted("consistency"):
+            verts = verts_of["consistency"]
             if self.sample_weights is not None and sum(c is not None for c in self._stage_colours) >= 2:
                 pts = self.sample_points(verts)
                 colours = []
@@ -480,6 +484,7 @@ class Objective:
             else:
                 out["consistency"] = verts.new_zeros(())
         if wanted("pins"):
+            verts = verts_of["pins"]
             if self.pins is not None:
                 ids, targets, weight = self.pins
                 out["pins"] = weight * ((verts[0, ids] - targets) * CM).pow(2).sum(-1).mean()
@@ -492,25 +497,74 @@ class Objective:
         ref = self.reference
         tg = self._targets
         regularisers = {
-            "evgcc": lambda: evgcc_loss(verts, ref, self.topology, target=tg["evgcc"]),
-            "conformal": lambda: conformal_loss(verts, ref, self.topology.polygon_corners, self.top_k,
-                                                target=tg["conformal"]),
-            "flip": lambda: face_flip_loss(verts, ref, self.model.tris, self.top_k, target=tg["flip"]),
-            "curve": lambda: curve_flow_loss(verts, ref, self.curves, target=tg["curve"])
-            if self.curves is not None else verts.new_zeros(()),
-            "disp": lambda: displacement_loss(variables.vertex_offsets()),
-            "laplacian": lambda: laplacian_energy(verts * MM, ref * MM, self.laplacian),
-            "anchor": lambda: (self.anchor * ((verts[0] - ref[0]) * MM).pow(2).sum(-1)).mean()
-            if self.anchor is not None else verts.new_zeros(()),
-            "symmetry": lambda: symmetry_loss(verts * MM, self.mirror),
-            "controller_prior": lambda: (variables.shape ** 2).mean() + (variables.expression ** 2).mean(),
-            "joint_prior": lambda: (variables.joints ** 2).mean(),
+            "evgcc": lambda v: evgcc_loss(v, ref, self.topology, target=tg["evgcc"]),
+            "conformal": lambda v: conformal_loss(v, ref, self.topology.polygon_corners, self.top_k,
+                                                  target=tg["conformal"]),
+            "flip": lambda v: face_flip_loss(v, ref, self.model.tris, self.top_k, target=tg["flip"]),
+            "curve": lambda v: curve_flow_loss(v, ref, self.curves, target=tg["curve"])
+            if self.curves is not None else v.new_zeros(()),
+            "disp": lambda v: displacement_loss(variables.vertex_offsets()),
+            "laplacian": lambda v: laplacian_energy(v * MM, ref * MM, self.laplacian),
+            "anchor": lambda v: (self.anchor * ((v[0] - ref[0]) * MM).pow(2).sum(-1)).mean()
+            if self.anchor is not None else v.new_zeros(()),
+            "symmetry": lambda v: symmetry_loss(v * MM, self.mirror),
+            "controller_prior": lambda v: (variables.shape ** 2).mean() + (variables.expression ** 2).mean(),
+            "joint_prior": lambda v: (variables.joints ** 2).mean(),
         }
         for name, term in regularisers.items():
             if wanted(name):
-                out[name] = term()
+                out[name] = term(verts_of[name])
         return out
 
+
+
+# The loss terms in the order their vertex gradients are added (``term_inputs``).
+TERM_ORDER = ("landmark", "dense", "normal", "outline", "shading", "consistency", "pins", "evgcc", "conformal",
+              "flip", "curve", "disp", "laplacian", "anchor", "symmetry", "controller_prior", "joint_prior")
+
+
+class _TermCopies(torch.autograd.Function):
+    """``count`` copies of a tensor whose gradients are added back in the copies' order."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, count: int):
+        ctx.set_materialize_grads(False)
+        return tuple(x.clone() for _ in range(count))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        total = None
+        for g in grads:
+            if g is not None:
+                total = g if total is None else total + g
+        return total, None
+
+
+def term_inputs(verts: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
+    """Each wanted term of ``TERM_ORDER`` (the landmark term always) gets its own copy of the posed
+    vertices, and the terms' gradients reach them added in ``TERM_ORDER``. Left to autograd, the sum
+    follows the order it happens to run the terms' graphs in, which differs between a solo and a
+    batched objective by a rounding; the fit turns such a rounding into tenths of a millimetre
+    (README, *Many people in one optimisation*)."""
+    names = [k for k in TERM_ORDER if k == "landmark" or wanted(k)]
+    if not verts.requires_grad:
+        return dict.fromkeys(names, verts)
+    return dict(zip(names, _TermCopies.apply(verts, len(names))))
+
+
+def outline_value(field: torch.Tensor, soft: torch.Tensor, iod: torch.Tensor) -> torch.Tensor:
+    """One view's outline term from its outline image sampled at the candidates (field (..., M, 2):
+    signed distance, weight), their grazing weights ``soft`` (..., M) and the eye distance ``iod``
+    (broadcasting to (...,)); float64, (...,).
+
+    The candidates' projection and these sums run in float64: a batch of people samples every
+    person at the candidates of all (zero weight for the others'), so a person's sums run over
+    other positions than their solo fit's, and float32 would round them differently; in float64 the
+    difference stays far below a float32 step."""
+    field, soft = field.double(), soft.double()
+    w = soft * (field[..., 1].detach() > 0.999).double()
+    r = field[..., 0].abs() / iod.double()[..., None]
+    return (w * huber(r, OUTLINE_HUBER)).sum(-1) / w.sum(-1).clamp_min(1e-9)
 
 
 def huber(r: torch.Tensor, delta: float) -> torch.Tensor:

@@ -38,7 +38,7 @@ import torch
 from core.geometry.camera import Cameras
 from core.geometry.constants import MM
 from core.geometry.large_steps import LargeSteps
-from core.geometry.safe import safe_divide
+from core.geometry.safe import safe_divide, via_float64
 from core.losses.conformal import conformal_per_corner
 from core.losses.curve_flow import curve_flow_per_feature
 from core.losses.displacement import displacement_per_vertex
@@ -57,7 +57,7 @@ from .camera_init import initial_cameras
 from .consistency import sample_images
 from .control import FitControl
 from .loop import CHECK_EVERY, DIVERGENCE_FACTOR, MAX_ROLLBACKS, StageReport, run_meta
-from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, OUTLINE_HUBER, Objective, huber
+from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, Objective, huber, outline_value, term_inputs
 from .observations import ViewObservation
 from .options import FitOptions
 from .result import assemble_result
@@ -128,15 +128,17 @@ class PeopleObjective(Objective):
 
     def __init__(self, model: TemplateModel, views: list[ViewObservation]):
         super().__init__(model, views)
-        # The outline images grouped by size: (people (G,) on the device, images (G, h, w, 2), scales (G,)).
+        # The outline images grouped by size: (people (G,) on the device, images (G, h, w, 2), scales (G,)
+        # float64, as the solo term's Python floats).
         groups: dict[tuple[int, int], list[int]] = {}
         for i, outline in enumerate(self.outlines):
             if outline is not None:
                 groups.setdefault(tuple(outline[0].shape[:2]), []).append(i)
-        dev, dt = model.device, model.dtype
+        dev = model.device
         self._outline_stacks = [
             (torch.as_tensor(ids, device=dev), torch.stack([self.outlines[i][0] for i in ids]),
-             torch.as_tensor([self.outlines[i][1] for i in ids], device=dev, dtype=dt)) for ids in groups.values()]
+             torch.as_tensor([self.outlines[i][1] for i in ids], device=dev, dtype=torch.float64))
+            for ids in groups.values()]
 
     def begin_stage(self, spec: StageSpec, variables: PeopleVariables) -> None:
         other = sorted(k for k, w in spec.weights.items() if w and k not in PEOPLE_TERMS)
@@ -190,13 +192,11 @@ class PeopleObjective(Objective):
         points = verts[:, ids]  # (B, M, 3)
         with torch.no_grad():
             cos = self._grazing(points, vertex_normals(verts, self.model.tris)[:, ids], cams)
-            soft = select * torch.exp(-(cos / OUTLINE_COS_SIGMA) ** 2)
-        px, _ = cams.project(points)  # (B, M, 2)
+            soft = select * via_float64(torch.exp, -(cos / OUTLINE_COS_SIGMA) ** 2)
+        px, _ = cams.to(dtype=torch.float64).project(points.double())  # (B, M, 2), as the solo term
         for people, fields, scale in self._outline_stacks:  # the photos whose outline images share a size
-            field = sample_images(fields, px[people] * scale[:, None, None])  # (G, M, 2): distance, weight
-            w = soft[people] * (field[..., 1].detach() > 0.999).to(verts.dtype)
-            r = field[..., 0].abs() / self.iod[people, None]
-            out = out.index_put((people,), (w * huber(r, OUTLINE_HUBER)).sum(-1) / w.sum(-1).clamp_min(1e-9))
+            field = sample_images(fields, (px[people] * scale[:, None, None]).to(verts.dtype))  # (G, M, 2)
+            out = out.index_put((people,), outline_value(field, soft[people], self.iod[people]).to(verts.dtype))
         return out
 
     def terms(self, variables: PeopleVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
@@ -204,16 +204,17 @@ class PeopleObjective(Objective):
         def wanted(name: str) -> bool:
             return weights is None or weights.get(name, 0.0) != 0.0
 
-        verts = self.posed(variables).verts  # (B, N, 3)
-        b = verts.shape[0]
-        zeros = verts.new_zeros(b)
+        # Each term gets its own copy of the heads and builds its own cameras, as the solo objective
+        # does: the gradients then add up in the same order (``term_inputs``).
+        verts_of = term_inputs(self.posed(variables).verts, wanted)  # (B, N, 3) a term
+        b = verts_of["landmark"].shape[0]
+        zeros = verts_of["landmark"].new_zeros(b)
         out: dict[str, torch.Tensor] = {}
-        # Each term builds its own cameras, as the solo objective does: the gradients then add up
-        # in the same order (a shared camera would sum them in another, a rounding apart).
-        uv, _ = self.cameras(variables).project(self.landmark_points(verts))
+        uv, _ = self.cameras(variables).project(self.landmark_points(verts_of["landmark"]))
         corner, contour = landmark_terms(uv, self.target_lmk, self.layout, self.iod, self.lmk_weight)
         out["landmark"] = corner + contour
         if wanted("normal"):
+            verts = verts_of["normal"]
             normal = zeros
             K, R, t = variables.cameras()
             for people, n_t, m_t, S in self._normal_stacks:  # the photos whose maps share a size: one render
@@ -225,27 +226,27 @@ class PeopleObjective(Objective):
                 normal = normal.index_put((people,), value)
             out["normal"] = normal
         if wanted("outline"):
-            out["outline"] = self._outline_terms(verts, variables)
+            out["outline"] = self._outline_terms(verts_of["outline"], variables)
         if wanted("pins"):
             out["pins"] = zeros
         ref, tg = self.reference, self._targets
         regularisers = {
-            "evgcc": lambda: evgcc_per_vertex(verts, ref, self.topology, target=tg["evgcc"]).mean(-1),
-            "conformal": lambda: _top_k_rows(conformal_per_corner(verts, ref, self.topology.polygon_corners,
-                                                                  tg["conformal"]), self.top_k),
-            "flip": lambda: _top_k_rows(face_flip_per_face(verts, ref, self.model.tris, tg["flip"]), self.top_k),
-            "curve": lambda: (curve_flow_per_feature(verts, ref, self.curves, target=tg["curve"]).flatten(1).sum(-1)
-                              / self.curves.feature_mask().sum()) if self.curves is not None else zeros,
-            "disp": lambda: displacement_per_vertex(variables.vertex_offsets()).mean(-1),
-            "laplacian": lambda: laplacian_energy_per_vertex(verts * MM, ref * MM, self.laplacian).mean(-1),
-            "symmetry": lambda: symmetry_per_vertex(verts * MM, self.mirror).sum(-1)
+            "evgcc": lambda v: evgcc_per_vertex(v, ref, self.topology, target=tg["evgcc"]).mean(-1),
+            "conformal": lambda v: _top_k_rows(conformal_per_corner(v, ref, self.topology.polygon_corners,
+                                                                    tg["conformal"]), self.top_k),
+            "flip": lambda v: _top_k_rows(face_flip_per_face(v, ref, self.model.tris, tg["flip"]), self.top_k),
+            "curve": lambda v: (curve_flow_per_feature(v, ref, self.curves, target=tg["curve"]).flatten(1).sum(-1)
+                                / self.curves.feature_mask().sum()) if self.curves is not None else zeros,
+            "disp": lambda v: displacement_per_vertex(variables.vertex_offsets()).mean(-1),
+            "laplacian": lambda v: laplacian_energy_per_vertex(v * MM, ref * MM, self.laplacian).mean(-1),
+            "symmetry": lambda v: symmetry_per_vertex(v * MM, self.mirror).sum(-1)
             / (self.mirror >= 0).sum().clamp(min=1),
-            "controller_prior": lambda: (variables.shape ** 2).mean(-1) + (variables.expression ** 2).mean(-1),
-            "joint_prior": lambda: (variables.joints ** 2).flatten(1).mean(-1),
+            "controller_prior": lambda v: (variables.shape ** 2).mean(-1) + (variables.expression ** 2).mean(-1),
+            "joint_prior": lambda v: (variables.joints ** 2).flatten(1).mean(-1),
         }
         for name, term in regularisers.items():
             if wanted(name):
-                out[name] = term()
+                out[name] = term(verts_of[name])
         return out
 
 
@@ -281,20 +282,26 @@ class PeopleAdam:
             for p in g["params"]:
                 p.grad = None
 
-    def _per_person(self, values: np.ndarray, like: torch.Tensor):
-        """A Python float when every person shares the value (the solo arithmetic), else a (B, 1, ...) tensor."""
-        if np.all(values == values[0]):
-            return float(values[0])
+    def _per_person(self, values: list[float], like: torch.Tensor) -> torch.Tensor:
+        """(B, 1, ...) ``like``'s dtype: one value a person, rounded as the solo step rounds its scalar."""
         return torch.as_tensor(values, dtype=like.dtype, device=like.device).reshape(-1, *([1] * (like.dim() - 1)))
 
     @torch.no_grad()
     def step(self, lr_anneal: float, active: torch.Tensor) -> None:
-        """One step of every group at the schedule's rate times ``lr_anneal``; ``active``: (B,) 0/1."""
+        """One step of every group at the schedule's rate times ``lr_anneal``; ``active``: (B,) 0/1.
+
+        Person b's numbers are the solo ``Adam.step``'s bit for bit: the bias corrections and rates are
+        the same Python float expressions, and ``p + (lr * m) / (s + eps)`` is how the solo
+        ``addcdiv(m, s + eps, value=lr)`` groups its operations (``lr * (m / (s + eps))`` rounds
+        differently)."""
         self.steps += 1
         on_people = (active > 0).to(torch.int64)
         self.taken = on_people if self.taken is None else self.taken + on_people
+        steps = [float(t) for t in self.steps]
         for group in self.param_groups:
             b1, b2 = group["betas"]
+            bc2 = [1 - b2 ** t for t in steps]
+            rate = [-(group["lr"] * lr_anneal * k) / (1 - b1 ** t) for k, t in zip(self.lr_scale.tolist(), steps)]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -305,16 +312,10 @@ class PeopleAdam:
                 on = active.reshape(-1, *([1] * (p.dim() - 1))) > 0
                 m_new = m.mul(b1).add_(g, alpha=1 - b1)
                 v_new = v.mul(b2).addcmul_(g, g, value=1 - b2)
-                t = self.steps.astype(np.float64)
-                bc2 = self._per_person(1 - b2 ** t, p)
-                scale = (v_new / bc2).sqrt()
+                scale = (v_new / self._per_person(bc2, p)).sqrt()
                 if group["uniform"]:
                     scale = scale.flatten(1).amax(1).reshape(-1, *([1] * (p.dim() - 1)))
-                lr = self._per_person(-group["lr"] * lr_anneal * self.lr_scale / (1 - b1 ** t), p)
-                if isinstance(lr, float):
-                    p_new = p.addcdiv(m_new, scale + group["eps"], value=lr)
-                else:
-                    p_new = p + lr * (m_new / (scale + group["eps"]))
+                p_new = p + (self._per_person(rate, p) * m_new) / (scale + group["eps"])
                 p.copy_(torch.where(on, p_new, p))
                 m.copy_(torch.where(on, m_new, m))
                 v.copy_(torch.where(on, v_new, v))

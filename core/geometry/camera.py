@@ -18,6 +18,8 @@ import torch
 
 from bridge.conventions import MIN_DEPTH, WORLD_UP
 
+from .safe import via_float64
+
 
 @dataclass(frozen=True)
 class Cameras:
@@ -198,8 +200,8 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     small = t2 < 1e-8
     t2s = torch.where(small, torch.ones_like(t2), t2)
     th = torch.sqrt(t2s)
-    a = torch.where(small, 1 - t2 / 6, torch.sin(th) / th)
-    b = torch.where(small, 0.5 - t2 / 24, (1 - torch.cos(th)) / t2s)
+    a = torch.where(small, 1 - t2 / 6, via_float64(torch.sin, th) / th)
+    b = torch.where(small, 0.5 - t2 / 24, (1 - via_float64(torch.cos, th)) / t2s)
     k = _skew(w)
     eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
     return eye + a * k + b * (k @ k)

@@ -77,4 +77,21 @@ def safe_atan2(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     whose gradient is infinite at 0 and pi.
     """
     degenerate = (x * x + y * y) <= _tiny(x)
-    return torch.atan2(torch.where(degenerate, torch.zeros_like(y), y), torch.where(degenerate, torch.ones_like(x), x))
+    return via_float64(torch.atan2, torch.where(degenerate, torch.zeros_like(y), y),
+                       torch.where(degenerate, torch.ones_like(x), x))
+
+
+def via_float64(fn, *xs: torch.Tensor) -> torch.Tensor:
+    """``fn(*xs)`` for a transcendental ``fn`` (atan2, sin, cos, exp), evaluated in float64 and rounded
+    to the first input's dtype.
+
+    In float32 torch evaluates these with vector code over the body of a tensor and scalar code over
+    its tail, which differ in the last bit, and which elements fall in the tail depends on the
+    tensor's shape: a head fitted in a batch of people would not get the numbers it gets alone, and
+    the fit turns one such bit into tenths of a millimetre (README, *Many people in one
+    optimisation*). The two float64 results differ by about 1e-16, far below a float32 step, so the
+    rounded values agree. The inputs are small (angles and weights, not images).
+    """
+    if xs[0].dtype == torch.float64:
+        return fn(*xs)
+    return fn(*(x.double() for x in xs)).to(xs[0].dtype)

@@ -150,8 +150,8 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
         _check(model, vertex_offsets, (b, n, 3), "vertex_offsets")
 
     sides = controller_sides(controllers)  # (B,2R)
-    rest_verts = model.verts + (sides @ model.ctrl_basis).view(b, n, 3)  # (B,N,3)
-    heads = model.joint_heads + (sides @ model.ctrl_joint_basis).view(b, j, 3)  # (B,J,3)
+    rest_verts = model.verts + _by_row(sides, model.ctrl_basis).view(b, n, 3)  # (B,N,3)
+    heads = model.joint_heads + _by_row(sides, model.ctrl_joint_basis).view(b, j, 3)  # (B,J,3)
     rot = model.joint_rot.expand(b, j, 3, 3)
     rest = _homogeneous(rot, heads)  # (B,J,4,4) rest world frames
     rest_inv = _homogeneous(rot.transpose(-1, -2), -(rot.transpose(-1, -2) @ heads[..., None])[..., 0])
@@ -169,7 +169,7 @@ def deform(model: TemplateModel, controllers: torch.Tensor, joint_params: torch.
 
     posed_parts = None
     if parts:
-        part_rest = model.part_verts + (sides @ model.part_ctrl_basis).view(b, -1, 3)
+        part_rest = model.part_verts + _by_row(sides, model.part_ctrl_basis).view(b, -1, 3)
         posed_parts = _apply_affine(mats[:, model.part_joint].view(b, -1, 3, 4), part_rest)
     return DeformResult(verts=verts, joints=posed, rest_joints=rest, parts=posed_parts)
 
@@ -194,6 +194,14 @@ def expression_deltas(model: TemplateModel, neutral: torch.Tensor, expr_ids: tor
 def _apply_affine(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """m: (B, M, 3, 4), x: (B, M, 3) -> (B, M, 3). Elementwise: tiny batched matmuls are slow on CPU."""
     return (m[..., :3] * x[..., None, :]).sum(-1) + m[..., 3]
+
+
+def _by_row(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """(B, K) @ (K, M), one row at a time. A matrix product rounds a row differently depending on how
+    many rows come with it (the BLAS kernels block them), forward and backward; row by row, a head in
+    a batch gets the numbers it gets alone, so many people fitted in one optimisation follow their
+    solo fits bit for bit (``core/fit/people.py``)."""
+    return torch.stack([row @ basis for row in x.unbind(0)])
 
 
 def controller_sides(controllers: torch.Tensor) -> torch.Tensor:

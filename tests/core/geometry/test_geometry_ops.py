@@ -293,3 +293,26 @@ def test_gradcheck_float64(op):
         "curve_flow": lambda v: curve_flow_features(v, curves, unit_len),
     }
     assert torch.autograd.gradcheck(fns[op], (verts.clone().requires_grad_(True),))
+
+
+def test_float32_angles_and_rotations_do_not_depend_on_how_many_rows_come_with_them():
+    """A head fitted in a batch of people gets the numbers it gets alone: torch's float32 atan2, sin and
+    cos round differently in the vector body and the scalar tail of a tensor, so these go through
+    float64 (``via_float64``) and each row equals the row computed by itself, value and gradient."""
+    from core.geometry.camera import axis_angle_to_matrix
+
+    g = torch.Generator().manual_seed(0)
+    for rows, cols in [(3, 37), (8, 101), (13, 5)]:
+        y, x = torch.randn(2, rows, cols, generator=g).unbind(0)
+        w = torch.randn(rows, cols, 3, generator=g)
+        for fn, args in [(safe_atan2, (y, x)), (axis_angle_to_matrix, (w,))]:
+            args = [a.clone().requires_grad_(True) for a in args]
+            out = fn(*args)
+            weights = torch.randn(out.shape, generator=g)
+            (out * weights).sum().backward()
+            for r in range(rows):
+                alone = [a.detach()[r:r + 1].clone().requires_grad_(True) for a in args]
+                out_r = fn(*alone)
+                (out_r * weights[r:r + 1]).sum().backward()
+                assert torch.equal(out_r[0], out[r])
+                assert all(torch.equal(a.grad[r], b.grad[0]) for a, b in zip(args, alone))
