@@ -320,7 +320,6 @@ class Objective:
         points = verts[:, ids]  # (1, M, 3)
         with torch.no_grad():
             cos = self._grazing(points[0], vertex_normals(verts, self.model.tris)[0, ids], cams)
-            soft = select * via_float64(torch.exp, -(cos / OUTLINE_COS_SIGMA) ** 2)
         # Projected and summed in float64 (``outline_value``).
         px, _ = cams.to(dtype=torch.float64).project(points.double().expand(len(self.views), -1, -1))  # (V, M, 2)
         terms = []
@@ -328,7 +327,7 @@ class Objective:
             if outline is None:
                 continue
             field = sample_image(outline[0], (px[i] * outline[1]).to(verts.dtype))  # (M, 2): distance, weight
-            terms.append(outline_value(field, soft[i], self.iod[i]))
+            terms.append(outline_value(field, cos[i], select[i], self.iod[i]))
         return torch.stack(terms).mean().to(verts.dtype) if terms else verts.new_zeros(())
 
     def _unseen_weights(self, verts: torch.Tensor, variables: FitVariables) -> torch.Tensor:
@@ -552,16 +551,17 @@ def term_inputs(verts: torch.Tensor, wanted) -> dict[str, torch.Tensor]:
     return dict(zip(names, _TermCopies.apply(verts, len(names))))
 
 
-def outline_value(field: torch.Tensor, soft: torch.Tensor, iod: torch.Tensor) -> torch.Tensor:
+def outline_value(field: torch.Tensor, cos: torch.Tensor, select: torch.Tensor, iod: torch.Tensor) -> torch.Tensor:
     """One view's outline term from its outline image sampled at the candidates (field (..., M, 2):
-    signed distance, weight), their grazing weights ``soft`` (..., M) and the eye distance ``iod``
-    (broadcasting to (...,)); float64, (...,).
+    signed distance, weight), their grazing cosines ``cos`` and stage selection ``select`` (..., M; no
+    gradient) and the eye distance ``iod`` (broadcasting to (...,)); float64, (...,).
 
     The candidates' projection and these sums run in float64: a batch of people samples every
     person at the candidates of all (zero weight for the others'), so a person's sums run over
     other positions than their solo fit's, and float32 would round them differently; in float64 the
     difference stays far below a float32 step."""
-    field, soft = field.double(), soft.double()
+    soft = (select * via_float64(torch.exp, -(cos / OUTLINE_COS_SIGMA) ** 2)).double()
+    field = field.double()
     w = soft * (field[..., 1].detach() > 0.999).double()
     r = field[..., 0].abs() / iod.double()[..., None]
     return (w * huber(r, OUTLINE_HUBER)).sum(-1) / w.sum(-1).clamp_min(1e-9)

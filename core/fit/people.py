@@ -38,7 +38,7 @@ import torch
 from core.geometry.camera import Cameras
 from core.geometry.constants import MM
 from core.geometry.large_steps import LargeSteps
-from core.geometry.safe import safe_divide, via_float64
+from core.geometry.safe import safe_divide
 from core.losses.conformal import conformal_per_corner
 from core.losses.curve_flow import curve_flow_per_feature
 from core.losses.displacement import displacement_per_vertex
@@ -57,7 +57,7 @@ from .camera_init import initial_cameras
 from .consistency import sample_images
 from .control import FitControl
 from .loop import CHECK_EVERY, DIVERGENCE_FACTOR, MAX_ROLLBACKS, StageReport, run_meta
-from .objective import OUTLINE_BAND_COS, OUTLINE_COS_SIGMA, Objective, huber, outline_value, term_inputs
+from .objective import OUTLINE_BAND_COS, Objective, outline_value, term_inputs
 from .observations import ViewObservation
 from .options import FitOptions
 from .result import assemble_result
@@ -192,11 +192,10 @@ class PeopleObjective(Objective):
         points = verts[:, ids]  # (B, M, 3)
         with torch.no_grad():
             cos = self._grazing(points, vertex_normals(verts, self.model.tris)[:, ids], cams)
-            soft = select * via_float64(torch.exp, -(cos / OUTLINE_COS_SIGMA) ** 2)
         px, _ = cams.to(dtype=torch.float64).project(points.double())  # (B, M, 2), as the solo term
         for people, fields, scale in self._outline_stacks:  # the photos whose outline images share a size
             field = sample_images(fields, (px[people] * scale[:, None, None]).to(verts.dtype))  # (G, M, 2)
-            out = out.index_put((people,), outline_value(field, soft[people], self.iod[people]).to(verts.dtype))
+            out = out.index_put((people,), outline_value(field, cos[people], select[people], self.iod[people]).to(verts.dtype))
         return out
 
     def terms(self, variables: PeopleVariables, weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
